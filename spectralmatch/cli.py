@@ -1,0 +1,167 @@
+"""The ``spectralmatch`` command line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+
+import click
+
+from ._version import __version__
+from .errors import SpectralMatchError
+
+INPUTS_HELP = "INPUTS are raster files, glob patterns or folders (their .tif files)."
+
+
+def _report_errors(command: Callable) -> Callable:
+    """Turn expected failures into a one-line error and exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        import rasterio.errors
+
+        try:
+            return command(*args, **kwargs)
+        except (SpectralMatchError, rasterio.errors.RasterioError, OSError) as error:
+            raise click.ClickException(str(error).splitlines()[0]) from None
+
+    return wrapper
+
+
+def _show_progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+def _engine_options(command: Callable) -> Callable:
+    options = [
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="Images processed at once [default: number of CPUs]."),
+        click.option("--window-size", type=click.IntRange(min=64), default=1024,
+                     show_default=True, help="Pixels per side of each window read and written."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _reference_option(command: Callable) -> Callable:
+    return click.option(
+        "--reference", "-r", "references", multiple=True, metavar="NAME",
+        help="Reference image (file name, stem or path), kept unchanged; repeatable. "
+             "Default: match to the collection's central tendency.")(command)
+
+
+def _write_options(command: Callable) -> Callable:
+    return click.option("--cog", is_flag=True,
+                        help="Write Cloud Optimized GeoTIFFs.")(command)
+
+
+def _build_model(inputs, references, threads, window_size, quiet):
+    from .collection import ImageCollection
+    from .global_model import GlobalModel
+    from .mosaic import Mosaic
+
+    collection = ImageCollection.from_paths(inputs)
+    reference = [collection.names[collection.index(key)] for key in references] or None
+    model = Mosaic([GlobalModel(reference=reference)], window_size=window_size,
+                   threads=threads, progress=_show_progress(quiet))
+    return model, collection
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="spectralmatch")
+def main() -> None:
+    """Relative radiometric normalization of raster mosaics and time series.
+
+    \b
+    Example:
+      spectralmatch match data/ -o matched/
+    """
+
+
+@main.command(epilog=INPUTS_HELP)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder; outputs keep the input file names.")
+@_reference_option
+@click.option("--save-model", type=click.Path(dir_okay=False),
+              help="Also save the fitted model (JSON) there.")
+@click.option("--local/--no-local", default=True, show_default=True,
+              help="Local block adjustment after the global model (not available yet: "
+                   "--local runs the global model only).")
+@_write_options
+@_engine_options
+@_report_errors
+def match(inputs, out_dir, references, save_model, local, cog, threads, window_size, quiet):
+    """Fit a model on INPUTS and write the matched images to OUTPUT.
+
+    \b
+    Example:
+      spectralmatch match data/*.tif -o matched/ --reference tile_00
+    """
+    model, collection = _build_model(inputs, references, threads, window_size, quiet)
+    model.fit(collection)
+    if save_model:
+        model.save(save_model)
+    written = model.transform(collection, out_dir, cog=cog)
+    if not quiet:
+        click.echo(f"matched {len(written)} images into {out_dir}", err=True)
+
+
+@main.command(epilog=INPUTS_HELP)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False),
+              help="Where to save the fitted model (JSON).")
+@_reference_option
+@_engine_options
+@_report_errors
+def fit(inputs, model_path, references, threads, window_size, quiet):
+    """Fit a model on INPUTS and save it, without writing images.
+
+    \b
+    Example:
+      spectralmatch fit data/ --model model.json
+    """
+    model, collection = _build_model(inputs, references, threads, window_size, quiet)
+    model.fit(collection).save(model_path)
+    if not quiet:
+        click.echo(f"fitted {len(collection)} images; model saved to {model_path}", err=True)
+
+
+@main.command(epilog=INPUTS_HELP)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--model", "model_path", required=True,
+              type=click.Path(exists=True, dir_okay=False), help="A model saved by fit or match.")
+@click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder; outputs keep the input file names.")
+@click.option("--update-model", is_flag=True,
+              help="Save the model back with the parameters solved for new images.")
+@_write_options
+@_engine_options
+@_report_errors
+def transform(inputs, model_path, out_dir, update_model, cog, threads, window_size, quiet):
+    """Apply a saved model to INPUTS and write them to OUTPUT.
+
+    Images that were not in the fit (new scenes) are first solved against the frozen
+    model through their overlaps with the fitted images.
+
+    \b
+    Example:
+      spectralmatch transform new_scene.tif --model model.json -o matched/
+    """
+    from .collection import ImageCollection
+    from .mosaic import Mosaic
+
+    model = Mosaic.load(model_path).set_params(threads=threads, window_size=window_size,
+                                               progress=_show_progress(quiet))
+    written = model.transform(ImageCollection.from_paths(inputs), out_dir, cog=cog)
+    if update_model:
+        model.save(model_path)
+    if not quiet:
+        click.echo(f"transformed {len(written)} images into {out_dir}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

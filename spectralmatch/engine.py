@@ -1,0 +1,217 @@
+"""Windowed passes over a collection: statistics in, corrected rasters out.
+
+Work is split per image and run on a thread pool (rasterio and numpy release the GIL);
+every task opens its own datasets. Memory is bounded by the window size times the
+number of threads, never by image size.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.windows import Window, from_bounds
+from rasterio.windows import bounds as window_bounds
+
+from .collection import ImageCollection
+from .errors import SpectralMatchError
+from .image import DEFAULT_WINDOW_SIZE, Image
+from .io import atomic_path, output_profile, to_dtype, translate_to_cog
+from .overlap import OverlapEdge, OverlapStatistics, PairMoments
+from .stats import Moments
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: A function that corrects one window: (values as float, valid mask, window) -> values.
+WindowFunction = Callable[[np.ndarray, np.ndarray, Window], np.ndarray]
+
+
+def run_tasks(function: Callable[[T], R], items: Iterable[T], threads: int | None = None,
+              progress: bool = False, label: str = "") -> list[R]:
+    """``[function(item) for item in items]`` on ``threads`` threads, with a progress bar."""
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    workers = max(1, min(threads or os.cpu_count() or 1, len(items)))
+    bar = tqdm(total=len(items), desc=label, unit="image", disable=not progress, leave=False)
+    with bar:
+        if workers == 1:
+            results = []
+            for item in items:
+                results.append(function(item))
+                bar.update()
+            return results
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(function, item) for item in items]
+            for future in futures:
+                future.add_done_callback(lambda _: bar.update())
+            return [future.result() for future in futures]
+
+
+# ---------------------------------------------------------------------- statistics
+
+
+def collect_statistics(
+    collection: ImageCollection,
+    edges: list[OverlapEdge],
+    whole_images: Iterable[int] | None = None,
+    window_size: int = DEFAULT_WINDOW_SIZE,
+    threads: int | None = None,
+    progress: bool = False,
+) -> OverlapStatistics:
+    """Whole-image moments and pairwise-overlap moments in one windowed pass per image.
+
+    Parameters
+    ----------
+    collection : ImageCollection
+    edges : list of OverlapEdge
+        Overlaps to measure; a pixel counts for an edge where both images are valid
+        (the partner's validity is mapped onto this image's grid, nearest neighbour).
+    whole_images : iterable of int, optional
+        Images whose whole-image moments are wanted (default: all).
+
+    Raises
+    ------
+    SpectralMatchError
+        If an image whose whole-image moments were asked for has no valid pixel.
+    """
+    wanted = set(range(len(collection)) if whole_images is None else whole_images)
+    touching = {index for edge in edges for index in (edge.first, edge.second)}
+
+    def task(index: int) -> tuple[Moments | None, dict[OverlapEdge, Moments]]:
+        own_edges = [edge for edge in edges if index in (edge.first, edge.second)]
+        return _image_statistics(collection, index, own_edges, index in wanted, window_size)
+
+    order = sorted(wanted | touching)
+    results = dict(zip(order, run_tasks(task, order, threads, progress, "statistics"), strict=True))
+    images = [results[index][0] if index in results else None for index in range(len(collection))]
+    for index in wanted:
+        if not images[index].count.any():
+            raise SpectralMatchError(f"{collection.images[index].path}: has no valid pixels "
+                                     f"(nodata={collection.images[index].nodata})")
+    pairs = [PairMoments(edge, results[edge.first][1][edge], results[edge.second][1][edge])
+             for edge in edges]
+    return OverlapStatistics(collection.names, images, pairs)
+
+
+def _image_statistics(collection: ImageCollection, index: int, edges: list[OverlapEdge],
+                      whole: bool, window_size: int):
+    image = collection.images[index]
+    n_bands = image.count
+    overlaps = {edge: edge.window_in(image) for edge in edges}
+    overlaps = {edge: window for edge, window in overlaps.items() if window is not None}
+    pair_moments = {edge: Moments.empty(n_bands) for edge in edges}
+    moments = Moments.empty(n_bands)
+    windows = image.windows(window_size)
+    if not whole:
+        windows = [w for w in windows if any(_intersect(w, o) for o in overlaps.values())]
+    partners: dict[int, rasterio.io.DatasetReader] = {}
+    with image.open() as dataset:
+        try:
+            for window in windows:
+                values, valid = image.read(window, dataset)
+                if whole:
+                    moments = moments.merge(Moments.from_array(values, valid))
+                for edge, overlap in overlaps.items():
+                    part = _intersect(window, overlap)
+                    if part is None:
+                        continue
+                    other = collection.images[edge.other(index)]
+                    if edge.other(index) not in partners:
+                        partners[edge.other(index)] = other.open()
+                    rows, cols = _local_slices(part, window)
+                    joint = valid[:, rows, cols] & read_valid_on_grid(
+                        other, partners[edge.other(index)],
+                        window_bounds(part, image.transform), (part.height, part.width))
+                    pair_moments[edge] = pair_moments[edge].merge(
+                        Moments.from_array(values[:, rows, cols], joint))
+        finally:
+            for partner in partners.values():
+                partner.close()
+    if whole:
+        image.set_statistics(moments)
+    return (moments if whole else None), pair_moments
+
+
+def read_valid_on_grid(image: Image, dataset, bounds, shape: tuple[int, int]) -> np.ndarray:
+    """Validity of ``image`` on a grid of ``shape`` pixels spanning ``bounds``.
+
+    Reads the matching window directly where the grids are aligned, and resamples with
+    nearest neighbour where they are not (another resolution or a sub-pixel shift).
+    """
+    exact = from_bounds(*bounds, transform=image.transform)
+    offsets = np.array([exact.col_off, exact.row_off, exact.width, exact.height])
+    if np.allclose(offsets, np.round(offsets), atol=1e-6) and \
+            (round(exact.height), round(exact.width)) == shape:
+        window = Window(*(int(v) for v in np.round(offsets)))
+        values = dataset.read(window=window)
+    else:
+        window = exact
+        values = dataset.read(window=exact, out_shape=(image.count, *shape),
+                              resampling=Resampling.nearest)
+    return image.valid_mask(values, dataset, window)
+
+
+def _intersect(a: Window, b: Window) -> Window | None:
+    col = max(a.col_off, b.col_off)
+    row = max(a.row_off, b.row_off)
+    col_stop = min(a.col_off + a.width, b.col_off + b.width)
+    row_stop = min(a.row_off + a.height, b.row_off + b.height)
+    if col_stop <= col or row_stop <= row:
+        return None
+    return Window(col, row, col_stop - col, row_stop - row)
+
+
+def _local_slices(part: Window, window: Window) -> tuple[slice, slice]:
+    row = int(part.row_off - window.row_off)
+    col = int(part.col_off - window.col_off)
+    return slice(row, row + int(part.height)), slice(col, col + int(part.width))
+
+
+# ---------------------------------------------------------------------- transform
+
+
+def write_corrected(image: Image, path: Path, correct: WindowFunction, *, cog: bool = False,
+                    window_size: int = DEFAULT_WINDOW_SIZE, working_dtype: str = "float32",
+                    **creation_options) -> Path:
+    """Write ``correct`` applied to every window of ``image`` to ``path``, atomically.
+
+    The output keeps the input's grid, dtype, nodata, band descriptions and valid mask;
+    it appears under ``path`` only once complete (as a Cloud Optimized GeoTIFF with
+    ``cog=True``).
+    """
+    profile = output_profile(image, **creation_options)
+    with atomic_path(path) as temporary:
+        if not cog:
+            _write_windows(image, temporary, profile, correct, window_size, working_dtype)
+            return path
+        with tempfile.TemporaryDirectory(prefix=".", dir=path.parent) as scratch:
+            tiled = Path(scratch) / path.name
+            _write_windows(image, tiled, profile, correct, window_size, working_dtype)
+            translate_to_cog(tiled, temporary, profile)
+    return path
+
+
+def _write_windows(image: Image, path: Path, profile: dict, correct: WindowFunction,
+                   window_size: int, working_dtype: str) -> None:
+    tile = profile["blockxsize"]
+    window_size = max(tile, window_size // tile * tile)
+    with image.open() as source, rasterio.open(path, "w", **profile) as destination:
+        for index, description in enumerate(image.descriptions, start=1):
+            if description:
+                destination.set_band_description(index, description)
+        for window in image.windows(window_size):
+            values, valid = image.read(window, source)
+            corrected = correct(values.astype(working_dtype), valid, window)
+            destination.write(to_dtype(corrected, valid, image.dtype, image.nodata),
+                              window=window)
+            if image.nodata is None and image.profile["dataset_mask"]:
+                destination.write_mask(valid.any(axis=0).astype(np.uint8) * 255, window=window)

@@ -1,0 +1,11 @@
+"""Exceptions raised by spectralmatch."""
+
+from __future__ import annotations
+
+
+class SpectralMatchError(ValueError):
+    """Bad input or an impossible request; the message names the file and the problem."""
+
+
+class NotFittedError(SpectralMatchError, AttributeError):
+    """A model or step was used before ``fit`` was called."""

@@ -1,0 +1,101 @@
+"""Writing rasters: output profiles, safe value conversion, atomic and COG writes."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import SpectralMatchError
+from .image import Image
+
+TILE_SIZE = 256
+
+
+def output_profile(image: Image, **creation_options: Any) -> dict[str, Any]:
+    """Profile of a tiled, DEFLATE-compressed GeoTIFF on ``image``'s grid, dtype and nodata."""
+    is_float = np.dtype(image.dtype).kind == "f"
+    profile = {
+        "driver": "GTiff",
+        "dtype": image.dtype,
+        "nodata": image.nodata,
+        "count": image.count,
+        "width": image.width,
+        "height": image.height,
+        "crs": image.crs,
+        "transform": image.transform,
+        "tiled": True,
+        "blockxsize": TILE_SIZE,
+        "blockysize": TILE_SIZE,
+        "compress": "deflate",
+        "predictor": 3 if is_float else 2,
+        "interleave": "pixel",
+        "bigtiff": "if_safer",
+    }
+    profile.update(creation_options)
+    return profile
+
+
+def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | None) -> np.ndarray:
+    """Convert float results to ``dtype`` without losing a valid pixel.
+
+    Integers are rounded and clipped to the dtype's range; floats are clipped to its
+    finite range. A valid pixel never becomes NaN, inf or the nodata value (it is moved
+    to the nearest representable neighbour); invalid pixels become nodata (0 without one).
+    """
+    target = np.dtype(dtype)
+    if target.kind in "iu":
+        info = np.iinfo(target)
+        values = np.clip(np.rint(np.nan_to_num(values, nan=0.0)), info.min, info.max)
+        if nodata is not None and not math.isnan(nodata):
+            step = 1 if nodata < info.max else -1
+            values[valid & (values == nodata)] = nodata + step
+    else:
+        info = np.finfo(target)
+        values = np.clip(np.nan_to_num(values, nan=0.0, posinf=info.max, neginf=info.min),
+                         info.min, info.max)
+        if nodata is not None and not math.isnan(nodata):
+            clash = valid & (values.astype(target) == target.type(nodata))
+            values[clash] = np.nextafter(target.type(nodata), target.type(np.inf))
+    fill = 0 if nodata is None else nodata
+    return np.where(valid, values, fill).astype(target)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed onto it only if the block succeeds.
+
+    On any error the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.tif", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+        Path(f"{temporary}.aux.xml").unlink(missing_ok=True)
+
+
+def translate_to_cog(source: Path, destination: Path, profile: dict[str, Any]) -> None:
+    """Copy a GeoTIFF to a Cloud Optimized GeoTIFF with GDAL's COG driver."""
+    import rasterio.shutil
+
+    rasterio.shutil.copy(source, destination, driver="COG", compress="DEFLATE",
+                         predictor="YES", blocksize=profile["blockxsize"], bigtiff="IF_SAFER")
+
+
+def check_not_input(output: Path, inputs: list[Path]) -> None:
+    """Refuse to write over one of the inputs."""
+    for path in inputs:
+        if output.exists() and os.path.samefile(output, path):
+            raise SpectralMatchError(f"{output}: is an input image; refusing to overwrite it "
+                                     "(choose another output folder)")

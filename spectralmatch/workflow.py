@@ -1,0 +1,108 @@
+"""The function API: one call per step of the published folder-to-folder workflow.
+
+Each function is a thin wrapper over the classes: inputs and outputs may be a folder,
+a glob pattern or a list of paths, and outputs keep the input file names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .collection import ImageCollection, PathsLike
+from .errors import SpectralMatchError
+from .global_model import GlobalModel
+from .image import DEFAULT_WINDOW_SIZE
+from .mosaic import Mosaic
+
+OutputsLike = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+def output_arguments(collection: ImageCollection, output_images: OutputsLike) -> dict:
+    """``out_dir`` or ``outputs`` for :meth:`Mosaic.transform`.
+
+    A folder keeps the input file names; a pattern with ``*`` (``"out/*_matched.tif"``)
+    puts each input's stem in place of the ``*``; a list gives one path per image.
+    """
+    if isinstance(output_images, (str, os.PathLike)):
+        text = os.fspath(output_images)
+        if "*" in text:
+            return {"outputs": [text.replace("*", image.name) for image in collection]}
+        return {"out_dir": Path(text)}
+    return {"outputs": list(output_images)}
+
+
+def model_references(specify_model_images: tuple[str, Sequence[str]] | None,
+                     names: list[str]) -> list[str] | None:
+    """Reference names from ``("include" | "exclude", names)``."""
+    if specify_model_images is None:
+        return None
+    mode, listed = specify_model_images
+    listed = [Path(name).stem for name in listed]
+    if mode == "include":
+        return listed
+    if mode == "exclude":
+        return [name for name in names if name not in listed]
+    raise SpectralMatchError(f"specify_model_images mode must be 'include' or 'exclude', "
+                             f"got {mode!r}")
+
+
+def global_regression(
+    input_images: PathsLike,
+    output_images: OutputsLike,
+    *,
+    reference_images: Sequence[str | int] | None = None,
+    specify_model_images: tuple[str, Sequence[str]] | None = None,
+    weight_by_overlap: bool = True,
+    custom_mean_factor: float = 1.0,
+    custom_std_factor: float = 1.0,
+    window_size: int = DEFAULT_WINDOW_SIZE,
+    threads: int | None = None,
+    save_as_cog: bool = False,
+    save_model: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> list[str]:
+    """Match images with one gain and offset per image and band (global model).
+
+    Parameters
+    ----------
+    input_images : folder, glob pattern or list of paths
+    output_images : folder, pattern with ``*`` or list of paths
+    reference_images : names or positions, optional
+        Images held fixed; the rest are matched to them. Default: all images together.
+    specify_model_images : ("include" | "exclude", list of names), optional
+        Another way to give the reference images (the published package's form).
+    weight_by_overlap : bool
+        Weight each overlap by its pixel count.
+    custom_mean_factor, custom_std_factor : float
+        Weights of the mean and standard-deviation equations.
+    window_size, threads, save_as_cog, progress
+        Passed to :class:`Mosaic`.
+    save_model : path, optional
+        Save the fitted model as JSON there.
+
+    Returns
+    -------
+    list of str
+        The output paths.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> outputs = global_regression("data/", tempfile.mkdtemp())
+    >>> [Path(path).name for path in outputs][:2]
+    ['tile_00.tif', 'tile_01.tif']
+    """
+    collection = ImageCollection.coerce(input_images)
+    if reference_images is None:
+        reference_images = model_references(specify_model_images, collection.names)
+    step = GlobalModel(reference=reference_images, weight_by_overlap=weight_by_overlap,
+                       mean_weight=custom_mean_factor, std_weight=custom_std_factor)
+    model = Mosaic([step], window_size=window_size, threads=threads, progress=progress)
+    model.fit(collection)
+    if save_model is not None:
+        model.save(save_model)
+    written = model.transform(collection, cog=save_as_cog,
+                              **output_arguments(collection, output_images))
+    return [str(image.path) for image in written]
