@@ -282,20 +282,19 @@ def _solve_with_gauge(normal, moment, images, band, centre, scale) -> np.ndarray
 
 
 def _diagnostics(statistics, pairs, gains, offsets) -> FitDiagnostics:
-    names = statistics.names
+    names, n_bands = statistics.names, gains.shape[1]
+    position = {id(pair): k for k, pair in enumerate(statistics.pairs)}
     after = statistics.affine(gains, offsets)
-    after_pairs = {id(before): mapped for before, mapped in zip(statistics.pairs, after.pairs, strict=True)}
+    mapped = [after.pairs[position[id(pair)]] for pair in pairs]
 
-    def differences(items, attribute):
-        return np.array([getattr(p.first, attribute) - getattr(p.second, attribute)
-                         for p in items]).reshape(len(items), -1)
+    def table(rows: list[np.ndarray]) -> np.ndarray:
+        return np.array(rows, dtype=float).reshape(len(rows), n_bands)
 
-    mapped = [after_pairs[id(pair)] for pair in pairs]
     return FitDiagnostics(
         pairs=[(names[p.edge.first], names[p.edge.second]) for p in pairs],
-        count=np.array([p.first.count for p in pairs]).reshape(len(pairs), -1),
-        mean_difference_before=differences(pairs, "mean"),
-        mean_difference_after=differences(mapped, "mean"),
-        std_difference_before=differences(pairs, "std"),
-        std_difference_after=differences(mapped, "std"),
+        count=table([p.first.count for p in pairs]),
+        mean_difference_before=table([p.first.mean - p.second.mean for p in pairs]),
+        mean_difference_after=table([p.first.mean - p.second.mean for p in mapped]),
+        std_difference_before=table([p.first.std - p.second.std for p in pairs]),
+        std_difference_after=table([p.first.std - p.second.std for p in mapped]),
     )

@@ -203,7 +203,7 @@ class Image:
             valid = self.valid_mask(values, dataset).any(axis=0).astype(np.uint8)
         scale = rasterio.Affine.scale(self.width / out_shape[2], self.height / out_shape[1])
         polygons = [shape(geometry) for geometry, value in
-                    shapes(valid, mask=valid.astype(bool), transform=self.transform * scale)
+                    shapes(valid, mask=valid.astype(bool), transform=self.transform @ scale)
                     if value]
         return unary_union(polygons)
 

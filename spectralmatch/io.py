@@ -86,11 +86,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def translate_to_cog(source: Path, destination: Path, profile: dict[str, Any]) -> None:
-    """Copy a GeoTIFF to a Cloud Optimized GeoTIFF with GDAL's COG driver."""
+    """Copy a GeoTIFF to a Cloud Optimized GeoTIFF with GDAL's COG driver.
+
+    Compression, predictor and tile size follow ``profile`` (the GeoTIFF's options).
+    """
     import rasterio.shutil
 
-    rasterio.shutil.copy(source, destination, driver="COG", compress="DEFLATE",
-                         predictor="YES", blocksize=profile["blockxsize"], bigtiff="IF_SAFER")
+    predictor = "YES" if str(profile.get("predictor", "1")) in ("2", "3") else "NO"
+    rasterio.shutil.copy(source, destination, driver="COG",
+                         compress=str(profile.get("compress", "deflate")).upper(),
+                         predictor=predictor, blocksize=profile["blockxsize"], bigtiff="IF_SAFER")
 
 
 def check_not_input(output: Path, inputs: list[Path]) -> None:

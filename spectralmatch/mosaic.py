@@ -113,6 +113,8 @@ class Mosaic(Estimator):
                                         threads=self.threads, progress=self.progress)
         names = [collection.names[i] for i in new]
         self._fit_steps(self.steps_, statistics, lambda step, stats: step.fit_new(stats, names))
+        self.images_ += [{"name": collection.names[i],
+                          "path": str(collection.images[i].path.resolve())} for i in new]
 
     # ---------------------------------------------------------------- transform
 

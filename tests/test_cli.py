@@ -1,0 +1,280 @@
+"""The ``spectralmatch`` command line (click's CliRunner and the installed command)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import folder_listing, read_raster, rmse, write_raster
+from rasterio.transform import from_origin
+
+import spectralmatch
+from spectralmatch.cli import main
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def invoke(runner, *args):
+    return runner.invoke(main, [str(arg) for arg in args])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------------- help and version
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ([], ["match", "fit", "transform", "--version"]),
+    (["match"], ["--output", "--reference", "--save-model", "--cog", "--threads"]),
+    (["fit"], ["--model", "--reference", "--window-size"]),
+    (["transform"], ["--model", "--output", "--update-model", "--cog"]),
+])
+def test_help_of_every_command(runner, command, expected):
+    for flag in ("--help", "-h"):
+        result = invoke(runner, *command, flag)
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("Usage: ")
+        for text in expected:
+            assert text in result.output
+
+
+def test_version(runner):
+    result = invoke(runner, "--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"spectralmatch, version {spectralmatch.__version__}"
+
+
+def test_installed_command_version_and_exit_codes(tmp_path):
+    command = shutil.which("spectralmatch")
+    assert command, "the spectralmatch command is not installed"
+    version = subprocess.run([command, "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"spectralmatch, version {spectralmatch.__version__}"
+    missing = tmp_path / "missing.tif"
+    failed = subprocess.run([command, "match", str(missing), "-o", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=60)
+    assert failed.returncode == 1
+    assert failed.stderr.strip() == f"Error: {missing}: no such file or folder"
+    usage = subprocess.run([command, "match"], capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 2 and "Missing argument" in usage.stderr
+    module = subprocess.run([sys.executable, "-m", "spectralmatch.cli", "--version"],
+                            capture_output=True, text=True, timeout=60)
+    assert module.returncode == 0 and spectralmatch.__version__ in module.stdout
+
+
+# ---------------------------------------------------------------------- match / fit / transform
+
+
+def test_match_writes_outputs_and_model(runner, tiles, tmp_path):
+    out, model = tmp_path / "out", tmp_path / "model.json"
+    result = invoke(runner, "match", tiles.folder, "-o", out, "--save-model", model,
+                    "-r", "tile_0", "--threads", 2)
+    assert result.exit_code == 0, result.output
+    assert "matched 4 images" in result.stderr
+    assert folder_listing(out) == [f"{name}.tif" for name in tiles.names]
+    for index, name in enumerate(tiles.names):
+        output = read_raster(out / f"{name}.tif")
+        valid = tiles.valid_of(index)
+        assert rmse(output[valid], tiles.truth_of(index)[valid]) < 3.5
+    data = json.loads(model.read_text())
+    assert [entry["name"] for entry in data["images"]] == tiles.names
+    assert data["steps"][0]["state"]["reference"] == ["tile_0"]
+
+
+def test_match_quiet_prints_nothing(runner, tiles, tmp_path):
+    result = invoke(runner, "match", *tiles.paths, "-o", tmp_path / "out", "-q")
+    assert result.exit_code == 0 and result.output == ""
+    assert len(folder_listing(tmp_path / "out")) == 4
+
+
+@pytest.mark.parametrize("how", ["path", "file name", "stem"])
+def test_reference_option_keeps_the_image(runner, tiles, tmp_path, how):
+    key = {"path": tiles.paths[2].resolve(), "file name": "tile_2.tif", "stem": "tile_2"}[how]
+    result = invoke(runner, "match", tiles.folder, "-o", tmp_path / "out", "--reference", key,
+                    "-q")
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(read_raster(tmp_path / "out" / "tile_2.tif"), tiles.data_of(2))
+    assert not np.array_equal(read_raster(tmp_path / "out" / "tile_0.tif"), tiles.data_of(0))
+
+
+def test_two_references(runner, tiles, tmp_path):
+    result = invoke(runner, "match", tiles.folder, "-o", tmp_path / "out", "-r", "tile_0",
+                    "-r", str(tiles.paths[3]), "-q")
+    assert result.exit_code == 0, result.output
+    for index in (0, 3):
+        assert np.array_equal(read_raster(tmp_path / "out" / f"tile_{index}.tif"),
+                              tiles.data_of(index))
+
+
+def test_fit_then_transform_equals_match(runner, tiles, tmp_path):
+    model = tmp_path / "model.json"
+    fitted = invoke(runner, "fit", tiles.folder, "--model", model, "-r", "tile_1")
+    assert fitted.exit_code == 0, fitted.output
+    assert "fitted 4 images" in fitted.stderr
+    assert folder_listing(tmp_path) == ["model.json", "tiles"] + \
+        [f"tiles/{name}.tif" for name in tiles.names]
+    transformed = invoke(runner, "transform", tiles.folder, "--model", model,
+                         "-o", tmp_path / "two_step", "--window-size", 64)
+    assert transformed.exit_code == 0, transformed.output
+    matched = invoke(runner, "match", tiles.folder, "-o", tmp_path / "one_step", "-r", "tile_1",
+                     "-q")
+    assert matched.exit_code == 0, matched.output
+    for name in tiles.names:
+        a = read_raster(tmp_path / "two_step" / f"{name}.tif")
+        b = read_raster(tmp_path / "one_step" / f"{name}.tif")
+        assert np.array_equal(a, b)
+    assert np.array_equal(read_raster(tmp_path / "two_step" / "tile_1.tif"), tiles.data_of(1))
+
+
+def test_transform_of_a_new_scene(runner, tiles, tmp_path):
+    model = tmp_path / "model.json"
+    assert invoke(runner, "fit", *tiles.paths[:3], "--model", model, "-r", "tile_0",
+                  "-q").exit_code == 0
+    saved = model.read_text()
+    result = invoke(runner, "transform", tiles.paths[3], "--model", model,
+                    "-o", tmp_path / "new", "--cog", "-q")
+    assert result.exit_code == 0, result.output
+    output = read_raster(tmp_path / "new" / "tile_3.tif")
+    valid = tiles.valid_of(3)
+    assert rmse(output[valid], tiles.truth_of(3)[valid]) < 3.5
+    assert rmse(tiles.data_of(3)[valid], tiles.truth_of(3)[valid]) > 100
+    assert model.read_text() == saved  # without --update-model the model is not rewritten
+    assert folder_listing(tmp_path / "new") == ["tile_3.tif"]
+
+
+def test_update_model_saves_the_new_scene_once(runner, tiles, tmp_path):
+    model = tmp_path / "model.json"
+    assert invoke(runner, "fit", *tiles.paths[:3], "--model", model, "-r", "tile_0",
+                  "-q").exit_code == 0
+    for run in ("first", "second"):
+        result = invoke(runner, "transform", tiles.paths[3], "--model", model,
+                        "-o", tmp_path / run, "--update-model", "-q")
+        assert result.exit_code == 0, result.output
+    assert np.array_equal(read_raster(tmp_path / "first" / "tile_3.tif"),
+                          read_raster(tmp_path / "second" / "tile_3.tif"))
+    state = json.loads(model.read_text())["steps"][0]["state"]
+    assert state["images"] == tiles.names
+    assert len(state["gains"]) == 4
+
+
+def test_update_model_reuses_the_saved_parameters(runner, tiles, tmp_path):
+    """After --update-model the new scene is part of the model: no re-solve is needed."""
+    model = tmp_path / "model.json"
+    assert invoke(runner, "fit", *tiles.paths[:3], "--model", model, "-r", "tile_0",
+                  "-q").exit_code == 0
+    assert invoke(runner, "transform", tiles.paths[3], "--model", model, "-o",
+                  tmp_path / "first", "--update-model", "-q").exit_code == 0
+    tiles.paths[1].rename(tmp_path / "archived_tile_1.tif")  # a fitted image goes away
+    result = invoke(runner, "transform", tiles.paths[3], "--model", model,
+                    "-o", tmp_path / "second", "-q")
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(read_raster(tmp_path / "first" / "tile_3.tif"),
+                          read_raster(tmp_path / "second" / "tile_3.tif"))
+
+
+# ---------------------------------------------------------------------- errors
+
+
+def _raster(path, bands=3, crs="EPSG:32621", x=700000.0, value=500):
+    data = np.full((bands, 16, 16), value, dtype=np.uint16)
+    if value:
+        data[:, :, 8:] += 50  # some contrast
+    return write_raster(path, data, transform=from_origin(x, 7000000.0, 30.0, 30.0), crs=crs,
+                        nodata=0)
+
+
+def _bands(tmp_path):
+    return [_raster(tmp_path / "a.tif"), _raster(tmp_path / "b_two.tif", bands=2)], "b_two.tif"
+
+
+def _crs(tmp_path):
+    return [_raster(tmp_path / "a.tif"), _raster(tmp_path / "b_utm.tif", crs="EPSG:32622")], \
+        "b_utm.tif"
+
+
+def _duplicate(tmp_path):
+    return [_raster(tmp_path / "x" / "scene.tif"), _raster(tmp_path / "y" / "scene.tif")], \
+        str(tmp_path / "y" / "scene.tif")
+
+
+def _unreadable(tmp_path):
+    bad = tmp_path / "text.tif"
+    bad.write_text("hello")
+    return [_raster(tmp_path / "a.tif"), bad], "text.tif"
+
+
+def _no_valid_pixels(tmp_path):
+    return [_raster(tmp_path / "a.tif"), _raster(tmp_path / "void.tif", x=700240.0, value=0)], \
+        "void.tif"
+
+
+def _empty_folder(tmp_path):
+    (tmp_path / "empty_dir").mkdir()
+    return [tmp_path / "empty_dir"], "empty_dir"
+
+
+def _glob(tmp_path):
+    return [str(tmp_path / "none_*.tif")], "none_*.tif"
+
+
+@pytest.mark.parametrize("case", [_bands, _crs, _duplicate, _unreadable, _no_valid_pixels,
+                                  _empty_folder, _glob])
+def test_errors_are_one_line_naming_the_file(runner, tmp_path, case):
+    (tmp_path / "in").mkdir()
+    inputs, name = case(tmp_path / "in")
+    result = invoke(runner, "match", *inputs, "-o", tmp_path / "out")
+    assert_one_line_error(result, name)
+    if case is _crs:
+        assert "align" in result.stderr
+    # nothing is written when the inputs are rejected
+    assert not (tmp_path / "out").exists() or folder_listing(tmp_path / "out") == []
+
+
+def test_fit_error_exit_code(runner, tmp_path):
+    result = invoke(runner, "fit", tmp_path / "nope.tif", "--model", tmp_path / "m.json")
+    assert_one_line_error(result, "nope.tif", "no such file")
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_transform_refuses_to_overwrite_inputs(runner, tiles, tmp_path):
+    model = tmp_path / "model.json"
+    assert invoke(runner, "fit", tiles.folder, "--model", model, "-q").exit_code == 0
+    before = [path.read_bytes() for path in tiles.paths]
+    result = invoke(runner, "transform", tiles.folder, "--model", model, "-o", tiles.folder)
+    assert_one_line_error(result, "tile_0.tif", "input")
+    assert [path.read_bytes() for path in tiles.paths] == before
+
+
+def test_transform_with_a_missing_model_is_a_usage_error(runner, tiles, tmp_path):
+    result = invoke(runner, "transform", tiles.folder, "--model", tmp_path / "absent.json",
+                    "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "absent.json" in result.stderr
+
+
+def test_transform_with_a_broken_model_file(runner, tiles, tmp_path):
+    model = tmp_path / "model.json"
+    model.write_text("[1, 2")
+    result = invoke(runner, "transform", tiles.folder, "--model", model, "-o", tmp_path / "out")
+    assert_one_line_error(result, "model.json", "cannot read model")
+
+
+def test_unknown_reference_is_a_one_line_error(runner, tiles, tmp_path):
+    result = invoke(runner, "match", tiles.folder, "-o", tmp_path / "out", "-r", "tile_7")
+    assert_one_line_error(result, "tile_7", "not one of the images")
+    assert not (tmp_path / "out").exists()

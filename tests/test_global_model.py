@@ -1,0 +1,349 @@
+"""GlobalModel: recovery of known distortions, invariance, groups and mismatched grids."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import LAYOUT, cast_to_dtype, inverse, make_tiles, read_raster, rmse, write_raster
+from rasterio.enums import Resampling
+from rasterio.transform import from_origin
+from rasterio.warp import reproject
+
+from spectralmatch import GlobalModel, ImageCollection, Mosaic, OverlapGraph, SpectralMatchError
+from spectralmatch.engine import collect_statistics
+
+
+def fit_model(paths, **kwargs) -> tuple[Mosaic, GlobalModel]:
+    model = Mosaic([GlobalModel(**kwargs)], threads=2).fit(paths)
+    return model, model.steps[0]
+
+
+def noise_rmse(tiles, index: int) -> float:
+    """RMSE expected between a corrected tile and the truth: its noise and roundings."""
+    gain = tiles.gains[index].min()
+    return float(np.sqrt((2.0 ** 2 + 1 / 12) / gain ** 2 + 1 / 12))
+
+
+def overlap_abs_difference(tiles, arrays) -> float:
+    """Mean |a - b| over the jointly valid overlap pixels of every pair, all bands."""
+    total, count = 0.0, 0
+    for i in range(len(arrays)):
+        for j in range(i + 1, len(arrays)):
+            wa, wb = tiles.windows[i], tiles.windows[j]
+            rows = (max(wa.row_off, wb.row_off), min(wa.row_off + wa.height,
+                                                     wb.row_off + wb.height))
+            cols = (max(wa.col_off, wb.col_off), min(wa.col_off + wa.width, wb.col_off + wb.width))
+            if rows[1] <= rows[0] or cols[1] <= cols[0]:
+                continue
+            a = arrays[i][:, rows[0] - wa.row_off:rows[1] - wa.row_off,
+                          cols[0] - wa.col_off:cols[1] - wa.col_off].astype(float)
+            b = arrays[j][:, rows[0] - wb.row_off:rows[1] - wb.row_off,
+                          cols[0] - wb.col_off:cols[1] - wb.col_off].astype(float)
+            joint = (a != tiles.nodata) & (b != tiles.nodata)
+            total += np.abs(a - b)[joint].sum()
+            count += joint.sum()
+    return total / count
+
+
+# ---------------------------------------------------------------------- 1. recovery
+
+
+@pytest.mark.parametrize("weight_by_overlap", [True, False])
+def test_reference_recovers_known_gains_and_offsets(tiles, tmp_path, weight_by_overlap):
+    model, step = fit_model(tiles.paths, reference=[0], weight_by_overlap=weight_by_overlap)
+    assert step.images_ == tiles.names and step.reference_ == ["tile_0"]
+    expected_gain, expected_offset = inverse(tiles.gains, tiles.offsets)
+    np.testing.assert_allclose(step.gains_, expected_gain, rtol=5e-3)
+    assert step.gains_[0].tolist() == [1.0, 1.0, 1.0]
+    assert step.offsets_[0].tolist() == [0.0, 0.0, 0.0]
+    # the fitted map undoes the distortion over the whole range of the data
+    low, high = tiles.truth.data.min(), tiles.truth.data.max()
+    for truth_value in (low, tiles.truth.data.mean(), high):
+        distorted = tiles.gains * truth_value + tiles.offsets
+        restored = step.gains_ * distorted + step.offsets_
+        np.testing.assert_allclose(restored, truth_value, atol=4.0)
+
+    outputs = model.transform(tiles.paths, tmp_path / "out")
+    for index, image in enumerate(outputs):
+        corrected = read_raster(image.path).astype(float)
+        truth = tiles.truth_of(index)
+        valid = tiles.valid_of(index)
+        for band in range(3):
+            mean_error = corrected[band][valid[band]].mean() - truth[band][valid[band]].mean()
+            assert abs(mean_error) < 1.5, (index, band, mean_error)
+        assert rmse(corrected[valid], truth[valid]) < 1.2 * noise_rmse(tiles, index) + 0.3
+        # before the correction the tiles were far from the truth
+        if index:
+            assert rmse(tiles.data_of(index)[valid], truth[valid]) > 100
+
+
+def test_without_reference_overlaps_agree_and_truth_is_one_affine_map(tiles, tmp_path):
+    model, step = fit_model(tiles.paths)
+    assert step.reference_ == []
+    outputs = [read_raster(image.path) for image in
+               model.transform(tiles.paths, tmp_path / "out")]
+    before = overlap_abs_difference(tiles, [tiles.data_of(i) for i in range(4)])
+    after = overlap_abs_difference(tiles, outputs)
+    assert before > 200
+    assert after < 4.0 and after < before / 50
+    # all tiles together equal the truth up to one affine map per band
+    for band in range(3):
+        truth_values = np.concatenate([tiles.truth_of(i)[band][tiles.valid_of(i)[band]]
+                                       for i in range(4)])
+        output_values = np.concatenate([outputs[i][band][tiles.valid_of(i)[band]]
+                                        for i in range(4)]).astype(float)
+        slope, intercept = np.polyfit(truth_values, output_values, 1)
+        residual = output_values - (slope * truth_values + intercept)
+        assert 0.75 < slope < 1.3
+        assert np.sqrt(np.mean(residual ** 2)) < 3.5
+    # the documented gauge: the images' mean of means and of stds is kept
+    means = np.array([[d[b][d[b] != 0].mean() for b in range(3)]
+                      for d in (tiles.data_of(i) for i in range(4))])
+    stds = np.array([[d[b][d[b] != 0].std() for b in range(3)]
+                     for d in (tiles.data_of(i) for i in range(4))])
+    np.testing.assert_allclose((step.gains_ * means + step.offsets_).mean(axis=0),
+                               means.mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose((step.gains_ * stds).mean(axis=0), stds.mean(axis=0), rtol=1e-6)
+
+
+def test_diagnostics_report_the_improvement(tiles):
+    _, step = fit_model(tiles.paths, reference=["tile_0"])
+    diagnostics = step.diagnostics_
+    assert len(diagnostics.pairs) == 6 and diagnostics.pairs[0] == ("tile_0", "tile_1")
+    assert diagnostics.count.shape == (6, 3) and (diagnostics.count > 0).all()
+    assert diagnostics.count[0].tolist() == [40 * 120] * 3
+    assert np.abs(diagnostics.mean_difference_before).max() > 100
+    assert np.abs(diagnostics.mean_difference_after).max() < 2.0
+    assert np.abs(diagnostics.std_difference_after).max() < 2.0
+
+
+# ---------------------------------------------------------------------- 2. invariance
+
+
+@pytest.mark.parametrize("reference", [None, [0]])
+def test_matching_matched_outputs_changes_nothing(tiles, tmp_path, reference):
+    model, _ = fit_model(tiles.paths, reference=reference)
+    first = model.transform(tiles.paths, tmp_path / "first")
+    again, step = fit_model([image.path for image in first], reference=reference)
+    np.testing.assert_allclose(step.gains_, 1.0, atol=1e-3)
+    second = again.transform(first, tmp_path / "second")
+    for a, b in zip(first, second, strict=True):
+        diff = np.abs(read_raster(a.path).astype(int) - read_raster(b.path).astype(int))
+        assert diff.max() <= 1
+
+
+# ---------------------------------------------------------------------- groups
+
+
+def _two_far_pairs(tmp_path, truth, gains_b=None):
+    pair = [LAYOUT[0], LAYOUT[1]]
+    gains_b = np.array([[1.0, 1.0, 1.0], [1.2, 0.8, 1.1]]) if gains_b is None else gains_b
+    a = make_tiles(tmp_path / "groups", truth, windows=pair, names=["a0", "a1"],
+                   gains=[[1.0, 1.0, 1.0], [0.85, 1.15, 0.9]],
+                   offsets=[[0, 0, 0], [100.0, -50.0, 200.0]], seed=1)
+    b = make_tiles(tmp_path / "groups", truth, windows=pair, names=["b0", "b1"],
+                   gains=gains_b, offsets=[[0, 0, 0], [-150.0, 220.0, 30.0]], seed=2,
+                   grid_offset=(50_000.0, 0.0))
+    return a, b
+
+
+def test_disconnected_groups_warn_and_are_matched_separately(tmp_path, truth):
+    a, b = _two_far_pairs(tmp_path, truth)
+    paths = a.paths + b.paths
+    with pytest.warns(UserWarning, match="2 groups") as record:
+        _, step = fit_model(paths, reference=["a0", "b0"])
+    message = next(str(w.message) for w in record if "groups" in str(w.message))
+    assert "[a0, a1]" in message and "[b0, b1]" in message
+    for tiles, rows in ((a, [0, 1]), (b, [2, 3])):
+        gain, _ = inverse(tiles.gains, tiles.offsets)
+        np.testing.assert_allclose(step.gains_[rows], gain, rtol=5e-3)
+        restored = step.gains_[rows] * (tiles.gains * 7000 + tiles.offsets) + step.offsets_[rows]
+        np.testing.assert_allclose(restored, 7000, atol=3.0)
+
+
+def test_group_without_reference_keeps_its_own_central_tendency(tmp_path, truth):
+    a, b = _two_far_pairs(tmp_path, truth, gains_b=np.array([[1.3, 1.3, 1.3], [1.2, 0.8, 1.1]]))
+    with pytest.warns(UserWarning) as record:
+        _, step = fit_model(a.paths + b.paths, reference=["a0"])
+    messages = [str(w.message) for w in record if issubclass(w.category, UserWarning)]
+    assert any("2 groups" in m for m in messages)
+    assert any("no reference image among [b0, b1]" in m for m in messages)
+    # group a: matched to a0; group b: its mean of means is kept, its images agree
+    gain_a, _ = inverse(a.gains, a.offsets)
+    np.testing.assert_allclose(step.gains_[:2], gain_a, rtol=5e-3)
+    means = np.array([[d[k][d[k] != 0].mean() for k in range(3)]
+                      for d in (b.data_of(0), b.data_of(1))])
+    corrected = step.gains_[2:] * means + step.offsets_[2:]
+    np.testing.assert_allclose(corrected.mean(axis=0), means.mean(axis=0), rtol=1e-9)
+    # the map between b0 and b1 is the one that makes them consistent: b1 -> b0 units
+    relative_gain = step.gains_[3] / step.gains_[2]
+    np.testing.assert_allclose(relative_gain, b.gains[0] / b.gains[1], rtol=5e-3)
+
+
+def test_image_that_overlaps_nothing_is_left_unchanged(tmp_path, truth):
+    tiles = make_tiles(tmp_path / "t", truth, windows=[LAYOUT[0], LAYOUT[1], LAYOUT[0]],
+                       names=["p0", "p1", "alone"], gains=[[1, 1, 1], [0.9, 1.1, 1.0],
+                                                         [1.2, 1.2, 1.2]],
+                       offsets=np.zeros((3, 3)))
+    # move "alone" far away
+    data = tiles.data_of(2)
+    with rasterio.open(tiles.paths[2]) as dataset:
+        transform = dataset.transform
+    write_raster(tiles.paths[2], data,
+                 transform=rasterio.Affine.translation(300_000.0, 0.0) @ transform, nodata=0)
+    with pytest.warns(UserWarning, match="2 groups"):
+        model, step = fit_model(tiles.paths)
+    assert step.gains_[2].tolist() == [1.0, 1.0, 1.0]
+    assert step.offsets_[2].tolist() == [0.0, 0.0, 0.0]
+    outputs = model.transform(tiles.paths, tmp_path / "out")
+    np.testing.assert_array_equal(read_raster(outputs.images[2].path), data)
+
+
+# ---------------------------------------------------------------------- 10. grids
+
+
+def _distort(values, gains, offsets, rng, noise_sd=2.0):
+    return (np.asarray(gains)[:, None, None] * values + np.asarray(offsets)[:, None, None]
+            + rng.normal(0.0, noise_sd, size=values.shape))
+
+
+def test_half_pixel_shifted_grid_is_matched(tmp_path, truth):
+    """Both images are 2 x 2 means of the same 15 m field, one grid shifted by 15 m."""
+    fine = truth.data  # read as a 15 m field here
+    x0, y0 = 700_000.0, 7_000_000.0
+
+    def aggregate(rows, cols):
+        block = fine[:, rows[0]:rows[1], cols[0]:cols[1]]
+        bands, height, width = block.shape
+        return block.reshape(bands, height // 2, 2, width // 2, 2).mean(axis=(2, 4))
+
+    rng = np.random.default_rng(3)
+    gains, offsets = np.array([1.15, 0.88, 1.05]), np.array([-200.0, 150.0, 60.0])
+    reference = aggregate((0, 160), (0, 160))
+    shifted_truth = aggregate((1, 161), (59, 199))
+    shifted = _distort(shifted_truth, gains, offsets, rng)
+    valid_ref = np.ones(reference.shape, dtype=bool)
+    valid_shift = np.ones(shifted.shape, dtype=bool)
+    ref_path = write_raster(tmp_path / "in" / "ref.tif",
+                            cast_to_dtype(reference + rng.normal(0, 2.0, reference.shape),
+                                          valid_ref, "uint16", 0),
+                            transform=from_origin(x0, y0, 30.0, 30.0), nodata=0)
+    shift_path = write_raster(tmp_path / "in" / "shifted.tif",
+                              cast_to_dtype(shifted, valid_shift, "uint16", 0),
+                              transform=from_origin(x0 + 59 * 15.0, y0 - 15.0, 30.0, 30.0),
+                              nodata=0)
+    model, step = fit_model([ref_path, shift_path], reference=["ref"])
+    pair = step.diagnostics_
+    # overlap: A's whole pixels inside 80 - 29.5 = 50.5 cols by 79.5 rows
+    assert pair.count[0, 0] == 50 * 79
+    np.testing.assert_allclose(step.gains_[1], 1.0 / gains, rtol=0.02)
+    output = read_raster(model.transform([ref_path, shift_path],
+                                         tmp_path / "out").images[1].path)
+    assert rmse(output, shifted_truth) < 0.01 * shifted_truth.std() + 5.0
+    assert rmse(output, shifted_truth) < rmse(shifted, shifted_truth) / 20
+
+
+def test_double_resolution_image_made_with_reproject_is_matched(tmp_path, truth):
+    """A 30 m reference and a 60 m image (average of the 30 m field) overlap and match."""
+    coarse = truth.data[:, :100, :100]
+    fine = coarse.repeat(2, axis=1).repeat(2, axis=2)  # a 30 m field with 60 m detail
+    x0, y0 = 700_000.0, 7_000_000.0
+    rng = np.random.default_rng(5)
+    gains, offsets = np.array([0.86, 1.12, 1.2]), np.array([90.0, -160.0, -40.0])
+
+    reference = fine[:, :, :120] + rng.normal(0, 2.0, (3, 200, 120))
+    ref_path = write_raster(tmp_path / "in" / "ref30.tif",
+                            cast_to_dtype(reference, np.ones(reference.shape, bool), "uint16", 0),
+                            transform=from_origin(x0, y0, 30.0, 30.0), nodata=0)
+    distorted_fine = _distort(fine[:, :, 80:], gains, offsets, rng)
+    source_transform = from_origin(x0 + 80 * 30.0, y0, 30.0, 30.0)
+    target_transform = from_origin(x0 + 80 * 30.0, y0, 60.0, 60.0)
+    resampled = np.zeros((3, 100, 60), dtype=np.float64)
+    reproject(distorted_fine, resampled, src_transform=source_transform, src_crs=truth.crs,
+              dst_transform=target_transform, dst_crs=truth.crs, resampling=Resampling.average)
+    coarse_data = cast_to_dtype(resampled, np.ones(resampled.shape, bool), "uint16", 0)
+    coarse_data[:, :, :10] = 0  # nodata over the western half of the overlap
+    coarse_path = write_raster(tmp_path / "in" / "img60.tif", coarse_data,
+                               transform=target_transform, nodata=0)
+    collection = ImageCollection([ref_path, coarse_path])
+    model, step = fit_model(collection, reference=[0])
+    np.testing.assert_allclose(step.gains_[1], 1.0 / gains, rtol=0.02)
+    # the overlap is 40 x 200 px at 30 m and 20 x 100 px at 60 m; each side counts the
+    # pixels where the other image is valid, mapped across the two grids
+    edges = OverlapGraph.from_collection(collection).edges
+    pair = collect_statistics(collection, edges, threads=1).pairs[0]
+    assert pair.first.count.tolist() == [20 * 200] * 3
+    assert pair.second.count.tolist() == [10 * 100] * 3
+    reference_part = read_raster(ref_path)[:, :, 100:120].reshape(3, -1).astype(float)
+    np.testing.assert_allclose(pair.first.mean, reference_part.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(pair.first.std, reference_part.std(axis=1), rtol=1e-9)
+    coarse_part = coarse_data[:, :, 10:20].reshape(3, -1).astype(float)
+    np.testing.assert_allclose(pair.second.mean, coarse_part.mean(axis=1), rtol=1e-12)
+
+    output = read_raster(model.transform(collection, tmp_path / "out").images[1].path)
+    expected = coarse[:, :, 40:]
+    valid = coarse_data != 0
+    np.testing.assert_array_equal(output != 0, valid)
+    assert rmse(output[valid], expected[valid]) < 5.0
+    assert rmse(resampled[valid], expected[valid]) > 100
+
+
+# ---------------------------------------------------------------------- parameters
+
+
+def test_unknown_reference_raises_naming_it(tiles):
+    with pytest.raises(SpectralMatchError, match="'tile_9'") as error:
+        fit_model(tiles.paths, reference=["tile_9"])
+    assert "tile_0" in str(error.value)
+
+
+def test_reference_by_negative_index_and_single_name(tiles):
+    _, step = fit_model(tiles.paths, reference=-1)
+    assert step.reference_ == ["tile_3"]
+    assert step.gains_[3].tolist() == [1.0, 1.0, 1.0]
+    _, by_name = fit_model(tiles.paths, reference="tile_2")
+    assert by_name.reference_ == ["tile_2"]
+
+
+def test_params_are_the_constructor_arguments():
+    step = GlobalModel(reference=["a"], mean_weight=2.0)
+    assert step.get_params() == {"reference": ["a"], "weight_by_overlap": True,
+                                 "mean_weight": 2.0, "std_weight": 1.0}
+    assert step.set_params(std_weight=0.5) is step and step.std_weight == 0.5
+    with pytest.raises(SpectralMatchError, match="no parameter 'gain'"):
+        step.set_params(gain=1.0)
+    assert repr(step).startswith("GlobalModel(reference=['a']")
+
+
+def test_transform_statistics_equals_statistics_of_outputs(tiles, tmp_path):
+    """The exact moment algebra agrees with the statistics re-read from the outputs."""
+    model, step = fit_model(tiles.paths, reference=[0])
+    collection = ImageCollection(tiles.paths)
+    edges = OverlapGraph.from_collection(collection).edges
+    predicted = step.transform_statistics(collect_statistics(collection, edges, threads=1))
+    outputs = model.transform(collection, tmp_path / "out")
+    measured = collect_statistics(outputs, edges, threads=1)
+    for a, b in zip(predicted.pairs, measured.pairs, strict=True):
+        np.testing.assert_allclose(a.first.mean, b.first.mean, atol=0.05)
+        np.testing.assert_allclose(a.second.std, b.second.std, rtol=1e-3)
+
+
+def test_images_that_share_no_valid_pixel_are_left_unchanged(tmp_path, truth):
+    """Bounds overlap but the data do not (one tile's overlap is all nodata): no pair."""
+    tiles = make_tiles(tmp_path / "t", truth, windows=[LAYOUT[0], LAYOUT[1]],
+                       gains=[[1, 1, 1], [1.2, 0.9, 1.1]], offsets=np.zeros((2, 3)),
+                       cut_corners=False)
+    data = tiles.data_of(1)
+    data[:, :, :40] = 0  # tile_1's part of the overlap holds no data
+    with rasterio.open(tiles.paths[1]) as dataset:
+        transform = dataset.transform
+    write_raster(tiles.paths[1], data, transform=transform, nodata=0)
+    with pytest.warns(UserWarning, match="2 groups"):
+        model, step = fit_model(tiles.paths)
+    np.testing.assert_array_equal(step.gains_, np.ones((2, 3)))
+    np.testing.assert_array_equal(step.offsets_, np.zeros((2, 3)))
+    assert step.diagnostics_.pairs == []
+    outputs = model.transform(tiles.paths, tmp_path / "out")
+    for index, image in enumerate(outputs):
+        assert np.array_equal(read_raster(image.path), tiles.data_of(index))

@@ -1,0 +1,120 @@
+"""Writing rasters: output profile, value conversion, atomic writes, COG."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import folder_listing, write_raster
+from rasterio.enums import Compression
+
+from spectralmatch import Image, SpectralMatchError
+from spectralmatch.io import (
+    atomic_path,
+    check_not_input,
+    output_profile,
+    to_dtype,
+    translate_to_cog,
+)
+
+
+def test_output_profile_is_tiled_deflate_on_the_input_grid(data_dir):
+    image = Image(data_dir / "tile_00.tif")
+    profile = output_profile(image)
+    assert profile["driver"] == "GTiff"
+    assert (profile["dtype"], profile["nodata"], profile["count"]) == ("uint16", 0, 3)
+    assert (profile["width"], profile["height"]) == (369, 359)
+    assert profile["crs"] == image.crs and profile["transform"] == image.transform
+    assert profile["tiled"] is True and profile["blockxsize"] == profile["blockysize"] == 256
+    assert profile["compress"] == "deflate" and profile["predictor"] == 2
+    overridden = output_profile(image, compress="lzw", predictor=1)
+    assert (overridden["compress"], overridden["predictor"]) == ("lzw", 1)
+
+
+def test_output_profile_of_float_uses_floating_point_predictor(tmp_path):
+    path = write_raster(tmp_path / "f.tif", np.zeros((1, 4, 4), np.float32), nodata=-9999.0)
+    assert output_profile(Image(path))["predictor"] == 3
+
+
+def test_to_dtype_rounds_and_clips_integers():
+    values = np.array([[2.4, 2.6, -7.0, 300.0, np.nan, 17.0]])
+    valid = np.array([[True, True, True, True, True, False]])
+    out = to_dtype(values, valid, "uint8", None)
+    assert out.dtype == np.uint8
+    assert out.tolist() == [[2, 3, 0, 255, 0, 0]]
+
+
+def test_to_dtype_never_turns_a_valid_pixel_into_nodata():
+    values = np.array([[0.2, -50.0, 1.0, 12.0]])
+    valid = np.array([[True, True, True, False]])
+    assert to_dtype(values, valid, "uint16", 0).tolist() == [[1, 1, 1, 0]]
+    # nodata at the top of the range: valid pixels step down instead
+    high = np.array([[255.0, 400.0, 254.4, 3.0]])
+    assert to_dtype(high, valid, "uint8", 255).tolist() == [[254, 254, 254, 255]]
+
+
+def test_to_dtype_int16_with_negative_nodata():
+    values = np.array([[-40000.0, -32768.0, -1234.6, 40000.0, 5.0]])
+    valid = np.array([[True, True, True, True, False]])
+    out = to_dtype(values, valid, "int16", -32768)
+    assert out.dtype == np.int16
+    assert out.tolist() == [[-32767, -32767, -1235, 32767, -32768]]
+
+
+def test_to_dtype_float_with_numeric_nodata():
+    values = np.array([[-9999.0, np.inf, -np.inf, np.nan, 1.5, 7.0]])
+    valid = np.array([[True, True, True, True, True, False]])
+    out = to_dtype(values, valid, "float32", -9999.0)
+    assert out.dtype == np.float32
+    assert np.isfinite(out).all()
+    assert out[0, 0] != -9999.0 and abs(out[0, 0] + 9999.0) < 1e-3
+    assert out[0, 1] == np.finfo(np.float32).max and out[0, 2] == np.finfo(np.float32).min
+    assert out[0, 4] == 1.5 and out[0, 5] == -9999.0
+    assert (out[valid] != -9999.0).all()
+
+
+def test_to_dtype_float_with_nan_nodata():
+    values = np.array([[np.nan, 3.25, 1e39]])
+    valid = np.array([[True, True, False]])
+    out = to_dtype(values, valid, "float32", float("nan"))
+    assert np.isfinite(out[valid]).all()
+    assert out[0, 1] == 3.25 and np.isnan(out[0, 2])
+
+
+def test_atomic_path_renames_only_on_success(tmp_path):
+    target = tmp_path / "out.tif"
+    with atomic_path(target) as temporary:
+        assert temporary.parent == tmp_path and temporary != target
+        temporary.write_bytes(b"complete")
+        assert not target.exists()
+    assert target.read_bytes() == b"complete"
+    assert folder_listing(tmp_path) == ["out.tif"]
+
+
+def test_atomic_path_leaves_the_old_file_and_no_temporary_on_failure(tmp_path):
+    target = tmp_path / "out.tif"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_path(target) as temporary:
+            temporary.write_bytes(b"half written")
+            raise RuntimeError("boom")
+    assert target.read_bytes() == b"old"
+    assert folder_listing(tmp_path) == ["out.tif"]
+
+
+def test_check_not_input_refuses_an_input_path(data_dir, tmp_path):
+    inputs = [data_dir / "tile_00.tif", data_dir / "tile_01.tif"]
+    with pytest.raises(SpectralMatchError, match="tile_01.tif") as error:
+        check_not_input(data_dir / "." / "tile_01.tif", inputs)
+    assert "input" in str(error.value)
+    check_not_input(tmp_path / "tile_01.tif", inputs)  # another folder: fine
+
+
+def test_translate_to_cog_gives_a_cog_layout(tmp_path, data_dir):
+    source = Image(data_dir / "tile_03.tif")
+    destination = tmp_path / "cog.tif"
+    translate_to_cog(source.path, destination, output_profile(source))
+    with rasterio.open(destination) as dataset:
+        assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert dataset.compression == Compression.deflate
+        np.testing.assert_array_equal(dataset.read(), source.read()[0])
