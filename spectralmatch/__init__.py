@@ -2,6 +2,7 @@
 
 from ._version import __version__
 from .adjuster import Adjuster
+from .block_map import BlockGrid, BlockMap
 from .collection import ImageCollection
 from .errors import NotFittedError, SpectralMatchError
 from .global_model import FitDiagnostics, GlobalModel
@@ -9,10 +10,12 @@ from .image import Image
 from .mosaic import Mosaic
 from .overlap import OverlapEdge, OverlapGraph, OverlapStatistics
 from .stats import Moments
-from .workflow import global_regression
+from .workflow import global_regression, local_block_adjustment
 
 __all__ = [
     "Adjuster",
+    "BlockGrid",
+    "BlockMap",
     "FitDiagnostics",
     "GlobalModel",
     "Image",
@@ -26,4 +29,5 @@ __all__ = [
     "SpectralMatchError",
     "__version__",
     "global_regression",
+    "local_block_adjustment",
 ]

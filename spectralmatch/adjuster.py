@@ -9,6 +9,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from .base import Estimator
+from .collection import ImageCollection
 from .errors import SpectralMatchError
 from .image import Image
 from .overlap import OverlapStatistics
@@ -30,6 +31,14 @@ class Adjuster(Estimator):
     - ``fit_new(statistics, names)``: parameters for images not seen at fit, solved
       against the frozen state (how a new time-series scene is normalized).
     """
+
+    def prepare(self, collection: ImageCollection) -> None:
+        """Called by :class:`Mosaic` with the collection before the statistics pass."""
+
+    @property
+    def block_grids(self) -> list:
+        """Block grids whose per-block statistics this step needs (after ``prepare``)."""
+        return []
 
     def fit(self, statistics: OverlapStatistics) -> Adjuster:
         raise NotImplementedError

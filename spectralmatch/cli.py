@@ -9,6 +9,7 @@ from collections.abc import Callable
 import click
 
 from ._version import __version__
+from .block_map import CORRECTIONS
 from .errors import SpectralMatchError
 
 INPUTS_HELP = "INPUTS are raster files, glob patterns or folders (their .tif files)."
@@ -58,15 +59,34 @@ def _write_options(command: Callable) -> Callable:
                         help="Write Cloud Optimized GeoTIFFs.")(command)
 
 
-def _build_model(inputs, references, threads, window_size, quiet):
+def _local_options(command: Callable) -> Callable:
+    options = [
+        click.option("--local/--no-local", default=True, show_default=True,
+                     help="Local block adjustment after the global model."),
+        click.option("--block-size", type=click.IntRange(min=2), default=None,
+                     help="Block side in pixels for the local adjustment [default: 256]."),
+        click.option("--correction", type=click.Choice(CORRECTIONS), default="offset",
+                     show_default=True, help="Kind of local correction."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _build_model(inputs, references, local, block_size, correction, threads, window_size,
+                 quiet):
+    from .block_map import BlockMap
     from .collection import ImageCollection
     from .global_model import GlobalModel
     from .mosaic import Mosaic
 
     collection = ImageCollection.from_paths(inputs)
     reference = [collection.names[collection.index(key)] for key in references] or None
-    model = Mosaic([GlobalModel(reference=reference)], window_size=window_size,
-                   threads=threads, progress=_show_progress(quiet))
+    steps = [GlobalModel(reference=reference)]
+    if local:
+        steps.append(BlockMap(block_size=block_size, correction=correction, reference=reference))
+    model = Mosaic(steps, window_size=window_size, threads=threads,
+                   progress=_show_progress(quiet))
     return model, collection
 
 
@@ -88,20 +108,20 @@ def main() -> None:
 @_reference_option
 @click.option("--save-model", type=click.Path(dir_okay=False),
               help="Also save the fitted model (JSON) there.")
-@click.option("--local/--no-local", default=True, show_default=True,
-              help="Local block adjustment after the global model (not available yet: "
-                   "--local runs the global model only).")
+@_local_options
 @_write_options
 @_engine_options
 @_report_errors
-def match(inputs, out_dir, references, save_model, local, cog, threads, window_size, quiet):
+def match(inputs, out_dir, references, save_model, local, block_size, correction, cog, threads,
+          window_size, quiet):
     """Fit a model on INPUTS and write the matched images to OUTPUT.
 
     \b
     Example:
       spectralmatch match data/*.tif -o matched/ --reference tile_00
     """
-    model, collection = _build_model(inputs, references, threads, window_size, quiet)
+    model, collection = _build_model(inputs, references, local, block_size, correction,
+                                     threads, window_size, quiet)
     model.fit(collection)
     if save_model:
         model.save(save_model)
@@ -115,16 +135,19 @@ def match(inputs, out_dir, references, save_model, local, cog, threads, window_s
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False),
               help="Where to save the fitted model (JSON).")
 @_reference_option
+@_local_options
 @_engine_options
 @_report_errors
-def fit(inputs, model_path, references, threads, window_size, quiet):
+def fit(inputs, model_path, references, local, block_size, correction, threads, window_size,
+        quiet):
     """Fit a model on INPUTS and save it, without writing images.
 
     \b
     Example:
       spectralmatch fit data/ --model model.json
     """
-    model, collection = _build_model(inputs, references, threads, window_size, quiet)
+    model, collection = _build_model(inputs, references, local, block_size, correction,
+                                     threads, window_size, quiet)
     model.fit(collection).save(model_path)
     if not quiet:
         click.echo(f"fitted {len(collection)} images; model saved to {model_path}", err=True)

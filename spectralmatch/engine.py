@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import rasterio
@@ -32,6 +32,8 @@ R = TypeVar("R")
 
 #: A function that corrects one window: (values as float, valid mask, window) -> values.
 WindowFunction = Callable[[np.ndarray, np.ndarray, Window], np.ndarray]
+#: The same for any image: (image, window, values, valid) -> values.
+ImageWindowFunction = Callable[[Image, Window, np.ndarray, np.ndarray], np.ndarray]
 
 
 def run_tasks(function: Callable[[T], R], items: Iterable[T], threads: int | None = None,
@@ -58,16 +60,23 @@ def run_tasks(function: Callable[[T], R], items: Iterable[T], threads: int | Non
 
 # ---------------------------------------------------------------------- statistics
 
+#: Statistics of one image: whole-image moments; per edge, its moments over the overlap and
+#: per block grid its moments per block of the overlap.
+ImageStatistics = tuple[Moments | None, dict[OverlapEdge, Moments],
+                        dict[OverlapEdge, dict[Any, Moments]]]
+
 
 def collect_statistics(
     collection: ImageCollection,
     edges: list[OverlapEdge],
     whole_images: Iterable[int] | None = None,
+    grids: Sequence[Any] = (),
+    correct: ImageWindowFunction | None = None,
     window_size: int = DEFAULT_WINDOW_SIZE,
     threads: int | None = None,
     progress: bool = False,
 ) -> OverlapStatistics:
-    """Whole-image moments and pairwise-overlap moments in one windowed pass per image.
+    """Whole-image and pairwise-overlap moments in one windowed pass per image.
 
     Parameters
     ----------
@@ -77,6 +86,11 @@ def collect_statistics(
         (the partner's validity is mapped onto this image's grid, nearest neighbour).
     whole_images : iterable of int, optional
         Images whose whole-image moments are wanted (default: all).
+    grids : sequence of BlockGrid
+        Block grids on which the overlaps' moments are also wanted per block.
+    correct : callable, optional
+        ``correct(image, window, values, valid)`` applied to every window before it is
+        measured: the statistics of images as corrected by steps already fitted.
 
     Raises
     ------
@@ -86,59 +100,85 @@ def collect_statistics(
     wanted = set(range(len(collection)) if whole_images is None else whole_images)
     touching = {index for edge in edges for index in (edge.first, edge.second)}
 
-    def task(index: int) -> tuple[Moments | None, dict[OverlapEdge, Moments]]:
+    def task(index: int) -> ImageStatistics:
         own_edges = [edge for edge in edges if index in (edge.first, edge.second)]
-        return _image_statistics(collection, index, own_edges, index in wanted, window_size)
+        return _image_statistics(collection, index, own_edges, index in wanted, grids,
+                                 correct, window_size)
 
     order = sorted(wanted | touching)
-    results = dict(zip(order, run_tasks(task, order, threads, progress, "statistics"), strict=True))
+    results = dict(zip(order, run_tasks(task, order, threads, progress, "statistics"),
+                       strict=True))
     images = [results[index][0] if index in results else None for index in range(len(collection))]
     for index in wanted:
         if not images[index].count.any():
             raise SpectralMatchError(f"{collection.images[index].path}: has no valid pixels "
                                      f"(nodata={collection.images[index].nodata})")
-    pairs = [PairMoments(edge, results[edge.first][1][edge], results[edge.second][1][edge])
+    pairs = [PairMoments(edge, results[edge.first][1][edge], results[edge.second][1][edge],
+                         {grid: (results[edge.first][2][edge][grid],
+                                 results[edge.second][2][edge][grid]) for grid in grids})
              for edge in edges]
     return OverlapStatistics(collection.names, images, pairs)
 
 
 def _image_statistics(collection: ImageCollection, index: int, edges: list[OverlapEdge],
-                      whole: bool, window_size: int):
+                      whole: bool, grids: Sequence[Any], correct: ImageWindowFunction | None,
+                      window_size: int) -> ImageStatistics:
     image = collection.images[index]
-    n_bands = image.count
     overlaps = {edge: edge.window_in(image) for edge in edges}
     overlaps = {edge: window for edge, window in overlaps.items() if window is not None}
-    pair_moments = {edge: Moments.empty(n_bands) for edge in edges}
-    moments = Moments.empty(n_bands)
+    pair_moments = {edge: Moments.empty(image.count) for edge in edges}
+    block_moments = {edge: {grid: Moments.empty((image.count, grid.size), extremes=False)
+                            for grid in grids} for edge in edges}
+    moments = Moments.empty(image.count)
     windows = image.windows(window_size)
     if not whole:
         windows = [w for w in windows if any(_intersect(w, o) for o in overlaps.values())]
-    partners: dict[int, rasterio.io.DatasetReader] = {}
-    with image.open() as dataset:
-        try:
-            for window in windows:
-                values, valid = image.read(window, dataset)
-                if whole:
-                    moments = moments.merge(Moments.from_array(values, valid))
-                for edge, overlap in overlaps.items():
-                    part = _intersect(window, overlap)
-                    if part is None:
-                        continue
-                    other = collection.images[edge.other(index)]
-                    if edge.other(index) not in partners:
-                        partners[edge.other(index)] = other.open()
-                    rows, cols = _local_slices(part, window)
-                    joint = valid[:, rows, cols] & read_valid_on_grid(
-                        other, partners[edge.other(index)],
-                        window_bounds(part, image.transform), (part.height, part.width))
-                    pair_moments[edge] = pair_moments[edge].merge(
-                        Moments.from_array(values[:, rows, cols], joint))
-        finally:
-            for partner in partners.values():
-                partner.close()
-    if whole:
+    with image.open() as dataset, _Partners(collection) as partners:
+        for window in windows:
+            values, valid = image.read(window, dataset)
+            if correct is not None:
+                values = correct(image, window, values.astype(np.float64), valid)
+            if whole:
+                moments = moments.merge(Moments.from_array(values, valid))
+            for edge, overlap in overlaps.items():
+                part = _intersect(window, overlap)
+                if part is None:
+                    continue
+                rows, cols = _local_slices(part, window)
+                joint = valid[:, rows, cols] & partners.valid_on_grid(
+                    edge.other(index), window_bounds(part, image.transform),
+                    (part.height, part.width))
+                part_values = values[:, rows, cols]
+                pair_moments[edge] = pair_moments[edge].merge(
+                    Moments.from_array(part_values, joint))
+                for grid in grids:
+                    blocks, row_starts, col_starts = grid.window_blocks(image, part)
+                    measured = Moments.from_blocks(part_values, joint, row_starts, col_starts)
+                    block_moments[edge][grid].merge_at(blocks, measured)
+    if whole and correct is None:
         image.set_statistics(moments)
-    return (moments if whole else None), pair_moments
+    return (moments if whole else None), pair_moments, block_moments
+
+
+class _Partners:
+    """The other images of a collection, opened on first use, closed together."""
+
+    def __init__(self, collection: ImageCollection) -> None:
+        self.collection = collection
+        self.datasets: dict[int, Any] = {}
+
+    def __enter__(self) -> _Partners:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for dataset in self.datasets.values():
+            dataset.close()
+
+    def valid_on_grid(self, index: int, bounds, shape: tuple[int, int]) -> np.ndarray:
+        image = self.collection.images[index]
+        if index not in self.datasets:
+            self.datasets[index] = image.open()
+        return read_valid_on_grid(image, self.datasets[index], bounds, shape)
 
 
 def read_valid_on_grid(image: Image, dataset, bounds, shape: tuple[int, int]) -> np.ndarray:

@@ -20,7 +20,7 @@ from .errors import SpectralMatchError
 from .global_model import GlobalModel
 from .image import DEFAULT_WINDOW_SIZE, Image
 from .io import check_not_input
-from .overlap import OverlapGraph, OverlapStatistics
+from .overlap import OverlapEdge, OverlapGraph, OverlapStatistics
 
 MODEL_FORMAT = "spectralmatch.Mosaic"
 MODEL_VERSION = 1
@@ -74,28 +74,44 @@ class Mosaic(Estimator):
     # ---------------------------------------------------------------- fit
 
     def fit(self, images: ImagesLike) -> Mosaic:
-        """Read the statistics of ``images`` once and fit every step; returns ``self``."""
+        """Read the statistics of ``images`` once and fit every step; returns ``self``.
+
+        Linear steps hand their successors the statistics mapped through themselves, so
+        the whole model fits from one read pass; after a step that cannot do that, the
+        images are streamed through the fitted steps once more (no files are written).
+        """
         collection = ImageCollection.coerce(images)
         steps = self.steps_
         for step in steps:
             if not isinstance(step, Adjuster):
                 raise SpectralMatchError(f"steps must be Adjuster instances, got {step!r}")
+            step.prepare(collection)
         graph = OverlapGraph.from_collection(collection)
-        statistics = collect_statistics(collection, graph.edges, window_size=self.window_size,
-                                        threads=self.threads, progress=self.progress)
-        self._fit_steps(steps, statistics, lambda step, stats: step.fit(stats))
+        self._fit_steps(steps, collection, graph.edges, None, lambda step, stats: step.fit(stats))
         self.steps = steps
         self.images_ = [{"name": image.name, "path": str(image.path.resolve())}
                         for image in collection]
         self.n_bands_ = collection.count
         return self
 
-    @staticmethod
-    def _fit_steps(steps: list[Adjuster], statistics: OverlapStatistics, fit_one) -> None:
+    def _fit_steps(self, steps: list[Adjuster], collection: ImageCollection,
+                   edges: list[OverlapEdge], whole_images: Sequence[int] | None, fit_one) -> None:
+        grids = list(dict.fromkeys(grid for step in steps for grid in step.block_grids))
+
+        def statistics_after(fitted: list[Adjuster]) -> OverlapStatistics:
+            correct = _compose(fitted) if fitted else None
+            return collect_statistics(collection, edges, whole_images, grids, correct,
+                                      self.window_size, self.threads, self.progress)
+
+        statistics = statistics_after([])
         for position, step in enumerate(steps):
             fit_one(step, statistics)
-            if position + 1 < len(steps):
+            if position + 1 == len(steps):
+                break
+            try:
                 statistics = step.transform_statistics(statistics)
+            except NotImplementedError:
+                statistics = statistics_after(steps[:position + 1])
 
     def _fit_new_images(self, collection: ImageCollection, new: list[int]) -> None:
         """Solve the parameters of images that were not in the fit, steps frozen."""
@@ -108,11 +124,9 @@ class Mosaic(Estimator):
         graph = OverlapGraph.from_collection(combined)
         first_new = len(fitted)
         edges = [edge for edge in graph.edges if edge.first < first_new <= edge.second]
-        statistics = collect_statistics(combined, edges, whole_images=range(first_new,
-                                        len(combined)), window_size=self.window_size,
-                                        threads=self.threads, progress=self.progress)
         names = [collection.names[i] for i in new]
-        self._fit_steps(self.steps_, statistics, lambda step, stats: step.fit_new(stats, names))
+        self._fit_steps(self.steps_, combined, edges, range(first_new, len(combined)),
+                        lambda step, stats: step.fit_new(stats, names))
         self.images_ += [{"name": collection.names[i],
                           "path": str(collection.images[i].path.resolve())} for i in new]
 
@@ -158,15 +172,13 @@ class Mosaic(Estimator):
         new = [i for i, name in enumerate(collection.names) if name not in known]
         if new:
             self._fit_new_images(collection, new)
-        steps = self.steps_
+        correct_any = _compose(self.steps_)
 
         def write(index: int) -> Path:
             image = collection.images[index]
 
             def correct(values: np.ndarray, valid: np.ndarray, window: Window) -> np.ndarray:
-                for step in steps:
-                    values = step.transform_window(image, window, values, valid)
-                return values
+                return correct_any(image, window, values, valid)
 
             return write_corrected(image, paths[index], correct, cog=cog,
                                    window_size=self.window_size, working_dtype=working_dtype,
@@ -193,27 +205,79 @@ class Mosaic(Estimator):
                 "steps": [step.to_dict() for step in self.steps_]}
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the fitted model to a human-readable JSON file (atomically)."""
+        """Write the fitted model to a human-readable JSON file (atomically).
+
+        Large arrays (block surfaces) go to a sidecar ``.npz`` beside it, with the same
+        stem, referenced from the JSON.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        document = _extract_arrays(self.to_dict(), "", arrays)
+        sidecar = path.with_suffix(".npz")
+        if arrays:
+            document["arrays"] = sidecar.name
+            temporary = sidecar.with_name(f".{sidecar.stem}.tmp.npz")
+            np.savez_compressed(temporary, **arrays)
+            os.replace(temporary, sidecar)
         temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps(self.to_dict(), indent=1))
+        temporary.write_text(json.dumps(document, indent=1))
         os.replace(temporary, path)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Mosaic:
         """Read a model written by :meth:`save`."""
+        path = Path(path)
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(path.read_text())
+            if data.get("format") != MODEL_FORMAT:
+                raise SpectralMatchError(f"{path}: not a spectralmatch model file")
+            if "arrays" in data:
+                with np.load(path.with_name(data["arrays"])) as arrays:
+                    data = _restore_arrays(data, dict(arrays))
         except (OSError, ValueError) as error:
             raise SpectralMatchError(f"{path}: cannot read model ({error})") from None
-        if data.get("format") != MODEL_FORMAT:
-            raise SpectralMatchError(f"{path}: not a spectralmatch model file")
         model = cls(steps=[Adjuster.from_dict(step) for step in data["steps"]], **data["params"])
         model.images_ = data["images"]
         model.n_bands_ = data["n_bands"]
         return model
+
+
+def _compose(steps: list[Adjuster]):
+    """One function applying ``steps`` in order to a window of any image."""
+
+    def correct(image: Image, window: Window, values: np.ndarray,
+                valid: np.ndarray) -> np.ndarray:
+        for step in steps:
+            values = step.transform_window(image, window, values, valid)
+        return values
+
+    return correct
+
+
+def _extract_arrays(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
+    """``value`` with every ndarray replaced by ``{"array": key}``, collected in ``arrays``."""
+    if isinstance(value, np.ndarray):
+        arrays[key] = value
+        return {"array": key}
+    if isinstance(value, dict):
+        return {k: _extract_arrays(v, f"{key}.{k}" if key else k, arrays)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_extract_arrays(v, f"{key}.{i}", arrays) for i, v in enumerate(value)]
+    return value
+
+
+def _restore_arrays(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """Inverse of :func:`_extract_arrays`."""
+    if isinstance(value, dict):
+        if set(value) == {"array"}:
+            return arrays[value["array"]]
+        return {k: _restore_arrays(v, arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore_arrays(v, arrays) for v in value]
+    return value
 
 
 def resolve_outputs(collection: ImageCollection, out_dir: str | os.PathLike | None,

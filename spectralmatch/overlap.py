@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 from attrs import define, field, frozen
@@ -122,15 +123,24 @@ def connected_groups(n_images: int, edges: list[OverlapEdge]) -> list[list[int]]
 
 @define
 class PairMoments:
-    """Statistics of both images of an edge over the pixels where both are valid."""
+    """Statistics of both images of an edge over the pixels where both are valid.
+
+    ``blocks`` holds, per block grid, the same per block: a pair of Moments (first
+    image, second image) with arrays of shape (n_bands, n_blocks).
+    """
 
     edge: OverlapEdge
     first: Moments
     second: Moments
+    blocks: dict[Any, tuple[Moments, Moments]] = field(factory=dict)
 
     def of(self, index: int) -> Moments:
         """Moments of image ``index`` (one end of the edge)."""
         return self.first if index == self.edge.first else self.second
+
+    def blocks_of(self, index: int, grid: Any) -> Moments:
+        """Per-block moments of image ``index`` on ``grid``."""
+        return self.blocks[grid][0 if index == self.edge.first else 1]
 
 
 @define
@@ -157,7 +167,12 @@ class OverlapStatistics:
         def mapped(moments: Moments | None, index: int) -> Moments | None:
             return None if moments is None else moments.affine(gains[index], offsets[index])
 
-        pairs = [PairMoments(pair.edge, mapped(pair.first, pair.edge.first),
-                             mapped(pair.second, pair.edge.second)) for pair in self.pairs]
+        def mapped_pair(pair: PairMoments) -> PairMoments:
+            first, second = pair.edge.first, pair.edge.second
+            blocks = {grid: (mapped(a, first), mapped(b, second))
+                      for grid, (a, b) in pair.blocks.items()}
+            return PairMoments(pair.edge, mapped(pair.first, first), mapped(pair.second, second),
+                               blocks)
+
         images = [mapped(moments, index) for index, moments in enumerate(self.images)]
-        return OverlapStatistics(self.names, images, pairs)
+        return OverlapStatistics(self.names, images, [mapped_pair(p) for p in self.pairs])

@@ -1,10 +1,11 @@
 """Mergeable streaming statistics.
 
-:class:`Moments` holds per-band count, mean and sum of squared deviations (``M2``) in
-float64. Partial results from windows, threads or cluster workers merge exactly with
-Chan et al.'s pairwise update, which stays accurate for data with a large pedestal
-(uint16 digital numbers, reflectance with an offset) where naive sums of squares lose
-every significant digit.
+:class:`Moments` holds count, mean, sum of squared deviations (``M2``) and, where
+known, minimum and maximum, in float64, per band (and per block for block statistics).
+Partial results from windows, threads or cluster workers merge exactly with Chan et
+al.'s pairwise update, which stays accurate for data with a large pedestal (uint16
+digital numbers, reflectance with an offset) where naive sums of squares lose every
+significant digit.
 """
 
 from __future__ import annotations
@@ -17,13 +18,30 @@ def _float_array(values) -> np.ndarray:
     return np.array(values, dtype=np.float64, ndmin=1)
 
 
+def _optional_float_array(values) -> np.ndarray | None:
+    return None if values is None else _float_array(values)
+
+
+def _per_band(values: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Per-band ``values`` shaped to broadcast against ``like`` (bands first)."""
+    values = np.asarray(values, dtype=np.float64)
+    return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
+
+
+def _extremes(flat: np.ndarray, mask: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-row minimum and maximum where ``mask`` (+inf / -inf for empty rows)."""
+    info = np.iinfo(flat.dtype) if flat.dtype.kind in "iu" else np.finfo(flat.dtype)
+    low = np.min(flat, axis=1, where=mask, initial=info.max).astype(np.float64)
+    high = np.max(flat, axis=1, where=mask, initial=info.min).astype(np.float64)
+    return np.where(count > 0, low, np.inf), np.where(count > 0, high, -np.inf)
+
+
 @define
 class Moments:
-    """Count, mean and M2 (sum of squared deviations) per band.
+    """Count, mean, M2 (sum of squared deviations), minimum and maximum.
 
-    Parameters
-    ----------
-    count, mean, m2 : array-like of shape (n_bands,)
+    Arrays have shape (n_bands,) for whole images and overlaps, and (n_bands, n_blocks)
+    for block statistics. ``minimum`` and ``maximum`` may be None (not tracked).
 
     Examples
     --------
@@ -32,19 +50,24 @@ class Moments:
     >>> whole = Moments.from_array(values, np.ones_like(values, dtype=bool))
     >>> left = Moments.from_array(values[:, :, :1], np.ones((1, 2, 1), dtype=bool))
     >>> right = Moments.from_array(values[:, :, 1:], np.ones((1, 2, 1), dtype=bool))
-    >>> bool(np.allclose(left.merge(right).std, whole.std))
-    True
+    >>> merged = left.merge(right)
+    >>> bool(np.allclose(merged.std, whole.std)), merged.maximum.tolist()
+    (True, [4.0])
     """
 
     count: np.ndarray = field(converter=_float_array)
     mean: np.ndarray = field(converter=_float_array)
     m2: np.ndarray = field(converter=_float_array)
+    minimum: np.ndarray | None = field(default=None, converter=_optional_float_array)
+    maximum: np.ndarray | None = field(default=None, converter=_optional_float_array)
 
     @classmethod
-    def empty(cls, n_bands: int) -> Moments:
-        """Moments of no pixels."""
-        zeros = np.zeros(n_bands)
-        return cls(zeros, zeros, zeros)
+    def empty(cls, shape: int | tuple[int, ...], extremes: bool = True) -> Moments:
+        """Moments of no pixels (with extremes at +inf / -inf when tracked)."""
+        zeros = np.zeros(shape)
+        if not extremes:
+            return cls(zeros, zeros, zeros)
+        return cls(zeros, zeros, zeros, np.full(shape, np.inf), np.full(shape, -np.inf))
 
     @classmethod
     def from_array(cls, values: np.ndarray, valid: np.ndarray) -> Moments:
@@ -63,7 +86,39 @@ class Moments:
         mean = np.divide(total, count, out=np.zeros(n_bands), where=count > 0)
         deviation = np.where(mask, flat - mean[:, None], 0.0)
         m2 = np.einsum("ij,ij->i", deviation, deviation)
-        return cls(count, mean, np.maximum(m2, 0.0))
+        return cls(count, mean, m2, *_extremes(flat, mask, count))
+
+    @classmethod
+    def from_blocks(cls, values: np.ndarray, valid: np.ndarray, row_starts: np.ndarray,
+                    col_starts: np.ndarray) -> Moments:
+        """Moments of each rectangular block of a window (no extremes).
+
+        Parameters
+        ----------
+        values : ndarray of shape (n_bands, rows, cols)
+        valid : bool ndarray of the same shape
+        row_starts, col_starts : int ndarray
+            First row (column) of each block in the window, increasing, starting at 0.
+
+        Returns
+        -------
+        Moments with arrays of shape (n_bands, len(row_starts) * len(col_starts)),
+        blocks in row-major order.
+        """
+        n_bands = values.shape[0]
+        pivot = _per_band(Moments.from_array(values, valid).mean, values)
+        deviation = np.where(valid, values - pivot, 0.0)
+
+        def block_sums(array: np.ndarray) -> np.ndarray:
+            rows = np.add.reduceat(array, row_starts, axis=1)
+            return np.add.reduceat(rows, col_starts, axis=2).reshape(n_bands, -1)
+
+        count = block_sums(valid.astype(np.float64))
+        total = block_sums(deviation)
+        squares = block_sums(deviation * deviation)
+        shift = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+        mean = pivot.reshape(n_bands, 1) + shift
+        return cls(count, mean, np.maximum(squares - shift * total, 0.0))
 
     def merge(self, other: Moments) -> Moments:
         """Moments of the union of both pixel sets (exact, order-independent)."""
@@ -72,28 +127,57 @@ class Moments:
         delta = other.mean - self.mean
         mean = self.mean + delta * other.count / safe
         m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / safe
-        return Moments(count, mean, m2)
+        if self.minimum is None or other.minimum is None:
+            return Moments(count, mean, m2)
+        return Moments(count, mean, m2, np.minimum(self.minimum, other.minimum),
+                       np.maximum(self.maximum, other.maximum))
+
+    def total(self) -> Moments:
+        """Merge along the last axis (e.g. all blocks of an image into whole-image moments)."""
+        count = self.count.sum(axis=-1)
+        safe = np.where(count > 0, count, 1.0)
+        mean = (self.count * self.mean).sum(axis=-1) / safe
+        spread = self.count * (self.mean - mean[..., None]) ** 2
+        return Moments(count, mean, self.m2.sum(axis=-1) + spread.sum(axis=-1))
 
     def affine(self, gain: np.ndarray, offset: np.ndarray) -> Moments:
-        """Moments of ``gain * x + offset`` per band, derived exactly from these."""
-        gain = np.asarray(gain, dtype=np.float64)
-        return Moments(self.count, gain * self.mean + offset, gain * gain * self.m2)
+        """Moments of ``gain * x + offset`` (gain and offset per band), derived exactly."""
+        gain, offset = _per_band(gain, self.mean), _per_band(offset, self.mean)
+        mean, m2 = gain * self.mean + offset, gain * gain * self.m2
+        if self.minimum is None:
+            return Moments(self.count, mean, m2)
+        low, high = gain * self.minimum + offset, gain * self.maximum + offset
+        return Moments(self.count, mean, m2, np.minimum(low, high), np.maximum(low, high))
 
     @property
     def variance(self) -> np.ndarray:
-        """Population variance per band (0 where there are no pixels)."""
+        """Population variance (0 where there are no pixels)."""
         return np.divide(self.m2, self.count, out=np.zeros_like(self.m2), where=self.count > 0)
 
     @property
     def std(self) -> np.ndarray:
-        """Population standard deviation per band."""
+        """Population standard deviation."""
         return np.sqrt(self.variance)
 
     def to_dict(self) -> dict:
         """Plain lists, for JSON."""
-        return {"count": self.count.tolist(), "mean": self.mean.tolist(), "m2": self.m2.tolist()}
+        names = ("count", "mean", "m2", "minimum", "maximum")
+        return {name: getattr(self, name).tolist() for name in names
+                if getattr(self, name) is not None}
 
     @classmethod
     def from_dict(cls, data: dict) -> Moments:
         """Inverse of :meth:`to_dict`."""
-        return cls(data["count"], data["mean"], data["m2"])
+        return cls(data["count"], data["mean"], data["m2"], data.get("minimum"),
+                   data.get("maximum"))
+
+    def merge_at(self, index: np.ndarray, other: Moments) -> None:
+        """Merge ``other`` into positions ``index`` of the last axis, in place."""
+        merged = Moments(*(None if a is None else a[..., index] for a in self._arrays()))
+        merged = merged.merge(other)
+        for array, value in zip(self._arrays(), merged._arrays(), strict=True):
+            if array is not None:
+                array[..., index] = value
+
+    def _arrays(self) -> tuple[np.ndarray | None, ...]:
+        return self.count, self.mean, self.m2, self.minimum, self.maximum

@@ -10,6 +10,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from .block_map import BlockMap
 from .collection import ImageCollection, PathsLike
 from .errors import SpectralMatchError
 from .global_model import GlobalModel
@@ -99,10 +100,74 @@ def global_regression(
         reference_images = model_references(specify_model_images, collection.names)
     step = GlobalModel(reference=reference_images, weight_by_overlap=weight_by_overlap,
                        mean_weight=custom_mean_factor, std_weight=custom_std_factor)
+    return _fit_transform(step, collection, output_images, window_size, threads, save_as_cog,
+                          save_model, progress)
+
+
+def local_block_adjustment(
+    input_images: PathsLike,
+    output_images: OutputsLike,
+    *,
+    block_size: int | None = None,
+    number_of_blocks: int | None = None,
+    correction_method: str = "offset",
+    min_pixels: int = 100,
+    smoothing: float = 0.0,
+    reference_images: Sequence[str | int] | None = None,
+    window_size: int = DEFAULT_WINDOW_SIZE,
+    threads: int | None = None,
+    save_as_cog: bool = False,
+    save_model: str | os.PathLike | None = None,
+    save_block_maps: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> list[str]:
+    """Remove brightness that varies inside the images with a local block adjustment.
+
+    Parameters
+    ----------
+    input_images : folder, glob pattern or list of paths
+        Usually the outputs of :func:`global_regression`.
+    output_images : folder, pattern with ``*`` or list of paths
+    block_size, number_of_blocks : int, optional
+        Block side in pixels, or blocks along the longer side (see :class:`BlockMap`).
+    correction_method : {"offset", "gain", "gamma", "wallis"}
+    min_pixels, smoothing, reference_images
+        See :class:`BlockMap`.
+    window_size, threads, save_as_cog, progress
+        Passed to :class:`Mosaic`.
+    save_model : path, optional
+        Save the fitted model (JSON and an ``.npz`` sidecar) there.
+    save_block_maps : folder, optional
+        Write the block surfaces there as GeoTIFFs (:meth:`BlockMap.to_rasters`).
+
+    Returns
+    -------
+    list of str
+        The output paths.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> outputs = local_block_adjustment("data/", tempfile.mkdtemp(), block_size=64)
+    >>> len(outputs)
+    4
+    """
+    collection = ImageCollection.coerce(input_images)
+    step = BlockMap(block_size=block_size, n_blocks=number_of_blocks,
+                    correction=correction_method, min_pixels=min_pixels, smoothing=smoothing,
+                    reference=reference_images)
+    written = _fit_transform(step, collection, output_images, window_size, threads,
+                             save_as_cog, save_model, progress)
+    if save_block_maps is not None:
+        step.to_rasters(save_block_maps)
+    return written
+
+
+def _fit_transform(step, collection, output_images, window_size, threads, cog, save_model,
+                   progress) -> list[str]:
     model = Mosaic([step], window_size=window_size, threads=threads, progress=progress)
     model.fit(collection)
     if save_model is not None:
         model.save(save_model)
-    written = model.transform(collection, cog=save_as_cog,
-                              **output_arguments(collection, output_images))
+    written = model.transform(collection, cog=cog, **output_arguments(collection, output_images))
     return [str(image.path) for image in written]

@@ -127,7 +127,7 @@ def test_fit_then_transform_equals_match(runner, tiles, tmp_path):
     fitted = invoke(runner, "fit", tiles.folder, "--model", model, "-r", "tile_1")
     assert fitted.exit_code == 0, fitted.output
     assert "fitted 4 images" in fitted.stderr
-    assert folder_listing(tmp_path) == ["model.json", "tiles"] + \
+    assert folder_listing(tmp_path) == ["model.json", "model.npz", "tiles"] + \
         [f"tiles/{name}.tif" for name in tiles.names]
     transformed = invoke(runner, "transform", tiles.folder, "--model", model,
                          "-o", tmp_path / "two_step", "--window-size", 64)
