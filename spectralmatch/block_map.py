@@ -19,7 +19,8 @@ from .errors import SpectralMatchError
 from .image import Image
 from .overlap import OverlapStatistics
 
-CORRECTIONS = ("gamma", "gain", "offset", "wallis")
+CORRECTIONS = ("wallis", "offset", "gain", "gamma")
+BLOCKS_PER_IMAGE = 8
 _MAX_RATIO = 10.0
 
 
@@ -40,7 +41,8 @@ class BlockGrid:
         """Square blocks over the union extent of ``collection``.
 
         ``block_size`` is in pixels of the finest image; ``n_blocks`` is the number of
-        blocks along the longer side of the extent. Exactly one may be given.
+        blocks along the longer side of the extent; with neither, blocks are an eighth
+        of the images' median longer side (about 8 x 8 blocks per image).
         """
         for image in collection:
             transform = image.transform
@@ -51,10 +53,14 @@ class BlockGrid:
         longest = max(right - left, top - bottom)
         if n_blocks is not None:
             side = longest / n_blocks
-        else:
+        elif block_size is not None:
             pixel = min(min(abs(i.transform.a), abs(i.transform.e)) for i in collection)
             side = min(block_size * pixel, longest)
-        rows, cols = math.ceil((top - bottom) / side - 1e-9), math.ceil((right - left) / side - 1e-9)
+        else:
+            sides = [max(b[2] - b[0], b[3] - b[1]) for b in (i.bounds for i in collection)]
+            side = float(np.median(sides)) / BLOCKS_PER_IMAGE
+        rows = math.ceil((top - bottom) / side - 1e-9)
+        cols = math.ceil((right - left) / side - 1e-9)
         return cls(left, top, side, side, max(rows, 1), max(cols, 1))
 
     @property
@@ -96,24 +102,33 @@ class BlockGrid:
         """Bilinear interpolation of block-centre surfaces (bands, rows, cols) to pixels.
 
         Edges are clamped: pixels beyond the outermost block centres take their values.
+        Computed as ``W_rows @ surface @ W_cols.T`` with sparse-in-effect weight matrices
+        restricted to the blocks the window touches, so no full-size grid is built.
         """
         rows, cols = self._pixel_coordinates(image, window)
-        row0, row1, row_weight = _neighbours(rows - 0.5, self.rows)
-        col0, col1, col_weight = _neighbours(cols - 0.5, self.cols)
+        row_weights, row_span = _bilinear_weights(rows - 0.5, self.rows)
+        col_weights, col_span = _bilinear_weights(cols - 0.5, self.cols)
         result = []
         for surface in surfaces:
-            along_rows = (surface[:, row0, :] * (1 - row_weight)[None, :, None]
-                          + surface[:, row1, :] * row_weight[None, :, None])
-            result.append(along_rows[:, :, col0] * (1 - col_weight)
-                          + along_rows[:, :, col1] * col_weight)
+            part = surface[:, row_span, col_span]
+            row_weights_t = row_weights.astype(part.dtype)
+            col_weights_t = col_weights.astype(part.dtype).T
+            result.append(row_weights_t @ part @ col_weights_t)
         return result
 
 
-def _neighbours(position: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bilinear_weights(position: np.ndarray, size: int) -> tuple[np.ndarray, slice]:
+    """Interpolation weights (pixels x blocks spanned) and the span of blocks used."""
     position = np.clip(position, 0, size - 1)
     lower = np.minimum(np.floor(position).astype(int), max(size - 2, 0))
     upper = np.minimum(lower + 1, size - 1)
-    return lower, upper, (position - lower).astype(np.float32)
+    fraction = position - lower
+    first, last = lower.min(), upper.max()
+    weights = np.zeros((len(position), last - first + 1))
+    pixels = np.arange(len(position))
+    np.add.at(weights, (pixels, lower - first), 1 - fraction)
+    np.add.at(weights, (pixels, upper - first), fraction)
+    return weights, slice(first, last + 1)
 
 
 class BlockMap(Adjuster):
@@ -143,11 +158,15 @@ class BlockMap(Adjuster):
     Parameters
     ----------
     block_size : int, optional
-        Block side in pixels of the finest image. Default: 256 unless ``n_blocks`` is set.
+        Block side in pixels of the finest image. Default: an eighth of the images'
+        median longer side (about 8 x 8 blocks per image), unless ``n_blocks`` is set.
     n_blocks : int, optional
         Number of blocks along the longer side of the union extent (instead of
         ``block_size``).
-    correction : {"offset", "gain", "gamma", "wallis"}, default "offset"
+    correction : {"wallis", "offset", "gain", "gamma"}, default "wallis"
+        Wallis matches the spread as well as the mean, which also removes the contrast
+        differences a multiplicative haze or illumination field leaves; it scored best
+        on the benchmark (docs/benchmarks.md).
     min_pixels : int, default 100
         Overlaps with fewer jointly valid pixels in a block are not used there.
     smoothing : float, default 0.0
@@ -178,7 +197,7 @@ class BlockMap(Adjuster):
     """
 
     def __init__(self, block_size: int | None = None, n_blocks: int | None = None,
-                 correction: str = "offset", min_pixels: int = 100, smoothing: float = 0.0,
+                 correction: str = "wallis", min_pixels: int = 100, smoothing: float = 0.0,
                  reference: Sequence[str | int] | None = None) -> None:
         self.block_size = block_size
         self.n_blocks = n_blocks
@@ -194,8 +213,7 @@ class BlockMap(Adjuster):
                                      f"got {self.correction!r}")
         if self.block_size is not None and self.n_blocks is not None:
             raise SpectralMatchError("give BlockMap either block_size or n_blocks, not both")
-        block_size = (self.block_size or 256) if self.n_blocks is None else None
-        self.grid_ = BlockGrid.covering(collection, block_size, self.n_blocks)
+        self.grid_ = BlockGrid.covering(collection, self.block_size, self.n_blocks)
         self.crs_ = collection.crs
 
     @property
@@ -283,14 +301,33 @@ class BlockMap(Adjuster):
             row = self.images_.index(image.name)
         except ValueError:
             raise SpectralMatchError(f"{image.name}: not in this BlockMap") from None
-        surfaces = [self.shifts_[row], self.local_means_[row]]
-        if self.correction == "wallis":
-            surfaces.append(self.spread_factors_[row])
-        shift, local, *factor = self.grid_.interpolate(
-            [surface.astype(values.dtype) for surface in surfaces], image, window)
-        pivot = self.pivot_.astype(values.dtype)[:, None, None]
-        scale = self.range_.astype(values.dtype)[:, None, None]
-        return _correct(self.correction, values, local, shift, factor, pivot, scale)
+        dtype = values.dtype
+        if self.correction == "gamma":
+            local, target = self.grid_.interpolate(
+                [surface.astype(dtype) for surface in self._gamma_surfaces(row)], image, window)
+            return _gamma(values, local, target, self.pivot_.astype(dtype)[:, None, None],
+                          self.range_.astype(dtype)[:, None, None])
+        gain, offset = self.grid_.interpolate(
+            [surface.astype(dtype) for surface in self._linear_fields(row)], image, window)
+        values *= gain
+        values += offset
+        return values
+
+    def _linear_fields(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Block values of ``F`` and ``G`` in ``x' = F * x + G`` (offset, gain, wallis)."""
+        local, shift = self.local_means_[row], self.shifts_[row]
+        if self.correction == "offset":
+            return np.ones_like(shift), shift
+        if self.correction == "gain":
+            pivot = self.pivot_[:, None, None]
+            gain = _bounded_ratio(local + shift - pivot, local - pivot)
+            return gain, pivot * (1 - gain)
+        gain = np.clip(self.spread_factors_[row], 1 / _MAX_RATIO, _MAX_RATIO)
+        return gain, local + shift - gain * local
+
+    def _gamma_surfaces(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Block values of the local mean and the mean it is brought to."""
+        return self.local_means_[row], self.local_means_[row] + self.shifts_[row]
 
     # ---------------------------------------------------------------- state
 
@@ -477,19 +514,13 @@ def _bounded_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray
     return np.clip(ratio, 1 / _MAX_RATIO, _MAX_RATIO)
 
 
-def _correct(kind: str, values, local, shift, factor, pivot, scale) -> np.ndarray:
-    if kind == "offset":
-        return values + shift
-    if kind == "wallis":
-        return local + shift + (values - local) * np.clip(factor[0], 1 / _MAX_RATIO, _MAX_RATIO)
-    if kind == "gain":
-        return pivot + (values - pivot) * _bounded_ratio(local + shift - pivot, local - pivot)
-    # gamma, on values scaled into (0, 1] above the pivot
+def _gamma(values, local, target, pivot, scale) -> np.ndarray:
+    """``p + r * ((x - p) / r) ** (ln((t - p) / r) / ln((m - p) / r))``, bounded."""
     tiny = np.finfo(values.dtype).tiny
 
     def scaled(array):
         return np.clip((array - pivot) / scale, tiny, None)
 
     log_local = np.log(np.clip(scaled(local), 1e-6, 1 - 1e-6))
-    log_target = np.log(np.clip(scaled(local + shift), 1e-6, 1 - 1e-6))
+    log_target = np.log(np.clip(scaled(target), 1e-6, 1 - 1e-6))
     return pivot + scale * scaled(values) ** _bounded_ratio(log_target, log_local)

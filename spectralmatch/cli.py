@@ -64,8 +64,9 @@ def _local_options(command: Callable) -> Callable:
         click.option("--local/--no-local", default=True, show_default=True,
                      help="Local block adjustment after the global model."),
         click.option("--block-size", type=click.IntRange(min=2), default=None,
-                     help="Block side in pixels for the local adjustment [default: 256]."),
-        click.option("--correction", type=click.Choice(CORRECTIONS), default="offset",
+                     help="Block side in pixels for the local adjustment "
+                          "[default: an eighth of the median image side]."),
+        click.option("--correction", type=click.Choice(CORRECTIONS), default=CORRECTIONS[0],
                      show_default=True, help="Kind of local correction."),
     ]
     for option in reversed(options):

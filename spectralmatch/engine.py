@@ -149,12 +149,14 @@ def _image_statistics(collection: ImageCollection, index: int, edges: list[Overl
                     edge.other(index), window_bounds(part, image.transform),
                     (part.height, part.width))
                 part_values = values[:, rows, cols]
-                pair_moments[edge] = pair_moments[edge].merge(
-                    Moments.from_array(part_values, joint))
+                measured = None
                 for grid in grids:
                     blocks, row_starts, col_starts = grid.window_blocks(image, part)
                     measured = Moments.from_blocks(part_values, joint, row_starts, col_starts)
                     block_moments[edge][grid].merge_at(blocks, measured)
+                whole_part = (measured.total() if measured is not None
+                              else Moments.from_array(part_values, joint))
+                pair_moments[edge] = pair_moments[edge].merge(whole_part)
     if whole and correct is None:
         image.set_statistics(moments)
     return (moments if whole else None), pair_moments, block_moments

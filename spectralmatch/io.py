@@ -43,28 +43,30 @@ def output_profile(image: Image, **creation_options: Any) -> dict[str, Any]:
 
 
 def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | None) -> np.ndarray:
-    """Convert float results to ``dtype`` without losing a valid pixel.
+    """Convert float results to ``dtype`` without losing a valid pixel (``values`` is reused).
 
     Integers are rounded and clipped to the dtype's range; floats are clipped to its
     finite range. A valid pixel never becomes NaN, inf or the nodata value (it is moved
     to the nearest representable neighbour); invalid pixels become nodata (0 without one).
     """
     target = np.dtype(dtype)
+    info = np.iinfo(target) if target.kind in "iu" else np.finfo(target)
+    if not np.isfinite(values).all():
+        np.nan_to_num(values, copy=False, nan=0.0, posinf=info.max, neginf=info.min)
+    low, high = float(info.min), float(info.max)
+    exact_nodata = nodata is not None and not math.isnan(nodata)
     if target.kind in "iu":
-        info = np.iinfo(target)
-        values = np.clip(np.rint(np.nan_to_num(values, nan=0.0)), info.min, info.max)
-        if nodata is not None and not math.isnan(nodata):
-            step = 1 if nodata < info.max else -1
-            values[valid & (values == nodata)] = nodata + step
-    else:
-        info = np.finfo(target)
-        values = np.clip(np.nan_to_num(values, nan=0.0, posinf=info.max, neginf=info.min),
-                         info.min, info.max)
-        if nodata is not None and not math.isnan(nodata):
-            clash = valid & (values.astype(target) == target.type(nodata))
-            values[clash] = np.nextafter(target.type(nodata), target.type(np.inf))
-    fill = 0 if nodata is None else nodata
-    return np.where(valid, values, fill).astype(target)
+        np.rint(values, out=values)
+        # the nodata value at an end of the range is avoided by the clip itself
+        low += exact_nodata and nodata == low
+        high -= exact_nodata and nodata == high
+    np.clip(values, low, high, out=values)
+    if exact_nodata and low < nodata < high:
+        clash = valid & (values.astype(target) == target.type(nodata))
+        values[clash] = np.nextafter(target.type(nodata), target.type(high))
+    result = values.astype(target)
+    np.copyto(result, target.type(0 if nodata is None else nodata), where=~valid)
+    return result
 
 
 @contextlib.contextmanager

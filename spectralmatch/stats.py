@@ -28,12 +28,13 @@ def _per_band(values: np.ndarray, like: np.ndarray) -> np.ndarray:
     return values.reshape(values.shape + (1,) * (like.ndim - values.ndim))
 
 
-def _extremes(flat: np.ndarray, mask: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per-row minimum and maximum where ``mask`` (+inf / -inf for empty rows)."""
-    info = np.iinfo(flat.dtype) if flat.dtype.kind in "iu" else np.finfo(flat.dtype)
-    low = np.min(flat, axis=1, where=mask, initial=info.max).astype(np.float64)
-    high = np.max(flat, axis=1, where=mask, initial=info.min).astype(np.float64)
-    return np.where(count > 0, low, np.inf), np.where(count > 0, high, -np.inf)
+def _rough_mean(values: np.ndarray, valid: np.ndarray, step: int = 16) -> np.ndarray:
+    """Per-band mean of a sparse sample of the valid values (0 where none): a cheap,
+    data-centred pivot for shifted sums."""
+    sample, sample_valid = values[:, ::step, ::step], valid[:, ::step, ::step]
+    count = sample_valid.sum(axis=(1, 2))
+    total = np.where(sample_valid, sample, 0).sum(axis=(1, 2), dtype=np.float64)
+    return np.divide(total, count, out=np.zeros(len(count)), where=count > 0)
 
 
 @define
@@ -81,12 +82,18 @@ class Moments:
         n_bands = values.shape[0]
         flat = values.reshape(n_bands, -1)
         mask = valid.reshape(n_bands, -1)
-        count = mask.sum(axis=1, dtype=np.float64)
-        total = np.where(mask, flat, 0).sum(axis=1, dtype=np.float64)
-        mean = np.divide(total, count, out=np.zeros(n_bands), where=count > 0)
-        deviation = np.where(mask, flat - mean[:, None], 0.0)
-        m2 = np.einsum("ij,ij->i", deviation, deviation)
-        return cls(count, mean, m2, *_extremes(flat, mask, count))
+        everywhere = mask.all(axis=1)
+        moments = np.zeros((5, n_bands))
+        for band in range(n_bands):
+            selected = flat[band] if everywhere[band] else flat[band][mask[band]]
+            if selected.size:
+                mean = selected.mean(dtype=np.float64)
+                deviation = selected - mean
+                moments[:, band] = (selected.size, mean, np.dot(deviation, deviation),
+                                    selected.min(), selected.max())
+            else:
+                moments[:, band] = 0.0, 0.0, 0.0, np.inf, -np.inf
+        return cls(*moments)
 
     @classmethod
     def from_blocks(cls, values: np.ndarray, valid: np.ndarray, row_starts: np.ndarray,
@@ -106,16 +113,17 @@ class Moments:
         blocks in row-major order.
         """
         n_bands = values.shape[0]
-        pivot = _per_band(Moments.from_array(values, valid).mean, values)
-        deviation = np.where(valid, values - pivot, 0.0)
+        pivot = _per_band(_rough_mean(values, valid), values)
+        deviation = values - pivot
+        np.copyto(deviation, 0.0, where=~valid)
 
-        def block_sums(array: np.ndarray) -> np.ndarray:
-            rows = np.add.reduceat(array, row_starts, axis=1)
+        def block_sums(array: np.ndarray, dtype=None) -> np.ndarray:
+            rows = np.add.reduceat(array, row_starts, axis=1, dtype=dtype)
             return np.add.reduceat(rows, col_starts, axis=2).reshape(n_bands, -1)
 
-        count = block_sums(valid.astype(np.float64))
+        count = block_sums(valid, np.int64).astype(np.float64)
         total = block_sums(deviation)
-        squares = block_sums(deviation * deviation)
+        squares = block_sums(np.square(deviation, out=deviation))
         shift = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
         mean = pivot.reshape(n_bands, 1) + shift
         return cls(count, mean, np.maximum(squares - shift * total, 0.0))

@@ -110,7 +110,7 @@ def local_block_adjustment(
     *,
     block_size: int | None = None,
     number_of_blocks: int | None = None,
-    correction_method: str = "offset",
+    correction_method: str = "wallis",
     min_pixels: int = 100,
     smoothing: float = 0.0,
     reference_images: Sequence[str | int] | None = None,
@@ -130,7 +130,7 @@ def local_block_adjustment(
     output_images : folder, pattern with ``*`` or list of paths
     block_size, number_of_blocks : int, optional
         Block side in pixels, or blocks along the longer side (see :class:`BlockMap`).
-    correction_method : {"offset", "gain", "gamma", "wallis"}
+    correction_method : {"wallis", "offset", "gain", "gamma"}
     min_pixels, smoothing, reference_images
         See :class:`BlockMap`.
     window_size, threads, save_as_cog, progress
