@@ -1,44 +1,41 @@
-"""Match the sample mosaic in data/ and draw it before and after (docs/images/).
+"""Match the sample mosaic in data/ and show it before and after (docs/images/).
 
     python examples/sample_before_after.py
+
+Prints a Markdown table of the mean absolute difference between overlapping tiles,
+before, after the global model alone, and after global + local adjustment.
 """
 
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 import spectralmatch as sm
+from spectralmatch.metrics import overlap_differences
 from spectralmatch.plot import plot_before_after
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def overlap_table(model: sm.Mosaic) -> str:
-    """Markdown table: mean absolute difference of each overlap's means, before and after."""
-    diagnostics = model.steps_[0].diagnostics_
-    lines = ["| overlap | pixels | mean abs. difference before (R / G / B, DN) | after |",
-             "| --- | --- | --- | --- |"]
-    for pair, count, before, after in zip(diagnostics.pairs, diagnostics.count,
-                                          diagnostics.mean_difference_before,
-                                          diagnostics.mean_difference_after, strict=True):
-        def cells(values):
-            return " / ".join(f"{abs(v):.0f}" for v in values)
-        lines.append(f"| {pair[0]} - {pair[1]} | {int(count[0])} | {cells(before)} | "
-                     f"{cells(after)} |")
-    return "\n".join(lines)
+def cells(values) -> str:
+    return " / ".join(f"{value:.0f}" for value in values)
 
 
 def main() -> None:
     images = sm.ImageCollection.from_paths(ROOT / "data")
-    model = sm.Mosaic([sm.GlobalModel()])
     with tempfile.TemporaryDirectory() as folder:
-        matched = model.fit_transform(images, folder)
+        global_only = sm.Mosaic([sm.GlobalModel()]).fit_transform(images, Path(folder, "g"))
+        matched = sm.Mosaic([sm.GlobalModel(), sm.BlockMap()]).fit_transform(
+            images, Path(folder, "gl"))
         path = plot_before_after(images, matched, ROOT / "docs/images/sample_before_after.png",
-                                 titles=("Input tiles", "After spectralmatch (global model)"))
-    print(f"wrote {path}")
-    print(overlap_table(model))
-    print("gains:\n", np.round(model.steps_[0].gains_, 3))
+                                 titles=("Input tiles", "After spectralmatch match"))
+        columns = [overlap_differences(c) for c in (images, global_only, matched)]
+    print(f"wrote {path}\n")
+    print("| overlap | pixels | before | global model | global + local |")
+    print("| --- | --- | --- | --- | --- |")
+    for before, middle, after in zip(*columns, strict=True):
+        print(f"| {before.first} - {before.second} | {int(before.count[0])} | "
+              f"{cells(before.mean_abs_difference)} | {cells(middle.mean_abs_difference)} | "
+              f"{cells(after.mean_abs_difference)} |")
 
 
 if __name__ == "__main__":

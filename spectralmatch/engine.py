@@ -180,11 +180,12 @@ class _Partners:
         image = self.collection.images[index]
         if index not in self.datasets:
             self.datasets[index] = image.open()
-        return read_valid_on_grid(image, self.datasets[index], bounds, shape)
+        return read_on_grid(image, self.datasets[index], bounds, shape)[1]
 
 
-def read_valid_on_grid(image: Image, dataset, bounds, shape: tuple[int, int]) -> np.ndarray:
-    """Validity of ``image`` on a grid of ``shape`` pixels spanning ``bounds``.
+def read_on_grid(image: Image, dataset, bounds, shape: tuple[int, int]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Values and validity of ``image`` on a grid of ``shape`` pixels spanning ``bounds``.
 
     Reads the matching window directly where the grids are aligned, and resamples with
     nearest neighbour where they are not (another resolution or a sub-pixel shift).
@@ -199,7 +200,7 @@ def read_valid_on_grid(image: Image, dataset, bounds, shape: tuple[int, int]) ->
         window = exact
         values = dataset.read(window=exact, out_shape=(image.count, *shape),
                               resampling=Resampling.nearest)
-    return image.valid_mask(values, dataset, window)
+    return values, image.valid_mask(values, dataset, window)
 
 
 def _intersect(a: Window, b: Window) -> Window | None:

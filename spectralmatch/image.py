@@ -121,9 +121,7 @@ class Image:
 
     def windows(self, size: int = DEFAULT_WINDOW_SIZE) -> Iterator[Window]:
         """Square windows of ``size`` pixels covering the image, row by row."""
-        for row in range(0, self.height, size):
-            for col in range(0, self.width, size):
-                yield Window(col, row, min(size, self.width - col), min(size, self.height - row))
+        return split_window(Window(0, 0, self.width, self.height), size)
 
     def read(
         self, window: Window | None = None, dataset: DatasetReader | None = None
@@ -209,6 +207,14 @@ class Image:
 
     def __repr__(self) -> str:
         return f"Image({str(self.path)!r})"
+
+
+def split_window(window: Window, size: int) -> Iterator[Window]:
+    """Windows of at most ``size`` x ``size`` pixels covering ``window``, row by row."""
+    for row in range(0, int(window.height), size):
+        for col in range(0, int(window.width), size):
+            yield Window(window.col_off + col, window.row_off + row,
+                         min(size, window.width - col), min(size, window.height - row))
 
 
 def _uses_dataset_mask(dataset: DatasetReader) -> bool:
