@@ -29,12 +29,18 @@ def _per_band(values: np.ndarray, like: np.ndarray) -> np.ndarray:
 
 
 def _rough_mean(values: np.ndarray, valid: np.ndarray, step: int = 16) -> np.ndarray:
-    """Per-band mean of a sparse sample of the valid values (0 where none): a cheap,
-    data-centred pivot for shifted sums."""
+    """Per-band mean of a sparse sample of the valid values: a cheap, data-centred pivot
+    for shifted sums (a band whose sample holds no valid value takes its first valid
+    value; 0 when it has none)."""
     sample, sample_valid = values[:, ::step, ::step], valid[:, ::step, ::step]
     count = sample_valid.sum(axis=(1, 2))
     total = np.where(sample_valid, sample, 0).sum(axis=(1, 2), dtype=np.float64)
-    return np.divide(total, count, out=np.zeros(len(count)), where=count > 0)
+    pivot = np.divide(total, count, out=np.zeros(len(count)), where=count > 0)
+    for band in np.flatnonzero(count == 0):
+        first = np.argmax(valid[band])
+        if valid[band].flat[first]:
+            pivot[band] = values[band].flat[first]
+    return pivot
 
 
 @define

@@ -182,13 +182,16 @@ def corner_mask(height: int, width: int, corner: str, size: int = 25) -> np.ndar
 
 def make_tiles(folder, truth: Truth, *, gains=GAINS, offsets=OFFSETS, windows=LAYOUT,
                noise_sd: float = 2.0, seed: int = 0, dtype: str = "uint16", nodata=0,
-               names=None, cut_corners: bool = True, grid_offset=(0.0, 0.0)) -> TileSet:
+               names=None, cut_corners: bool = True, grid_offset=(0.0, 0.0),
+               fields=None) -> TileSet:
     """Cut ``windows`` out of ``truth``, apply ``gain * truth + offset + noise`` per band.
 
     Integer results are rounded and clipped to the dtype; a valid pixel never holds the
     nodata value. With ``cut_corners`` each tile's outer corner (the one away from the
     centre of the layout) is a 25 px triangle of nodata, like a real scene border.
     ``grid_offset`` (x, y in CRS units) moves every tile, e.g. far away from others.
+    ``fields`` (one (rows, cols) array per tile, or None) multiplies the truth first:
+    ``gain * field * truth + offset + noise``, a brightness that varies inside a tile.
     """
     folder = Path(folder)
     gains = np.asarray(gains, dtype=np.float64)
@@ -201,6 +204,8 @@ def make_tiles(folder, truth: Truth, *, gains=GAINS, offsets=OFFSETS, windows=LA
     for index, window in enumerate(windows):
         rows, cols = window.toslices()
         clean = truth.data[:, rows, cols]
+        if fields is not None:
+            clean = clean * np.asarray(fields[index], dtype=np.float64)[None]
         values = (gains[index][:, None, None] * clean + offsets[index][:, None, None]
                   + rng.normal(0.0, noise_sd, size=clean.shape))
         valid = np.ones(clean.shape, dtype=bool)
@@ -214,6 +219,72 @@ def make_tiles(folder, truth: Truth, *, gains=GAINS, offsets=OFFSETS, windows=LA
                                   crs=truth.crs, nodata=nodata, dtype=dtype,
                                   descriptions=BAND_NAMES[: data.shape[0]]))
     return TileSet(folder, paths, truth, list(windows), gains, offsets, dtype, nodata)
+
+
+#: 2 x 2 layout of 125 px tiles over the 200 px truth: 50 px (40 %) overlaps between
+#: neighbours, a 50 x 50 px corner shared by all four.
+FIELD_LAYOUT = [Window(0, 0, 125, 125), Window(75, 0, 125, 125),
+                Window(0, 75, 125, 125), Window(75, 75, 125, 125)]
+#: Direction (degrees, clockwise from east) of each tile's brightness gradient.
+FIELD_ANGLES = (20.0, 110.0, 200.0, 290.0)
+
+
+def plane(height: int, width: int, angle: float) -> np.ndarray:
+    """A linear ramp over a (height, width) tile: -1 .. 1 along ``angle`` (degrees)."""
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
+    theta = np.deg2rad(angle)
+    ramp = (np.cos(theta) * (cols - (width - 1) / 2) + np.sin(theta) * (rows - (height - 1) / 2))
+    return ramp / np.abs(ramp).max()
+
+
+def smooth_fields(windows, amplitudes, angles=FIELD_ANGLES) -> list[np.ndarray]:
+    """``1 + a * plane`` per tile: a multiplicative brightness gradient of +- ``a``."""
+    amplitudes = np.broadcast_to(np.asarray(amplitudes, dtype=np.float64), (len(windows),))
+    return [1.0 + amplitude * plane(window.height, window.width, angle)
+            for window, amplitude, angle in zip(windows, amplitudes, angles, strict=False)]
+
+
+def on_truth_grid(tiles: TileSet, paths) -> list[np.ndarray]:
+    """Rasters laid out like ``tiles`` (e.g. their outputs) on the truth grid, float64,
+    NaN outside them and where they are not valid."""
+    placed = []
+    for window, path in zip(tiles.windows, paths, strict=True):
+        data = read_raster(path).astype(np.float64)
+        canvas = np.full(tiles.truth.data.shape, np.nan)
+        rows, cols = window.toslices()
+        canvas[:, rows, cols] = np.where(valid_mask(read_raster(path), tiles.nodata), data, np.nan)
+        placed.append(canvas)
+    return placed
+
+
+def seam_error(tiles: TileSet, paths, pairs=None) -> float:
+    """Mean absolute difference between overlapping rasters over their jointly valid
+    pixels (all bands), over every pair of ``paths`` or the (i, j) ``pairs`` given."""
+    placed = on_truth_grid(tiles, paths)
+    if pairs is None:
+        pairs = [(i, j) for i in range(len(placed)) for j in range(i + 1, len(placed))]
+    differences = []
+    for i, j in pairs:
+        difference = np.abs(placed[i] - placed[j])
+        differences.append(difference[np.isfinite(difference)])
+    differences = np.concatenate(differences)
+    assert differences.size > 0, "the rasters do not overlap"
+    return float(differences.mean())
+
+
+def affine_rmse(tiles: TileSet, paths) -> float:
+    """RMSE to the truth after the best affine map per band common to all ``paths``
+    (what no relative normalization without a reference can know is factored out)."""
+    placed = on_truth_grid(tiles, paths)
+    squares, count = 0.0, 0
+    for band in range(tiles.truth.data.shape[0]):
+        x = np.concatenate([canvas[band][np.isfinite(canvas[band])] for canvas in placed])
+        y = np.concatenate([tiles.truth.data[band][np.isfinite(canvas[band])]
+                            for canvas in placed])
+        design = np.stack([x, np.ones_like(x)], axis=1)
+        residual = design @ np.linalg.lstsq(design, y, rcond=None)[0] - y
+        squares, count = squares + float(residual @ residual), count + residual.size
+    return float(np.sqrt(squares / count))
 
 
 def inverse(gains: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -133,3 +133,94 @@ def test_dict_round_trip_is_exact():
     for name in ("count", "mean", "m2"):
         np.testing.assert_array_equal(getattr(restored, name), getattr(moments, name))
     assert isinstance(moments.to_dict()["mean"], list)
+
+
+# ---------------------------------------------------------------------- block statistics
+
+
+def _blocks_of(values, valid, row_starts, col_starts):
+    """from_array on each block (row-major): the reference for from_blocks."""
+    row_stops = [*row_starts[1:], values.shape[1]]
+    col_stops = [*col_starts[1:], values.shape[2]]
+    return [Moments.from_array(values[:, r0:r1, c0:c1], valid[:, r0:r1, c0:c1])
+            for r0, r1 in zip(row_starts, row_stops, strict=True)
+            for c0, c1 in zip(col_starts, col_stops, strict=True)]
+
+
+@pytest.mark.parametrize("kind", ["float", "uint16-pedestal"])
+def test_from_blocks_equals_from_array_on_each_block(kind):
+    rng = np.random.default_rng(21)
+    if kind == "float":
+        values = rng.normal(250.0, 40.0, size=(3, 37, 53))
+    else:  # 60000 +- 3: the spread must survive the pedestal
+        values = (60000 + rng.integers(-3, 4, size=(3, 37, 53))).astype(np.uint16)
+    valid = rng.random(values.shape) > 0.25
+    valid[1, 10:25, :] = False  # band 1: a whole block row without a valid pixel
+    row_starts, col_starts = np.array([0, 10, 25, 36]), np.array([0, 1, 20, 40])
+    blocks = Moments.from_blocks(values, valid, row_starts, col_starts)
+    assert blocks.count.shape == blocks.mean.shape == blocks.m2.shape == (3, 16)
+    assert blocks.minimum is None and blocks.maximum is None
+    expected = _blocks_of(values, valid, row_starts, col_starts)
+    for k, moments in enumerate(expected):
+        np.testing.assert_array_equal(blocks.count[:, k], moments.count)
+        present = moments.count > 0
+        np.testing.assert_allclose(blocks.mean[present, k], moments.mean[present], rtol=1e-13)
+        np.testing.assert_allclose(blocks.m2[present, k], moments.m2[present], rtol=1e-9,
+                                   atol=1e-9)
+        assert (blocks.m2[~present, k] == 0).all()
+    assert (blocks.count[1, 4:8] == 0).all() and (blocks.count[0] > 0).all()
+    if kind != "float":
+        assert 3.0 < blocks.variance[0].mean() < 5.0
+    # all blocks together are the whole window
+    whole = Moments.from_array(values, valid)
+    total = blocks.total()
+    np.testing.assert_array_equal(total.count, whole.count)
+    np.testing.assert_allclose(total.mean, whole.mean, rtol=1e-13)
+    np.testing.assert_allclose(total.m2, whole.m2, rtol=1e-9)
+
+
+def test_merge_at_merges_windows_into_their_blocks_in_place():
+    """Two windows of a 40 x 60 px image over a 2 x 3 grid of 20 px blocks."""
+    rng = np.random.default_rng(4)
+    values = rng.normal(1000.0, 50.0, size=(2, 40, 60))
+    valid = rng.random(values.shape) > 0.2
+    grid = Moments.empty((2, 6), extremes=False)
+    counts = grid.count  # merged in place: the same arrays are updated
+    # the left window, columns 0-35: blocks 0, 1, 3, 4 (block 1 cut at column 35)
+    left = Moments.from_blocks(values[:, :, :35], valid[:, :, :35], np.array([0, 20]),
+                               np.array([0, 20]))
+    grid.merge_at(np.array([0, 1, 3, 4]), left)
+    assert grid.count is counts
+    np.testing.assert_array_equal(grid.count[:, 2], 0.0)
+    # the right window, columns 35-60: blocks 1, 2, 4, 5 (block 1 completed)
+    right = Moments.from_blocks(values[:, :, 35:], valid[:, :, 35:], np.array([0, 20]),
+                                np.array([0, 5]))
+    grid.merge_at(np.array([1, 2, 4, 5]), right)
+    expected = _blocks_of(values, valid, np.array([0, 20]), np.array([0, 20, 40]))
+    for k, moments in enumerate(expected):
+        np.testing.assert_array_equal(grid.count[:, k], moments.count)
+        np.testing.assert_allclose(grid.mean[:, k], moments.mean, rtol=1e-13)
+        np.testing.assert_allclose(grid.m2[:, k], moments.m2, rtol=1e-10)
+    assert grid.count.sum() == valid.sum()
+    # merging nothing changes nothing
+    before = grid.mean.copy()
+    grid.merge_at(np.array([0, 5]), Moments.empty((2, 2), extremes=False))
+    np.testing.assert_array_equal(grid.mean, before)
+
+
+def test_from_blocks_keeps_a_small_spread_on_a_large_pedestal_with_sparse_validity():
+    """1e6 +- 0.01 (as in test_float_data_around_one_million), valid everywhere except
+    on every 16th row and column: block sums must still be taken about a data-centred
+    pivot, or the spread is lost in the squares of 1e6."""
+    rng = np.random.default_rng(12)
+    values = 1e6 + rng.normal(0.0, 0.01, size=(2, 40, 60))
+    valid = np.ones(values.shape, dtype=bool)
+    valid[:, ::16, :] = False
+    valid[:, :, ::16] = False
+    row_starts, col_starts = np.array([0, 20]), np.array([0, 30])
+    blocks = Moments.from_blocks(values, valid, row_starts, col_starts)
+    for k, moments in enumerate(_blocks_of(values, valid, row_starts, col_starts)):
+        assert 0.7e-4 < moments.variance[0] < 1.3e-4
+        np.testing.assert_array_equal(blocks.count[:, k], moments.count)
+        np.testing.assert_allclose(blocks.mean[:, k], moments.mean, rtol=1e-14)
+        np.testing.assert_allclose(blocks.variance[:, k], moments.variance, rtol=1e-6)

@@ -8,9 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import file_digest, folder_listing, inverse, read_raster, rmse
+from conftest import (
+    FIELD_LAYOUT,
+    file_digest,
+    folder_listing,
+    inverse,
+    make_tiles,
+    read_raster,
+    rmse,
+    seam_error,
+    smooth_fields,
+)
 
-from spectralmatch import Mosaic, SpectralMatchError, global_regression
+from spectralmatch import Mosaic, SpectralMatchError, global_regression, local_block_adjustment
 
 
 def _assert_recovered(tiles, outputs, bound=3.5):
@@ -98,3 +108,73 @@ def test_options_reach_the_model_and_files(tiles, tmp_path):
 def test_errors_name_the_input(tmp_path):
     with pytest.raises(SpectralMatchError, match="nothing_here"):
         global_regression(str(tmp_path / "nothing_here" / "*.tif"), tmp_path / "out")
+
+
+# ---------------------------------------------------------------------- local_block_adjustment
+
+
+@pytest.fixture
+def field_tiles(tmp_path, truth):
+    """Four uint16 tiles (40 % overlaps), each with a gain and its own +-8 % gradient."""
+    gains = np.array([[1.0] * 3, [1.1] * 3, [0.9] * 3, [1.05] * 3])
+    return make_tiles(tmp_path / "in", truth, gains=gains, offsets=np.zeros((4, 3)),
+                      windows=FIELD_LAYOUT, fields=smooth_fields(FIELD_LAYOUT, 0.08),
+                      noise_sd=1.0)
+
+
+def test_global_then_local_from_folder_to_folder(field_tiles, tmp_path):
+    tiles = field_tiles
+    global_outputs = global_regression(tiles.folder, tmp_path / "global", threads=2)
+    local_outputs = local_block_adjustment(tmp_path / "global", tmp_path / "local",
+                                           block_size=16, correction_method="offset",
+                                           threads=2, save_model=tmp_path / "local.json",
+                                           save_block_maps=tmp_path / "maps")
+    assert local_outputs == [str(tmp_path / "local" / f"{name}.tif") for name in tiles.names]
+    assert folder_listing(tmp_path / "local") == [f"{name}.tif" for name in tiles.names]
+    before = seam_error(tiles, tiles.paths)
+    global_seam = seam_error(tiles, global_outputs)
+    local_seam = seam_error(tiles, local_outputs)
+    assert global_seam < 0.5 * before
+    assert local_seam < 0.5 * global_seam
+    for index, path in enumerate(local_outputs):
+        np.testing.assert_array_equal(read_raster(path) != 0, tiles.data_of(index) != 0)
+    # the maps and the model describe the local step
+    assert folder_listing(tmp_path / "maps") == sorted(
+        f"{name}_{kind}.tif" for name in tiles.names for kind in ("local", "reference"))
+    with rasterio.open(tmp_path / "maps" / "tile_2_reference.tif") as dataset:
+        assert (dataset.height, dataset.width, dataset.count) == (13, 13, 3)
+        assert dataset.dtypes == ("float32",) * 3
+        assert np.isfinite(dataset.read()).all()
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == [
+        "global", "in", "local", "local.json", "local.npz", "maps"]
+    step = json.loads((tmp_path / "local.json").read_text())["steps"][0]
+    assert step["params"]["block_size"] == 16 and step["params"]["correction"] == "offset"
+    again = Mosaic.load(tmp_path / "local.json").transform(tmp_path / "global",
+                                                           tmp_path / "again")
+    for path, image in zip(local_outputs, again, strict=True):
+        assert file_digest(path) == file_digest(image.path)
+
+
+@pytest.mark.parametrize("correction", ["gain", "wallis"])
+def test_local_block_adjustment_with_a_number_of_blocks(field_tiles, tmp_path, correction):
+    tiles = field_tiles
+    outputs = local_block_adjustment([str(p) for p in tiles.paths], tmp_path / "out/*_local.tif",
+                                     number_of_blocks=5, correction_method=correction,
+                                     reference_images=["tile_0"], threads=2,
+                                     save_block_maps=tmp_path / "maps")
+    assert [Path(p).name for p in outputs] == [f"{name}_local.tif" for name in tiles.names]
+    assert np.array_equal(read_raster(outputs[0]), tiles.data_of(0))
+    with rasterio.open(tmp_path / "maps" / "tile_1_local.tif") as dataset:
+        assert (dataset.height, dataset.width) == (5, 5)  # 200 px / 5 = 40 px blocks
+        assert dataset.transform.a == 40 * 30.0
+    assert seam_error(tiles, outputs) < 0.3 * seam_error(tiles, tiles.paths)
+
+
+def test_local_block_adjustment_refuses_bad_arguments(field_tiles, tmp_path):
+    with pytest.raises(SpectralMatchError, match="not both"):
+        local_block_adjustment(field_tiles.folder, tmp_path / "out", block_size=16,
+                               number_of_blocks=4)
+    with pytest.raises(SpectralMatchError, match="'linear'"):
+        local_block_adjustment(field_tiles.folder, tmp_path / "out", block_size=16,
+                               correction_method="linear")
+    assert not (tmp_path / "out").exists()
