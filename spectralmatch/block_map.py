@@ -141,9 +141,9 @@ class BlockMap(Adjuster):
     their spread) by least squares, so that every pair agrees in that block; the shifts
     are count-weighted to sum to zero (the block keeps its average brightness), or are
     zero for reference images. ``m`` is an image's mean over its overlaps in the block.
-    Blocks where an image overlaps nothing take the values of its nearest block that
-    does. The block values are interpolated bilinearly between block centres to every
-    pixel, and each pixel is corrected:
+    Blocks where an image overlaps nothing are filled from their neighbours, ring by
+    ring outwards from the blocks where it does. The block values are interpolated
+    bilinearly between block centres to every pixel, and each pixel is corrected:
 
     - ``offset``: ``x + d``
     - ``gain``: ``p + (x - p) * (m + d - p) / (m - p)``
@@ -274,17 +274,15 @@ class BlockMap(Adjuster):
         return array.reshape(*array.shape[:-1], self.grid_.rows, self.grid_.cols)
 
     def _fill(self, values: np.ndarray, known: np.ndarray) -> np.ndarray:
-        """Per image and band: unknown blocks take the nearest known block's value."""
-        from scipy import ndimage
-
+        """Per image and band: unknown blocks filled from their neighbours."""
         values, known = self._grid_shaped(values), self._grid_shaped(known)
         filled = np.zeros_like(values)
         for index in np.ndindex(values.shape[:2]):
-            if not known[index].any():
-                continue
-            _, (rows, cols) = ndimage.distance_transform_edt(~known[index], return_indices=True)
-            filled[index] = values[index][rows, cols]
+            if known[index].any():
+                filled[index] = fill_from_neighbours(values[index], known[index])
             if self.smoothing > 0:
+                from scipy import ndimage
+
                 filled[index] = ndimage.gaussian_filter(filled[index], self.smoothing,
                                                         mode="nearest")
         return filled
@@ -490,6 +488,42 @@ def _solve_cells(design, weights, targets, known, known_values, sizes) -> np.nda
     system[:, :n, n] = system[:, n, :n] = gauge
     augmented = np.concatenate([moment, np.zeros((n_cells, 1))], axis=1)
     return np.einsum("cij,cj->ci", np.linalg.pinv(system, rcond=1e-10), augmented)[:, :n]
+
+
+def fill_from_neighbours(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """Grow the ``known`` cells of a 2-D array outwards, ring by ring: each unknown cell
+    next to known ones takes the mean of its known 4-neighbours.
+
+    Examples
+    --------
+    >>> fill_from_neighbours(np.array([[1.0, 0.0, 0.0]]), np.array([[True, False, False]]))
+    array([[1., 1., 1.]])
+    """
+    filled = np.where(known, values, 0.0)
+    have = known.copy()
+    while not have.all():
+        total, count = np.zeros_like(filled), np.zeros(filled.shape)
+        for axis in (0, 1):
+            for step in (1, -1):
+                total += _shifted(filled * have, step, axis)
+                count += _shifted(have.astype(float), step, axis)
+        grow = ~have & (count > 0)
+        if not grow.any():
+            break
+        filled[grow] = total[grow] / count[grow]
+        have |= grow
+    return filled
+
+
+def _shifted(array: np.ndarray, step: int, axis: int) -> np.ndarray:
+    """``array`` moved by ``step`` cells along ``axis``, zeros shifted in."""
+    result = np.zeros_like(array)
+    source = [slice(None)] * 2
+    target = [slice(None)] * 2
+    source[axis] = slice(0, -step) if step > 0 else slice(-step, None)
+    target[axis] = slice(step, None) if step > 0 else slice(0, step)
+    result[tuple(target)] = array[tuple(source)]
+    return result
 
 
 def _reference_names(reference, names: list[str]) -> list[str]:
