@@ -126,9 +126,7 @@ def _image_statistics(collection: ImageCollection, index: int, edges: list[Overl
     image = collection.images[index]
     overlaps = {edge: edge.window_in(image) for edge in edges}
     overlaps = {edge: window for edge, window in overlaps.items() if window is not None}
-    pair_moments = {edge: Moments.empty(image.count) for edge in edges}
-    block_moments = {edge: {grid: Moments.empty((image.count, grid.size), extremes=False)
-                            for grid in grids} for edge in edges}
+    accumulator = _OverlapAccumulator(image, edges, grids)
     moments = Moments.empty(image.count)
     windows = image.windows(window_size)
     if not whole:
@@ -142,24 +140,38 @@ def _image_statistics(collection: ImageCollection, index: int, edges: list[Overl
                 moments = moments.merge(Moments.from_array(values, valid))
             for edge, overlap in overlaps.items():
                 part = _intersect(window, overlap)
-                if part is None:
-                    continue
-                rows, cols = _local_slices(part, window)
-                joint = valid[:, rows, cols] & partners.valid_on_grid(
-                    edge.other(index), window_bounds(part, image.transform),
-                    (part.height, part.width))
-                part_values = values[:, rows, cols]
-                measured = None
-                for grid in grids:
-                    blocks, row_starts, col_starts = grid.window_blocks(image, part)
-                    measured = Moments.from_blocks(part_values, joint, row_starts, col_starts)
-                    block_moments[edge][grid].merge_at(blocks, measured)
-                whole_part = (measured.total() if measured is not None
-                              else Moments.from_array(part_values, joint))
-                pair_moments[edge] = pair_moments[edge].merge(whole_part)
+                if part is not None:
+                    rows, cols = _local_slices(part, window)
+                    joint = valid[:, rows, cols] & partners.valid_on_grid(
+                        edge.other(index), window_bounds(part, image.transform),
+                        (part.height, part.width))
+                    accumulator.add(edge, part, values[:, rows, cols], joint)
     if whole and correct is None:
         image.set_statistics(moments)
-    return (moments if whole else None), pair_moments, block_moments
+    return (moments if whole else None), accumulator.pairs, accumulator.blocks
+
+
+class _OverlapAccumulator:
+    """One image's moments over each of its overlaps, whole and per block of each grid."""
+
+    def __init__(self, image: Image, edges: list[OverlapEdge], grids: Sequence[Any]) -> None:
+        self.image = image
+        self.grids = grids
+        self.pairs = {edge: Moments.empty(image.count) for edge in edges}
+        self.blocks = {edge: {grid: Moments.empty((image.count, grid.size), extremes=False)
+                              for grid in grids} for edge in edges}
+
+    def add(self, edge: OverlapEdge, part: Window, values: np.ndarray,
+            joint: np.ndarray) -> None:
+        """Count ``values`` (the pixels of window ``part``) where ``joint`` is true."""
+        measured = None
+        for grid in self.grids:
+            blocks, row_starts, col_starts = grid.window_blocks(self.image, part)
+            measured = Moments.from_blocks(values, joint, row_starts, col_starts)
+            self.blocks[edge][grid].merge_at(blocks, measured)
+        # with a grid, the whole overlap's moments are the sum of its blocks'
+        whole = measured.total() if measured is not None else Moments.from_array(values, joint)
+        self.pairs[edge] = self.pairs[edge].merge(whole)
 
 
 class _Partners:
