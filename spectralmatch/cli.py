@@ -74,14 +74,22 @@ def _local_options(command: Callable) -> Callable:
     return command
 
 
-def _build_model(inputs, references, local, block_size, correction, threads, window_size,
-                 quiet):
+def _exclude_option(command: Callable) -> Callable:
+    return click.option(
+        "--exclude", "exclude", type=click.Path(exists=True, dir_okay=False), default=None,
+        help="Raster (non-zero pixels) or vector file (polygons) of areas to leave out of "
+             "the fit, e.g. clouds or water; they are still transformed.")(command)
+
+
+def _build_model(inputs, references, exclude, local, block_size, correction, threads,
+                 window_size, quiet):
     from .block_map import BlockMap
-    from .collection import ImageCollection
+    from .collection import ImageCollection, resolve_paths
     from .global_model import GlobalModel
+    from .image import Image
     from .mosaic import Mosaic
 
-    collection = ImageCollection.from_paths(inputs)
+    collection = ImageCollection([Image(path, mask=exclude) for path in resolve_paths(inputs)])
     reference = [collection.names[collection.index(key)] for key in references] or None
     steps = [GlobalModel(reference=reference)]
     if local:
@@ -109,20 +117,21 @@ def main() -> None:
 @_reference_option
 @click.option("--save-model", type=click.Path(dir_okay=False),
               help="Also save the fitted model (JSON) there.")
+@_exclude_option
 @_local_options
 @_write_options
 @_engine_options
 @_report_errors
-def match(inputs, out_dir, references, save_model, local, block_size, correction, cog, threads,
-          window_size, quiet):
+def match(inputs, out_dir, references, save_model, exclude, local, block_size, correction, cog,
+          threads, window_size, quiet):
     """Fit a model on INPUTS and write the matched images to OUTPUT.
 
     \b
     Example:
       spectralmatch match data/*.tif -o matched/ --reference tile_00
     """
-    model, collection = _build_model(inputs, references, local, block_size, correction,
-                                     threads, window_size, quiet)
+    model, collection = _build_model(inputs, references, exclude, local, block_size,
+                                     correction, threads, window_size, quiet)
     model.fit(collection)
     if save_model:
         model.save(save_model)
@@ -136,19 +145,20 @@ def match(inputs, out_dir, references, save_model, local, block_size, correction
 @click.option("--model", "model_path", required=True, type=click.Path(dir_okay=False),
               help="Where to save the fitted model (JSON).")
 @_reference_option
+@_exclude_option
 @_local_options
 @_engine_options
 @_report_errors
-def fit(inputs, model_path, references, local, block_size, correction, threads, window_size,
-        quiet):
+def fit(inputs, model_path, references, exclude, local, block_size, correction, threads,
+        window_size, quiet):
     """Fit a model on INPUTS and save it, without writing images.
 
     \b
     Example:
       spectralmatch fit data/ --model model.json
     """
-    model, collection = _build_model(inputs, references, local, block_size, correction,
-                                     threads, window_size, quiet)
+    model, collection = _build_model(inputs, references, exclude, local, block_size,
+                                     correction, threads, window_size, quiet)
     model.fit(collection).save(model_path)
     if not quiet:
         click.echo(f"fitted {len(collection)} images; model saved to {model_path}", err=True)

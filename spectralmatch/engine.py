@@ -134,6 +134,7 @@ def _image_statistics(collection: ImageCollection, index: int, edges: list[Overl
     with image.open() as dataset, _Partners(collection) as partners:
         for window in windows:
             values, valid = image.read(window, dataset)
+            valid = image.included(values, valid, window_bounds(window, image.transform))
             if correct is not None:
                 values = correct(image, window, values.astype(np.float64), valid)
             if whole:
@@ -146,7 +147,7 @@ def _image_statistics(collection: ImageCollection, index: int, edges: list[Overl
                         edge.other(index), window_bounds(part, image.transform),
                         (part.height, part.width))
                     accumulator.add(edge, part, values[:, rows, cols], joint)
-    if whole and correct is None:
+    if whole and correct is None and image.mask is None:
         image.set_statistics(moments)
     return (moments if whole else None), accumulator.pairs, accumulator.blocks
 
@@ -189,10 +190,12 @@ class _Partners:
             dataset.close()
 
     def valid_on_grid(self, index: int, bounds, shape: tuple[int, int]) -> np.ndarray:
+        """Validity of image ``index`` on a grid, less what its mask excludes."""
         image = self.collection.images[index]
         if index not in self.datasets:
             self.datasets[index] = image.open()
-        return read_on_grid(image, self.datasets[index], bounds, shape)[1]
+        values, valid = read_on_grid(image, self.datasets[index], bounds, shape)
+        return image.included(values, valid, bounds)
 
 
 def read_on_grid(image: Image, dataset, bounds, shape: tuple[int, int]

@@ -16,6 +16,7 @@ from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from .errors import SpectralMatchError
+from .masks import Mask, as_mask
 from .stats import Moments
 
 if TYPE_CHECKING:
@@ -39,6 +40,10 @@ class Image:
         Any raster GDAL can read.
     name : str, optional
         The image's name in a collection and a saved model; defaults to the file stem.
+    mask : Mask, path or callable, optional
+        Pixels to leave out of every statistic of a fit (they are still transformed):
+        a :class:`~spectralmatch.masks.Mask`, a raster (non-zero = excluded) or vector
+        file (polygons = excluded), or a function of the window's values.
 
     Examples
     --------
@@ -49,6 +54,7 @@ class Image:
 
     path: Path = field(converter=_as_path)
     name: str = field(default=None)
+    mask: Mask | None = field(default=None, converter=as_mask)
     _statistics: Moments | None = field(default=None, init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -166,6 +172,17 @@ class Image:
         if values.dtype.kind == "f":
             valid &= np.isfinite(values)
         return valid
+
+    def included(self, values: np.ndarray, valid: np.ndarray,
+                 bounds: tuple[float, float, float, float]) -> np.ndarray:
+        """``valid`` less the pixels this image's mask leaves out of statistics.
+
+        ``values`` and ``valid`` cover the grid spanning ``bounds`` (any resolution).
+        """
+        if self.mask is None:
+            return valid
+        excluded = self.mask.excluded(self, values, bounds, valid.shape[1:])
+        return valid & ~excluded[None]
 
     # ------------------------------------------------------------------ derived
 
