@@ -75,13 +75,16 @@ def _local_options(command: Callable) -> Callable:
 
 
 def _exclude_option(command: Callable) -> Callable:
+    command = click.option(
+        "--robust", is_flag=True,
+        help="Down-weight overlaps that disagree with the rest (Huber IRLS).")(command)
     return click.option(
         "--exclude", "exclude", type=click.Path(exists=True, dir_okay=False), default=None,
         help="Raster (non-zero pixels) or vector file (polygons) of areas to leave out of "
              "the fit, e.g. clouds or water; they are still transformed.")(command)
 
 
-def _build_model(inputs, references, exclude, local, block_size, correction, threads,
+def _build_model(inputs, references, exclude, robust, local, block_size, correction, threads,
                  window_size, quiet):
     from .block_map import BlockMap
     from .collection import ImageCollection, resolve_paths
@@ -91,7 +94,7 @@ def _build_model(inputs, references, exclude, local, block_size, correction, thr
 
     collection = ImageCollection([Image(path, mask=exclude) for path in resolve_paths(inputs)])
     reference = [collection.names[collection.index(key)] for key in references] or None
-    steps = [GlobalModel(reference=reference)]
+    steps = [GlobalModel(reference=reference, robust=robust)]
     if local:
         steps.append(BlockMap(block_size=block_size, correction=correction, reference=reference))
     model = Mosaic(steps, window_size=window_size, threads=threads,
@@ -122,15 +125,15 @@ def main() -> None:
 @_write_options
 @_engine_options
 @_report_errors
-def match(inputs, out_dir, references, save_model, exclude, local, block_size, correction, cog,
-          threads, window_size, quiet):
+def match(inputs, out_dir, references, save_model, exclude, robust, local, block_size,
+          correction, cog, threads, window_size, quiet):
     """Fit a model on INPUTS and write the matched images to OUTPUT.
 
     \b
     Example:
       spectralmatch match data/*.tif -o matched/ --reference tile_00
     """
-    model, collection = _build_model(inputs, references, exclude, local, block_size,
+    model, collection = _build_model(inputs, references, exclude, robust, local, block_size,
                                      correction, threads, window_size, quiet)
     model.fit(collection)
     if save_model:
@@ -149,15 +152,15 @@ def match(inputs, out_dir, references, save_model, exclude, local, block_size, c
 @_local_options
 @_engine_options
 @_report_errors
-def fit(inputs, model_path, references, exclude, local, block_size, correction, threads,
-        window_size, quiet):
+def fit(inputs, model_path, references, exclude, robust, local, block_size, correction,
+        threads, window_size, quiet):
     """Fit a model on INPUTS and save it, without writing images.
 
     \b
     Example:
       spectralmatch fit data/ --model model.json
     """
-    model, collection = _build_model(inputs, references, exclude, local, block_size,
+    model, collection = _build_model(inputs, references, exclude, robust, local, block_size,
                                      correction, threads, window_size, quiet)
     model.fit(collection).save(model_path)
     if not quiet:

@@ -30,6 +30,8 @@ class FitDiagnostics:
         Mean of the first image minus mean of the second over their overlap.
     std_difference_before, std_difference_after : ndarray (n_pairs, n_bands)
         The same for standard deviations.
+    robust_weights : ndarray (n_pairs, n_bands)
+        Final Huber weight of each pair (1 unless ``robust`` down-weighted it).
     """
 
     pairs: list[tuple[str, str]]
@@ -38,6 +40,12 @@ class FitDiagnostics:
     mean_difference_after: np.ndarray
     std_difference_before: np.ndarray
     std_difference_after: np.ndarray
+    robust_weights: np.ndarray
+
+
+HUBER_THRESHOLD = 1.345
+MAX_ROBUST_ITERATIONS = 50
+DOWN_WEIGHTED = 0.5
 
 
 class GlobalModel(Adjuster):
@@ -67,6 +75,10 @@ class GlobalModel(Adjuster):
         Weight each pair's equations by its number of jointly valid pixels.
     mean_weight, std_weight : float, default 1.0
         Factors on the mean and standard-deviation equations.
+    robust : bool, default False
+        Re-weight pairs by iteratively re-weighted least squares with Huber weights, so
+        that one bad overlap (clouds, change, a misregistered pair) cannot pull the
+        whole solution; the pairs it down-weighted are listed in ``down_weighted_``.
 
     Attributes
     ----------
@@ -76,6 +88,8 @@ class GlobalModel(Adjuster):
     reference_ : list of str
         The reference images' names.
     diagnostics_ : FitDiagnostics
+    down_weighted_ : list of str
+        Pairs (``"a-b"``) whose robust weight fell below 0.5 in some band.
 
     Examples
     --------
@@ -86,11 +100,12 @@ class GlobalModel(Adjuster):
     """
 
     def __init__(self, reference: Sequence[str | int] | None = None, weight_by_overlap: bool = True,
-                 mean_weight: float = 1.0, std_weight: float = 1.0) -> None:
+                 mean_weight: float = 1.0, std_weight: float = 1.0, robust: bool = False) -> None:
         self.reference = reference
         self.weight_by_overlap = weight_by_overlap
         self.mean_weight = mean_weight
         self.std_weight = std_weight
+        self.robust = robust
 
     # ---------------------------------------------------------------- fit
 
@@ -103,16 +118,23 @@ class GlobalModel(Adjuster):
         _warn_about_groups(groups, names, fixed)
         n_bands = len(statistics.images[0].count)
         gains, offsets = np.ones((len(names), n_bands)), np.zeros((len(names), n_bands))
+        robust = np.ones((len(pairs), n_bands))
         for group in groups:
             members = set(group)
-            group_pairs = [pair for pair in pairs if pair.edge.first in members]
+            chosen = [k for k, pair in enumerate(pairs) if pair.edge.first in members]
             for band in range(n_bands):
-                solved = self._solve_band(band, group, group_pairs, statistics, fixed)
-                gains[group, band], offsets[group, band] = solved
+                gains[group, band], offsets[group, band], robust[chosen, band] = \
+                    self._solve_band(band, group, [pairs[k] for k in chosen], statistics, fixed)
         self.images_ = list(names)
         self.reference_ = [names[i] for i in sorted(fixed)]
         self.gains_, self.offsets_ = gains, offsets
-        self.diagnostics_ = _diagnostics(statistics, pairs, gains, offsets)
+        self.diagnostics_ = _diagnostics(statistics, pairs, gains, offsets, robust)
+        if self.robust and (robust < 1).any():
+            down = [f"{a}-{b}" for (a, b), w in zip(self.diagnostics_.pairs, robust.min(axis=1),
+                                                   strict=True) if w < DOWN_WEIGHTED]
+            self.down_weighted_ = down
+        else:
+            self.down_weighted_ = []
         return self
 
     def _reference_indices(self, names: list[str]) -> set[int]:
@@ -134,7 +156,7 @@ class GlobalModel(Adjuster):
                     statistics: OverlapStatistics, fixed: set[int]) -> tuple[np.ndarray, ...]:
         free = [i for i in group if i not in fixed]
         if not free or len(group) == 1:
-            return np.ones(len(group)), np.zeros(len(group))
+            return np.ones(len(group)), np.zeros(len(group)), np.ones(len(pairs))
         # work in units centred and scaled on the group, for a well-conditioned system
         images = [statistics.images[i] for i in group]
         centre = float(np.mean([m.mean[band] for m in images]))
@@ -160,18 +182,32 @@ class GlobalModel(Adjuster):
                 rows.append(row * w)
                 rhs.append(value * w)
         design, target = np.array(rows), np.array(rhs)
-        normal, moment = design.T @ design, design.T @ target
-        if fixed & set(group):
-            solution = np.linalg.lstsq(normal, moment, rcond=None)[0]
-        else:
-            solution = _solve_with_gauge(normal, moment, images, band, centre, scale)
+
+        def solve(row_weights: np.ndarray) -> np.ndarray:
+            weighted = design * row_weights[:, None]
+            normal, moment = weighted.T @ weighted, weighted.T @ (target * row_weights)
+            if fixed & set(group):
+                return np.linalg.lstsq(normal, moment, rcond=None)[0]
+            return _solve_with_gauge(normal, moment, images, band, centre, scale)
+
+        robust = np.ones(len(pairs))
+        solution = solve(np.ones(len(target)))
+        for _ in range(MAX_ROBUST_ITERATIONS if self.robust else 0):
+            # each pair's residual (mean and spread rows together), without its weights
+            residual = (design @ solution - target).reshape(-1, 2)
+            residual = np.hypot(*residual.T) / np.sqrt(weights)
+            updated = huber_weights(residual)
+            if np.allclose(updated, robust, atol=1e-4):
+                break
+            robust = updated
+            solution = solve(np.repeat(np.sqrt(robust), 2))
         gain_scaled, offset_scaled = np.ones(len(group)), np.zeros(len(group))
         for k, image in enumerate(group):
             if image in column:
                 gain_scaled[k] = solution[column[image]]
                 offset_scaled[k] = solution[column[image] + 1]
         # back from centred-scaled units: x' = a x + (s * b~ + c - a c)
-        return gain_scaled, scale * offset_scaled + centre - gain_scaled * centre
+        return gain_scaled, scale * offset_scaled + centre - gain_scaled * centre, robust
 
     # ---------------------------------------------------------------- new images
 
@@ -281,7 +317,17 @@ def _solve_with_gauge(normal, moment, images, band, centre, scale) -> np.ndarray
     return solution[:size]
 
 
-def _diagnostics(statistics, pairs, gains, offsets) -> FitDiagnostics:
+def huber_weights(residual: np.ndarray, threshold: float = HUBER_THRESHOLD) -> np.ndarray:
+    """Huber IRLS weights: 1 within ``threshold`` robust standard deviations of zero
+    (1.4826 x the median absolute residual), decreasing as 1 / |r| beyond."""
+    spread = 1.4826 * np.median(np.abs(residual))
+    if spread <= 0:
+        return np.ones_like(residual)
+    limit = threshold * spread
+    return np.minimum(1.0, limit / np.maximum(np.abs(residual), 1e-300))
+
+
+def _diagnostics(statistics, pairs, gains, offsets, robust) -> FitDiagnostics:
     names, n_bands = statistics.names, gains.shape[1]
     position = {id(pair): k for k, pair in enumerate(statistics.pairs)}
     after = statistics.affine(gains, offsets)
@@ -297,4 +343,5 @@ def _diagnostics(statistics, pairs, gains, offsets) -> FitDiagnostics:
         mean_difference_after=table([p.first.mean - p.second.mean for p in mapped]),
         std_difference_before=table([p.first.std - p.second.std for p in pairs]),
         std_difference_after=table([p.first.std - p.second.std for p in mapped]),
+        robust_weights=table(list(robust)),
     )

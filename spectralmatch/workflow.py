@@ -58,6 +58,7 @@ def global_regression(
     weight_by_overlap: bool = True,
     custom_mean_factor: float = 1.0,
     custom_std_factor: float = 1.0,
+    robust: bool = False,
     window_size: int = DEFAULT_WINDOW_SIZE,
     threads: int | None = None,
     save_as_cog: bool = False,
@@ -78,6 +79,8 @@ def global_regression(
         Weight each overlap by its pixel count.
     custom_mean_factor, custom_std_factor : float
         Weights of the mean and standard-deviation equations.
+    robust : bool
+        Down-weight overlaps that disagree with the rest (Huber IRLS).
     window_size, threads, save_as_cog, progress
         Passed to :class:`Mosaic`.
     save_model : path, optional
@@ -99,7 +102,8 @@ def global_regression(
     if reference_images is None:
         reference_images = model_references(specify_model_images, collection.names)
     step = GlobalModel(reference=reference_images, weight_by_overlap=weight_by_overlap,
-                       mean_weight=custom_mean_factor, std_weight=custom_std_factor)
+                       mean_weight=custom_mean_factor, std_weight=custom_std_factor,
+                       robust=robust)
     return _fit_transform(step, collection, output_images, window_size, threads, save_as_cog,
                           save_model, progress)
 

@@ -309,7 +309,7 @@ def test_reference_by_negative_index_and_single_name(tiles):
 def test_params_are_the_constructor_arguments():
     step = GlobalModel(reference=["a"], mean_weight=2.0)
     assert step.get_params() == {"reference": ["a"], "weight_by_overlap": True,
-                                 "mean_weight": 2.0, "std_weight": 1.0}
+                                 "mean_weight": 2.0, "std_weight": 1.0, "robust": False}
     assert step.set_params(std_weight=0.5) is step and step.std_weight == 0.5
     with pytest.raises(SpectralMatchError, match="no parameter 'gain'"):
         step.set_params(gain=1.0)

@@ -90,12 +90,13 @@ def test_specify_model_images_bad_mode(tiles, tmp_path):
 def test_options_reach_the_model_and_files(tiles, tmp_path):
     model_path = tmp_path / "m" / "model.json"
     outputs = global_regression(tiles.folder, tmp_path / "out", custom_mean_factor=2.0,
-                                custom_std_factor=0.5, weight_by_overlap=False,
+                                custom_std_factor=0.5, weight_by_overlap=False, robust=True,
                                 save_as_cog=True, save_model=model_path, window_size=128)
     data = json.loads(model_path.read_text())
     assert data["params"]["window_size"] == 128
     assert data["steps"][0]["params"] == {"reference": None, "weight_by_overlap": False,
-                                          "mean_weight": 2.0, "std_weight": 0.5}
+                                          "mean_weight": 2.0, "std_weight": 0.5,
+                                          "robust": True}
     with rasterio.open(outputs[0]) as dataset:
         assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
     # the saved model reproduces the written pixels
