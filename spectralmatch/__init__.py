@@ -7,8 +7,10 @@ from .collection import ImageCollection
 from .errors import NotFittedError, SpectralMatchError
 from .global_model import FitDiagnostics, GlobalModel
 from .image import Image
+from .masks import FunctionMask, RasterMask, VectorMask
 from .mosaic import Mosaic
 from .overlap import OverlapEdge, OverlapGraph, OverlapStatistics
+from .pif import IRMAD, ResidualPIF
 from .stats import Moments
 from .workflow import global_regression, local_block_adjustment
 
@@ -17,6 +19,8 @@ __all__ = [
     "BlockGrid",
     "BlockMap",
     "FitDiagnostics",
+    "FunctionMask",
+    "IRMAD",
     "GlobalModel",
     "Image",
     "ImageCollection",
@@ -26,7 +30,10 @@ __all__ = [
     "OverlapEdge",
     "OverlapGraph",
     "OverlapStatistics",
+    "RasterMask",
+    "ResidualPIF",
     "SpectralMatchError",
+    "VectorMask",
     "__version__",
     "global_regression",
     "local_block_adjustment",

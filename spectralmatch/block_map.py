@@ -80,11 +80,14 @@ class BlockGrid:
         return (np.clip(np.floor(rows), 0, self.rows - 1).astype(int),
                 np.clip(np.floor(cols), 0, self.cols - 1).astype(int))
 
-    def _pixel_coordinates(self, image: Image, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """Pixel centres of ``window`` in block units (0 at the grid's top-left corner)."""
+    def _pixel_coordinates(self, image: Image, window: Window,
+                           shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Centres of a ``shape`` grid of cells spanning ``window`` (by default its pixels),
+        in block units (0 at the grid's top-left corner)."""
         transform = image.transform
-        cols = window.col_off + np.arange(window.width) + 0.5
-        rows = window.row_off + np.arange(window.height) + 0.5
+        height, width = shape or (int(window.height), int(window.width))
+        cols = window.col_off + (np.arange(width) + 0.5) * (window.width / width)
+        rows = window.row_off + (np.arange(height) + 0.5) * (window.height / height)
         x = transform.c + transform.a * cols
         y = transform.f + transform.e * rows
         return (self.top - y) / self.block_height, (x - self.left) / self.block_width
@@ -97,15 +100,16 @@ class BlockGrid:
         index = block_rows[row_starts][:, None] * self.cols + block_cols[col_starts][None, :]
         return index.ravel(), row_starts, col_starts
 
-    def interpolate(self, surfaces: Sequence[np.ndarray], image: Image,
-                    window: Window) -> list[np.ndarray]:
+    def interpolate(self, surfaces: Sequence[np.ndarray], image: Image, window: Window,
+                    shape: tuple[int, int] | None = None) -> list[np.ndarray]:
         """Bilinear interpolation of block-centre surfaces (bands, rows, cols) to pixels.
 
-        Edges are clamped: pixels beyond the outermost block centres take their values.
-        Computed as ``W_rows @ surface @ W_cols.T`` with sparse-in-effect weight matrices
+        The values are for the pixels of ``window`` of ``image``, or for a ``shape`` grid
+        spanning it (a decimated read). Edges are clamped: pixels beyond the outermost
+        block centres take their values. Computed as ``W_rows @ surface @ W_cols.T``
         restricted to the blocks the window touches, so no full-size grid is built.
         """
-        rows, cols = self._pixel_coordinates(image, window)
+        rows, cols = self._pixel_coordinates(image, window, shape)
         row_weights, row_span = _bilinear_weights(rows - 0.5, self.rows)
         col_weights, col_span = _bilinear_weights(cols - 0.5, self.cols)
         result = []
@@ -302,11 +306,13 @@ class BlockMap(Adjuster):
         dtype = values.dtype
         if self.correction == "gamma":
             local, target = self.grid_.interpolate(
-                [surface.astype(dtype) for surface in self._gamma_surfaces(row)], image, window)
+                [surface.astype(dtype) for surface in self._gamma_surfaces(row)], image, window,
+                values.shape[1:])
             return _gamma(values, local, target, self.pivot_.astype(dtype)[:, None, None],
                           self.range_.astype(dtype)[:, None, None])
         gain, offset = self.grid_.interpolate(
-            [surface.astype(dtype) for surface in self._linear_fields(row)], image, window)
+            [surface.astype(dtype) for surface in self._linear_fields(row)], image, window,
+            values.shape[1:])
         values *= gain
         values += offset
         return values

@@ -76,6 +76,14 @@ def _local_options(command: Callable) -> Callable:
 
 def _exclude_option(command: Callable) -> Callable:
     command = click.option(
+        "--pif", type=click.Choice(("residual", "irmad")), default=None,
+        help="Fit again on pseudo-invariant pixels only: after a first fit, changed pixels "
+             "of every overlap are found (robust residual test, or IR-MAD) and left out.")(
+        command)
+    command = click.option(
+        "--pif-dir", type=click.Path(file_okay=False), default=None,
+        help="Keep the change masks found by --pif there (<image>.tif, 1 = changed).")(command)
+    command = click.option(
         "--robust", is_flag=True,
         help="Down-weight overlaps that disagree with the rest (Huber IRLS).")(command)
     return click.option(
@@ -84,8 +92,8 @@ def _exclude_option(command: Callable) -> Callable:
              "the fit, e.g. clouds or water; they are still transformed.")(command)
 
 
-def _build_model(inputs, references, exclude, robust, local, block_size, correction, threads,
-                 window_size, quiet):
+def _build_model(inputs, references, exclude, robust, pif, pif_dir, local, block_size,
+                 correction, threads, window_size, quiet):
     from .block_map import BlockMap
     from .collection import ImageCollection, resolve_paths
     from .global_model import GlobalModel
@@ -97,8 +105,11 @@ def _build_model(inputs, references, exclude, robust, local, block_size, correct
     steps = [GlobalModel(reference=reference, robust=robust)]
     if local:
         steps.append(BlockMap(block_size=block_size, correction=correction, reference=reference))
+    from .pif import IRMAD, ResidualPIF
+
+    detector = {"residual": ResidualPIF, "irmad": IRMAD}[pif]() if pif else None
     model = Mosaic(steps, window_size=window_size, threads=threads,
-                   progress=_show_progress(quiet))
+                   progress=_show_progress(quiet), pif=detector, pif_dir=pif_dir)
     return model, collection
 
 
@@ -125,16 +136,16 @@ def main() -> None:
 @_write_options
 @_engine_options
 @_report_errors
-def match(inputs, out_dir, references, save_model, exclude, robust, local, block_size,
-          correction, cog, threads, window_size, quiet):
+def match(inputs, out_dir, references, save_model, exclude, robust, pif_dir, pif, local,
+          block_size, correction, cog, threads, window_size, quiet):
     """Fit a model on INPUTS and write the matched images to OUTPUT.
 
     \b
     Example:
       spectralmatch match data/*.tif -o matched/ --reference tile_00
     """
-    model, collection = _build_model(inputs, references, exclude, robust, local, block_size,
-                                     correction, threads, window_size, quiet)
+    model, collection = _build_model(inputs, references, exclude, robust, pif, pif_dir, local,
+                                     block_size, correction, threads, window_size, quiet)
     model.fit(collection)
     if save_model:
         model.save(save_model)
@@ -152,16 +163,16 @@ def match(inputs, out_dir, references, save_model, exclude, robust, local, block
 @_local_options
 @_engine_options
 @_report_errors
-def fit(inputs, model_path, references, exclude, robust, local, block_size, correction,
-        threads, window_size, quiet):
+def fit(inputs, model_path, references, exclude, robust, pif_dir, pif, local, block_size,
+        correction, threads, window_size, quiet):
     """Fit a model on INPUTS and save it, without writing images.
 
     \b
     Example:
       spectralmatch fit data/ --model model.json
     """
-    model, collection = _build_model(inputs, references, exclude, robust, local, block_size,
-                                     correction, threads, window_size, quiet)
+    model, collection = _build_model(inputs, references, exclude, robust, pif, pif_dir, local,
+                                     block_size, correction, threads, window_size, quiet)
     model.fit(collection).save(model_path)
     if not quiet:
         click.echo(f"fitted {len(collection)} images; model saved to {model_path}", err=True)

@@ -42,21 +42,25 @@ class RasterMask(Mask):
     """A raster whose non-zero pixels are excluded (or, with ``include=True``, the only
     ones kept). Any grid in the image's CRS; read with nearest neighbour; outside the
     raster nothing is excluded (everything, with ``include=True``).
+
+    ``{name}`` in the path stands for the image's name, so one mask per image can be
+    given to a whole collection (``RasterMask("pif/{name}.tif")``).
     """
 
-    path: Path = field(converter=Path)
+    path: str = field(converter=str)
     include: bool = False
 
     def excluded(self, image, values, bounds, shape) -> np.ndarray:
         import rasterio
 
+        path = self.path.replace("{name}", image.name)
         try:
-            with rasterio.open(self.path) as dataset:
+            with rasterio.open(path) as dataset:
                 window = window_from_bounds(*bounds, transform=dataset.transform)
                 marked = dataset.read(1, window=window, out_shape=shape, boundless=True,
                                       fill_value=0, resampling=Resampling.nearest) != 0
         except rasterio.errors.RasterioIOError as error:
-            raise SpectralMatchError(f"{self.path}: cannot read mask ({error})") from None
+            raise SpectralMatchError(f"{path}: cannot read mask ({error})") from None
         return ~marked if self.include else marked
 
 
@@ -129,6 +133,27 @@ class FunctionMask(Mask):
         return result
 
 
+@define
+class AnyMask(Mask):
+    """Excludes what any of ``masks`` excludes."""
+
+    masks: list[Mask]
+
+    def excluded(self, image, values, bounds, shape) -> np.ndarray:
+        result = np.zeros(shape, dtype=bool)
+        for mask in self.masks:
+            result |= mask.excluded(image, values, bounds, shape)
+        return result
+
+
+def combine(*masks: Mask | None) -> Mask | None:
+    """One mask excluding what any of ``masks`` (None for no mask) excludes."""
+    present = [mask for mask in masks if mask is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
+    return AnyMask(present)
+
+
 def as_mask(value: Mask | str | os.PathLike | Callable | None) -> Mask | None:
     """A Mask from a Mask, a raster or vector path (excluded areas), or a function."""
     if value is None or isinstance(value, Mask):
@@ -138,4 +163,4 @@ def as_mask(value: Mask | str | os.PathLike | Callable | None) -> Mask | None:
     path = Path(value)
     if path.suffix.lower() in (".gpkg", ".shp", ".geojson", ".json", ".fgb"):
         return VectorMask(path)
-    return RasterMask(path)
+    return RasterMask(str(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from .errors import SpectralMatchError
 from .global_model import GlobalModel
 from .image import DEFAULT_WINDOW_SIZE, Image
 from .io import check_not_input
+from .masks import RasterMask, combine
 from .overlap import OverlapEdge, OverlapGraph, OverlapStatistics
+from .pif import ChangeDetector, select_pseudo_invariant
 
 MODEL_FORMAT = "spectralmatch.Mosaic"
 MODEL_VERSION = 1
@@ -42,6 +45,14 @@ class Mosaic(Estimator):
         Images processed at once (default: the number of CPUs).
     progress : bool, default False
         Show progress bars.
+    pif : ChangeDetector, optional
+        Restrict the fit to pseudo-invariant pixels: after a first fit, each overlap is
+        examined for change (e.g. :class:`~spectralmatch.pif.ResidualPIF`,
+        :class:`~spectralmatch.pif.IRMAD`) and the model is fitted again without the
+        changed pixels.
+    pif_dir : path, optional
+        Where to keep the change masks (``<image>.tif``, 1 = changed) for inspection and
+        reuse; by default they are temporary.
 
     Attributes
     ----------
@@ -60,11 +71,14 @@ class Mosaic(Estimator):
 
     def __init__(self, steps: Sequence[Adjuster] | None = None,
                  window_size: int = DEFAULT_WINDOW_SIZE, threads: int | None = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False, pif: ChangeDetector | None = None,
+                 pif_dir: str | os.PathLike | None = None) -> None:
         self.steps = steps
         self.window_size = window_size
         self.threads = threads
         self.progress = progress
+        self.pif = pif
+        self.pif_dir = pif_dir
 
     @property
     def steps_(self) -> list[Adjuster]:
@@ -88,11 +102,25 @@ class Mosaic(Estimator):
             step.prepare(collection)
         graph = OverlapGraph.from_collection(collection)
         self._fit_steps(steps, collection, graph.edges, None, lambda step, stats: step.fit(stats))
+        if self.pif is not None:
+            self._refit_on_pseudo_invariant(steps, collection, graph.edges)
         self.steps = steps
         self.images_ = [{"name": image.name, "path": str(image.path.resolve())}
                         for image in collection]
         self.n_bands_ = collection.count
         return self
+
+    def _refit_on_pseudo_invariant(self, steps: list[Adjuster], collection: ImageCollection,
+                                   edges: list[OverlapEdge]) -> None:
+        """Mark the changed pixels of every overlap, then fit again without them."""
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(self.pif_dir) if self.pif_dir is not None else Path(scratch)
+            select_pseudo_invariant(collection, edges, _compose(steps), self.pif, folder)
+            change = RasterMask(str(folder / "{name}.tif"))
+            masked = ImageCollection([Image(image.path, name=image.name,
+                                            mask=combine(image.mask, change))
+                                      for image in collection])
+            self._fit_steps(steps, masked, edges, None, lambda step, stats: step.fit(stats))
 
     def _fit_steps(self, steps: list[Adjuster], collection: ImageCollection,
                    edges: list[OverlapEdge], whole_images: Sequence[int] | None, fit_one) -> None:
@@ -198,7 +226,8 @@ class Mosaic(Estimator):
     def to_dict(self) -> dict[str, Any]:
         """The fitted model as JSON-ready data."""
         check_is_fitted(self, "images_")
-        params = {k: v for k, v in self.get_params().items() if k not in ("steps", "progress")}
+        fitting_only = ("steps", "progress", "pif", "pif_dir")
+        params = {k: v for k, v in self.get_params().items() if k not in fitting_only}
         return {"format": MODEL_FORMAT, "format_version": MODEL_VERSION,
                 "spectralmatch_version": __version__, "params": params,
                 "n_bands": self.n_bands_, "images": self.images_,
