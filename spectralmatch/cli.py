@@ -41,6 +41,11 @@ def _engine_options(command: Callable) -> Callable:
         click.option("--window-size", type=click.IntRange(min=64), default=1024,
                      show_default=True, help="Pixels per side of each window read and written."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+        click.option("--cache/--no-cache", default=True, show_default=True,
+                     help="Reuse the statistics of unchanged images from earlier runs."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+                     help="Cache folder [default: $SPECTRALMATCH_CACHE or "
+                          "~/.cache/spectralmatch]."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -93,7 +98,7 @@ def _exclude_option(command: Callable) -> Callable:
 
 
 def _build_model(inputs, references, exclude, robust, pif, pif_dir, local, block_size,
-                 correction, threads, window_size, quiet):
+                 correction, threads, window_size, quiet, cache, cache_dir):
     from .block_map import BlockMap
     from .collection import ImageCollection, resolve_paths
     from .global_model import GlobalModel
@@ -109,7 +114,8 @@ def _build_model(inputs, references, exclude, robust, pif, pif_dir, local, block
 
     detector = {"residual": ResidualPIF, "irmad": IRMAD}[pif]() if pif else None
     model = Mosaic(steps, window_size=window_size, threads=threads,
-                   progress=_show_progress(quiet), pif=detector, pif_dir=pif_dir)
+                   progress=_show_progress(quiet), pif=detector, pif_dir=pif_dir,
+                   cache=(cache_dir or True) if cache else False)
     return model, collection
 
 
@@ -137,7 +143,7 @@ def main() -> None:
 @_engine_options
 @_report_errors
 def match(inputs, out_dir, references, save_model, exclude, robust, pif_dir, pif, local,
-          block_size, correction, cog, threads, window_size, quiet):
+          block_size, correction, cog, threads, window_size, quiet, cache, cache_dir):
     """Fit a model on INPUTS and write the matched images to OUTPUT.
 
     \b
@@ -145,7 +151,8 @@ def match(inputs, out_dir, references, save_model, exclude, robust, pif_dir, pif
       spectralmatch match data/*.tif -o matched/ --reference tile_00
     """
     model, collection = _build_model(inputs, references, exclude, robust, pif, pif_dir, local,
-                                     block_size, correction, threads, window_size, quiet)
+                                     block_size, correction, threads, window_size, quiet,
+                                     cache, cache_dir)
     model.fit(collection)
     if save_model:
         model.save(save_model)
@@ -164,7 +171,7 @@ def match(inputs, out_dir, references, save_model, exclude, robust, pif_dir, pif
 @_engine_options
 @_report_errors
 def fit(inputs, model_path, references, exclude, robust, pif_dir, pif, local, block_size,
-        correction, threads, window_size, quiet):
+        correction, threads, window_size, quiet, cache, cache_dir):
     """Fit a model on INPUTS and save it, without writing images.
 
     \b
@@ -172,7 +179,8 @@ def fit(inputs, model_path, references, exclude, robust, pif_dir, pif, local, bl
       spectralmatch fit data/ --model model.json
     """
     model, collection = _build_model(inputs, references, exclude, robust, pif, pif_dir, local,
-                                     block_size, correction, threads, window_size, quiet)
+                                     block_size, correction, threads, window_size, quiet,
+                                     cache, cache_dir)
     model.fit(collection).save(model_path)
     if not quiet:
         click.echo(f"fitted {len(collection)} images; model saved to {model_path}", err=True)
@@ -189,7 +197,8 @@ def fit(inputs, model_path, references, exclude, robust, pif_dir, pif, local, bl
 @_write_options
 @_engine_options
 @_report_errors
-def transform(inputs, model_path, out_dir, update_model, cog, threads, window_size, quiet):
+def transform(inputs, model_path, out_dir, update_model, cog, threads, window_size, quiet,
+              cache, cache_dir):
     """Apply a saved model to INPUTS and write them to OUTPUT.
 
     Images that were not in the fit (new scenes) are first solved against the frozen
@@ -202,8 +211,9 @@ def transform(inputs, model_path, out_dir, update_model, cog, threads, window_si
     from .collection import ImageCollection
     from .mosaic import Mosaic
 
-    model = Mosaic.load(model_path).set_params(threads=threads, window_size=window_size,
-                                               progress=_show_progress(quiet))
+    model = Mosaic.load(model_path).set_params(
+        threads=threads, window_size=window_size, progress=_show_progress(quiet),
+        cache=(cache_dir or True) if cache else False)
     written = model.transform(ImageCollection.from_paths(inputs), out_dir, cog=cog)
     if update_model:
         model.save(model_path)

@@ -16,10 +16,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 import rasterio
+from attrs import define, field
 from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 from rasterio.windows import bounds as window_bounds
 
+from .cache import StatisticsCache
 from .collection import ImageCollection
 from .errors import SpectralMatchError
 from .image import DEFAULT_WINDOW_SIZE, Image
@@ -60,10 +62,16 @@ def run_tasks(function: Callable[[T], R], items: Iterable[T], threads: int | Non
 
 # ---------------------------------------------------------------------- statistics
 
-#: Statistics of one image: whole-image moments; per edge, its moments over the overlap and
-#: per block grid its moments per block of the overlap.
-ImageStatistics = tuple[Moments | None, dict[OverlapEdge, Moments],
-                        dict[OverlapEdge, dict[Any, Moments]]]
+@define
+class ImageStatistics:
+    """What one image contributes: its whole-image moments (if wanted), its side of each
+    overlap (whole, and per block of each grid), and how many windows were read, per
+    image position (its own and its partners')."""
+
+    whole: Moments | None = None
+    pairs: dict[OverlapEdge, Moments] = field(factory=dict)
+    blocks: dict[OverlapEdge, dict[Any, Moments]] = field(factory=dict)
+    reads: dict[int, int] = field(factory=dict)
 
 
 def collect_statistics(
@@ -75,6 +83,7 @@ def collect_statistics(
     window_size: int = DEFAULT_WINDOW_SIZE,
     threads: int | None = None,
     progress: bool = False,
+    cache: StatisticsCache | None = None,
 ) -> OverlapStatistics:
     """Whole-image and pairwise-overlap moments in one windowed pass per image.
 
@@ -91,6 +100,9 @@ def collect_statistics(
     correct : callable, optional
         ``correct(image, window, values, valid)`` applied to every window before it is
         measured: the statistics of images as corrected by steps already fitted.
+    cache : StatisticsCache, optional
+        Statistics found there are not measured again; new ones are stored (not with
+        ``correct``). An image with nothing left to measure is not read at all.
 
     Raises
     ------
@@ -99,25 +111,74 @@ def collect_statistics(
     """
     wanted = set(range(len(collection)) if whole_images is None else whole_images)
     touching = {index for edge in edges for index in (edge.first, edge.second)}
+    cache = cache if correct is None else None
+    known = {index: _cached(collection, index, edges, index in wanted, grids, cache)
+             for index in sorted(wanted | touching)}
+    missing = {index: ([e for e in edges if index in (e.first, e.second) and e not in found.pairs],
+                       index in wanted and found.whole is None)
+               for index, found in known.items()}
+    todo = [index for index, (own_edges, whole) in missing.items() if own_edges or whole]
 
     def task(index: int) -> ImageStatistics:
-        own_edges = [edge for edge in edges if index in (edge.first, edge.second)]
-        return _image_statistics(collection, index, own_edges, index in wanted, grids,
-                                 correct, window_size)
+        own_edges, whole = missing[index]
+        return _image_statistics(collection, index, own_edges, whole, grids, correct,
+                                 window_size)
 
-    order = sorted(wanted | touching)
-    results = dict(zip(order, run_tasks(task, order, threads, progress, "statistics"),
-                       strict=True))
-    images = [results[index][0] if index in results else None for index in range(len(collection))]
+    for index, measured in zip(todo, run_tasks(task, todo, threads, progress, "statistics"),
+                               strict=True):
+        _store(cache, collection, index, measured, grids)
+        known[index].pairs.update(measured.pairs)
+        known[index].blocks.update(measured.blocks)
+        known[index].whole = known[index].whole or measured.whole
+        known[index].reads = measured.reads
+    images = [known[i].whole if i in known and i in wanted else None
+              for i in range(len(collection))]
     for index in wanted:
         if not images[index].count.any():
             raise SpectralMatchError(f"{collection.images[index].path}: has no valid pixels "
                                      f"(nodata={collection.images[index].nodata})")
-    pairs = [PairMoments(edge, results[edge.first][1][edge], results[edge.second][1][edge],
-                         {grid: (results[edge.first][2][edge][grid],
-                                 results[edge.second][2][edge][grid]) for grid in grids})
+    pairs = [PairMoments(edge, known[edge.first].pairs[edge], known[edge.second].pairs[edge],
+                         {grid: (known[edge.first].blocks[edge][grid],
+                                 known[edge.second].blocks[edge][grid]) for grid in grids})
              for edge in edges]
-    return OverlapStatistics(collection.names, images, pairs)
+    reads = dict.fromkeys(collection.names, 0)
+    for found in known.values():
+        for index, count in found.reads.items():
+            reads[collection.names[index]] += count
+    return OverlapStatistics(collection.names, images, pairs, reads)
+
+
+def _cached(collection, index, edges, whole, grids, cache) -> ImageStatistics:
+    """What ``cache`` already holds of image ``index``'s statistics."""
+    found = ImageStatistics()
+    if cache is None:
+        return found
+    image = collection.images[index]
+    if whole:
+        stored = cache.load(cache.whole_key(image))
+        found.whole = stored["whole"] if stored else None
+    for edge in edges:
+        if index not in (edge.first, edge.second):
+            continue
+        partner = collection.images[edge.other(index)]
+        stored = cache.load(cache.pair_key(image, partner, edge, grids))
+        if stored is not None:
+            found.pairs[edge] = stored["pair"]
+            found.blocks[edge] = {grid: stored[f"block{k}"] for k, grid in enumerate(grids)}
+    return found
+
+
+def _store(cache, collection, index, measured: ImageStatistics, grids) -> None:
+    if cache is None:
+        return
+    image = collection.images[index]
+    if measured.whole is not None:
+        cache.store(cache.whole_key(image), {"whole": measured.whole})
+    for edge, moments in measured.pairs.items():
+        entry = {"pair": moments, **{f"block{k}": measured.blocks[edge][grid]
+                                     for k, grid in enumerate(grids)}}
+        partner = collection.images[edge.other(index)]
+        cache.store(cache.pair_key(image, partner, edge, grids), entry)
 
 
 def _image_statistics(collection: ImageCollection, index: int, edges: list[OverlapEdge],
@@ -128,7 +189,7 @@ def _image_statistics(collection: ImageCollection, index: int, edges: list[Overl
     overlaps = {edge: window for edge, window in overlaps.items() if window is not None}
     accumulator = _OverlapAccumulator(image, edges, grids)
     moments = Moments.empty(image.count)
-    windows = image.windows(window_size)
+    windows = list(image.windows(window_size))
     if not whole:
         windows = [w for w in windows if any(_intersect(w, o) for o in overlaps.values())]
     with image.open() as dataset, _Partners(collection) as partners:
@@ -147,9 +208,11 @@ def _image_statistics(collection: ImageCollection, index: int, edges: list[Overl
                         edge.other(index), window_bounds(part, image.transform),
                         (part.height, part.width))
                     accumulator.add(edge, part, values[:, rows, cols], joint)
+        reads = {**partners.reads, index: len(windows)}
     if whole and correct is None and image.mask is None:
         image.set_statistics(moments)
-    return (moments if whole else None), accumulator.pairs, accumulator.blocks
+    return ImageStatistics(moments if whole else None, accumulator.pairs, accumulator.blocks,
+                           reads)
 
 
 class _OverlapAccumulator:
@@ -181,6 +244,7 @@ class _Partners:
     def __init__(self, collection: ImageCollection) -> None:
         self.collection = collection
         self.datasets: dict[int, Any] = {}
+        self.reads: dict[int, int] = {}
 
     def __enter__(self) -> _Partners:
         return self
@@ -194,6 +258,7 @@ class _Partners:
         image = self.collection.images[index]
         if index not in self.datasets:
             self.datasets[index] = image.open()
+        self.reads[index] = self.reads.get(index, 0) + 1
         values, valid = read_on_grid(image, self.datasets[index], bounds, shape)
         return image.included(values, valid, bounds)
 

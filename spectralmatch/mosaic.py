@@ -15,6 +15,7 @@ from rasterio.windows import Window
 from ._version import __version__
 from .adjuster import Adjuster
 from .base import Estimator, check_is_fitted
+from .cache import StatisticsCache
 from .collection import ImageCollection, PathsLike
 from .engine import collect_statistics, run_tasks, write_corrected
 from .errors import SpectralMatchError
@@ -53,12 +54,20 @@ class Mosaic(Estimator):
     pif_dir : path, optional
         Where to keep the change masks (``<image>.tif``, 1 = changed) for inspection and
         reuse; by default they are temporary.
+    cache : bool or path, default False
+        Keep the statistics of each image and overlap in a cache folder (``True``: the
+        default folder, see :func:`~spectralmatch.cache.default_cache_folder`), so that a
+        later fit reads only new or changed images (and the others only where they
+        overlap a new one). Keys include each file's path, size and modification time.
 
     Attributes
     ----------
     images_ : list of dict
         Name and path of every image the model was fitted on.
     n_bands_ : int
+    reads_ : dict
+        Windows read from each image by the last fit (0 for an image whose statistics
+        all came from the cache).
 
     Examples
     --------
@@ -72,13 +81,15 @@ class Mosaic(Estimator):
     def __init__(self, steps: Sequence[Adjuster] | None = None,
                  window_size: int = DEFAULT_WINDOW_SIZE, threads: int | None = None,
                  progress: bool = False, pif: ChangeDetector | None = None,
-                 pif_dir: str | os.PathLike | None = None) -> None:
+                 pif_dir: str | os.PathLike | None = None,
+                 cache: bool | str | os.PathLike = False) -> None:
         self.steps = steps
         self.window_size = window_size
         self.threads = threads
         self.progress = progress
         self.pif = pif
         self.pif_dir = pif_dir
+        self.cache = cache
 
     @property
     def steps_(self) -> list[Adjuster]:
@@ -101,6 +112,7 @@ class Mosaic(Estimator):
                 raise SpectralMatchError(f"steps must be Adjuster instances, got {step!r}")
             step.prepare(collection)
         graph = OverlapGraph.from_collection(collection)
+        self.reads_ = dict.fromkeys(collection.names, 0)
         self._fit_steps(steps, collection, graph.edges, None, lambda step, stats: step.fit(stats))
         if self.pif is not None:
             self._refit_on_pseudo_invariant(steps, collection, graph.edges)
@@ -126,10 +138,18 @@ class Mosaic(Estimator):
                    edges: list[OverlapEdge], whole_images: Sequence[int] | None, fit_one) -> None:
         grids = list(dict.fromkeys(grid for step in steps for grid in step.block_grids))
 
+        cache = None
+        if self.cache:
+            cache = StatisticsCache(None if self.cache is True else self.cache)
+
         def statistics_after(fitted: list[Adjuster]) -> OverlapStatistics:
             correct = _compose(fitted) if fitted else None
-            return collect_statistics(collection, edges, whole_images, grids, correct,
-                                      self.window_size, self.threads, self.progress)
+            statistics = collect_statistics(collection, edges, whole_images, grids, correct,
+                                            self.window_size, self.threads, self.progress,
+                                            cache)
+            for name, count in statistics.reads.items():
+                self.reads_[name] = self.reads_.get(name, 0) + count
+            return statistics
 
         statistics = statistics_after([])
         for position, step in enumerate(steps):
@@ -153,6 +173,7 @@ class Mosaic(Estimator):
         first_new = len(fitted)
         edges = [edge for edge in graph.edges if edge.first < first_new <= edge.second]
         names = [collection.names[i] for i in new]
+        self.reads_ = {}
         self._fit_steps(self.steps_, combined, edges, range(first_new, len(combined)),
                         lambda step, stats: step.fit_new(stats, names))
         self.images_ += [{"name": collection.names[i],
@@ -226,7 +247,7 @@ class Mosaic(Estimator):
     def to_dict(self) -> dict[str, Any]:
         """The fitted model as JSON-ready data."""
         check_is_fitted(self, "images_")
-        fitting_only = ("steps", "progress", "pif", "pif_dir")
+        fitting_only = ("steps", "progress", "pif", "pif_dir", "cache")
         params = {k: v for k, v in self.get_params().items() if k not in fitting_only}
         return {"format": MODEL_FORMAT, "format_version": MODEL_VERSION,
                 "spectralmatch_version": __version__, "params": params,

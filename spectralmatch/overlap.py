@@ -155,11 +155,14 @@ class OverlapStatistics:
         Whole-image moments per image (None where they were not computed).
     pairs : list of PairMoments
         Moments of both images of each edge over their jointly valid pixels.
+    reads : dict
+        Windows read from each image to measure these statistics.
     """
 
     names: list[str]
     images: list[Moments | None]
     pairs: list[PairMoments]
+    reads: dict[str, int] = field(factory=dict)
 
     def affine(self, gains: np.ndarray, offsets: np.ndarray) -> OverlapStatistics:
         """The statistics of the images after ``gain * x + offset`` (per image and band)."""
@@ -175,4 +178,5 @@ class OverlapStatistics:
                                blocks)
 
         images = [mapped(moments, index) for index, moments in enumerate(self.images)]
-        return OverlapStatistics(self.names, images, [mapped_pair(p) for p in self.pairs])
+        return OverlapStatistics(self.names, images, [mapped_pair(p) for p in self.pairs],
+                                 self.reads)

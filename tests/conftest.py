@@ -26,6 +26,19 @@ SAMPLE_TILES = [f"tile_{i:02d}" for i in range(4)]
 CRS = "EPSG:32621"
 BAND_NAMES = ("B4 red", "B3 green", "B2 blue")
 
+@pytest.fixture(autouse=True, scope="session")
+def private_statistics_cache(tmp_path_factory):
+    """The command line caches statistics by default: keep that cache inside the test run."""
+    folder = tmp_path_factory.mktemp("statistics-cache")
+    previous = os.environ.get("SPECTRALMATCH_CACHE")
+    os.environ["SPECTRALMATCH_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["SPECTRALMATCH_CACHE"]
+    else:
+        os.environ["SPECTRALMATCH_CACHE"] = previous
+
+
 #: Truth: rows/cols 40..240 of tile_00 (its valid area starts 30 px from every edge).
 TRUTH_OFFSET = 40
 TRUTH_SIZE = 200
@@ -348,3 +361,96 @@ def sample_copy(tmp_path, data_dir) -> Path:
     for name in SAMPLE_TILES:
         (folder / f"{name}.tif").write_bytes((data_dir / f"{name}.tif").read_bytes())
     return folder
+
+
+# ---------------------------------------------------------------------- masks and change
+
+
+def paint(path, window: Window, value) -> None:
+    """Overwrite ``window`` of the raster at ``path`` (every band) with ``value`` in place:
+    a bright "cloud" or any other local corruption of a real file."""
+    with rasterio.open(path, "r+") as dataset:
+        patch = np.broadcast_to(np.asarray(value), (dataset.count, int(window.height),
+                                                    int(window.width)))
+        dataset.write(patch.astype(dataset.dtypes[0]), window=window)
+
+
+def write_polygons(path, geometries, crs=CRS, **columns) -> Path:
+    """Write shapely ``geometries`` (with attribute ``columns``) to a vector file."""
+    import geopandas
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    geopandas.GeoDataFrame(dict(columns), geometry=list(geometries), crs=crs).to_file(path)
+    return path
+
+
+#: Per date and band of a time series: the distortion of ``make_series`` (date 0 is the
+#: undistorted reference).
+SERIES_GAINS = np.array([
+    [1.00, 1.00, 1.00],
+    [0.85, 1.15, 0.92],
+    [1.18, 0.88, 1.08],
+    [0.93, 1.06, 1.20],
+])
+SERIES_OFFSETS = np.array([
+    [0.0, 0.0, 0.0],
+    [140.0, -170.0, 240.0],
+    [-110.0, 220.0, -70.0],
+    [260.0, -80.0, 50.0],
+])
+#: Per date: rectangles (row start, row stop, col start, col stop) of the 200 px truth
+#: where the land cover changed, 5-6 % of the area each, disjoint, on a 4 px grid. The
+#: first of each date becomes a bright, flat "cloud", the second another place's texture.
+SERIES_CHANGES = {
+    1: [(12, 52, 12, 60), (120, 168, 132, 180)],
+    2: [(12, 60, 120, 168), (132, 176, 20, 68)],
+    3: [(76, 116, 60, 120), (148, 196, 80, 124)],
+}
+#: Truth values of the bright change, per band.
+BRIGHT = np.array([12500.0, 13500.0, 12000.0])
+
+
+def make_series(folder, truth: Truth, *, gains=SERIES_GAINS, offsets=SERIES_OFFSETS,
+                changes=SERIES_CHANGES, noise_sd: float = 2.0, seed: int = 0) -> TileSet:
+    """A time series of ``len(gains)`` uint16 dates (``date_<k>.tif``, nodata 0) of one
+    footprint: the truth with real change inside the ``changes`` rectangles, seen with a
+    known ``gain * truth + offset + noise`` per date and band.
+
+    ``extra["changes"]`` holds the rectangles per date, ``extra["scene"]`` each date's
+    changed truth (what was on the ground), float64.
+    """
+    folder = Path(folder)
+    gains = np.asarray(gains, dtype=np.float64)
+    offsets = np.asarray(offsets, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    size = truth.data.shape[1]
+    paths, scenes = [], []
+    for date in range(len(gains)):
+        scene = truth.data.copy()
+        for number, (r0, r1, c0, c1) in enumerate(changes.get(date, ())):
+            if number % 2 == 0:
+                scene[:, r0:r1, c0:c1] = BRIGHT[:, None, None]
+            else:  # another place's texture, turned by 90 degrees
+                rows, cols = r1 - r0, c1 - c0
+                source = np.rot90(truth.data[:, size - cols:, :rows], axes=(1, 2))
+                scene[:, r0:r1, c0:c1] = source
+        values = (gains[date][:, None, None] * scene + offsets[date][:, None, None]
+                  + rng.normal(0.0, noise_sd, size=scene.shape))
+        data = cast_to_dtype(values, np.ones(scene.shape, dtype=bool), "uint16", 0)
+        paths.append(write_raster(folder / f"date_{date}.tif", data, transform=truth.transform,
+                                  crs=truth.crs, nodata=0, dtype="uint16",
+                                  descriptions=BAND_NAMES))
+        scenes.append(scene)
+    window = Window(0, 0, size, size)
+    return TileSet(folder, paths, truth, [window] * len(gains), gains, offsets, "uint16", 0,
+                   extra={"changes": {k: list(v) for k, v in changes.items()},
+                          "scene": scenes})
+
+
+def rectangles_mask(rectangles, shape) -> np.ndarray:
+    """True inside any of ``rectangles`` (row start, row stop, col start, col stop)."""
+    inside = np.zeros(shape, dtype=bool)
+    for r0, r1, c0, c1 in rectangles:
+        inside[r0:r1, c0:c1] = True
+    return inside

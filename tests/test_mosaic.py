@@ -365,7 +365,8 @@ def test_save_load_round_trip_gives_identical_outputs(tiles, tmp_path):
 def test_get_and_set_params():
     model = Mosaic(window_size=256)
     assert model.get_params() == {"steps": None, "window_size": 256, "threads": None,
-                                  "progress": False, "pif": None, "pif_dir": None}
+                                  "progress": False, "pif": None, "pif_dir": None,
+                                  "cache": False}
     assert model.set_params(threads=3, window_size=512) is model
     assert (model.threads, model.window_size) == (3, 512)
     assert [type(step) for step in model.steps_] == [GlobalModel]
