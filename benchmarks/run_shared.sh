@@ -17,4 +17,4 @@ mkdir -p "$work" && cd "$work"
 python "$bench/run.py" --cases bench-cases --out bench-out --repeat 3 \
   --compare "python $bench/runners/rewrite.py {input} {output}" --label-b io-floor \
   --label spectralmatch "$@" \
-  -- spectralmatch match {input} -o {output} --reference {reference} ${SM_ARGS:-}
+  -- spectralmatch match {input} -o {output} --reference {reference} --no-cache ${SM_ARGS:-}
