@@ -21,7 +21,9 @@ class Adjuster(Estimator):
     Subclass it and put an instance in ``Mosaic(steps=[...])``. A subclass implements
 
     - ``fit(statistics)``: learn state (attributes ending in ``_``) and return ``self``;
-    - ``transform_window(image, window, values, valid)``: the corrected float values;
+    - ``transform_window(image, window, values, valid)``: the corrected float values
+      (``values`` usually holds the pixels of ``window``; for change detection it may be
+      a decimated read spanning it, so use ``values.shape`` for its grid);
     - ``get_state()`` / ``set_state(state)``: the learned state as JSON-ready data;
 
     and, where it can,

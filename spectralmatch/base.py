@@ -46,3 +46,20 @@ def check_is_fitted(estimator: Estimator, attribute: str) -> None:
     if getattr(estimator, attribute, None) is None:
         raise NotFittedError(f"this {type(estimator).__name__} is not fitted yet; "
                              "call fit() with a collection first")
+
+
+def reference_indices(reference, names: list[str]) -> set[int]:
+    """Positions of the reference images given by name or position (None: none)."""
+    if reference is None:
+        return set()
+    keys = [reference] if isinstance(reference, (str, int)) else reference
+    indices = set()
+    for key in keys:
+        if isinstance(key, int) and -len(names) <= key < len(names):
+            indices.add(key % len(names))
+        elif key in names:
+            indices.add(names.index(key))
+        else:
+            raise SpectralMatchError(f"reference image {key!r} is not among the images "
+                                     f"({', '.join(names)})")
+    return indices

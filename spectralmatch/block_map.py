@@ -13,7 +13,7 @@ from attrs import asdict, define, frozen
 from rasterio.windows import Window
 
 from .adjuster import Adjuster
-from .base import check_is_fitted
+from .base import check_is_fitted, reference_indices
 from .collection import ImageCollection
 from .errors import SpectralMatchError
 from .image import Image
@@ -233,7 +233,7 @@ class BlockMap(Adjuster):
         check_is_fitted(self, "grid_")
         names = statistics.names
         fixed = np.zeros(len(names), dtype=bool)
-        fixed[[names.index(name) for name in _reference_names(self.reference, names)]] = True
+        fixed[sorted(reference_indices(self.reference, names))] = True
         overlaps = _BlockOverlaps.gather(statistics, self.grid_, self.min_pixels)
         shifts = overlaps.solve(overlaps.means, fixed)
         log_factors = overlaps.solve(overlaps.log_stds, fixed)
@@ -529,22 +529,6 @@ def _shifted(array: np.ndarray, step: int, axis: int) -> np.ndarray:
     source[axis] = slice(0, -step) if step > 0 else slice(-step, None)
     target[axis] = slice(step, None) if step > 0 else slice(0, step)
     result[tuple(target)] = array[tuple(source)]
-    return result
-
-
-def _reference_names(reference, names: list[str]) -> list[str]:
-    if reference is None:
-        return []
-    keys = [reference] if isinstance(reference, (str, int)) else reference
-    result = []
-    for key in keys:
-        if isinstance(key, int) and -len(names) <= key < len(names):
-            result.append(names[key])
-        elif key in names:
-            result.append(key)
-        else:
-            raise SpectralMatchError(f"reference image {key!r} is not among the images "
-                                     f"({', '.join(names)})")
     return result
 
 

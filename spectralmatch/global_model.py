@@ -11,7 +11,7 @@ from attrs import define
 from rasterio.windows import Window
 
 from .adjuster import Adjuster
-from .base import check_is_fitted
+from .base import check_is_fitted, reference_indices
 from .errors import SpectralMatchError
 from .image import Image
 from .overlap import OverlapStatistics, PairMoments, connected_groups
@@ -112,7 +112,7 @@ class GlobalModel(Adjuster):
     def fit(self, statistics: OverlapStatistics) -> GlobalModel:
         """Solve gains and offsets for every image of ``statistics``."""
         names = statistics.names
-        fixed = self._reference_indices(names)
+        fixed = reference_indices(self.reference, names)
         pairs = [pair for pair in statistics.pairs if (pair.first.count > 0).all()]
         groups = connected_groups(len(names), [pair.edge for pair in pairs])
         _warn_about_groups(groups, names, fixed)
@@ -136,21 +136,6 @@ class GlobalModel(Adjuster):
         else:
             self.down_weighted_ = []
         return self
-
-    def _reference_indices(self, names: list[str]) -> set[int]:
-        if self.reference is None:
-            return set()
-        keys = [self.reference] if isinstance(self.reference, (str, int)) else self.reference
-        indices = set()
-        for key in keys:
-            if isinstance(key, int) and -len(names) <= key < len(names):
-                indices.add(key % len(names))
-            elif key in names:
-                indices.add(names.index(key))
-            else:
-                raise SpectralMatchError(f"reference image {key!r} is not among the images "
-                                         f"({', '.join(names)})")
-        return indices
 
     def _solve_band(self, band: int, group: list[int], pairs: list[PairMoments],
                     statistics: OverlapStatistics, fixed: set[int]) -> tuple[np.ndarray, ...]:
