@@ -46,6 +46,7 @@ class FitDiagnostics:
 HUBER_THRESHOLD = 1.345
 MAX_ROBUST_ITERATIONS = 50
 DOWN_WEIGHTED = 0.5
+MIN_ROBUST_WEIGHT = 1e-3
 
 
 class GlobalModel(Adjuster):
@@ -175,17 +176,29 @@ class GlobalModel(Adjuster):
                 return np.linalg.lstsq(normal, moment, rcond=None)[0]
             return _solve_with_gauge(normal, moment, images, band, centre, scale)
 
+        def pair_residuals(solution: np.ndarray) -> np.ndarray:
+            """Each pair's misfit (mean and spread rows together), without its weight."""
+            residual = (design @ solution - target).reshape(-1, 2)
+            return np.hypot(*residual.T) / np.sqrt(weights)
+
         robust = np.ones(len(pairs))
         solution = solve(np.ones(len(target)))
-        for _ in range(MAX_ROBUST_ITERATIONS if self.robust else 0):
-            # each pair's residual (mean and spread rows together), without its weights
-            residual = (design @ solution - target).reshape(-1, 2)
-            residual = np.hypot(*residual.T) / np.sqrt(weights)
-            updated = huber_weights(residual)
-            if np.allclose(updated, robust, atol=1e-4):
-                break
-            robust = updated
+        if self.robust:
+            # start from deletion residuals: each pair judged by a fit without it, so a
+            # gross outlier cannot hide by pulling the fit towards itself
+            deleted = np.empty(len(pairs))
+            for k in range(len(pairs)):
+                without = np.ones(len(pairs))
+                without[k] = 0.0
+                deleted[k] = pair_residuals(solve(np.repeat(without, 2)))[k]
+            robust = huber_weights(deleted)
             solution = solve(np.repeat(np.sqrt(robust), 2))
+            for _ in range(MAX_ROBUST_ITERATIONS):
+                updated = huber_weights(pair_residuals(solution))
+                if np.allclose(updated, robust, atol=1e-4):
+                    break
+                robust = updated
+                solution = solve(np.repeat(np.sqrt(robust), 2))
         gain_scaled, offset_scaled = np.ones(len(group)), np.zeros(len(group))
         for k, image in enumerate(group):
             if image in column:
@@ -302,14 +315,18 @@ def _solve_with_gauge(normal, moment, images, band, centre, scale) -> np.ndarray
     return solution[:size]
 
 
-def huber_weights(residual: np.ndarray, threshold: float = HUBER_THRESHOLD) -> np.ndarray:
-    """Huber IRLS weights: 1 within ``threshold`` robust standard deviations of zero
-    (1.4826 x the median absolute residual), decreasing as 1 / |r| beyond."""
-    spread = 1.4826 * np.median(np.abs(residual))
+def huber_weights(residual: np.ndarray, spread: float | None = None,
+                  threshold: float = HUBER_THRESHOLD) -> np.ndarray:
+    """Huber IRLS weights: 1 within ``threshold`` robust standard deviations of zero,
+    decreasing as 1 / |r| beyond (at least ``MIN_ROBUST_WEIGHT``, so no pair is cut
+    off entirely). ``spread`` defaults to 1.4826 x the median absolute residual."""
+    if spread is None:
+        spread = 1.4826 * np.median(np.abs(residual))
     if spread <= 0:
         return np.ones_like(residual)
     limit = threshold * spread
-    return np.minimum(1.0, limit / np.maximum(np.abs(residual), 1e-300))
+    weights = np.minimum(1.0, limit / np.maximum(np.abs(residual), 1e-300))
+    return np.maximum(weights, MIN_ROBUST_WEIGHT)
 
 
 def _diagnostics(statistics, pairs, gains, offsets, robust) -> FitDiagnostics:

@@ -125,9 +125,12 @@ class Mosaic(Estimator):
     def _refit_on_pseudo_invariant(self, steps: list[Adjuster], collection: ImageCollection,
                                    edges: list[OverlapEdge]) -> None:
         """Mark the changed pixels of every overlap, then fit again without them."""
+        # compare after the steps fitted on whole images only: a local step fitted on
+        # the contaminated statistics bends towards the changes and blurs them
+        detection = [step for step in steps if not step.block_grids] or steps[:1]
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(self.pif_dir) if self.pif_dir is not None else Path(scratch)
-            select_pseudo_invariant(collection, edges, _compose(steps), self.pif, folder)
+            select_pseudo_invariant(collection, edges, _compose(detection), self.pif, folder)
             change = RasterMask(str(folder / "{name}.tif"))
             masked = ImageCollection([Image(image.path, name=image.name,
                                             mask=combine(image.mask, change))

@@ -367,11 +367,18 @@ def sample_copy(tmp_path, data_dir) -> Path:
 
 
 def paint(path, window: Window, value) -> None:
-    """Overwrite ``window`` of the raster at ``path`` (every band) with ``value`` in place:
-    a bright "cloud" or any other local corruption of a real file."""
+    """Overwrite ``window`` of the raster at ``path`` (every band) in place with ``value``,
+    or with ``value(pixels)`` (float64, (bands, rows, cols)) when it is callable: a bright
+    "cloud", a haze or any other local corruption of a real file."""
     with rasterio.open(path, "r+") as dataset:
-        patch = np.broadcast_to(np.asarray(value), (dataset.count, int(window.height),
-                                                    int(window.width)))
+        shape = (dataset.count, int(window.height), int(window.width))
+        if callable(value):
+            patch = value(dataset.read(window=window).astype(np.float64))
+        else:
+            patch = np.broadcast_to(np.asarray(value, dtype=np.float64), shape)
+        if np.dtype(dataset.dtypes[0]).kind in "iu":
+            info = np.iinfo(dataset.dtypes[0])
+            patch = np.clip(np.rint(patch), info.min, info.max)
         dataset.write(patch.astype(dataset.dtypes[0]), window=window)
 
 

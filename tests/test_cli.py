@@ -9,9 +9,24 @@ import sys
 
 import numpy as np
 import pytest
+import rasterio
 from click.testing import CliRunner
-from conftest import folder_listing, read_raster, rmse, write_raster
+from conftest import (
+    SERIES_CHANGES,
+    folder_listing,
+    inverse,
+    make_series,
+    paint,
+    read_raster,
+    rectangles_mask,
+    rmse,
+    write_polygons,
+    write_raster,
+)
 from rasterio.transform import from_origin
+from rasterio.windows import Window
+from rasterio.windows import bounds as window_bounds
+from shapely.geometry import box
 
 import spectralmatch
 from spectralmatch.cli import main
@@ -278,3 +293,115 @@ def test_unknown_reference_is_a_one_line_error(runner, tiles, tmp_path):
     result = invoke(runner, "match", tiles.folder, "-o", tmp_path / "out", "-r", "tile_7")
     assert_one_line_error(result, "tile_7", "not one of the images")
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------- masks, robust, pif
+
+
+def saved_gains(path, key: str = "gains") -> np.ndarray:
+    """Gains (or offsets) of the GlobalModel in a saved model."""
+    return np.array(json.loads(path.read_text())["steps"][0]["state"][key])
+
+
+def test_help_lists_the_fit_options(runner):
+    for command in ("match", "fit"):
+        result = invoke(runner, command, "--help")
+        assert result.exit_code == 0
+        for option in ("--exclude", "--robust", "--pif [residual|irmad]", "--pif-dir"):
+            assert option in result.output, (command, option)
+
+
+@pytest.mark.parametrize("kind", ["vector", "raster"])
+def test_exclude_leaves_a_cloud_out_of_the_fit(runner, tiles, tmp_path, kind):
+    """Tile 1 with a bright cloud where it overlaps tile 0, left out with --exclude: the
+    fit recovers the true gains, which the fit without it misses; the cloud itself is
+    still corrected."""
+    cloud = Window(4, 20, 32, 40)
+    paint(tiles.paths[1], cloud, 40000)
+    with rasterio.open(tiles.paths[1]) as dataset:
+        transform, shape = dataset.transform, dataset.shape
+    if kind == "vector":
+        mask = write_polygons(tmp_path / "cloud.gpkg", [box(*window_bounds(cloud, transform))])
+    else:
+        marked = np.zeros(shape, dtype=np.uint8)
+        marked[cloud.toslices()] = 255
+        mask = write_raster(tmp_path / "cloud_mask.tif", marked, transform=transform)
+    common = [tiles.folder, "-r", "tile_0", "--no-local", "--threads", 2, "-q"]
+    plain = invoke(runner, "match", *common, "-o", tmp_path / "plain",
+                   "--save-model", tmp_path / "plain.json")
+    assert plain.exit_code == 0, plain.output
+    masked = invoke(runner, "match", *common, "-o", tmp_path / "masked",
+                    "--save-model", tmp_path / "masked.json", "--exclude", mask)
+    assert masked.exit_code == 0, masked.output
+    expected, _ = inverse(tiles.gains, tiles.offsets)
+    assert np.abs(saved_gains(tmp_path / "plain.json") / expected - 1).max() > 0.2
+    gains = saved_gains(tmp_path / "masked.json")
+    assert np.abs(gains / expected - 1).max() < 5e-3
+    output = read_raster(tmp_path / "masked" / "tile_1.tif").astype(float)
+    rows, cols = cloud.toslices()
+    offsets = saved_gains(tmp_path / "masked.json", "offsets")
+    assert np.abs(output[:, rows, cols] - (gains[1] * 40000 + offsets[1])[:, None, None]).max() \
+        <= 1.0
+    # `fit` takes the same option and saves the same model
+    fitted = invoke(runner, "fit", *common, "--model", tmp_path / "fit.json", "--exclude", mask)
+    assert fitted.exit_code == 0, fitted.output
+    np.testing.assert_array_equal(saved_gains(tmp_path / "fit.json"), gains)
+
+
+def test_exclude_with_a_missing_file_is_a_usage_error(runner, tiles, tmp_path):
+    result = invoke(runner, "match", tiles.folder, "-o", tmp_path / "out",
+                    "--exclude", tmp_path / "absent.gpkg")
+    assert result.exit_code == 2 and "absent.gpkg" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_exclude_with_an_unreadable_file_is_a_one_line_error(runner, tiles, tmp_path):
+    broken = tmp_path / "broken.gpkg"
+    broken.write_text("not a geopackage")
+    result = invoke(runner, "match", tiles.folder, "-o", tmp_path / "out", "--exclude", broken)
+    assert_one_line_error(result, "broken.gpkg")
+
+
+def test_robust_flag_on_clean_tiles(runner, tiles, tmp_path):
+    result = invoke(runner, "match", tiles.folder, "-o", tmp_path / "out", "-r", "tile_0",
+                    "--robust", "--no-local", "--save-model", tmp_path / "m.json", "-q")
+    assert result.exit_code == 0, result.output
+    expected, _ = inverse(tiles.gains, tiles.offsets)
+    np.testing.assert_allclose(saved_gains(tmp_path / "m.json"), expected, rtol=5e-3)
+    for index, name in enumerate(tiles.names):
+        valid = tiles.valid_of(index)
+        output = read_raster(tmp_path / "out" / f"{name}.tif")
+        assert rmse(output[valid], tiles.truth_of(index)[valid]) < 3.5
+
+
+@pytest.mark.parametrize("detector", ["irmad", "residual"])
+def test_match_with_pif_writes_change_masks_and_outputs(runner, tmp_path, truth, detector):
+    series = make_series(tmp_path / "series", truth)
+    out, pifs, model = tmp_path / "out", tmp_path / "pifs", tmp_path / "model.json"
+    result = invoke(runner, "match", series.folder, "-o", out, "--reference", "date_0",
+                    "--pif", detector, "--pif-dir", pifs, "--no-local", "--save-model", model,
+                    "--threads", 2)
+    assert result.exit_code == 0, result.output
+    assert "matched 4 images" in result.stderr
+    names = [f"date_{k}.tif" for k in range(4)]
+    assert folder_listing(out) == names and folder_listing(pifs) == names
+    assert np.array_equal(read_raster(out / "date_0.tif"), read_raster(series.paths[0]))
+    expected, _ = inverse(series.gains, series.offsets)
+    assert np.abs(saved_gains(model) / expected - 1).max() < 0.01
+    for date, rectangles in SERIES_CHANGES.items():
+        marks = read_raster(pifs / f"date_{date}.tif")[0].astype(bool)
+        own = rectangles_mask(rectangles, (200, 200))[::4, ::4]
+        assert marks[own].mean() > 0.9 and marks[~own].mean() < 0.05
+    assert read_raster(pifs / "date_0.tif").mean() < 0.05
+
+
+def test_pif_with_the_default_local_step(runner, tmp_path, truth):
+    """--pif with the block adjustment (the default): masks and outputs are written."""
+    series = make_series(tmp_path / "series", truth)
+    result = invoke(runner, "fit", series.folder, "--model", tmp_path / "m.json", "-r",
+                    "date_0", "--pif", "residual", "--pif-dir", tmp_path / "pifs",
+                    "--block-size", 32, "-q")
+    assert result.exit_code == 0, result.output
+    assert folder_listing(tmp_path / "pifs") == [f"date_{k}.tif" for k in range(4)]
+    steps = json.loads((tmp_path / "m.json").read_text())["steps"]
+    assert len(steps) == 2

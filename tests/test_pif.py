@@ -1,0 +1,346 @@
+"""Pseudo-invariant features: change detectors (ResidualPIF, IR-MAD), the per-image
+change masks of ``select_pseudo_invariant`` and ``Mosaic(pif=...)``, which fits again
+without the changed pixels.
+
+The time series (``conftest.make_series``) is four dates of one footprint cut from the
+truth: date 0 undistorted (the reference), dates 1-3 with a known gain and offset per
+band and two rectangles each where the land cover really changed (a bright flat patch
+and another place's texture). A normalization must undo the distortion without erasing
+the change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import (
+    SERIES_CHANGES,
+    folder_listing,
+    inverse,
+    load_truth,
+    make_series,
+    read_raster,
+    rectangles_mask,
+)
+
+from spectralmatch import (
+    IRMAD,
+    BlockMap,
+    GlobalModel,
+    Image,
+    ImageCollection,
+    Mosaic,
+    OverlapGraph,
+    RasterMask,
+    ResidualPIF,
+)
+from spectralmatch.pif import irmad_no_change, select_pseudo_invariant
+
+REFERENCE = ["date_0"]
+DETECTORS = {"residual": ResidualPIF, "irmad": IRMAD}
+#: Bound on the relative error of the gains of a fit on pseudo-invariant pixels.
+BOUND = 0.01
+#: All changed pixels of the series, on the truth grid.
+ANY_CHANGE = rectangles_mask([r for rects in SERIES_CHANGES.values() for r in rects],
+                             (200, 200))
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    return make_series(tmp_path_factory.mktemp("series"), load_truth())
+
+
+def gain_error(step, series) -> float:
+    expected, _ = inverse(series.gains, series.offsets)
+    return float(np.abs(step.gains_ / expected - 1).max())
+
+
+def global_steps():
+    return [GlobalModel(reference=REFERENCE)]
+
+
+def local_steps():
+    return [GlobalModel(reference=REFERENCE), BlockMap(block_size=32, reference=REFERENCE)]
+
+
+@pytest.fixture(scope="module")
+def fitted(series, tmp_path_factory):
+    """Per detector (None: plain): the global model fitted and its outputs, and the
+    change masks in a pif_dir."""
+    results = {}
+    for name in (None, "residual", "irmad"):
+        folder = tmp_path_factory.mktemp(f"fit_{name}")
+        pif = DETECTORS[name]() if name else None
+        model = Mosaic(global_steps(), threads=2, pif=pif,
+                       pif_dir=folder / "pif" if name else None).fit(series.paths)
+        outputs = model.transform(series.paths, folder / "out")
+        results[name] = (model, [read_raster(image.path) for image in outputs], folder / "pif")
+    return results
+
+
+def difference_to_reference(outputs, date: int) -> np.ndarray:
+    """|output of ``date`` - output of the reference|, mean over the bands, per pixel."""
+    return np.abs(outputs[date].astype(float) - outputs[0].astype(float)).mean(axis=0)
+
+
+def true_difference(series, date: int) -> np.ndarray:
+    """|what was on the ground at ``date`` - the reference's truth|, per pixel."""
+    return np.abs(series.extra["scene"][date] - series.truth.data).mean(axis=0)
+
+
+# ---------------------------------------------------------------------- 3. IR-MAD
+
+
+@pytest.fixture(scope="module")
+def observations():
+    """x: 3000 real pixels (3 bands); y = A x + b + noise; 10 % of y replaced by values
+    unrelated to x (drawn uniformly over y's range, band by band)."""
+    rng = np.random.default_rng(1)
+    x = load_truth().data.reshape(3, -1).T[rng.choice(200 * 200, 3000, replace=False)]
+    mixing = np.array([[0.9, 0.1, 0.0], [0.05, 1.1, 0.05], [0.0, 0.2, 0.8]])
+    y = x @ mixing.T + np.array([100.0, -50.0, 30.0]) + rng.normal(0.0, 5.0, x.shape)
+    changed = np.zeros(len(x), dtype=bool)
+    changed[rng.choice(len(x), len(x) // 10, replace=False)] = True
+    y[changed] = rng.uniform(y.min(axis=0), y.max(axis=0), (changed.sum(), 3))
+    return x, y, changed, irmad_no_change(x, y)
+
+
+def test_irmad_separates_changed_from_unchanged_observations(observations):
+    x, y, changed, no_change = observations
+    assert no_change.shape == (len(x),)
+    assert ((no_change >= 0) & (no_change <= 1)).all()
+    assert (no_change[changed] < 0.01).mean() > 0.9
+    assert np.median(no_change[~changed]) > 0.2
+    assert (no_change[~changed] < 0.01).mean() < 0.02
+
+
+@pytest.mark.parametrize("mapping", ["gain and offset", "band mixing", "of x, swapped"])
+def test_irmad_is_invariant_to_affine_maps(observations, mapping):
+    x, y, changed, no_change = observations
+    if mapping == "gain and offset":
+        result = irmad_no_change(x, y * np.array([2.0, 0.5, 1.3]) + np.array([1e3, -300, 7]))
+    elif mapping == "band mixing":
+        mixing = np.array([[1.2, -0.3, 0.1], [0.2, 0.7, 0.4], [-0.1, 0.3, 1.5]])
+        result = irmad_no_change(x, y @ mixing.T + 5.0)
+    else:
+        result = irmad_no_change(y, 0.01 * x[:, ::-1] - 40.0)
+    np.testing.assert_allclose(result, no_change, atol=1e-3)
+
+
+def test_irmad_detector_on_images(observations):
+    """IRMAD.changed on (bands, rows, cols) arrays: the observations as a 50 x 60 image
+    with a border outside ``joint`` that is never flagged."""
+    x, y, changed, no_change = observations
+    first = np.zeros((3, 52, 60))
+    second = np.zeros((3, 52, 60))
+    first[:, 1:51] = x.T.reshape(3, 50, 60)
+    second[:, 1:51] = y.T.reshape(3, 50, 60)
+    second[:, 0] = second[:, 51] = 1e6  # would be changed, but outside joint
+    joint = np.zeros((52, 60), dtype=bool)
+    joint[1:51] = True
+    flagged = IRMAD().changed(first, second, joint)
+    assert flagged.shape == (52, 60) and not flagged[~joint].any()
+    np.testing.assert_array_equal(flagged[1:51].ravel(), no_change < 0.01)
+    assert (flagged[1:51].ravel() == changed).mean() > 0.97
+
+
+# ---------------------------------------------------------------------- 4. ResidualPIF
+
+
+def test_residual_pif_flags_the_inserted_outliers_and_nothing_else():
+    rng = np.random.default_rng(2)
+    first = rng.uniform(1000, 5000, (3, 40, 50))
+    # bounded noise: its robust spread (1.4826 x MAD of a uniform) puts 3 sigma beyond it
+    second = first + 20.0 + rng.uniform(-1.0, 1.0, first.shape)
+    outliers = np.zeros((40, 50), dtype=bool)
+    outliers[rng.integers(0, 40, 30), rng.integers(3, 50, 30)] = True
+    band = rng.integers(0, 3, (40, 50))
+    for r, c in zip(*np.nonzero(outliers), strict=True):
+        second[band[r, c], r, c] += rng.choice([-1, 1]) * 8.0  # in one band only
+    joint = np.ones((40, 50), dtype=bool)
+    joint[:, :3] = False
+    second[:, 5, 1] += 1000.0  # outside joint: not flagged
+    flagged = ResidualPIF().changed(first, second, joint)
+    assert outliers.sum() > 25
+    np.testing.assert_array_equal(flagged, outliers)
+    # a lower threshold still finds them, a huge one finds none
+    assert ResidualPIF(threshold=2.5).changed(first, second, joint)[outliers].all()
+    assert not ResidualPIF(threshold=50).changed(first, second, joint).any()
+
+
+@pytest.mark.parametrize("detector", [ResidualPIF(), IRMAD()])
+def test_detectors_without_joint_pixels_flag_nothing(detector):
+    first = np.arange(3 * 8 * 9, dtype=float).reshape(3, 8, 9)
+    second = first[:, ::-1, ::-1] * 5.0
+    flagged = detector.changed(first, second, np.zeros((8, 9), dtype=bool))
+    assert flagged.shape == (8, 9) and flagged.dtype == bool and not flagged.any()
+
+
+def test_irmad_with_too_few_joint_pixels_flags_nothing():
+    """2 x bands + 1 observations cannot give a canonical correlation analysis."""
+    rng = np.random.default_rng(4)
+    first, second = rng.uniform(0, 100, (2, 3, 8, 9))
+    second[:, 0, :7] = 1e6  # wildly different, but too few to tell
+    joint = np.zeros((8, 9), dtype=bool)
+    joint[0, :7] = True
+    assert not IRMAD().changed(first, second, joint).any()
+
+
+def test_residual_pif_with_identical_images_flags_nothing():
+    first = np.random.default_rng(3).uniform(0, 100, (2, 20, 20))
+    assert not ResidualPIF().changed(first, first.copy(), np.ones((20, 20), bool)).any()
+
+
+# ---------------------------------------------------------------------- 5. time series
+
+
+def test_change_biases_the_plain_fit(series, fitted):
+    model, outputs, _ = fitted[None]
+    assert gain_error(model.steps[0], series) > 0.2
+
+
+@pytest.mark.parametrize("detector", ["residual", "irmad"])
+def test_pif_fit_recovers_the_distortion_and_keeps_the_change(series, fitted, detector):
+    model, outputs, _ = fitted[detector]
+    step = model.steps[0]
+    assert gain_error(step, series) < BOUND < gain_error(fitted[None][0].steps[0], series)
+    _, expected_offsets = inverse(series.gains, series.offsets)
+    assert np.abs(step.offsets_ - expected_offsets).max() < 15.0
+    # the reference comes out bit-identical
+    assert np.array_equal(outputs[0], read_raster(series.paths[0]))
+    for date in (1, 2, 3):
+        difference = difference_to_reference(outputs, date)
+        unchanged = difference[~ANY_CHANGE].mean()
+        assert unchanged < 4.0, (date, unchanged)
+        for r0, r1, c0, c1 in SERIES_CHANGES[date]:
+            found = difference[r0:r1, c0:c1].mean()
+            true = true_difference(series, date)[r0:r1, c0:c1].mean()
+            assert found > 50 * unchanged
+            assert abs(found - true) < 0.03 * true, (date, found, true)
+
+
+@pytest.mark.parametrize("detector", ["residual", "irmad"])
+def test_pif_with_a_local_step_does_not_erase_the_change(series, tmp_path, detector):
+    model = Mosaic(local_steps(), threads=2, pif=DETECTORS[detector]()).fit(series.paths)
+    outputs = [read_raster(image.path) for image in model.transform(series.paths, tmp_path)]
+    assert np.array_equal(outputs[0], read_raster(series.paths[0]))
+    failures = []
+    for date in (1, 2, 3):
+        difference = difference_to_reference(outputs, date)
+        # unchanged pixels agree about as closely as after the global model alone (~2.3)
+        unchanged = difference[~ANY_CHANGE].mean()
+        if not unchanged < 4.0:
+            failures.append(f"date {date}: unchanged pixels differ by {unchanged:.1f} on average")
+        for r0, r1, c0, c1 in SERIES_CHANGES[date]:
+            found = difference[r0:r1, c0:c1].mean()
+            true = true_difference(series, date)[r0:r1, c0:c1].mean()
+            if not found > 0.8 * true:
+                failures.append(f"date {date}: change at ({r0}, {c0}) shows {found:.0f}, "
+                                f"truly {true:.0f}")
+    assert not failures, "; ".join(failures)
+
+
+def test_local_step_without_pif_erases_part_of_the_change(series, tmp_path):
+    """What the pif refit is for: fitted on all pixels, the blocks pull the changed
+    areas toward the reference and bend the unchanged pixels around them."""
+    model = Mosaic(local_steps(), threads=2).fit(series.paths)
+    outputs = [read_raster(image.path) for image in model.transform(series.paths, tmp_path)]
+    difference = difference_to_reference(outputs, 1)
+    assert difference[~ANY_CHANGE].mean() > 10.0
+    r0, r1, c0, c1 = SERIES_CHANGES[1][0]
+    assert difference[r0:r1, c0:c1].mean() < 0.5 * true_difference(series, 1)[r0:r1,
+                                                                              c0:c1].mean()
+
+
+# ---------------------------------------------------------------------- 6. change masks
+
+
+def cells_inside(rectangles, decimation=4, shape=(50, 50)) -> np.ndarray:
+    """Cells of the decimated grid lying wholly inside one of ``rectangles``."""
+    inside = rectangles_mask(rectangles, (shape[0] * decimation, shape[1] * decimation))
+    return inside.reshape(shape[0], decimation, shape[1], decimation).all(axis=(1, 3))
+
+
+@pytest.mark.parametrize("detector", ["residual", "irmad"])
+def test_change_masks_are_written_per_image(series, fitted, detector):
+    _, _, folder = fitted[detector]
+    assert folder_listing(folder) == [f"date_{k}.tif" for k in range(4)]
+    for date in range(4):
+        with rasterio.open(folder / f"date_{date}.tif") as dataset, \
+                rasterio.open(series.paths[date]) as image:
+            assert dataset.count == 1 and dataset.dtypes == ("uint8",)
+            assert dataset.crs == image.crs
+            assert dataset.shape == (50, 50)  # 200 px / decimation 4
+            np.testing.assert_allclose(dataset.bounds, image.bounds, atol=1e-6)
+            marks = dataset.read(1)
+        assert set(np.unique(marks)) <= {0, 1}
+        own = cells_inside(SERIES_CHANGES.get(date, []))
+        others = cells_inside([r for k, rects in SERIES_CHANGES.items() if k != date
+                               for r in rects])
+        if date:
+            assert marks[own].mean() > 0.9, (date, marks[own].mean())
+            for rectangle in SERIES_CHANGES[date]:  # each change, not just one of them
+                assert marks[cells_inside([rectangle])].mean() > 0.85
+        # a partner's change is not the image's own (majority vote)
+        assert marks[others].mean() < 0.05, (date, marks[others].mean())
+        assert marks[~own & ~others].mean() < 0.03, (date, marks[~own & ~others].mean())
+
+
+@pytest.mark.parametrize("detector", ["residual", "irmad"])
+def test_change_masks_can_be_given_back_as_masks(series, fitted, detector):
+    model, _, folder = fitted[detector]
+    images = [Image(path, mask=RasterMask(str(folder / "{name}.tif"))) for path in series.paths]
+    refit = Mosaic(global_steps(), threads=2).fit(images).steps[0]
+    np.testing.assert_allclose(refit.gains_, model.steps[0].gains_, rtol=1e-9)
+    np.testing.assert_allclose(refit.offsets_, model.steps[0].offsets_, rtol=1e-9, atol=1e-6)
+    np.testing.assert_array_equal(refit.diagnostics_.count, model.steps[0].diagnostics_.count)
+    # and the masked pixels were left out: every overlap lost both dates' changes
+    plain = fitted[None][0].steps[0]
+    pair = refit.diagnostics_.pairs.index(("date_1", "date_2"))
+    lost = plain.diagnostics_.count[pair] - refit.diagnostics_.count[pair]
+    changed = rectangles_mask(SERIES_CHANGES[1] + SERIES_CHANGES[2], (200, 200)).sum()
+    assert (lost >= 0.95 * changed).all() and (lost < 1.3 * changed).all()
+
+
+def test_select_pseudo_invariant_without_correction(series, tmp_path):
+    """IR-MAD needs no correction first (it is invariant to affine maps); decimation 3
+    gives a grid of ceil(200 / 3) cells that still spans the image."""
+    collection = ImageCollection(series.paths)
+    edges = OverlapGraph.from_collection(collection).edges
+    folder = select_pseudo_invariant(collection, edges, None, IRMAD(decimation=3),
+                                     tmp_path / "new" / "masks")
+    assert folder == tmp_path / "new" / "masks"
+    assert folder_listing(folder) == [f"date_{k}.tif" for k in range(4)]
+    for date in range(4):
+        with rasterio.open(folder / f"date_{date}.tif") as dataset:
+            assert dataset.shape == (67, 67)
+            np.testing.assert_allclose(dataset.bounds, collection.images[date].bounds,
+                                       atol=1e-6)
+            marks = dataset.read(1).astype(bool)
+        # back on the pixel grid (nearest): the image's own change is marked
+        cells = ((np.arange(200) + 0.5) * 67 / 200).astype(int)
+        pixels = marks[cells][:, cells]
+        own = rectangles_mask(SERIES_CHANGES.get(date, []), (200, 200))
+        if date:
+            assert pixels[own].mean() > 0.85
+        assert pixels[~own].mean() < 0.05
+
+
+def test_pif_without_pif_dir_leaves_no_files(series, fitted, tmp_path, monkeypatch):
+    """Without pif_dir the masks are temporary: the same fit, nothing left behind."""
+    monkeypatch.chdir(tmp_path)
+    model = Mosaic(global_steps(), threads=2, pif=ResidualPIF()).fit(series.paths)
+    np.testing.assert_array_equal(model.steps[0].gains_, fitted["residual"][0].steps[0].gains_)
+    assert folder_listing(tmp_path) == []
+    assert folder_listing(series.folder) == [f"date_{k}.tif" for k in range(4)]
+
+
+def test_saved_pif_model_transforms_like_the_fitted_one(series, fitted, tmp_path):
+    model, outputs, _ = fitted["irmad"]
+    model.save(tmp_path / "model.json")
+    loaded = Mosaic.load(tmp_path / "model.json")
+    assert loaded.pif is None and loaded.pif_dir is None  # fitting-only parameters
+    again = loaded.transform(series.paths, tmp_path / "out")
+    for image, output in zip(again, outputs, strict=True):
+        assert np.array_equal(read_raster(image.path), output)
