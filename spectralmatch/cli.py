@@ -90,7 +90,7 @@ def _exclude_option(command: Callable) -> Callable:
         help="Keep the change masks found by --pif there (<image>.tif, 1 = changed).")(command)
     command = click.option(
         "--robust", is_flag=True,
-        help="Down-weight overlaps that disagree with the rest (Huber IRLS).")(command)
+        help="Down-weight overlaps that disagree with the rest (robust IRLS).")(command)
     return click.option(
         "--exclude", "exclude", type=click.Path(exists=True, dir_okay=False), default=None,
         help="Raster (non-zero pixels) or vector file (polygons) of areas to leave out of "

@@ -31,7 +31,7 @@ class FitDiagnostics:
     std_difference_before, std_difference_after : ndarray (n_pairs, n_bands)
         The same for standard deviations.
     robust_weights : ndarray (n_pairs, n_bands)
-        Final Huber weight of each pair (1 unless ``robust`` down-weighted it).
+        Final robust weight of each pair (1 unless ``robust`` down-weighted it).
     """
 
     pairs: list[tuple[str, str]]
@@ -43,10 +43,10 @@ class FitDiagnostics:
     robust_weights: np.ndarray
 
 
-HUBER_THRESHOLD = 1.345
+BISQUARE_THRESHOLD = 4.685
 MAX_ROBUST_ITERATIONS = 50
 DOWN_WEIGHTED = 0.5
-MIN_ROBUST_WEIGHT = 1e-3
+MIN_ROBUST_WEIGHT = 1e-6
 
 
 class GlobalModel(Adjuster):
@@ -77,9 +77,10 @@ class GlobalModel(Adjuster):
     mean_weight, std_weight : float, default 1.0
         Factors on the mean and standard-deviation equations.
     robust : bool, default False
-        Re-weight pairs by iteratively re-weighted least squares with Huber weights, so
-        that one bad overlap (clouds, change, a misregistered pair) cannot pull the
-        whole solution; the pairs it down-weighted are listed in ``down_weighted_``.
+        Re-weight pairs by iteratively re-weighted least squares (Tukey bisquare, started
+        from deletion residuals: each pair judged by a fit without it), so that one bad
+        overlap (clouds, change, a misregistered pair) cannot pull the whole solution;
+        the pairs it down-weighted are listed in ``down_weighted_``.
 
     Attributes
     ----------
@@ -191,10 +192,10 @@ class GlobalModel(Adjuster):
                 without = np.ones(len(pairs))
                 without[k] = 0.0
                 deleted[k] = pair_residuals(solve(np.repeat(without, 2)))[k]
-            robust = huber_weights(deleted)
+            robust = robust_weights(deleted)
             solution = solve(np.repeat(np.sqrt(robust), 2))
             for _ in range(MAX_ROBUST_ITERATIONS):
-                updated = huber_weights(pair_residuals(solution))
+                updated = robust_weights(pair_residuals(solution))
                 if np.allclose(updated, robust, atol=1e-4):
                     break
                 robust = updated
@@ -315,18 +316,18 @@ def _solve_with_gauge(normal, moment, images, band, centre, scale) -> np.ndarray
     return solution[:size]
 
 
-def huber_weights(residual: np.ndarray, spread: float | None = None,
-                  threshold: float = HUBER_THRESHOLD) -> np.ndarray:
-    """Huber IRLS weights: 1 within ``threshold`` robust standard deviations of zero,
-    decreasing as 1 / |r| beyond (at least ``MIN_ROBUST_WEIGHT``, so no pair is cut
-    off entirely). ``spread`` defaults to 1.4826 x the median absolute residual."""
+def robust_weights(residual: np.ndarray, spread: float | None = None,
+                   threshold: float = BISQUARE_THRESHOLD) -> np.ndarray:
+    """Tukey bisquare IRLS weights: ``(1 - (r / (threshold * spread)) ** 2) ** 2`` inside
+    the threshold, ``MIN_ROBUST_WEIGHT`` beyond (a gross outlier is as good as dropped,
+    but no image is cut off). ``spread`` defaults to 1.4826 x the median absolute
+    residual."""
     if spread is None:
         spread = 1.4826 * np.median(np.abs(residual))
     if spread <= 0:
         return np.ones_like(residual)
-    limit = threshold * spread
-    weights = np.minimum(1.0, limit / np.maximum(np.abs(residual), 1e-300))
-    return np.maximum(weights, MIN_ROBUST_WEIGHT)
+    scaled = np.abs(residual) / (threshold * spread)
+    return np.maximum(np.clip(1.0 - scaled * scaled, 0.0, 1.0) ** 2, MIN_ROBUST_WEIGHT)
 
 
 def _diagnostics(statistics, pairs, gains, offsets, robust) -> FitDiagnostics:

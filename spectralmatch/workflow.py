@@ -80,7 +80,7 @@ def global_regression(
     custom_mean_factor, custom_std_factor : float
         Weights of the mean and standard-deviation equations.
     robust : bool
-        Down-weight overlaps that disagree with the rest (Huber IRLS).
+        Down-weight overlaps that disagree with the rest (robust IRLS).
     window_size, threads, save_as_cog, progress
         Passed to :class:`Mosaic`.
     save_model : path, optional
