@@ -124,9 +124,8 @@ class GlobalModel(Adjuster):
         for group in groups:
             members = set(group)
             chosen = [k for k, pair in enumerate(pairs) if pair.edge.first in members]
-            for band in range(n_bands):
-                gains[group, band], offsets[group, band], robust[chosen, band] = \
-                    self._solve_band(band, group, [pairs[k] for k in chosen], statistics, fixed)
+            gains[group], offsets[group], robust[chosen] = self._solve_group(
+                group, [pairs[k] for k in chosen], statistics, fixed, n_bands)
         self.images_ = list(names)
         self.reference_ = [names[i] for i in sorted(fixed)]
         self.gains_, self.offsets_ = gains, offsets
@@ -139,74 +138,24 @@ class GlobalModel(Adjuster):
             self.down_weighted_ = []
         return self
 
-    def _solve_band(self, band: int, group: list[int], pairs: list[PairMoments],
-                    statistics: OverlapStatistics, fixed: set[int]) -> tuple[np.ndarray, ...]:
-        free = [i for i in group if i not in fixed]
-        if not free or len(group) == 1:
-            return np.ones(len(group)), np.zeros(len(group)), np.ones(len(pairs))
-        # work in units centred and scaled on the group, for a well-conditioned system
-        images = [statistics.images[i] for i in group]
-        centre = float(np.mean([m.mean[band] for m in images]))
-        scale = float(np.mean([m.std[band] for m in images])) or 1.0
-        column = {image: 2 * k for k, image in enumerate(free)}
-        weights = np.array([pair.first.count[band] for pair in pairs], dtype=float)
-        weights = weights / weights.mean() if self.weight_by_overlap else np.ones(len(pairs))
-        rows, rhs = [], []
-        for pair, weight in zip(pairs, weights, strict=True):
-            i, j = pair.edge.first, pair.edge.second
-            mi = (pair.first.mean[band] - centre) / scale
-            mj = (pair.second.mean[band] - centre) / scale
-            si, sj = pair.first.std[band] / scale, pair.second.std[band] / scale
-            for terms, factor in (({i: (mi, 1.0), j: (-mj, -1.0)}, self.mean_weight),
-                                  ({i: (si, 0.0), j: (-sj, 0.0)}, self.std_weight)):
-                row, value = np.zeros(2 * len(free)), 0.0
-                for image, (gain_term, offset_term) in terms.items():
-                    if image in column:
-                        row[column[image]], row[column[image] + 1] = gain_term, offset_term
-                    else:  # a fixed reference: gain 1, scaled offset 0
-                        value -= gain_term
-                w = np.sqrt(weight) * factor
-                rows.append(row * w)
-                rhs.append(value * w)
-        design, target = np.array(rows), np.array(rhs)
-
-        def solve(row_weights: np.ndarray) -> np.ndarray:
-            weighted = design * row_weights[:, None]
-            normal, moment = weighted.T @ weighted, weighted.T @ (target * row_weights)
-            if fixed & set(group):
-                return np.linalg.lstsq(normal, moment, rcond=None)[0]
-            return _solve_with_gauge(normal, moment, images, band, centre, scale)
-
-        def pair_residuals(solution: np.ndarray) -> np.ndarray:
-            """Each pair's misfit (mean and spread rows together), without its weight."""
-            residual = (design @ solution - target).reshape(-1, 2)
-            return np.hypot(*residual.T) / np.sqrt(weights)
-
-        robust = np.ones(len(pairs))
-        solution = solve(np.ones(len(target)))
+    def _solve_group(self, group: list[int], pairs: list[PairMoments],
+                     statistics: OverlapStatistics, fixed: set[int], n_bands: int):
+        """Gains, offsets and robust pair weights of one connected group, every band."""
+        if not [i for i in group if i not in fixed] or len(group) == 1:
+            ones = np.ones((len(group), n_bands))
+            return ones, np.zeros_like(ones), np.ones((len(pairs), n_bands))
+        systems = [_BandSystem.build(self, band, group, pairs, statistics, fixed)
+                   for band in range(n_bands)]
+        initial = None
         if self.robust:
-            # start from deletion residuals: each pair judged by a fit without it, so a
-            # gross outlier cannot hide by pulling the fit towards itself
-            deleted = np.empty(len(pairs))
-            for k in range(len(pairs)):
-                without = np.ones(len(pairs))
-                without[k] = 0.0
-                deleted[k] = pair_residuals(solve(np.repeat(without, 2)))[k]
-            robust = robust_weights(deleted)
-            solution = solve(np.repeat(np.sqrt(robust), 2))
-            for _ in range(MAX_ROBUST_ITERATIONS):
-                updated = robust_weights(pair_residuals(solution))
-                if np.allclose(updated, robust, atol=1e-4):
-                    break
-                robust = updated
-                solution = solve(np.repeat(np.sqrt(robust), 2))
-        gain_scaled, offset_scaled = np.ones(len(group)), np.zeros(len(group))
-        for k, image in enumerate(group):
-            if image in column:
-                gain_scaled[k] = solution[column[image]]
-                offset_scaled[k] = solution[column[image] + 1]
-        # back from centred-scaled units: x' = a x + (s * b~ + c - a c)
-        return gain_scaled, scale * offset_scaled + centre - gain_scaled * centre, robust
+            # a pair judged by fits without it, in every band: clouds or change that spoil
+            # one band of an overlap spoil the others too
+            standardized = [system.deletion_residuals() for system in systems]
+            standardized = [r / max(1.4826 * np.median(r), 1e-300) for r in standardized]
+            initial = robust_weights(np.max(standardized, axis=0), spread=1.0)
+        results = [system.solve(initial) for system in systems]
+        gains, offsets, weights = (np.stack(parts, axis=1) for parts in zip(*results, strict=True))
+        return gains, offsets, weights
 
     # ---------------------------------------------------------------- new images
 
@@ -286,6 +235,92 @@ class GlobalModel(Adjuster):
         self.reference_ = list(state["reference"])
         self.gains_ = np.array(state["gains"], dtype=float)
         self.offsets_ = np.array(state["offsets"], dtype=float)
+
+
+@define
+class _BandSystem:
+    """The weighted least-squares system of one band of one connected group, in units
+    centred and scaled on the group (well conditioned for any data units)."""
+
+    design: np.ndarray  # two rows per pair: means, spreads
+    target: np.ndarray
+    weights: np.ndarray  # per pair, the overlap weight
+    column: dict[int, int]  # free image -> its gain column (offset: next one)
+    group: list[int]
+    gauge: tuple | None  # (images, band, centre, scale) without a fixed image
+    centre: float
+    scale: float
+
+    @classmethod
+    def build(cls, model: GlobalModel, band, group, pairs, statistics, fixed) -> _BandSystem:
+        free = [i for i in group if i not in fixed]
+        images = [statistics.images[i] for i in group]
+        centre = float(np.mean([m.mean[band] for m in images]))
+        scale = float(np.mean([m.std[band] for m in images])) or 1.0
+        column = {image: 2 * k for k, image in enumerate(free)}
+        weights = np.array([pair.first.count[band] for pair in pairs], dtype=float)
+        weights = weights / weights.mean() if model.weight_by_overlap else np.ones(len(pairs))
+        rows, rhs = [], []
+        for pair, weight in zip(pairs, weights, strict=True):
+            i, j = pair.edge.first, pair.edge.second
+            mi = (pair.first.mean[band] - centre) / scale
+            mj = (pair.second.mean[band] - centre) / scale
+            si, sj = pair.first.std[band] / scale, pair.second.std[band] / scale
+            for terms, factor in (({i: (mi, 1.0), j: (-mj, -1.0)}, model.mean_weight),
+                                  ({i: (si, 0.0), j: (-sj, 0.0)}, model.std_weight)):
+                row, value = np.zeros(2 * len(free)), 0.0
+                for image, (gain_term, offset_term) in terms.items():
+                    if image in column:
+                        row[column[image]], row[column[image] + 1] = gain_term, offset_term
+                    else:  # a fixed reference: gain 1, scaled offset 0
+                        value -= gain_term
+                w = np.sqrt(weight) * factor
+                rows.append(row * w)
+                rhs.append(value * w)
+        gauge = None if fixed & set(group) else (images, band, centre, scale)
+        return cls(np.array(rows), np.array(rhs), weights, column, group, gauge, centre, scale)
+
+    def fit(self, pair_weights: np.ndarray) -> np.ndarray:
+        """Least-squares solution with each pair's rows weighted by ``pair_weights``."""
+        row_weights = np.repeat(np.sqrt(pair_weights), 2)
+        weighted = self.design * row_weights[:, None]
+        normal, moment = weighted.T @ weighted, weighted.T @ (self.target * row_weights)
+        if self.gauge is None:
+            return np.linalg.lstsq(normal, moment, rcond=None)[0]
+        return _solve_with_gauge(normal, moment, *self.gauge)
+
+    def pair_residuals(self, solution: np.ndarray) -> np.ndarray:
+        """Each pair's misfit (mean and spread rows together), without its weight."""
+        residual = (self.design @ solution - self.target).reshape(-1, 2)
+        return np.hypot(*residual.T) / np.sqrt(self.weights)
+
+    def deletion_residuals(self) -> np.ndarray:
+        """Each pair's misfit under a fit without it (an outlier cannot hide there)."""
+        residuals = np.empty(len(self.weights))
+        for k in range(len(self.weights)):
+            without = np.ones(len(self.weights))
+            without[k] = 0.0
+            residuals[k] = self.pair_residuals(self.fit(without))[k]
+        return residuals
+
+    def solve(self, initial: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """Gains, offsets (per image of the group) and final pair weights; with
+        ``initial`` weights, iteratively re-weighted (Tukey bisquare) from them."""
+        weights = np.ones(len(self.weights)) if initial is None else initial
+        solution = self.fit(weights)
+        for _ in range(MAX_ROBUST_ITERATIONS if initial is not None else 0):
+            updated = robust_weights(self.pair_residuals(solution))
+            if np.allclose(updated, weights, atol=1e-4):
+                break
+            weights = updated
+            solution = self.fit(weights)
+        gain, offset = np.ones(len(self.group)), np.zeros(len(self.group))
+        for k, image in enumerate(self.group):
+            if image in self.column:
+                gain[k] = solution[self.column[image]]
+                offset[k] = solution[self.column[image] + 1]
+        # back from centred-scaled units: x' = a x + (s * b~ + c - a c)
+        return gain, self.scale * offset + self.centre - gain * self.centre, weights
 
 
 def _warn_about_groups(groups: list[list[int]], names: list[str], fixed: set[int]) -> None:

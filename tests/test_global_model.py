@@ -400,10 +400,7 @@ def corrupted_pair_is_singled_out(step) -> None:
     assert "tile_1-tile_4" in step.down_weighted_
 
 
-@pytest.mark.parametrize("reference", [[0], pytest.param(None, marks=pytest.mark.xfail(
-    strict=True, reason="known limit, to fix: without a reference the robust fit drops the "
-    "bad pair but then meets the brightness and contrast constraints through a few images, "
-    "shrinking the others' gains (the pair equations are homogeneous)"))])
+@pytest.mark.parametrize("reference", [[0], None])
 def test_robust_fit_resists_a_bright_patch_on_one_overlap(grid_tiles, reference):
     """A cloud over half of one overlap (11 pairs in all): the plain fit is pulled off the
     true gains, the robust fit down-weights that pair and recovers them."""
