@@ -9,8 +9,10 @@ from .global_model import FitDiagnostics, GlobalModel
 from .image import Image
 from .masks import FunctionMask, RasterMask, VectorMask
 from .mosaic import Mosaic
+from .ops import align_rasters, mask_rasters, merge_rasters
 from .overlap import OverlapEdge, OverlapGraph, OverlapStatistics
 from .pif import IRMAD, ResidualPIF
+from .seamline import Seamline, voronoi_center_seamline
 from .stats import Moments
 from .workflow import global_regression, local_block_adjustment
 
@@ -32,9 +34,14 @@ __all__ = [
     "OverlapStatistics",
     "RasterMask",
     "ResidualPIF",
+    "Seamline",
     "SpectralMatchError",
     "VectorMask",
     "__version__",
+    "align_rasters",
     "global_regression",
     "local_block_adjustment",
+    "mask_rasters",
+    "merge_rasters",
+    "voronoi_center_seamline",
 ]

@@ -8,14 +8,12 @@ number of threads, never by image size.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import rasterio
 from attrs import define, field
 from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
@@ -25,7 +23,7 @@ from .cache import StatisticsCache
 from .collection import ImageCollection
 from .errors import SpectralMatchError
 from .image import DEFAULT_WINDOW_SIZE, Image
-from .io import atomic_path, output_profile, to_dtype, translate_to_cog
+from .io import output_profile, to_dtype, write_raster
 from .overlap import OverlapEdge, OverlapStatistics, PairMoments
 from .stats import Moments
 
@@ -312,29 +310,16 @@ def write_corrected(image: Image, path: Path, correct: WindowFunction, *, cog: b
     ``cog=True``).
     """
     profile = output_profile(image, **creation_options)
-    with atomic_path(path) as temporary:
-        if not cog:
-            _write_windows(image, temporary, profile, correct, window_size, working_dtype)
-            return path
-        with tempfile.TemporaryDirectory(prefix=".", dir=path.parent) as scratch:
-            tiled = Path(scratch) / path.name
-            _write_windows(image, tiled, profile, correct, window_size, working_dtype)
-            translate_to_cog(tiled, temporary, profile)
-    return path
-
-
-def _write_windows(image: Image, path: Path, profile: dict, correct: WindowFunction,
-                   window_size: int, working_dtype: str) -> None:
     tile = profile["blockxsize"]
     window_size = max(tile, window_size // tile * tile)
-    with image.open() as source, rasterio.open(path, "w", **profile) as destination:
-        for index, description in enumerate(image.descriptions, start=1):
-            if description:
-                destination.set_band_description(index, description)
-        for window in image.windows(window_size):
-            values, valid = image.read(window, source)
-            corrected = correct(values.astype(working_dtype), valid, window)
-            destination.write(to_dtype(corrected, valid, image.dtype, image.nodata),
-                              window=window)
-            if image.nodata is None and image.profile["dataset_mask"]:
-                destination.write_mask(valid.any(axis=0).astype(np.uint8) * 255, window=window)
+    with image.open() as source:
+        def pieces():
+            for window in image.windows(window_size):
+                values, valid = image.read(window, source)
+                corrected = correct(values.astype(working_dtype), valid, window)
+                mask = None
+                if image.nodata is None and image.profile["dataset_mask"]:
+                    mask = valid.any(axis=0).astype(np.uint8) * 255
+                yield window, to_dtype(corrected, valid, image.dtype, image.nodata), mask
+
+        return write_raster(path, profile, pieces(), descriptions=image.descriptions, cog=cog)

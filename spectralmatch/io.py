@@ -6,7 +6,7 @@ import contextlib
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,42 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         temporary.unlink(missing_ok=True)
         Path(f"{temporary}.aux.xml").unlink(missing_ok=True)
+
+
+#: One piece of output: the window, its values and, where the format needs one, a mask.
+Piece = tuple  # (Window, ndarray, ndarray | None)
+
+
+def write_raster(path: Path, profile: dict[str, Any], pieces: Iterable[Piece], *,
+                 descriptions: Sequence[str | None] = (), cog: bool = False) -> Path:
+    """Write ``pieces`` (window, values, optional dataset mask) to ``path`` atomically.
+
+    The file appears under ``path`` only once complete; with ``cog`` it is converted to
+    a Cloud Optimized GeoTIFF by GDAL's COG driver on the way.
+    """
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        if not cog:
+            _write_pieces(temporary, profile, pieces, descriptions)
+            return path
+        with tempfile.TemporaryDirectory(prefix=".", dir=path.parent) as scratch:
+            tiled = Path(scratch) / path.name
+            _write_pieces(tiled, profile, pieces, descriptions)
+            translate_to_cog(tiled, temporary, profile)
+    return path
+
+
+def _write_pieces(path: Path, profile, pieces, descriptions) -> None:
+    import rasterio
+
+    with rasterio.open(path, "w", **profile) as destination:
+        for index, description in enumerate(descriptions, start=1):
+            if description:
+                destination.set_band_description(index, description)
+        for window, values, mask in pieces:
+            destination.write(values, window=window)
+            if mask is not None:
+                destination.write_mask(mask, window=window)
 
 
 def translate_to_cog(source: Path, destination: Path, profile: dict[str, Any]) -> None:

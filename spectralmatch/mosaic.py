@@ -333,8 +333,8 @@ def _restore_arrays(value: Any, arrays: dict[str, np.ndarray]) -> Any:
     return value
 
 
-def resolve_outputs(collection: ImageCollection, out_dir: str | os.PathLike | None,
-                    outputs: Sequence[str | os.PathLike] | None) -> list[Path]:
+def resolve_outputs(collection: ImageCollection, out_dir: str | os.PathLike | None = None,
+                    outputs: Sequence[str | os.PathLike] | None = None) -> list[Path]:
     """Output paths: given one per image, or the input file names in ``out_dir``.
 
     Creates the output folder; refuses paths that are inputs.

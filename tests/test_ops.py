@@ -1,0 +1,122 @@
+"""Align, seamlines, mask and merge: the mosaic workflow after matching."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import geopandas
+import numpy as np
+import pytest
+import rasterio
+from conftest import DATA_DIR, read_raster, write_raster
+from rasterio.transform import from_origin
+from shapely.ops import unary_union
+
+from spectralmatch import (
+    Image,
+    ImageCollection,
+    Seamline,
+    SpectralMatchError,
+    align_rasters,
+    mask_rasters,
+    merge_rasters,
+    voronoi_center_seamline,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+
+
+def test_align_puts_every_image_on_one_tapped_grid(tmp_path):
+    rng = np.random.default_rng(0)
+    values = rng.integers(1, 1000, (1, 40, 50)).astype("uint16")
+    folder = tmp_path / "in"
+    write_raster(folder / "a.tif", values, transform=from_origin(1000.0, 2000.0, 10, 10), nodata=0)
+    write_raster(folder / "b.tif", values, transform=from_origin(1203.0, 1957.0, 20, 20), nodata=0)
+    outputs = align_rasters(tmp_path / "in", tmp_path / "out", resolution="highest", tap=True)
+    for path in outputs:
+        image = Image(path)
+        assert (image.transform.a, image.transform.e) == (10.0, -10.0)
+        assert image.transform.c % 10 == 0 and image.transform.f % 10 == 0
+        assert image.nodata == 0 and image.dtype == "uint16"
+    b = Image(outputs[1])
+    assert b.bounds[0] <= 1203.0 and b.bounds[2] >= 1203.0 + 50 * 20
+    assert np.array_equal(read_raster(outputs[0]), values)  # already on the grid
+    lowest = align_rasters(tmp_path / "in", tmp_path / "low", resolution="lowest")
+    assert Image(lowest[0]).transform.a == 20.0
+    with pytest.raises(SpectralMatchError, match="resolution"):
+        align_rasters(tmp_path / "in", tmp_path / "bad", resolution="finest")
+
+
+def test_voronoi_seamlines_partition_the_union_of_footprints(tmp_path):
+    collection = ImageCollection.from_paths(DATA_DIR)
+    seams = Seamline.voronoi(collection)
+    union = unary_union([image.footprint for image in collection])
+    polygons = list(seams.polygons.values())
+    assert sorted(seams.polygons) == collection.names
+    assert sum(p.area for p in polygons) == pytest.approx(union.area, rel=1e-9)
+    for i in range(len(polygons)):
+        assert polygons[i].within(collection.images[i].footprint.buffer(1e-6))
+        for j in range(i + 1, len(polygons)):
+            assert polygons[i].intersection(polygons[j]).area < 1e-6 * union.area
+    path = voronoi_center_seamline(DATA_DIR, tmp_path / "seams.gpkg", image_field_name="img")
+    layer = geopandas.read_file(path)
+    assert sorted(layer["img"]) == collection.names
+    assert layer.crs == collection.crs
+
+
+def test_mask_rasters_clips_each_image_by_its_own_polygon(tmp_path):
+    seams = tmp_path / "seams.gpkg"
+    voronoi_center_seamline(DATA_DIR, seams)
+    outputs = mask_rasters(DATA_DIR, tmp_path / "clipped",
+                           vector_mask=("include", seams, "image"))
+    kept = []
+    for source, path in zip(sorted(DATA_DIR.glob("*.tif")), outputs, strict=True):
+        before, after = read_raster(source), read_raster(path)
+        valid_after = after[0] != 0
+        assert np.array_equal(after[:, valid_after], before[:, valid_after])
+        assert valid_after.sum() < (before[0] != 0).sum()
+        kept.append(valid_after.sum())
+    # the clipped tiles share (almost) no pixel any more: their counts add up to the union
+    merged = merge_rasters(tmp_path / "clipped", tmp_path / "merged.tif")
+    assert (read_raster(merged)[0] != 0).sum() == pytest.approx(sum(kept), rel=0.01)
+
+
+def test_merge_fills_the_union_first_image_first(tmp_path):
+    a = np.full((1, 20, 20), 10, "uint16")
+    b = np.full((1, 20, 20), 20, "uint16")
+    b[:, :5, :5] = 0
+    folder = tmp_path / "in"
+    write_raster(folder / "a.tif", a, transform=from_origin(0.0, 200.0, 10, 10), nodata=0)
+    write_raster(folder / "b.tif", b, transform=from_origin(100.0, 100.0, 10, 10), nodata=0)
+    merged = read_raster(merge_rasters(tmp_path / "in", tmp_path / "m.tif"))
+    assert merged.shape == (1, 30, 30)
+    assert (merged[0, :20, :20] == 10).all()            # a first, over its whole extent
+    assert (merged[0, 20:, 20:] == 20).all()            # b where only b is
+    assert (merged[0, :10, 20:] == 0).all()             # outside both: nodata
+    with rasterio.open(tmp_path / "m.tif") as dataset:
+        assert dataset.nodata == 0 and dataset.profile["tiled"]
+
+
+def test_merge_refuses_images_on_different_grids(tmp_path):
+    values = np.ones((1, 10, 10), "uint16")
+    folder = tmp_path / "in"
+    write_raster(folder / "a.tif", values, transform=from_origin(0.0, 100.0, 10, 10), nodata=0)
+    write_raster(folder / "b.tif", values, transform=from_origin(3.0, 100.0, 10, 10), nodata=0)
+    with pytest.raises(SpectralMatchError, match="align"):
+        merge_rasters(tmp_path / "in", tmp_path / "m.tif")
+    assert not (tmp_path / "m.tif").exists()
+
+
+def test_the_published_six_step_workflow_runs_as_written(tmp_path):
+    from mosaic_workflow import run
+
+    merged = run(tmp_path)
+    for folder in ("GlobalMatch", "LocalMatch", "Aligned", "Clipped"):
+        assert sorted(p.name for p in (tmp_path / folder).glob("*.tif")) == \
+            sorted(p.name for p in DATA_DIR.glob("*.tif"))
+    union = unary_union([Image(p).footprint for p in sorted(DATA_DIR.glob("*.tif"))])
+    with rasterio.open(merged) as dataset:
+        valid = (dataset.read(1) != 0).sum()
+        pixel_area = abs(dataset.transform.a * dataset.transform.e)
+    assert valid * pixel_area == pytest.approx(union.area, rel=0.03)
