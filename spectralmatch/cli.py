@@ -221,5 +221,103 @@ def transform(inputs, model_path, out_dir, update_model, cog, threads, window_si
         click.echo(f"transformed {len(written)} images into {out_dir}", err=True)
 
 
+def _resolution(context, parameter, value: str):
+    """``--resolution``: a keyword, or X[,Y] in CRS units."""
+    if value in ("highest", "lowest", "average"):
+        return value
+    try:
+        x, _, y = value.partition(",")
+        return float(x), float(y or x)
+    except ValueError:
+        raise click.BadParameter("highest, lowest, average, or X[,Y]") from None
+
+
+@main.command(epilog=INPUTS_HELP)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder; outputs keep the input file names.")
+@click.option("--resolution", default="highest", show_default=True, callback=_resolution,
+              help="Pixel size: highest, lowest, average, or X[,Y] in CRS units.")
+@click.option("--tap/--no-tap", default=True, show_default=True,
+              help="Grid lines on multiples of the pixel size (target-aligned pixels).")
+@click.option("--resampling", default="nearest", show_default=True,
+              type=click.Choice(("nearest", "bilinear", "cubic", "average", "mode")))
+@_write_options
+@_report_errors
+def align(inputs, out_dir, resolution, tap, resampling, cog):
+    """Put INPUTS on one pixel grid and write them to OUTPUT.
+
+    \b
+    Example:
+      spectralmatch align matched/ -o aligned/ --resolution highest
+    """
+    from .ops import align_rasters
+
+    align_rasters(list(inputs), out_dir, resolution=resolution, tap=tap,
+                  resampling=resampling, save_as_cog=cog)
+
+
+@main.command(epilog=INPUTS_HELP)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--output", "-o", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Vector file to write (e.g. seams.gpkg).")
+@click.option("--field", default="image", show_default=True,
+              help="Field holding each polygon's image name.")
+@_report_errors
+def seamlines(inputs, out_path, field):
+    """Voronoi-centre seamlines of INPUTS: one polygon per image.
+
+    \b
+    Example:
+      spectralmatch seamlines aligned/ -o seams.gpkg
+    """
+    from .seamline import voronoi_center_seamline
+
+    voronoi_center_seamline(list(inputs), out_path, image_field_name=field)
+
+
+@main.command(epilog=INPUTS_HELP)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--output", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Output folder; outputs keep the input file names.")
+@click.option("--vector", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Polygons to clip by.")
+@click.option("--mode", type=click.Choice(("include", "exclude")), default="include",
+              show_default=True, help="Keep the pixels inside (include) or outside.")
+@click.option("--field", default=None,
+              help="Use only the features whose FIELD holds the image's name.")
+@_write_options
+@_report_errors
+def mask(inputs, out_dir, vector, mode, field, cog):
+    """Set the pixels of INPUTS outside (or inside) polygons to nodata.
+
+    \b
+    Example:
+      spectralmatch mask aligned/ -o clipped/ --vector seams.gpkg --field image
+    """
+    from .ops import mask_rasters
+
+    vector_mask = (mode, vector, field) if field else (mode, vector)
+    mask_rasters(list(inputs), out_dir, vector_mask=vector_mask, save_as_cog=cog)
+
+
+@main.command(epilog=INPUTS_HELP)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--output", "-o", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="The mosaic to write.")
+@_write_options
+@_report_errors
+def merge(inputs, out_path, cog):
+    """Merge INPUTS (on one grid) into one raster; the first valid value wins.
+
+    \b
+    Example:
+      spectralmatch merge clipped/ -o mosaic.tif
+    """
+    from .ops import merge_rasters
+
+    merge_rasters(list(inputs), out_path, save_as_cog=cog)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

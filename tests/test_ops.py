@@ -120,3 +120,27 @@ def test_the_published_six_step_workflow_runs_as_written(tmp_path):
         valid = (dataset.read(1) != 0).sum()
         pixel_area = abs(dataset.transform.a * dataset.transform.e)
     assert valid * pixel_area == pytest.approx(union.area, rel=0.03)
+
+
+def test_cli_align_seamlines_mask_merge(tmp_path):
+    from click.testing import CliRunner
+
+    from spectralmatch.cli import main
+
+    runner = CliRunner()
+    steps = [
+        ["align", str(DATA_DIR), "-o", str(tmp_path / "aligned"), "--resolution", "30"],
+        ["seamlines", str(tmp_path / "aligned"), "-o", str(tmp_path / "seams.gpkg")],
+        ["mask", str(tmp_path / "aligned"), "-o", str(tmp_path / "clipped"), "--vector",
+         str(tmp_path / "seams.gpkg"), "--field", "image"],
+        ["merge", str(tmp_path / "clipped"), "-o", str(tmp_path / "mosaic.tif"), "--cog"],
+    ]
+    for args in steps:
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, (args[0], result.output)
+    with rasterio.open(tmp_path / "mosaic.tif") as dataset:
+        assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert dataset.count == 3 and (dataset.read(1) != 0).mean() > 0.8
+    bad = runner.invoke(main, ["align", str(DATA_DIR), "-o", str(tmp_path / "x"),
+                               "--resolution", "fine"])
+    assert bad.exit_code != 0 and "resolution" in bad.output.lower()
