@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from attrs import frozen
+from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 
 from .collection import ImageCollection
 from .engine import read_on_grid
-from .image import DEFAULT_WINDOW_SIZE, split_window
+from .image import DEFAULT_WINDOW_SIZE, Image, split_window
 from .overlap import OverlapGraph
 
 
@@ -71,3 +74,63 @@ def seam_error(differences: list[OverlapDifference]) -> np.ndarray:
     count = np.sum([d.count for d in differences], axis=0)
     total = np.sum([d.count * np.nan_to_num(d.mean_abs_difference) for d in differences], axis=0)
     return np.divide(total, count, out=np.full_like(total, np.nan), where=count > 0)
+
+
+def seam_contrast(mosaic: str | os.PathLike, seamlines, field: str = "image",
+                  window_size: int = DEFAULT_WINDOW_SIZE) -> np.ndarray:
+    """How visible the cut lines of a merged mosaic are, per band.
+
+    The mean absolute difference between neighbouring pixels (right and lower
+    neighbours) that come from different seamline polygons, divided by the same for
+    neighbours from the same polygon: about 1 where the cuts cannot be seen, larger where
+    they can.
+
+    Parameters
+    ----------
+    mosaic : path of the merged raster
+    seamlines : Seamline or vector file with one polygon per image
+    field : str
+        Field naming the image, for a vector file.
+    """
+    import rasterio
+    from rasterio.features import rasterize
+
+    from .ops import _seamline_polygons
+
+    image = Image(mosaic)
+    polygons = _seamline_polygons(seamlines, field, ImageCollection([image]))
+    shapes = [(geometry, number) for number, geometry in enumerate(polygons.values(), start=1)
+              if geometry is not None and not geometry.is_empty]
+    sums = np.zeros((2, image.count))
+    counts = np.zeros((2, image.count))
+    with rasterio.open(image.path) as dataset:
+        for window in image.windows(window_size):
+            # one pixel more to the right and below, to pair the window's last pixels
+            grown = Window(window.col_off, window.row_off,
+                           min(window.width + 1, image.width - window.col_off),
+                           min(window.height + 1, image.height - window.row_off))
+            values, valid = image.read(grown, dataset)
+            source = rasterize(shapes, out_shape=values.shape[1:], fill=0,
+                               transform=rasterio.windows.transform(grown, image.transform))
+            for axis in (1, 2):
+                _add_neighbour_differences(values, valid, source, axis, sums, counts)
+    mean = np.divide(sums, counts, out=np.full_like(sums, np.nan), where=counts > 0)
+    return mean[1] / mean[0]
+
+
+def _add_neighbour_differences(values, valid, source, axis, sums, counts) -> None:
+    """Accumulate |differences| of neighbours along ``axis``: same source (row 0 of
+    ``sums``) and different sources (row 1)."""
+    def ahead(array):
+        return np.take(array, range(1, array.shape[axis]), axis=axis)
+
+    def behind(array):
+        return np.take(array, range(array.shape[axis] - 1), axis=axis)
+
+    difference = np.abs(ahead(values.astype(np.float64)) - behind(values))
+    both = ahead(valid) & behind(valid)
+    across = (ahead(source[None]) != behind(source[None])) & (behind(source[None]) > 0) & \
+        (ahead(source[None]) > 0)
+    for row, selected in enumerate((both & ~across, both & across)):
+        sums[row] += np.where(selected, difference, 0).sum(axis=(1, 2))
+        counts[row] += selected.sum(axis=(1, 2))

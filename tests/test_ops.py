@@ -144,3 +144,71 @@ def test_cli_align_seamlines_mask_merge(tmp_path):
     bad = runner.invoke(main, ["align", str(DATA_DIR), "-o", str(tmp_path / "x"),
                                "--resolution", "fine"])
     assert bad.exit_code != 0 and "resolution" in bad.output.lower()
+
+
+def two_halves(tmp_path, left_value=100, right_value=200):
+    """Two overlapping constant images and a seamline cutting their overlap in half."""
+    import shapely.geometry
+
+    folder = tmp_path / "halves"
+    write_raster(folder / "a.tif", np.full((1, 40, 60), left_value, "uint16"),
+                 transform=from_origin(0.0, 400.0, 10, 10), nodata=0)
+    write_raster(folder / "b.tif", np.full((1, 40, 60), right_value, "uint16"),
+                 transform=from_origin(300.0, 400.0, 10, 10), nodata=0)
+    seams = Seamline({"a": shapely.geometry.box(0, 0, 450, 400),
+                      "b": shapely.geometry.box(450, 0, 900, 400)}, Image(folder / "a.tif").crs)
+    return folder, seams
+
+
+def test_merge_places_images_by_their_seamlines_and_feathers_the_cut(tmp_path):
+    folder, seams = two_halves(tmp_path)
+    sharp = read_raster(merge_rasters(folder, tmp_path / "sharp.tif", seamlines=seams))[0]
+    assert sharp.shape == (40, 90)
+    assert (sharp[:, :45] == 100).all() and (sharp[:, 45:] == 200).all()  # cut at x = 450
+    soft = read_raster(merge_rasters(folder, tmp_path / "soft.tif", seamlines=seams,
+                                     feather=10))[0]
+    row = soft[20].astype(int)
+    assert (row[:38] == 100).all() and (row[52:] == 200).all()
+    assert np.all(np.diff(row) >= 0) and np.abs(np.diff(row)).max() <= 12   # a ramp
+    assert 100 < row[45] < 200
+    # where only one image has data, it is used whatever the polygons say
+    assert (soft[:, :30] == 100).all() and (soft[:, 60:] == 200).all()
+
+
+def test_seam_contrast_falls_with_matching_and_with_feathering(tmp_path):
+    from spectralmatch.metrics import seam_contrast
+
+    folder, seams = two_halves(tmp_path)
+    sharp = merge_rasters(folder, tmp_path / "sharp.tif", seamlines=seams)
+    soft = merge_rasters(folder, tmp_path / "soft.tif", seamlines=seams, feather=10)
+    # constant halves: no difference inside, all of it across the cut
+    assert np.isinf(seam_contrast(sharp, seams)).all() or seam_contrast(sharp, seams)[0] > 1e6
+    seams_path = seams.to_file(tmp_path / "seams.gpkg")
+    raw = Seamline.voronoi(DATA_DIR)
+    merged_raw = merge_rasters(DATA_DIR, tmp_path / "raw.tif", seamlines=raw)
+    assert seam_contrast(merged_raw, raw).min() > 5
+    from spectralmatch import BlockMap, GlobalModel, Mosaic
+    matched = Mosaic([GlobalModel(), BlockMap()]).fit_transform(DATA_DIR, tmp_path / "matched")
+    hard = merge_rasters(matched, tmp_path / "hard.tif", seamlines=raw)
+    feathered = merge_rasters(matched, tmp_path / "feathered.tif", seamlines=raw, feather=8)
+    hard_contrast, feathered_contrast = seam_contrast(hard, raw), seam_contrast(feathered, raw)
+    assert (hard_contrast < 1.5).all()
+    assert (feathered_contrast < hard_contrast).all()
+    assert seams_path.exists() and soft
+
+
+def test_cli_merge_report(tmp_path):
+    from click.testing import CliRunner
+
+    from spectralmatch.cli import main
+
+    seams = Seamline.voronoi(DATA_DIR).to_file(tmp_path / "seams.gpkg")
+    result = CliRunner().invoke(main, ["merge", str(DATA_DIR), "-o", str(tmp_path / "m.tif"),
+                                       "--seamlines", str(seams), "--feather", "4",
+                                       "--report"])
+    assert result.exit_code == 0, result.output
+    values = [float(v) for v in result.output.split(":")[1].split()]
+    assert len(values) == 3 and min(values) > 3   # the raw tiles: cuts plainly visible
+    missing = CliRunner().invoke(main, ["merge", str(DATA_DIR), "-o", str(tmp_path / "n.tif"),
+                                        "--report"])
+    assert missing.exit_code != 0 and "--seamlines" in missing.output
