@@ -263,17 +263,21 @@ def align(inputs, out_dir, resolution, tap, resampling, cog):
               help="Vector file to write (e.g. seams.gpkg).")
 @click.option("--field", default="image", show_default=True,
               help="Field holding each polygon's image name.")
+@click.option("--method", type=click.Choice(("voronoi", "least-cost")), default="voronoi",
+              show_default=True,
+              help="Nearest footprint centre, or cuts moved to where the images differ least.")
 @_report_errors
-def seamlines(inputs, out_path, field):
-    """Voronoi-centre seamlines of INPUTS: one polygon per image.
+def seamlines(inputs, out_path, field, method):
+    """Seamlines of INPUTS: one polygon per image, no gaps, no overlaps.
 
     \b
     Example:
-      spectralmatch seamlines aligned/ -o seams.gpkg
+      spectralmatch seamlines matched/ -o seams.gpkg --method least-cost
     """
-    from .seamline import voronoi_center_seamline
+    from .seamline import Seamline
 
-    voronoi_center_seamline(list(inputs), out_path, image_field_name=field)
+    build = Seamline.voronoi if method == "voronoi" else Seamline.least_cost
+    build(list(inputs)).to_file(out_path, field)
 
 
 @main.command(epilog=INPUTS_HELP)

@@ -130,7 +130,8 @@ def test_cli_align_seamlines_mask_merge(tmp_path):
     runner = CliRunner()
     steps = [
         ["align", str(DATA_DIR), "-o", str(tmp_path / "aligned"), "--resolution", "30"],
-        ["seamlines", str(tmp_path / "aligned"), "-o", str(tmp_path / "seams.gpkg")],
+        ["seamlines", str(tmp_path / "aligned"), "-o", str(tmp_path / "seams.gpkg"),
+         "--method", "least-cost"],
         ["mask", str(tmp_path / "aligned"), "-o", str(tmp_path / "clipped"), "--vector",
          str(tmp_path / "seams.gpkg"), "--field", "image"],
         ["merge", str(tmp_path / "clipped"), "-o", str(tmp_path / "mosaic.tif"), "--cog"],
@@ -212,3 +213,41 @@ def test_cli_merge_report(tmp_path):
     missing = CliRunner().invoke(main, ["merge", str(DATA_DIR), "-o", str(tmp_path / "n.tif"),
                                         "--report"])
     assert missing.exit_code != 0 and "--seamlines" in missing.output
+
+
+def test_least_cost_seamlines_partition_and_hide_the_cuts_better(tmp_path):
+    from spectralmatch import BlockMap, GlobalModel, Mosaic
+    from spectralmatch.metrics import seam_contrast
+
+    matched = Mosaic([GlobalModel(), BlockMap()]).fit_transform(DATA_DIR, tmp_path / "m")
+    least = Seamline.least_cost(matched)
+    voronoi = Seamline.voronoi(matched)
+    union = unary_union([image.footprint for image in matched])
+    polygons = list(least.polygons.values())
+    assert sum(p.area for p in polygons) == pytest.approx(union.area, rel=1e-9)
+    for i in range(len(polygons)):
+        for j in range(i + 1, len(polygons)):
+            assert polygons[i].intersection(polygons[j]).area < 1e-6 * union.area
+    assert any(not least.polygons[n].equals(voronoi.polygons[n]) for n in matched.names)
+    contrast = {}
+    for name, seams in (("voronoi", voronoi), ("least", least)):
+        for feather in (0, 8):
+            merged = merge_rasters(matched, tmp_path / f"{name}{feather}.tif", seamlines=seams,
+                                   feather=feather)
+            contrast[name, feather] = seam_contrast(merged, seams)
+    assert (contrast["least", 0] < contrast["voronoi", 0]).all()
+    assert (contrast["least", 8] < contrast["least", 0]).all()
+
+
+def test_least_cost_labels_follow_the_cheap_column():
+    from spectralmatch.seamline import least_cost_labels
+
+    cover = np.zeros((2, 20, 40), bool)
+    cover[0, :, :30] = True
+    cover[1, :, 10:] = True
+    labels = np.where(np.arange(40) < 20, 1, 2)[None].repeat(20, 0)
+    cost = np.ones((2, 2, 20, 40))
+    cost[0, 1][:, 25] = 0.0
+    moved = least_cost_labels(labels, cost, cover)
+    assert (moved[10, 10:25] == 1).all() and (moved[10, 26:] == 2).all()
+    assert (moved[:, :10] == 1).all() and (moved[:, 30:] == 2).all()
