@@ -245,6 +245,31 @@ class Mosaic(Estimator):
         """``fit(images)`` then ``transform(images, out_dir, ...)``."""
         return self.fit(images).transform(images, out_dir, **kwargs)
 
+    def merge(self, images: ImagesLike, output: str | os.PathLike, *,
+              seamlines="least-cost", feather: float = 0, cog: bool = False) -> Path:
+        """Merge images (e.g. the output of :meth:`transform`) into one raster.
+
+        Parameters
+        ----------
+        images : ImageCollection, folder, glob or list of paths (on one grid)
+        output : path
+        seamlines : {"least-cost", "voronoi"}, Seamline, vector file or None
+            How the overlaps are split; None: the first valid value wins.
+        feather : float
+            Blend width across the cut lines, in pixels.
+        cog : bool
+            Write a Cloud Optimized GeoTIFF.
+        """
+        from .ops import merge_rasters
+        from .seamline import Seamline
+
+        collection = ImageCollection.coerce(images)
+        builders = {"least-cost": Seamline.least_cost, "voronoi": Seamline.voronoi}
+        if isinstance(seamlines, str) and seamlines in builders:
+            seamlines = builders[seamlines](collection)
+        return Path(merge_rasters(collection, output, seamlines=seamlines, feather=feather,
+                                  window_size=self.window_size, save_as_cog=cog))
+
     # ---------------------------------------------------------------- persistence
 
     def to_dict(self) -> dict[str, Any]:

@@ -173,7 +173,10 @@ def _seamline_polygons(seamlines, field: str, collection: ImageCollection) -> di
         return seamlines.polygons
     import geopandas
 
-    layer = geopandas.read_file(seamlines)
+    try:
+        layer = geopandas.read_file(seamlines)
+    except Exception as error:  # noqa: BLE001 - any reader failure is a bad input file
+        raise SpectralMatchError(f"{seamlines}: cannot read seamlines ({error})") from None
     if field not in layer.columns:
         raise SpectralMatchError(f"{seamlines}: no field {field!r}")
     if layer.crs is not None and collection.crs is not None and layer.crs != collection.crs:

@@ -251,3 +251,16 @@ def test_least_cost_labels_follow_the_cheap_column():
     moved = least_cost_labels(labels, cost, cover)
     assert (moved[10, 10:25] == 1).all() and (moved[10, 26:] == 2).all()
     assert (moved[:, :10] == 1).all() and (moved[:, 30:] == 2).all()
+
+
+def test_mosaic_merge_builds_the_seamlines_it_is_asked_for(tmp_path):
+    from spectralmatch import Mosaic
+
+    model = Mosaic()
+    for seams in ("least-cost", "voronoi", None):
+        path = model.merge(DATA_DIR, tmp_path / f"{seams}.tif", seamlines=seams, feather=2)
+        merged = read_raster(path)
+        assert merged.shape[0] == 3 and (merged[0] != 0).mean() > 0.8
+    with pytest.raises(SpectralMatchError, match="README.md: cannot read seamlines"):
+        model.merge(DATA_DIR, tmp_path / "x.tif", seamlines=DATA_DIR / "README.md")
+    assert not (tmp_path / "x.tif").exists()
