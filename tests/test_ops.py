@@ -264,3 +264,22 @@ def test_mosaic_merge_builds_the_seamlines_it_is_asked_for(tmp_path):
     with pytest.raises(SpectralMatchError, match="README.md: cannot read seamlines"):
         model.merge(DATA_DIR, tmp_path / "x.tif", seamlines=DATA_DIR / "README.md")
     assert not (tmp_path / "x.tif").exists()
+
+
+def test_mask_rasters_without_field_uses_every_feature_and_exclude_inverts(tmp_path):
+    import shapely.geometry
+
+    values = np.full((1, 20, 20), 7, "uint16")
+    write_raster(tmp_path / "in" / "a.tif", values, transform=from_origin(0.0, 200.0, 10, 10),
+                 nodata=0)
+    boxes = [shapely.geometry.box(0, 100, 100, 200), shapely.geometry.box(100, 0, 200, 100)]
+    frame = geopandas.GeoDataFrame({"image": ["x", "y"]}, geometry=boxes,
+                                   crs=Image(tmp_path / "in" / "a.tif").crs)
+    frame.to_file(tmp_path / "boxes.gpkg")
+    kept = read_raster(mask_rasters(tmp_path / "in", tmp_path / "inc",
+                                    vector_mask=("include", tmp_path / "boxes.gpkg"))[0])[0]
+    assert (kept[:10, :10] == 7).all() and (kept[10:, 10:] == 7).all()
+    assert (kept[:10, 10:] == 0).all() and (kept[10:, :10] == 0).all()
+    cut = read_raster(mask_rasters(tmp_path / "in", tmp_path / "exc",
+                                   vector_mask=("exclude", tmp_path / "boxes.gpkg"))[0])[0]
+    assert np.array_equal(cut == 7, kept == 0)
