@@ -115,7 +115,8 @@ def seam_contrast(mosaic: str | os.PathLike, seamlines, field: str = "image",
             for axis in (1, 2):
                 _add_neighbour_differences(values, valid, source, axis, sums, counts)
     mean = np.divide(sums, counts, out=np.full_like(sums, np.nan), where=counts > 0)
-    return mean[1] / mean[0]
+    # no difference at all inside the images: any cut is infinitely visible
+    return np.divide(mean[1], mean[0], out=np.full_like(mean[1], np.inf), where=mean[0] > 0)
 
 
 def _add_neighbour_differences(values, valid, source, axis, sums, counts) -> None:

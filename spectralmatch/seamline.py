@@ -148,7 +148,7 @@ class _CoarseGrid:
     def nearest_centre_labels(self, collection: ImageCollection, cover: np.ndarray):
         """Index + 1 of the covering image with the nearest footprint centroid (0: none)."""
         rows, cols = np.indices(self.shape)
-        x, y = self.transform * (cols + 0.5, rows + 0.5)
+        x, y = self.transform @ (cols + 0.5, rows + 0.5)
         distance = np.full((len(collection), *self.shape), np.inf)
         for k, image in enumerate(collection):
             centre = image.footprint.centroid
