@@ -36,8 +36,9 @@ class Rescale(sm.Adjuster):
 
     def transform_statistics(self, statistics):
         n_images, n_bands = len(statistics.names), len(statistics.images[0].count)
-        return statistics.affine(np.full((n_images, n_bands), self.scale),
-                                 np.full((n_images, n_bands), self.offset))
+        return statistics.affine(
+            np.full((n_images, n_bands), self.scale), np.full((n_images, n_bands), self.offset)
+        )
 
     def get_state(self):
         return {}
@@ -51,7 +52,7 @@ def main(out_dir: str) -> None:
     model.fit(ROOT / "data")
     print(model)
     print("gains after rescaling:\n", np.round(model.steps[1].gains_, 3))
-    model.save(Path(out_dir) / "model.json")   # the custom class is saved by import path
+    model.save(Path(out_dir) / "model.json")  # the custom class is saved by import path
 
 
 if __name__ == "__main__":

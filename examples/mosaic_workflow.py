@@ -30,10 +30,14 @@ def run(wd: Path) -> Path:
     global_regression(input_images=f"{wd}/Input", output_images=f"{wd}/GlobalMatch")
     local_block_adjustment(input_images=f"{wd}/GlobalMatch", output_images=f"{wd}/LocalMatch")
     align_rasters(input_images=f"{wd}/LocalMatch", output_images=f"{wd}/Aligned", tap=True)
-    voronoi_center_seamline(input_images=f"{wd}/Aligned",
-                            output_mask=f"{wd}/ImageMasks.gpkg", image_field_name="image")
-    mask_rasters(input_images=f"{wd}/Aligned", output_images=f"{wd}/Clipped",
-                 vector_mask=("include", f"{wd}/ImageMasks.gpkg", "image"))
+    voronoi_center_seamline(
+        input_images=f"{wd}/Aligned", output_mask=f"{wd}/ImageMasks.gpkg", image_field_name="image"
+    )
+    mask_rasters(
+        input_images=f"{wd}/Aligned",
+        output_images=f"{wd}/Clipped",
+        vector_mask=("include", f"{wd}/ImageMasks.gpkg", "image"),
+    )
     merge_rasters(input_images=f"{wd}/Clipped", output_image_path=f"{wd}/MergedImage.tif")
     return wd / "MergedImage.tif"
 

@@ -25,17 +25,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         global_only = sm.Mosaic([sm.GlobalModel()]).fit_transform(images, Path(folder, "g"))
         matched = sm.Mosaic([sm.GlobalModel(), sm.BlockMap()]).fit_transform(
-            images, Path(folder, "gl"))
-        path = plot_before_after(images, matched, ROOT / "docs/images/sample_before_after.png",
-                                 titles=("Input tiles", "After spectralmatch match"))
+            images, Path(folder, "gl")
+        )
+        path = plot_before_after(
+            images,
+            matched,
+            ROOT / "docs/images/sample_before_after.png",
+            titles=("Input tiles", "After spectralmatch match"),
+        )
         columns = [overlap_differences(c) for c in (images, global_only, matched)]
     print(f"wrote {path}\n")
     print("| overlap | pixels | before | global model | global + local |")
     print("| --- | --- | --- | --- | --- |")
     for before, middle, after in zip(*columns, strict=True):
-        print(f"| {before.first} - {before.second} | {int(before.count[0])} | "
-              f"{cells(before.mean_abs_difference)} | {cells(middle.mean_abs_difference)} | "
-              f"{cells(after.mean_abs_difference)} |")
+        print(
+            f"| {before.first} - {before.second} | {int(before.count[0])} | "
+            f"{cells(before.mean_abs_difference)} | {cells(middle.mean_abs_difference)} | "
+            f"{cells(after.mean_abs_difference)} |"
+        )
 
 
 if __name__ == "__main__":

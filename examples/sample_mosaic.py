@@ -23,18 +23,27 @@ def main() -> None:
         model = sm.Mosaic([sm.GlobalModel(), sm.BlockMap()])
         matched = model.fit_transform(ROOT / "data", folder / "matched")
         rows = []
-        for label, images, feather in (("input tiles", ROOT / "data", 0),
-                                       ("matched, voronoi cuts", matched, 0),
-                                       ("matched, least-cost cuts", matched, 0),
-                                       ("matched, least-cost cuts, feather 8", matched, 8)):
-            seams = (sm.Seamline.voronoi(images) if "voronoi" in label
-                     else sm.Seamline.least_cost(images))
-            path = model.merge(images, folder / f"{len(rows)}.tif", seamlines=seams,
-                               feather=feather)
+        for label, images, feather in (
+            ("input tiles", ROOT / "data", 0),
+            ("matched, voronoi cuts", matched, 0),
+            ("matched, least-cost cuts", matched, 0),
+            ("matched, least-cost cuts, feather 8", matched, 8),
+        ):
+            seams = (
+                sm.Seamline.voronoi(images)
+                if "voronoi" in label
+                else sm.Seamline.least_cost(images)
+            )
+            path = model.merge(
+                images, folder / f"{len(rows)}.tif", seamlines=seams, feather=feather
+            )
             rows.append((label, path, seam_contrast(path, seams)))
-        picture = plot_before_after([rows[0][1]], [rows[-1][1]],
-                                    ROOT / "docs/images/sample_mosaic_before_after.png",
-                                    titles=("Merged input tiles", "Merged after matching"))
+        picture = plot_before_after(
+            [rows[0][1]],
+            [rows[-1][1]],
+            ROOT / "docs/images/sample_mosaic_before_after.png",
+            titles=("Merged input tiles", "Merged after matching"),
+        )
     print(f"wrote {picture}\n")
     print("| mosaic | seam contrast (R / G / B) |\n| --- | --- |")
     for label, _, contrast in rows:

@@ -35,7 +35,7 @@ def make_dates(folder: Path, count: int = 5, seed: int = 1) -> list[Path]:
             values = values * gain + rng.uniform(-200, 200, (3, 1, 1))
             for _ in range(2):  # a new field, a flooded area...
                 row, col = rng.integers(60, 260, 2)
-                values[:, row:row + 40, col:col + 50] *= rng.uniform(0.6, 1.4)
+                values[:, row : row + 40, col : col + 50] *= rng.uniform(0.6, 1.4)
         values = np.where(valid, np.clip(np.rint(values), 1, 65535), 0).astype("uint16")
         path = folder / f"date_{date}.tif"
         with rasterio.open(path, "w", **profile) as target:
@@ -46,13 +46,16 @@ def make_dates(folder: Path, count: int = 5, seed: int = 1) -> list[Path]:
 
 def main(workdir: Path) -> None:
     dates = make_dates(workdir / "scenes")
-    model = sm.Mosaic([sm.GlobalModel(reference=["date_0"]), sm.BlockMap(reference=["date_0"])],
-                      pif=sm.IRMAD(), pif_dir=workdir / "change_masks")
+    model = sm.Mosaic(
+        [sm.GlobalModel(reference=["date_0"]), sm.BlockMap(reference=["date_0"])],
+        pif=sm.IRMAD(),
+        pif_dir=workdir / "change_masks",
+    )
     model.fit(dates[:4])
     model.transform(dates[:4], out_dir=workdir / "normalized")
     model.save(workdir / "model.json")
     later = sm.Mosaic.load(workdir / "model.json")
-    later.transform(dates[4], out_dir=workdir / "normalized")   # solved against the model
+    later.transform(dates[4], out_dir=workdir / "normalized")  # solved against the model
     print("gains of the global step (dates x bands):")
     print(np.round(later.steps[0].gains_, 3))
     print(f"outputs in {workdir / 'normalized'}, change masks in {workdir / 'change_masks'}")

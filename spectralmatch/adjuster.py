@@ -45,16 +45,19 @@ class Adjuster(Estimator):
     def fit(self, statistics: OverlapStatistics) -> Adjuster:
         raise NotImplementedError
 
-    def transform_window(self, image: Image, window: Window, values: np.ndarray,
-                         valid: np.ndarray) -> np.ndarray:
+    def transform_window(
+        self, image: Image, window: Window, values: np.ndarray, valid: np.ndarray
+    ) -> np.ndarray:
         raise NotImplementedError
 
     def transform_statistics(self, statistics: OverlapStatistics) -> OverlapStatistics:
         raise NotImplementedError(f"{type(self).__name__} cannot map statistics")
 
     def fit_new(self, statistics: OverlapStatistics, names: list[str]) -> None:
-        raise SpectralMatchError(f"{type(self).__name__} cannot transform images that were not "
-                                 f"in the fit: {', '.join(names)}")
+        raise SpectralMatchError(
+            f"{type(self).__name__} cannot transform images that were not "
+            f"in the fit: {', '.join(names)}"
+        )
 
     def get_state(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -65,8 +68,11 @@ class Adjuster(Estimator):
     def to_dict(self) -> dict[str, Any]:
         """Class, hyper-parameters and learned state, for JSON."""
         cls = type(self)
-        return {"class": f"{cls.__module__}:{cls.__qualname__}", "params": self.get_params(),
-                "state": self.get_state()}
+        return {
+            "class": f"{cls.__module__}:{cls.__qualname__}",
+            "params": self.get_params(),
+            "state": self.get_state(),
+        }
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Adjuster:

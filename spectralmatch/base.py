@@ -19,8 +19,11 @@ class Estimator:
     def _param_names(cls) -> list[str]:
         signature = inspect.signature(cls.__init__)
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        return [name for name, parameter in signature.parameters.items()
-                if name != "self" and parameter.kind in kinds]
+        return [
+            name
+            for name, parameter in signature.parameters.items()
+            if name != "self" and parameter.kind in kinds
+        ]
 
     def get_params(self) -> dict[str, Any]:
         """Hyper-parameters by name."""
@@ -31,8 +34,10 @@ class Estimator:
         valid = self._param_names()
         for name, value in params.items():
             if name not in valid:
-                raise SpectralMatchError(f"{type(self).__name__} has no parameter {name!r} "
-                                         f"(parameters: {', '.join(valid)})")
+                raise SpectralMatchError(
+                    f"{type(self).__name__} has no parameter {name!r} "
+                    f"(parameters: {', '.join(valid)})"
+                )
             setattr(self, name, value)
         return self
 
@@ -44,8 +49,9 @@ class Estimator:
 def check_is_fitted(estimator: Estimator, attribute: str) -> None:
     """Raise :class:`NotFittedError` unless ``estimator`` has the learned ``attribute``."""
     if getattr(estimator, attribute, None) is None:
-        raise NotFittedError(f"this {type(estimator).__name__} is not fitted yet; "
-                             "call fit() with a collection first")
+        raise NotFittedError(
+            f"this {type(estimator).__name__} is not fitted yet; call fit() with a collection first"
+        )
 
 
 def reference_indices(reference, names: list[str]) -> set[int]:
@@ -60,6 +66,7 @@ def reference_indices(reference, names: list[str]) -> set[int]:
         elif key in names:
             indices.add(names.index(key))
         else:
-            raise SpectralMatchError(f"reference image {key!r} is not among the images "
-                                     f"({', '.join(names)})")
+            raise SpectralMatchError(
+                f"reference image {key!r} is not among the images ({', '.join(names)})"
+            )
     return indices

@@ -36,8 +36,9 @@ class BlockGrid:
     cols: int
 
     @classmethod
-    def covering(cls, collection: ImageCollection, block_size: int | None = None,
-                 n_blocks: int | None = None) -> BlockGrid:
+    def covering(
+        cls, collection: ImageCollection, block_size: int | None = None, n_blocks: int | None = None
+    ) -> BlockGrid:
         """Square blocks over the union extent of ``collection``.
 
         ``block_size`` is in pixels of the finest image; ``n_blocks`` is the number of
@@ -47,8 +48,10 @@ class BlockGrid:
         for image in collection:
             transform = image.transform
             if transform.b != 0 or transform.d != 0 or transform.e >= 0:
-                raise SpectralMatchError(f"{image.path}: rotated or south-up grids are not "
-                                         "supported by BlockMap; warp the image north-up first")
+                raise SpectralMatchError(
+                    f"{image.path}: rotated or south-up grids are not "
+                    "supported by BlockMap; warp the image north-up first"
+                )
         left, bottom, right, top = collection.bounds
         longest = max(right - left, top - bottom)
         if n_blocks is not None:
@@ -77,11 +80,14 @@ class BlockGrid:
     def pixel_blocks(self, image: Image, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Block row of each pixel row and block column of each pixel column of ``window``."""
         rows, cols = self._pixel_coordinates(image, window)
-        return (np.clip(np.floor(rows), 0, self.rows - 1).astype(int),
-                np.clip(np.floor(cols), 0, self.cols - 1).astype(int))
+        return (
+            np.clip(np.floor(rows), 0, self.rows - 1).astype(int),
+            np.clip(np.floor(cols), 0, self.cols - 1).astype(int),
+        )
 
-    def _pixel_coordinates(self, image: Image, window: Window,
-                           shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def _pixel_coordinates(
+        self, image: Image, window: Window, shape: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Centres of a ``shape`` grid of cells spanning ``window`` (by default its pixels),
         in block units (0 at the grid's top-left corner)."""
         transform = image.transform
@@ -100,8 +106,13 @@ class BlockGrid:
         index = block_rows[row_starts][:, None] * self.cols + block_cols[col_starts][None, :]
         return index.ravel(), row_starts, col_starts
 
-    def interpolate(self, surfaces: Sequence[np.ndarray], image: Image, window: Window,
-                    shape: tuple[int, int] | None = None) -> list[np.ndarray]:
+    def interpolate(
+        self,
+        surfaces: Sequence[np.ndarray],
+        image: Image,
+        window: Window,
+        shape: tuple[int, int] | None = None,
+    ) -> list[np.ndarray]:
         """Bilinear interpolation of block-centre surfaces (bands, rows, cols) to pixels.
 
         The values are for the pixels of ``window`` of ``image``, or for a ``shape`` grid
@@ -200,9 +211,15 @@ class BlockMap(Adjuster):
     (4, 3, 10, 10)
     """
 
-    def __init__(self, block_size: int | None = None, n_blocks: int | None = None,
-                 correction: str = "wallis", min_pixels: int = 100, smoothing: float = 0.0,
-                 reference: Sequence[str | int] | None = None) -> None:
+    def __init__(
+        self,
+        block_size: int | None = None,
+        n_blocks: int | None = None,
+        correction: str = "wallis",
+        min_pixels: int = 100,
+        smoothing: float = 0.0,
+        reference: Sequence[str | int] | None = None,
+    ) -> None:
         self.block_size = block_size
         self.n_blocks = n_blocks
         self.correction = correction
@@ -213,8 +230,9 @@ class BlockMap(Adjuster):
     def prepare(self, collection: ImageCollection) -> None:
         """Lay the block grid over the union extent of ``collection``."""
         if self.correction not in CORRECTIONS:
-            raise SpectralMatchError(f"BlockMap correction must be one of {CORRECTIONS}, "
-                                     f"got {self.correction!r}")
+            raise SpectralMatchError(
+                f"BlockMap correction must be one of {CORRECTIONS}, got {self.correction!r}"
+            )
         if self.block_size is not None and self.n_blocks is not None:
             raise SpectralMatchError("give BlockMap either block_size or n_blocks, not both")
         self.grid_ = BlockGrid.covering(collection, self.block_size, self.n_blocks)
@@ -266,12 +284,17 @@ class BlockMap(Adjuster):
         log_factors = overlaps.solve(overlaps.log_stds, fitted, frozen_logs)
         new = [statistics.names.index(name) for name in names]
         existing = (self.counts_, self.local_means_, self.shifts_, self.spread_factors_)
-        self._set_surfaces(overlaps.counts[new], overlaps.local_means()[new], shifts[new],
-                           log_factors[new])
+        self._set_surfaces(
+            overlaps.counts[new], overlaps.local_means()[new], shifts[new], log_factors[new]
+        )
         self.counts_, self.local_means_, self.shifts_, self.spread_factors_ = (
-            np.concatenate([old, added]) for old, added in zip(existing, (
-                self.counts_, self.local_means_, self.shifts_, self.spread_factors_),
-                strict=True))
+            np.concatenate([old, added])
+            for old, added in zip(
+                existing,
+                (self.counts_, self.local_means_, self.shifts_, self.spread_factors_),
+                strict=True,
+            )
+        )
         self.images_ += names
 
     def _grid_shaped(self, array: np.ndarray) -> np.ndarray:
@@ -287,14 +310,16 @@ class BlockMap(Adjuster):
             if self.smoothing > 0:
                 from scipy import ndimage
 
-                filled[index] = ndimage.gaussian_filter(filled[index], self.smoothing,
-                                                        mode="nearest")
+                filled[index] = ndimage.gaussian_filter(
+                    filled[index], self.smoothing, mode="nearest"
+                )
         return filled
 
     # ---------------------------------------------------------------- transform
 
-    def transform_window(self, image: Image, window: Window, values: np.ndarray,
-                         valid: np.ndarray) -> np.ndarray:
+    def transform_window(
+        self, image: Image, window: Window, values: np.ndarray, valid: np.ndarray
+    ) -> np.ndarray:
         """Correct each pixel by its interpolated block values."""
         check_is_fitted(self, "shifts_")
         if image.name in self.reference_:
@@ -306,13 +331,24 @@ class BlockMap(Adjuster):
         dtype = values.dtype
         if self.correction == "gamma":
             local, target = self.grid_.interpolate(
-                [surface.astype(dtype) for surface in self._gamma_surfaces(row)], image, window,
-                values.shape[1:])
-            return _gamma(values, local, target, self.pivot_.astype(dtype)[:, None, None],
-                          self.range_.astype(dtype)[:, None, None])
+                [surface.astype(dtype) for surface in self._gamma_surfaces(row)],
+                image,
+                window,
+                values.shape[1:],
+            )
+            return _gamma(
+                values,
+                local,
+                target,
+                self.pivot_.astype(dtype)[:, None, None],
+                self.range_.astype(dtype)[:, None, None],
+            )
         gain, offset = self.grid_.interpolate(
-            [surface.astype(dtype) for surface in self._linear_fields(row)], image, window,
-            values.shape[1:])
+            [surface.astype(dtype) for surface in self._linear_fields(row)],
+            image,
+            window,
+            values.shape[1:],
+        )
         values *= gain
         values += offset
         return values
@@ -338,11 +374,18 @@ class BlockMap(Adjuster):
     def get_state(self) -> dict[str, Any]:
         check_is_fitted(self, "shifts_")
         crs = self.crs_.to_wkt() if self.crs_ else None
-        return {"grid": asdict(self.grid_), "crs": crs, "images": self.images_,
-                "reference": self.reference_, "pivot": self.pivot_.tolist(),
-                "range": self.range_.tolist(), "counts": self.counts_,
-                "local_means": self.local_means_, "shifts": self.shifts_,
-                "spread_factors": self.spread_factors_}
+        return {
+            "grid": asdict(self.grid_),
+            "crs": crs,
+            "images": self.images_,
+            "reference": self.reference_,
+            "pivot": self.pivot_.tolist(),
+            "range": self.range_.tolist(),
+            "counts": self.counts_,
+            "local_means": self.local_means_,
+            "shifts": self.shifts_,
+            "spread_factors": self.spread_factors_,
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         from rasterio.crs import CRS
@@ -368,14 +411,20 @@ class BlockMap(Adjuster):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written = []
-        for name, local, shift in zip(self.images_, self.local_means_, self.shifts_,
-                                      strict=True):
+        for name, local, shift in zip(self.images_, self.local_means_, self.shifts_, strict=True):
             for kind, surface in (("local", local), ("reference", local + shift)):
                 path = folder / f"{name}_{kind}.tif"
-                with rasterio.open(path, "w", driver="GTiff", width=self.grid_.cols,
-                                   height=self.grid_.rows, count=surface.shape[0],
-                                   dtype="float32", transform=self.grid_.transform,
-                                   crs=self.crs_) as dataset:
+                with rasterio.open(
+                    path,
+                    "w",
+                    driver="GTiff",
+                    width=self.grid_.cols,
+                    height=self.grid_.rows,
+                    count=surface.shape[0],
+                    dtype="float32",
+                    transform=self.grid_.transform,
+                    crs=self.crs_,
+                ) as dataset:
                     dataset.write(surface.astype("float32"))
                 written.append(path)
         return written
@@ -393,11 +442,13 @@ class _BlockOverlaps:
     log_stds: tuple[np.ndarray, np.ndarray]
 
     @classmethod
-    def gather(cls, statistics: OverlapStatistics, grid: BlockGrid,
-               min_pixels: int) -> _BlockOverlaps:
+    def gather(
+        cls, statistics: OverlapStatistics, grid: BlockGrid, min_pixels: int
+    ) -> _BlockOverlaps:
         pairs = statistics.pairs
-        n_bands = len(statistics.images[[m is not None for m in statistics.images].index(True)]
-                      .count)
+        n_bands = len(
+            statistics.images[[m is not None for m in statistics.images].index(True)].count
+        )
         shape = (len(pairs), n_bands, grid.size)
         counts, means, log_stds = np.zeros(shape), np.zeros((2, *shape)), np.zeros((2, *shape))
         for p, pair in enumerate(pairs):
@@ -408,9 +459,14 @@ class _BlockOverlaps:
             log_stds[:, p] = np.log(np.maximum(spreads, 1e-12))
             counts[p][(spreads <= 0).any(axis=0)] = 0
         counts[counts < min_pixels] = 0
-        return cls(len(statistics.names), np.array([p.edge.first for p in pairs], dtype=int),
-                   np.array([p.edge.second for p in pairs], dtype=int), counts,
-                   (means[0], means[1]), (log_stds[0], log_stds[1]))
+        return cls(
+            len(statistics.names),
+            np.array([p.edge.first for p in pairs], dtype=int),
+            np.array([p.edge.second for p in pairs], dtype=int),
+            counts,
+            (means[0], means[1]),
+            (log_stds[0], log_stds[1]),
+        )
 
     @property
     def counts(self) -> np.ndarray:
@@ -428,8 +484,12 @@ class _BlockOverlaps:
         totals = self.counts
         return np.divide(sums, totals, out=np.zeros_like(sums), where=totals > 0)
 
-    def solve(self, values: tuple[np.ndarray, np.ndarray], fixed: np.ndarray,
-              fixed_values: np.ndarray | None = None) -> np.ndarray:
+    def solve(
+        self,
+        values: tuple[np.ndarray, np.ndarray],
+        fixed: np.ndarray,
+        fixed_values: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Per band and block, shifts ``s`` with ``values_i + s_i = values_j + s_j`` for
         every pair in the least-squares sense (weighted by pixel counts).
 
@@ -462,10 +522,14 @@ class _BlockOverlaps:
             design = np.zeros((len(pairs), len(members)))
             design[np.arange(len(pairs)), np.searchsorted(members, self.first[pairs])] = 1.0
             design[np.arange(len(pairs)), np.searchsorted(members, self.second[pairs])] = -1.0
-            solution = _solve_cells(design, weights[np.ix_(chosen, pairs)],
-                                    targets[np.ix_(chosen, pairs)], fixed[members],
-                                    known_values[np.ix_(members, chosen)].T,
-                                    sizes[np.ix_(members, chosen)].T)
+            solution = _solve_cells(
+                design,
+                weights[np.ix_(chosen, pairs)],
+                targets[np.ix_(chosen, pairs)],
+                fixed[members],
+                known_values[np.ix_(members, chosen)].T,
+                sizes[np.ix_(members, chosen)].T,
+            )
             shifts[np.ix_(members, chosen)] = solution.T
         return shifts.reshape(self.n_images, *cell_shape)
 
@@ -533,8 +597,7 @@ def _shifted(array: np.ndarray, step: int, axis: int) -> np.ndarray:
 
 
 def _bounded_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    ratio = np.divide(numerator, denominator, out=np.ones_like(numerator),
-                      where=denominator != 0)
+    ratio = np.divide(numerator, denominator, out=np.ones_like(numerator), where=denominator != 0)
     return np.clip(ratio, 1 / _MAX_RATIO, _MAX_RATIO)
 
 

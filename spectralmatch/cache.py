@@ -56,8 +56,15 @@ class StatisticsCache:
         """Key of ``image``'s side of an overlap with ``partner`` (None: not cacheable)."""
         if image.mask is not None or partner.mask is not None:
             return None
-        return _digest(["pair", self._file_key(image), self._file_key(partner),
-                        list(edge.bounds), [asdict(grid) for grid in grids]])
+        return _digest(
+            [
+                "pair",
+                self._file_key(image),
+                self._file_key(partner),
+                list(edge.bounds),
+                [asdict(grid) for grid in grids],
+            ]
+        )
 
     # ---------------------------------------------------------------- entries
 
@@ -77,8 +84,12 @@ class StatisticsCache:
         """Keep ``moments`` under ``key`` (written atomically; a failure is harmless)."""
         if key is None:
             return
-        arrays = {f"{name}.{f}": getattr(m, f) for name, m in moments.items() for f in _FIELDS
-                  if getattr(m, f) is not None}
+        arrays = {
+            f"{name}.{f}": getattr(m, f)
+            for name, m in moments.items()
+            for f in _FIELDS
+            if getattr(m, f) is not None
+        }
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(prefix=".", suffix=".npz", dir=self.folder)

@@ -33,8 +33,11 @@ def resolve_paths(inputs: PathsLike) -> list[Path]:
     for entry in entries:
         text = os.fspath(entry)
         if os.path.isdir(text):
-            found = sorted(p for p in Path(text).iterdir()
-                           if p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith("."))
+            found = sorted(
+                p
+                for p in Path(text).iterdir()
+                if p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith(".")
+            )
             if not found:
                 raise SpectralMatchError(f"{text}: folder holds no raster files")
         elif glob.has_magic(text):
@@ -117,8 +120,12 @@ class ImageCollection:
     def bounds(self) -> tuple[float, float, float, float]:
         """Union of the images' bounds: (left, bottom, right, top)."""
         boxes = [image.bounds for image in self.images]
-        return (min(b[0] for b in boxes), min(b[1] for b in boxes),
-                max(b[2] for b in boxes), max(b[3] for b in boxes))
+        return (
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        )
 
     def index(self, key: str | int | os.PathLike) -> int:
         """Position of an image given by name, index or path."""
@@ -150,17 +157,20 @@ def validate_compatible(images: Sequence[Image]) -> None:
         if image.name in seen:
             raise SpectralMatchError(
                 f"{image.path}: duplicate image name {image.name!r} (also {seen[image.name]}); "
-                "names are file stems and must be unique")
+                "names are file stems and must be unique"
+            )
         seen[image.name] = image.path
         if image.count != first.count:
             raise SpectralMatchError(
                 f"{image.path}: has {image.count} bands, {first.path} has {first.count}; "
-                "all images need the same bands")
+                "all images need the same bands"
+            )
         if image.crs != first.crs:
             raise SpectralMatchError(
                 f"{image.path}: CRS {_crs_name(image.crs)} differs from {first.path} "
                 f"({_crs_name(first.crs)}); align the images to one CRS first "
-                "(spectralmatch.align_rasters or gdalwarp)")
+                "(spectralmatch.align_rasters or gdalwarp)"
+            )
 
 
 def _crs_name(crs) -> str:

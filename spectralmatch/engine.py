@@ -36,8 +36,13 @@ WindowFunction = Callable[[np.ndarray, np.ndarray, Window], np.ndarray]
 ImageWindowFunction = Callable[[Image, Window, np.ndarray, np.ndarray], np.ndarray]
 
 
-def run_tasks(function: Callable[[T], R], items: Iterable[T], threads: int | None = None,
-              progress: bool = False, label: str = "") -> list[R]:
+def run_tasks(
+    function: Callable[[T], R],
+    items: Iterable[T],
+    threads: int | None = None,
+    progress: bool = False,
+    label: str = "",
+) -> list[R]:
     """``[function(item) for item in items]`` on ``threads`` threads, with a progress bar."""
     from tqdm.auto import tqdm
 
@@ -59,6 +64,7 @@ def run_tasks(function: Callable[[T], R], items: Iterable[T], threads: int | Non
 
 
 # ---------------------------------------------------------------------- statistics
+
 
 @define
 class ImageStatistics:
@@ -110,35 +116,52 @@ def collect_statistics(
     wanted = set(range(len(collection)) if whole_images is None else whole_images)
     touching = {index for edge in edges for index in (edge.first, edge.second)}
     cache = cache if correct is None else None
-    known = {index: _cached(collection, index, edges, index in wanted, grids, cache)
-             for index in sorted(wanted | touching)}
-    missing = {index: ([e for e in edges if index in (e.first, e.second) and e not in found.pairs],
-                       index in wanted and found.whole is None)
-               for index, found in known.items()}
+    known = {
+        index: _cached(collection, index, edges, index in wanted, grids, cache)
+        for index in sorted(wanted | touching)
+    }
+    missing = {
+        index: (
+            [e for e in edges if index in (e.first, e.second) and e not in found.pairs],
+            index in wanted and found.whole is None,
+        )
+        for index, found in known.items()
+    }
     todo = [index for index, (own_edges, whole) in missing.items() if own_edges or whole]
 
     def task(index: int) -> ImageStatistics:
         own_edges, whole = missing[index]
-        return _image_statistics(collection, index, own_edges, whole, grids, correct,
-                                 window_size)
+        return _image_statistics(collection, index, own_edges, whole, grids, correct, window_size)
 
-    for index, measured in zip(todo, run_tasks(task, todo, threads, progress, "statistics"),
-                               strict=True):
+    for index, measured in zip(
+        todo, run_tasks(task, todo, threads, progress, "statistics"), strict=True
+    ):
         _store(cache, collection, index, measured, grids)
         known[index].pairs.update(measured.pairs)
         known[index].blocks.update(measured.blocks)
         known[index].whole = known[index].whole or measured.whole
         known[index].reads = measured.reads
-    images = [known[i].whole if i in known and i in wanted else None
-              for i in range(len(collection))]
+    images = [
+        known[i].whole if i in known and i in wanted else None for i in range(len(collection))
+    ]
     for index in wanted:
         if not images[index].count.any():
-            raise SpectralMatchError(f"{collection.images[index].path}: has no valid pixels "
-                                     f"(nodata={collection.images[index].nodata})")
-    pairs = [PairMoments(edge, known[edge.first].pairs[edge], known[edge.second].pairs[edge],
-                         {grid: (known[edge.first].blocks[edge][grid],
-                                 known[edge.second].blocks[edge][grid]) for grid in grids})
-             for edge in edges]
+            raise SpectralMatchError(
+                f"{collection.images[index].path}: has no valid pixels "
+                f"(nodata={collection.images[index].nodata})"
+            )
+    pairs = [
+        PairMoments(
+            edge,
+            known[edge.first].pairs[edge],
+            known[edge.second].pairs[edge],
+            {
+                grid: (known[edge.first].blocks[edge][grid], known[edge.second].blocks[edge][grid])
+                for grid in grids
+            },
+        )
+        for edge in edges
+    ]
     reads = dict.fromkeys(collection.names, 0)
     for found in known.values():
         for index, count in found.reads.items():
@@ -173,15 +196,23 @@ def _store(cache, collection, index, measured: ImageStatistics, grids) -> None:
     if measured.whole is not None:
         cache.store(cache.whole_key(image), {"whole": measured.whole})
     for edge, moments in measured.pairs.items():
-        entry = {"pair": moments, **{f"block{k}": measured.blocks[edge][grid]
-                                     for k, grid in enumerate(grids)}}
+        entry = {
+            "pair": moments,
+            **{f"block{k}": measured.blocks[edge][grid] for k, grid in enumerate(grids)},
+        }
         partner = collection.images[edge.other(index)]
         cache.store(cache.pair_key(image, partner, edge, grids), entry)
 
 
-def _image_statistics(collection: ImageCollection, index: int, edges: list[OverlapEdge],
-                      whole: bool, grids: Sequence[Any], correct: ImageWindowFunction | None,
-                      window_size: int) -> ImageStatistics:
+def _image_statistics(
+    collection: ImageCollection,
+    index: int,
+    edges: list[OverlapEdge],
+    whole: bool,
+    grids: Sequence[Any],
+    correct: ImageWindowFunction | None,
+    window_size: int,
+) -> ImageStatistics:
     image = collection.images[index]
     overlaps = {edge: edge.window_in(image) for edge in edges}
     overlaps = {edge: window for edge, window in overlaps.items() if window is not None}
@@ -203,14 +234,15 @@ def _image_statistics(collection: ImageCollection, index: int, edges: list[Overl
                 if part is not None:
                     rows, cols = _local_slices(part, window)
                     joint = valid[:, rows, cols] & partners.valid_on_grid(
-                        edge.other(index), window_bounds(part, image.transform),
-                        (part.height, part.width))
+                        edge.other(index),
+                        window_bounds(part, image.transform),
+                        (part.height, part.width),
+                    )
                     accumulator.add(edge, part, values[:, rows, cols], joint)
         reads = {**partners.reads, index: len(windows)}
     if whole and correct is None and image.mask is None:
         image.set_statistics(moments)
-    return ImageStatistics(moments if whole else None, accumulator.pairs, accumulator.blocks,
-                           reads)
+    return ImageStatistics(moments if whole else None, accumulator.pairs, accumulator.blocks, reads)
 
 
 class _OverlapAccumulator:
@@ -220,11 +252,12 @@ class _OverlapAccumulator:
         self.image = image
         self.grids = grids
         self.pairs = {edge: Moments.empty(image.count) for edge in edges}
-        self.blocks = {edge: {grid: Moments.empty((image.count, grid.size), extremes=False)
-                              for grid in grids} for edge in edges}
+        self.blocks = {
+            edge: {grid: Moments.empty((image.count, grid.size), extremes=False) for grid in grids}
+            for edge in edges
+        }
 
-    def add(self, edge: OverlapEdge, part: Window, values: np.ndarray,
-            joint: np.ndarray) -> None:
+    def add(self, edge: OverlapEdge, part: Window, values: np.ndarray, joint: np.ndarray) -> None:
         """Count ``values`` (the pixels of window ``part``) where ``joint`` is true."""
         measured = None
         for grid in self.grids:
@@ -261,8 +294,9 @@ class _Partners:
         return image.included(values, valid, bounds)
 
 
-def read_on_grid(image: Image, dataset, bounds, shape: tuple[int, int]
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def read_on_grid(
+    image: Image, dataset, bounds, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Values and validity of ``image`` on a grid of ``shape`` pixels spanning ``bounds``.
 
     Reads the matching window directly where the grids are aligned, and resamples with
@@ -270,14 +304,17 @@ def read_on_grid(image: Image, dataset, bounds, shape: tuple[int, int]
     """
     exact = from_bounds(*bounds, transform=image.transform)
     offsets = np.array([exact.col_off, exact.row_off, exact.width, exact.height])
-    if np.allclose(offsets, np.round(offsets), atol=1e-6) and \
-            (round(exact.height), round(exact.width)) == shape:
+    if (
+        np.allclose(offsets, np.round(offsets), atol=1e-6)
+        and (round(exact.height), round(exact.width)) == shape
+    ):
         window = Window(*(int(v) for v in np.round(offsets)))
         values = dataset.read(window=window)
     else:
         window = exact
-        values = dataset.read(window=exact, out_shape=(image.count, *shape),
-                              resampling=Resampling.nearest)
+        values = dataset.read(
+            window=exact, out_shape=(image.count, *shape), resampling=Resampling.nearest
+        )
     return values, image.valid_mask(values, dataset, window)
 
 
@@ -300,9 +337,16 @@ def _local_slices(part: Window, window: Window) -> tuple[slice, slice]:
 # ---------------------------------------------------------------------- transform
 
 
-def write_corrected(image: Image, path: Path, correct: WindowFunction, *, cog: bool = False,
-                    window_size: int = DEFAULT_WINDOW_SIZE, working_dtype: str = "float32",
-                    **creation_options) -> Path:
+def write_corrected(
+    image: Image,
+    path: Path,
+    correct: WindowFunction,
+    *,
+    cog: bool = False,
+    window_size: int = DEFAULT_WINDOW_SIZE,
+    working_dtype: str = "float32",
+    **creation_options,
+) -> Path:
     """Write ``correct`` applied to every window of ``image`` to ``path``, atomically.
 
     The output keeps the input's grid, dtype, nodata, band descriptions and valid mask;
@@ -313,6 +357,7 @@ def write_corrected(image: Image, path: Path, correct: WindowFunction, *, cog: b
     tile = profile["blockxsize"]
     window_size = max(tile, window_size // tile * tile)
     with image.open() as source:
+
         def pieces():
             for window in image.windows(window_size):
                 values, valid = image.read(window, source)

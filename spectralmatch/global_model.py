@@ -101,8 +101,14 @@ class GlobalModel(Adjuster):
     (4, 3)
     """
 
-    def __init__(self, reference: Sequence[str | int] | None = None, weight_by_overlap: bool = True,
-                 mean_weight: float = 1.0, std_weight: float = 1.0, robust: bool = False) -> None:
+    def __init__(
+        self,
+        reference: Sequence[str | int] | None = None,
+        weight_by_overlap: bool = True,
+        mean_weight: float = 1.0,
+        std_weight: float = 1.0,
+        robust: bool = False,
+    ) -> None:
         self.reference = reference
         self.weight_by_overlap = weight_by_overlap
         self.mean_weight = mean_weight
@@ -125,27 +131,39 @@ class GlobalModel(Adjuster):
             members = set(group)
             chosen = [k for k, pair in enumerate(pairs) if pair.edge.first in members]
             gains[group], offsets[group], robust[chosen] = self._solve_group(
-                group, [pairs[k] for k in chosen], statistics, fixed, n_bands)
+                group, [pairs[k] for k in chosen], statistics, fixed, n_bands
+            )
         self.images_ = list(names)
         self.reference_ = [names[i] for i in sorted(fixed)]
         self.gains_, self.offsets_ = gains, offsets
         self.diagnostics_ = _diagnostics(statistics, pairs, gains, offsets, robust)
         if self.robust and (robust < 1).any():
-            down = [f"{a}-{b}" for (a, b), w in zip(self.diagnostics_.pairs, robust.min(axis=1),
-                                                   strict=True) if w < DOWN_WEIGHTED]
+            down = [
+                f"{a}-{b}"
+                for (a, b), w in zip(self.diagnostics_.pairs, robust.min(axis=1), strict=True)
+                if w < DOWN_WEIGHTED
+            ]
             self.down_weighted_ = down
         else:
             self.down_weighted_ = []
         return self
 
-    def _solve_group(self, group: list[int], pairs: list[PairMoments],
-                     statistics: OverlapStatistics, fixed: set[int], n_bands: int):
+    def _solve_group(
+        self,
+        group: list[int],
+        pairs: list[PairMoments],
+        statistics: OverlapStatistics,
+        fixed: set[int],
+        n_bands: int,
+    ):
         """Gains, offsets and robust pair weights of one connected group, every band."""
         if not [i for i in group if i not in fixed] or len(group) == 1:
             ones = np.ones((len(group), n_bands))
             return ones, np.zeros_like(ones), np.ones((len(pairs), n_bands))
-        systems = [_BandSystem.build(self, band, group, pairs, statistics, fixed)
-                   for band in range(n_bands)]
+        systems = [
+            _BandSystem.build(self, band, group, pairs, statistics, fixed)
+            for band in range(n_bands)
+        ]
         initial = None
         if self.robust:
             # a pair judged by fits without it, in every band: clouds or change that spoil
@@ -165,8 +183,12 @@ class GlobalModel(Adjuster):
         position = {name: k for k, name in enumerate(self.images_)}
         for name in names:
             index = statistics.names.index(name)
-            pairs = [pair for pair in statistics.pairs if index in (pair.edge.first,
-                     pair.edge.second) and statistics.names[pair.edge.other(index)] in position]
+            pairs = [
+                pair
+                for pair in statistics.pairs
+                if index in (pair.edge.first, pair.edge.second)
+                and statistics.names[pair.edge.other(index)] in position
+            ]
             gain, offset = self._solve_new(index, pairs, statistics.names, position)
             self.images_.append(name)
             position[name] = len(self.images_) - 1
@@ -176,8 +198,10 @@ class GlobalModel(Adjuster):
     def _solve_new(self, index, pairs, names, position) -> tuple[np.ndarray, np.ndarray]:
         pairs = [pair for pair in pairs if (pair.of(index).count > 0).all()]
         if not pairs:
-            raise SpectralMatchError(f"{names[index]}: shares no valid pixel with any image of the "
-                                     "fitted model, so it cannot be normalized against it")
+            raise SpectralMatchError(
+                f"{names[index]}: shares no valid pixel with any image of the "
+                "fitted model, so it cannot be normalized against it"
+            )
         n_bands = len(pairs[0].first.count)
         gains, offsets = np.ones(n_bands), np.zeros(n_bands)
         for band in range(n_bands):
@@ -191,7 +215,7 @@ class GlobalModel(Adjuster):
                 weight = own.count[band] if self.weight_by_overlap else 1.0
                 rows += [[own.mean[band], 1.0], [own.std[band], 0.0]]
                 rhs += [target_mean, target_std]
-                weights += [weight * self.mean_weight ** 2, weight * self.std_weight ** 2]
+                weights += [weight * self.mean_weight**2, weight * self.std_weight**2]
             root = np.sqrt(np.array(weights) / np.mean(weights))
             design = np.array(rows) * root[:, None]
             solution = np.linalg.lstsq(design, np.array(rhs) * root, rcond=None)[0]
@@ -205,11 +229,13 @@ class GlobalModel(Adjuster):
         try:
             return self.images_.index(name)
         except ValueError:
-            raise SpectralMatchError(f"{name}: not in this GlobalModel "
-                                     f"(fitted on {', '.join(self.images_)})") from None
+            raise SpectralMatchError(
+                f"{name}: not in this GlobalModel (fitted on {', '.join(self.images_)})"
+            ) from None
 
-    def transform_window(self, image: Image, window: Window, values: np.ndarray,
-                         valid: np.ndarray) -> np.ndarray:
+    def transform_window(
+        self, image: Image, window: Window, values: np.ndarray, valid: np.ndarray
+    ) -> np.ndarray:
         """``gain * values + offset`` per band (unchanged for a reference image)."""
         row = self._row(image.name)
         gain = self.gains_[row].astype(values.dtype)[:, None, None]
@@ -227,8 +253,12 @@ class GlobalModel(Adjuster):
 
     def get_state(self) -> dict[str, Any]:
         check_is_fitted(self, "gains_")
-        return {"images": self.images_, "reference": self.reference_,
-                "gains": self.gains_.tolist(), "offsets": self.offsets_.tolist()}
+        return {
+            "images": self.images_,
+            "reference": self.reference_,
+            "gains": self.gains_.tolist(),
+            "offsets": self.offsets_.tolist(),
+        }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.images_ = list(state["images"])
@@ -266,8 +296,10 @@ class _BandSystem:
             mi = (pair.first.mean[band] - centre) / scale
             mj = (pair.second.mean[band] - centre) / scale
             si, sj = pair.first.std[band] / scale, pair.second.std[band] / scale
-            for terms, factor in (({i: (mi, 1.0), j: (-mj, -1.0)}, model.mean_weight),
-                                  ({i: (si, 0.0), j: (-sj, 0.0)}, model.std_weight)):
+            for terms, factor in (
+                ({i: (mi, 1.0), j: (-mj, -1.0)}, model.mean_weight),
+                ({i: (si, 0.0), j: (-sj, 0.0)}, model.std_weight),
+            ):
                 row, value = np.zeros(2 * len(free)), 0.0
                 for image, (gain_term, offset_term) in terms.items():
                     if image in column:
@@ -328,13 +360,19 @@ def _warn_about_groups(groups: list[list[int]], names: list[str], fixed: set[int
         return ", ".join(names[i] for i in group)
 
     if len(groups) > 1:
-        warnings.warn(f"the images form {len(groups)} groups that do not overlap each other; "
-                      "each group is matched on its own: "
-                      + "; ".join(f"[{listing(group)}]" for group in groups), stacklevel=3)
+        warnings.warn(
+            f"the images form {len(groups)} groups that do not overlap each other; "
+            "each group is matched on its own: "
+            + "; ".join(f"[{listing(group)}]" for group in groups),
+            stacklevel=3,
+        )
     for group in groups:
         if fixed and len(group) > 1 and not fixed & set(group):
-            warnings.warn(f"no reference image among [{listing(group)}]: that group keeps its "
-                          "own central tendency", stacklevel=3)
+            warnings.warn(
+                f"no reference image among [{listing(group)}]: that group keeps its "
+                "own central tendency",
+                stacklevel=3,
+            )
 
 
 def _solve_with_gauge(normal, moment, images, band, centre, scale) -> np.ndarray:
@@ -351,8 +389,9 @@ def _solve_with_gauge(normal, moment, images, band, centre, scale) -> np.ndarray
     return solution[:size]
 
 
-def robust_weights(residual: np.ndarray, spread: float | None = None,
-                   threshold: float = BISQUARE_THRESHOLD) -> np.ndarray:
+def robust_weights(
+    residual: np.ndarray, spread: float | None = None, threshold: float = BISQUARE_THRESHOLD
+) -> np.ndarray:
     """Tukey bisquare IRLS weights: ``(1 - (r / (threshold * spread)) ** 2) ** 2`` inside
     the threshold, ``MIN_ROBUST_WEIGHT`` beyond (a gross outlier is as good as dropped,
     but no image is cut off). ``spread`` defaults to 1.4826 x the median absolute

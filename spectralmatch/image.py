@@ -173,8 +173,9 @@ class Image:
             valid &= np.isfinite(values)
         return valid
 
-    def included(self, values: np.ndarray, valid: np.ndarray,
-                 bounds: tuple[float, float, float, float]) -> np.ndarray:
+    def included(
+        self, values: np.ndarray, valid: np.ndarray, bounds: tuple[float, float, float, float]
+    ) -> np.ndarray:
         """``valid`` less the pixels this image's mask leaves out of statistics.
 
         ``values`` and ``valid`` cover the grid spanning ``bounds`` (any resolution).
@@ -217,9 +218,13 @@ class Image:
             values = dataset.read(out_shape=out_shape)
             valid = self.valid_mask(values, dataset).any(axis=0).astype(np.uint8)
         scale = rasterio.Affine.scale(self.width / out_shape[2], self.height / out_shape[1])
-        polygons = [shape(geometry) for geometry, value in
-                    shapes(valid, mask=valid.astype(bool), transform=self.transform @ scale)
-                    if value]
+        polygons = [
+            shape(geometry)
+            for geometry, value in shapes(
+                valid, mask=valid.astype(bool), transform=self.transform @ scale
+            )
+            if value
+        ]
         return unary_union(polygons)
 
     def __repr__(self) -> str:
@@ -230,8 +235,12 @@ def split_window(window: Window, size: int) -> Iterator[Window]:
     """Windows of at most ``size`` x ``size`` pixels covering ``window``, row by row."""
     for row in range(0, int(window.height), size):
         for col in range(0, int(window.width), size):
-            yield Window(window.col_off + col, window.row_off + row,
-                         min(size, window.width - col), min(size, window.height - row))
+            yield Window(
+                window.col_off + col,
+                window.row_off + row,
+                min(size, window.width - col),
+                min(size, window.height - row),
+            )
 
 
 def _uses_dataset_mask(dataset: DatasetReader) -> bool:

@@ -91,8 +91,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 Piece = tuple  # (Window, ndarray, ndarray | None)
 
 
-def write_raster(path: Path, profile: dict[str, Any], pieces: Iterable[Piece], *,
-                 descriptions: Sequence[str | None] = (), cog: bool = False) -> Path:
+def write_raster(
+    path: Path,
+    profile: dict[str, Any],
+    pieces: Iterable[Piece],
+    *,
+    descriptions: Sequence[str | None] = (),
+    cog: bool = False,
+) -> Path:
     """Write ``pieces`` (window, values, optional dataset mask) to ``path`` atomically.
 
     The file appears under ``path`` only once complete; with ``cog`` it is converted to
@@ -131,14 +137,22 @@ def translate_to_cog(source: Path, destination: Path, profile: dict[str, Any]) -
     import rasterio.shutil
 
     predictor = "YES" if str(profile.get("predictor", "1")) in ("2", "3") else "NO"
-    rasterio.shutil.copy(source, destination, driver="COG",
-                         compress=str(profile.get("compress", "deflate")).upper(),
-                         predictor=predictor, blocksize=profile["blockxsize"], bigtiff="IF_SAFER")
+    rasterio.shutil.copy(
+        source,
+        destination,
+        driver="COG",
+        compress=str(profile.get("compress", "deflate")).upper(),
+        predictor=predictor,
+        blocksize=profile["blockxsize"],
+        bigtiff="IF_SAFER",
+    )
 
 
 def check_not_input(output: Path, inputs: list[Path]) -> None:
     """Refuse to write over one of the inputs."""
     for path in inputs:
         if output.exists() and os.path.samefile(output, path):
-            raise SpectralMatchError(f"{output}: is an input image; refusing to overwrite it "
-                                     "(choose another output folder)")
+            raise SpectralMatchError(
+                f"{output}: is an input image; refusing to overwrite it "
+                "(choose another output folder)"
+            )

@@ -30,8 +30,9 @@ Bounds = tuple[float, float, float, float]
 class Mask:
     """Base class: which pixels of a grid to leave out of the statistics."""
 
-    def excluded(self, image: Image, values: np.ndarray, bounds: Bounds,
-                 shape: tuple[int, int]) -> np.ndarray:
+    def excluded(
+        self, image: Image, values: np.ndarray, bounds: Bounds, shape: tuple[int, int]
+    ) -> np.ndarray:
         """Bool array of ``shape``: True where pixels of ``image`` on the grid of ``shape``
         pixels spanning ``bounds`` (holding ``values``) are excluded."""
         raise NotImplementedError
@@ -57,8 +58,17 @@ class RasterMask(Mask):
         try:
             with rasterio.open(path) as dataset:
                 window = window_from_bounds(*bounds, transform=dataset.transform)
-                marked = dataset.read(1, window=window, out_shape=shape, boundless=True,
-                                      fill_value=0, resampling=Resampling.nearest) != 0
+                marked = (
+                    dataset.read(
+                        1,
+                        window=window,
+                        out_shape=shape,
+                        boundless=True,
+                        fill_value=0,
+                        resampling=Resampling.nearest,
+                    )
+                    != 0
+                )
         except rasterio.errors.RasterioIOError as error:
             raise SpectralMatchError(f"{path}: cannot read mask ({error})") from None
         return ~marked if self.include else marked
@@ -80,8 +90,9 @@ class VectorMask(Mask):
 
     def __attrs_post_init__(self) -> None:
         if self.mode not in ("include", "exclude"):
-            raise SpectralMatchError(f"{self.path}: mask mode must be 'include' or 'exclude', "
-                                     f"got {self.mode!r}")
+            raise SpectralMatchError(
+                f"{self.path}: mask mode must be 'include' or 'exclude', got {self.mode!r}"
+            )
 
     @cached_property
     def _layer(self):
@@ -108,8 +119,11 @@ class VectorMask(Mask):
 
         geometries = self._geometries(image)
         transform = from_bounds(*bounds, shape[1], shape[0])
-        inside = (geometry_mask(geometries, out_shape=shape, transform=transform, invert=True)
-                  if geometries else np.zeros(shape, dtype=bool))
+        inside = (
+            geometry_mask(geometries, out_shape=shape, transform=transform, invert=True)
+            if geometries
+            else np.zeros(shape, dtype=bool)
+        )
         return inside if self.mode == "exclude" else ~inside
 
 
@@ -128,8 +142,10 @@ class FunctionMask(Mask):
     def excluded(self, image, values, bounds, shape) -> np.ndarray:
         result = np.asarray(self.function(values), dtype=bool)
         if result.shape != tuple(shape):
-            raise SpectralMatchError(f"{image.path}: mask function returned shape "
-                                     f"{result.shape}, expected {tuple(shape)}")
+            raise SpectralMatchError(
+                f"{image.path}: mask function returned shape "
+                f"{result.shape}, expected {tuple(shape)}"
+            )
         return result
 
 

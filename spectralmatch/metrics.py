@@ -35,8 +35,7 @@ class OverlapDifference:
     mean_abs_difference: np.ndarray
 
 
-def overlap_differences(images, window_size: int = DEFAULT_WINDOW_SIZE
-                        ) -> list[OverlapDifference]:
+def overlap_differences(images, window_size: int = DEFAULT_WINDOW_SIZE) -> list[OverlapDifference]:
     """Per overlapping pair and band, the mean absolute difference over the pixels where
     both images are valid (the second image read on the first one's grid).
 
@@ -56,9 +55,12 @@ def overlap_differences(images, window_size: int = DEFAULT_WINDOW_SIZE
             with first.open() as dataset, second.open() as partner:
                 for window in split_window(overlap, window_size):
                     values, valid = first.read(window, dataset)
-                    other, other_valid = read_on_grid(second, partner,
-                                                      window_bounds(window, first.transform),
-                                                      (window.height, window.width))
+                    other, other_valid = read_on_grid(
+                        second,
+                        partner,
+                        window_bounds(window, first.transform),
+                        (window.height, window.width),
+                    )
                     joint = valid & other_valid
                     difference = np.abs(values.astype(np.float64) - other)
                     count += joint.sum(axis=(1, 2))
@@ -76,8 +78,12 @@ def seam_error(differences: list[OverlapDifference]) -> np.ndarray:
     return np.divide(total, count, out=np.full_like(total, np.nan), where=count > 0)
 
 
-def seam_contrast(mosaic: str | os.PathLike, seamlines, field: str = "image",
-                  window_size: int = DEFAULT_WINDOW_SIZE) -> np.ndarray:
+def seam_contrast(
+    mosaic: str | os.PathLike,
+    seamlines,
+    field: str = "image",
+    window_size: int = DEFAULT_WINDOW_SIZE,
+) -> np.ndarray:
     """How visible the cut lines of a merged mosaic are, per band.
 
     The mean absolute difference between neighbouring pixels (right and lower
@@ -99,19 +105,29 @@ def seam_contrast(mosaic: str | os.PathLike, seamlines, field: str = "image",
 
     image = Image(mosaic)
     polygons = _seamline_polygons(seamlines, field, ImageCollection([image]))
-    shapes = [(geometry, number) for number, geometry in enumerate(polygons.values(), start=1)
-              if geometry is not None and not geometry.is_empty]
+    shapes = [
+        (geometry, number)
+        for number, geometry in enumerate(polygons.values(), start=1)
+        if geometry is not None and not geometry.is_empty
+    ]
     sums = np.zeros((2, image.count))
     counts = np.zeros((2, image.count))
     with rasterio.open(image.path) as dataset:
         for window in image.windows(window_size):
             # one pixel more to the right and below, to pair the window's last pixels
-            grown = Window(window.col_off, window.row_off,
-                           min(window.width + 1, image.width - window.col_off),
-                           min(window.height + 1, image.height - window.row_off))
+            grown = Window(
+                window.col_off,
+                window.row_off,
+                min(window.width + 1, image.width - window.col_off),
+                min(window.height + 1, image.height - window.row_off),
+            )
             values, valid = image.read(grown, dataset)
-            source = rasterize(shapes, out_shape=values.shape[1:], fill=0,
-                               transform=rasterio.windows.transform(grown, image.transform))
+            source = rasterize(
+                shapes,
+                out_shape=values.shape[1:],
+                fill=0,
+                transform=rasterio.windows.transform(grown, image.transform),
+            )
             for axis in (1, 2):
                 _add_neighbour_differences(values, valid, source, axis, sums, counts)
     mean = np.divide(sums, counts, out=np.full_like(sums, np.nan), where=counts > 0)
@@ -122,6 +138,7 @@ def seam_contrast(mosaic: str | os.PathLike, seamlines, field: str = "image",
 def _add_neighbour_differences(values, valid, source, axis, sums, counts) -> None:
     """Accumulate |differences| of neighbours along ``axis``: same source (row 0 of
     ``sums``) and different sources (row 1)."""
+
     def ahead(array):
         return np.take(array, range(1, array.shape[axis]), axis=axis)
 
@@ -130,8 +147,11 @@ def _add_neighbour_differences(values, valid, source, axis, sums, counts) -> Non
 
     difference = np.abs(ahead(values.astype(np.float64)) - behind(values))
     both = ahead(valid) & behind(valid)
-    across = (ahead(source[None]) != behind(source[None])) & (behind(source[None]) > 0) & \
-        (ahead(source[None]) > 0)
+    across = (
+        (ahead(source[None]) != behind(source[None]))
+        & (behind(source[None]) > 0)
+        & (ahead(source[None]) > 0)
+    )
     for row, selected in enumerate((both & ~across, both & across)):
         sums[row] += np.where(selected, difference, 0).sum(axis=(1, 2))
         counts[row] += selected.sum(axis=(1, 2))

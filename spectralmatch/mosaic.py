@@ -78,11 +78,16 @@ class Mosaic(Estimator):
     4
     """
 
-    def __init__(self, steps: Sequence[Adjuster] | None = None,
-                 window_size: int = DEFAULT_WINDOW_SIZE, threads: int | None = None,
-                 progress: bool = False, pif: ChangeDetector | None = None,
-                 pif_dir: str | os.PathLike | None = None,
-                 cache: bool | str | os.PathLike = False) -> None:
+    def __init__(
+        self,
+        steps: Sequence[Adjuster] | None = None,
+        window_size: int = DEFAULT_WINDOW_SIZE,
+        threads: int | None = None,
+        progress: bool = False,
+        pif: ChangeDetector | None = None,
+        pif_dir: str | os.PathLike | None = None,
+        cache: bool | str | os.PathLike = False,
+    ) -> None:
         self.steps = steps
         self.window_size = window_size
         self.threads = threads
@@ -117,13 +122,15 @@ class Mosaic(Estimator):
         if self.pif is not None:
             self._refit_on_pseudo_invariant(steps, collection, graph.edges)
         self.steps = steps
-        self.images_ = [{"name": image.name, "path": str(image.path.resolve())}
-                        for image in collection]
+        self.images_ = [
+            {"name": image.name, "path": str(image.path.resolve())} for image in collection
+        ]
         self.n_bands_ = collection.count
         return self
 
-    def _refit_on_pseudo_invariant(self, steps: list[Adjuster], collection: ImageCollection,
-                                   edges: list[OverlapEdge]) -> None:
+    def _refit_on_pseudo_invariant(
+        self, steps: list[Adjuster], collection: ImageCollection, edges: list[OverlapEdge]
+    ) -> None:
         """Mark the changed pixels of every overlap, then fit again without them."""
         # compare after the steps fitted on whole images only: a local step fitted on
         # the contaminated statistics bends towards the changes and blurs them
@@ -132,13 +139,22 @@ class Mosaic(Estimator):
             folder = Path(self.pif_dir) if self.pif_dir is not None else Path(scratch)
             select_pseudo_invariant(collection, edges, _compose(detection), self.pif, folder)
             change = RasterMask(str(folder / "{name}.tif"))
-            masked = ImageCollection([Image(image.path, name=image.name,
-                                            mask=combine(image.mask, change))
-                                      for image in collection])
+            masked = ImageCollection(
+                [
+                    Image(image.path, name=image.name, mask=combine(image.mask, change))
+                    for image in collection
+                ]
+            )
             self._fit_steps(steps, masked, edges, None, lambda step, stats: step.fit(stats))
 
-    def _fit_steps(self, steps: list[Adjuster], collection: ImageCollection,
-                   edges: list[OverlapEdge], whole_images: Sequence[int] | None, fit_one) -> None:
+    def _fit_steps(
+        self,
+        steps: list[Adjuster],
+        collection: ImageCollection,
+        edges: list[OverlapEdge],
+        whole_images: Sequence[int] | None,
+        fit_one,
+    ) -> None:
         grids = list(dict.fromkeys(grid for step in steps for grid in step.block_grids))
 
         cache = None
@@ -147,9 +163,17 @@ class Mosaic(Estimator):
 
         def statistics_after(fitted: list[Adjuster]) -> OverlapStatistics:
             correct = _compose(fitted) if fitted else None
-            statistics = collect_statistics(collection, edges, whole_images, grids, correct,
-                                            self.window_size, self.threads, self.progress,
-                                            cache)
+            statistics = collect_statistics(
+                collection,
+                edges,
+                whole_images,
+                grids,
+                correct,
+                self.window_size,
+                self.threads,
+                self.progress,
+                cache,
+            )
             for name, count in statistics.reads.items():
                 self.reads_[name] = self.reads_.get(name, 0) + count
             return statistics
@@ -162,31 +186,47 @@ class Mosaic(Estimator):
             try:
                 statistics = step.transform_statistics(statistics)
             except NotImplementedError:
-                statistics = statistics_after(steps[:position + 1])
+                statistics = statistics_after(steps[: position + 1])
 
     def _fit_new_images(self, collection: ImageCollection, new: list[int]) -> None:
         """Solve the parameters of images that were not in the fit, steps frozen."""
         fitted = [Image(entry["path"], name=entry["name"]) for entry in self.images_]
         for image in fitted:
             if not image.path.exists():
-                raise SpectralMatchError(f"{image.path}: image of the fitted model is missing; "
-                                         "new images are normalized against its overlaps")
+                raise SpectralMatchError(
+                    f"{image.path}: image of the fitted model is missing; "
+                    "new images are normalized against its overlaps"
+                )
         combined = ImageCollection(fitted + [collection.images[i] for i in new])
         graph = OverlapGraph.from_collection(combined)
         first_new = len(fitted)
         edges = [edge for edge in graph.edges if edge.first < first_new <= edge.second]
         names = [collection.names[i] for i in new]
         self.reads_ = {}
-        self._fit_steps(self.steps_, combined, edges, range(first_new, len(combined)),
-                        lambda step, stats: step.fit_new(stats, names))
-        self.images_ += [{"name": collection.names[i],
-                          "path": str(collection.images[i].path.resolve())} for i in new]
+        self._fit_steps(
+            self.steps_,
+            combined,
+            edges,
+            range(first_new, len(combined)),
+            lambda step, stats: step.fit_new(stats, names),
+        )
+        self.images_ += [
+            {"name": collection.names[i], "path": str(collection.images[i].path.resolve())}
+            for i in new
+        ]
 
     # ---------------------------------------------------------------- transform
 
-    def transform(self, images: ImagesLike, out_dir: str | os.PathLike | None = None, *,
-                  outputs: Sequence[str | os.PathLike] | None = None, cog: bool = False,
-                  working_dtype: str = "float32", **creation_options: Any) -> ImageCollection:
+    def transform(
+        self,
+        images: ImagesLike,
+        out_dir: str | os.PathLike | None = None,
+        *,
+        outputs: Sequence[str | os.PathLike] | None = None,
+        cog: bool = False,
+        working_dtype: str = "float32",
+        **creation_options: Any,
+    ) -> ImageCollection:
         """Write the corrected images; returns them as a new collection.
 
         Images that were not in the fit are first solved against the frozen model (their
@@ -217,8 +257,10 @@ class Mosaic(Estimator):
         check_is_fitted(self, "images_")
         collection = ImageCollection.coerce(images)
         if collection.count != self.n_bands_:
-            raise SpectralMatchError(f"{collection.images[0].path}: has {collection.count} bands, "
-                                     f"the model was fitted on {self.n_bands_}")
+            raise SpectralMatchError(
+                f"{collection.images[0].path}: has {collection.count} bands, "
+                f"the model was fitted on {self.n_bands_}"
+            )
         paths = resolve_outputs(collection, out_dir, outputs)
         known = {entry["name"] for entry in self.images_}
         new = [i for i, name in enumerate(collection.names) if name not in known]
@@ -232,21 +274,36 @@ class Mosaic(Estimator):
             def correct(values: np.ndarray, valid: np.ndarray, window: Window) -> np.ndarray:
                 return correct_any(image, window, values, valid)
 
-            return write_corrected(image, paths[index], correct, cog=cog,
-                                   window_size=self.window_size, working_dtype=working_dtype,
-                                   **creation_options)
+            return write_corrected(
+                image,
+                paths[index],
+                correct,
+                cog=cog,
+                window_size=self.window_size,
+                working_dtype=working_dtype,
+                **creation_options,
+            )
 
         written = run_tasks(write, range(len(collection)), self.threads, self.progress, "transform")
-        return ImageCollection([Image(path, name=name)
-                                for path, name in zip(written, collection.names, strict=True)])
+        return ImageCollection(
+            [Image(path, name=name) for path, name in zip(written, collection.names, strict=True)]
+        )
 
-    def fit_transform(self, images: ImagesLike, out_dir: str | os.PathLike | None = None,
-                      **kwargs: Any) -> ImageCollection:
+    def fit_transform(
+        self, images: ImagesLike, out_dir: str | os.PathLike | None = None, **kwargs: Any
+    ) -> ImageCollection:
         """``fit(images)`` then ``transform(images, out_dir, ...)``."""
         return self.fit(images).transform(images, out_dir, **kwargs)
 
-    def merge(self, images: ImagesLike, output: str | os.PathLike, *,
-              seamlines="least-cost", feather: float = 0, cog: bool = False) -> Path:
+    def merge(
+        self,
+        images: ImagesLike,
+        output: str | os.PathLike,
+        *,
+        seamlines="least-cost",
+        feather: float = 0,
+        cog: bool = False,
+    ) -> Path:
         """Merge images (e.g. the output of :meth:`transform`) into one raster.
 
         Parameters
@@ -267,8 +324,16 @@ class Mosaic(Estimator):
         builders = {"least-cost": Seamline.least_cost, "voronoi": Seamline.voronoi}
         if isinstance(seamlines, str) and seamlines in builders:
             seamlines = builders[seamlines](collection)
-        return Path(merge_rasters(collection, output, seamlines=seamlines, feather=feather,
-                                  window_size=self.window_size, save_as_cog=cog))
+        return Path(
+            merge_rasters(
+                collection,
+                output,
+                seamlines=seamlines,
+                feather=feather,
+                window_size=self.window_size,
+                save_as_cog=cog,
+            )
+        )
 
     # ---------------------------------------------------------------- persistence
 
@@ -277,10 +342,15 @@ class Mosaic(Estimator):
         check_is_fitted(self, "images_")
         fitting_only = ("steps", "progress", "pif", "pif_dir", "cache")
         params = {k: v for k, v in self.get_params().items() if k not in fitting_only}
-        return {"format": MODEL_FORMAT, "format_version": MODEL_VERSION,
-                "spectralmatch_version": __version__, "params": params,
-                "n_bands": self.n_bands_, "images": self.images_,
-                "steps": [step.to_dict() for step in self.steps_]}
+        return {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_VERSION,
+            "spectralmatch_version": __version__,
+            "params": params,
+            "n_bands": self.n_bands_,
+            "images": self.images_,
+            "steps": [step.to_dict() for step in self.steps_],
+        }
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fitted model to a human-readable JSON file (atomically).
@@ -325,8 +395,7 @@ class Mosaic(Estimator):
 def _compose(steps: list[Adjuster]):
     """One function applying ``steps`` in order to a window of any image."""
 
-    def correct(image: Image, window: Window, values: np.ndarray,
-                valid: np.ndarray) -> np.ndarray:
+    def correct(image: Image, window: Window, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
         for step in steps:
             values = step.transform_window(image, window, values, valid)
         return values
@@ -340,8 +409,7 @@ def _extract_arrays(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
         arrays[key] = value
         return {"array": key}
     if isinstance(value, dict):
-        return {k: _extract_arrays(v, f"{key}.{k}" if key else k, arrays)
-                for k, v in value.items()}
+        return {k: _extract_arrays(v, f"{key}.{k}" if key else k, arrays) for k, v in value.items()}
     if isinstance(value, list):
         return [_extract_arrays(v, f"{key}.{i}", arrays) for i, v in enumerate(value)]
     return value
@@ -358,8 +426,11 @@ def _restore_arrays(value: Any, arrays: dict[str, np.ndarray]) -> Any:
     return value
 
 
-def resolve_outputs(collection: ImageCollection, out_dir: str | os.PathLike | None = None,
-                    outputs: Sequence[str | os.PathLike] | None = None) -> list[Path]:
+def resolve_outputs(
+    collection: ImageCollection,
+    out_dir: str | os.PathLike | None = None,
+    outputs: Sequence[str | os.PathLike] | None = None,
+) -> list[Path]:
     """Output paths: given one per image, or the input file names in ``out_dir``.
 
     Creates the output folder; refuses paths that are inputs.

@@ -30,15 +30,17 @@ def target_resolution(collection: ImageCollection, resolution) -> tuple[float, f
     if isinstance(resolution, str):
         choose = {"highest": sizes.min, "lowest": sizes.max, "average": sizes.mean}
         if resolution not in choose:
-            raise SpectralMatchError(f"resolution must be 'highest', 'lowest', 'average' or "
-                                     f"(x, y), got {resolution!r}")
+            raise SpectralMatchError(
+                f"resolution must be 'highest', 'lowest', 'average' or (x, y), got {resolution!r}"
+            )
         return tuple(float(v) for v in choose[resolution](axis=0))
     x, y = resolution
     return float(x), float(y)
 
 
-def aligned_grid(image: Image, resolution: tuple[float, float], tap: bool,
-                 origin: tuple[float, float]) -> tuple[Affine, int, int]:
+def aligned_grid(
+    image: Image, resolution: tuple[float, float], tap: bool, origin: tuple[float, float]
+) -> tuple[Affine, int, int]:
     """Transform and size of ``image``'s extent on the target grid.
 
     With ``tap`` the grid's lines fall on multiples of the pixel size (GDAL's -tap);
@@ -56,10 +58,16 @@ def aligned_grid(image: Image, resolution: tuple[float, float], tap: bool,
     return Affine(x_size, 0.0, left, 0.0, -y_size, top), width, height
 
 
-def align_rasters(input_images: PathsLike, output_images: OutputsLike, *,
-                  resolution: str | tuple[float, float] = "highest", tap: bool = True,
-                  resampling: str = "nearest", window_size: int = DEFAULT_WINDOW_SIZE,
-                  save_as_cog: bool = False) -> list[str]:
+def align_rasters(
+    input_images: PathsLike,
+    output_images: OutputsLike,
+    *,
+    resolution: str | tuple[float, float] = "highest",
+    tap: bool = True,
+    resampling: str = "nearest",
+    window_size: int = DEFAULT_WINDOW_SIZE,
+    save_as_cog: bool = False,
+) -> list[str]:
     """Put every image on one pixel grid (same pixel size and aligned lines).
 
     Each output covers its input's extent on the common grid; values are resampled with
@@ -83,19 +91,33 @@ def align_rasters(input_images: PathsLike, output_images: OutputsLike, *,
     for image, path in zip(collection, paths, strict=True):
         transform, width, height = aligned_grid(image, size, tap, (left, top))
         profile = output_profile(image, width=width, height=height, transform=transform)
-        with image.open() as source, WarpedVRT(source, transform=transform, width=width,
-                                               height=height, resampling=method,
-                                               nodata=image.nodata) as warped:
-            pieces = ((window, warped.read(window=window), None)
-                      for window in split_window(Window(0, 0, width, height), window_size))
-            write_raster(path, profile, pieces, descriptions=image.descriptions,
-                         cog=save_as_cog)
+        with (
+            image.open() as source,
+            WarpedVRT(
+                source,
+                transform=transform,
+                width=width,
+                height=height,
+                resampling=method,
+                nodata=image.nodata,
+            ) as warped,
+        ):
+            pieces = (
+                (window, warped.read(window=window), None)
+                for window in split_window(Window(0, 0, width, height), window_size)
+            )
+            write_raster(path, profile, pieces, descriptions=image.descriptions, cog=save_as_cog)
     return [str(path) for path in paths]
 
 
-def mask_rasters(input_images: PathsLike, output_images: OutputsLike, *,
-                 vector_mask: tuple, window_size: int = DEFAULT_WINDOW_SIZE,
-                 save_as_cog: bool = False) -> list[str]:
+def mask_rasters(
+    input_images: PathsLike,
+    output_images: OutputsLike,
+    *,
+    vector_mask: tuple,
+    window_size: int = DEFAULT_WINDOW_SIZE,
+    save_as_cog: bool = False,
+) -> list[str]:
     """Set pixels outside (``"include"``) or inside (``"exclude"``) polygons to nodata.
 
     ``vector_mask`` is ``(mode, path)`` or ``(mode, path, field)``; with a field each
@@ -108,17 +130,30 @@ def mask_rasters(input_images: PathsLike, output_images: OutputsLike, *,
     paths = resolve_outputs(collection, **output_arguments(collection, output_images))
     for image, out in zip(collection, paths, strict=True):
         if image.nodata is None:
-            raise SpectralMatchError(f"{image.path}: has no nodata value to mark clipped "
-                                     "pixels with")
+            raise SpectralMatchError(
+                f"{image.path}: has no nodata value to mark clipped pixels with"
+            )
         with image.open() as dataset:
-            write_raster(out, output_profile(image), _clipped(image, dataset, mask, window_size),
-                         descriptions=image.descriptions, cog=save_as_cog)
+            write_raster(
+                out,
+                output_profile(image),
+                _clipped(image, dataset, mask, window_size),
+                descriptions=image.descriptions,
+                cog=save_as_cog,
+            )
     return [str(p) for p in paths]
 
 
-def merge_rasters(input_images: PathsLike, output_image_path: str | os.PathLike, *,
-                  seamlines=None, feather: float = 0, image_field: str = "image",
-                  window_size: int = DEFAULT_WINDOW_SIZE, save_as_cog: bool = False) -> str:
+def merge_rasters(
+    input_images: PathsLike,
+    output_image_path: str | os.PathLike,
+    *,
+    seamlines=None,
+    feather: float = 0,
+    image_field: str = "image",
+    window_size: int = DEFAULT_WINDOW_SIZE,
+    save_as_cog: bool = False,
+) -> str:
     """One raster over the union of the images (on one grid; see :func:`align_rasters`).
 
     Parameters
@@ -145,8 +180,10 @@ def merge_rasters(input_images: PathsLike, output_image_path: str | os.PathLike,
     first = collection.images[0]
     for image in collection:
         if not _same_grid(image.transform, first.transform):
-            raise SpectralMatchError(f"{image.path}: not on the grid of {first.path}; "
-                                     "align the images first (align_rasters)")
+            raise SpectralMatchError(
+                f"{image.path}: not on the grid of {first.path}; "
+                "align the images first (align_rasters)"
+            )
     left, bottom, right, top = collection.bounds
     transform = Affine(first.transform.a, 0.0, left, 0.0, first.transform.e, top)
     width = round((right - left) / first.transform.a)
@@ -157,8 +194,10 @@ def merge_rasters(input_images: PathsLike, output_image_path: str | os.PathLike,
     out = Path(output_image_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with blend:
-        pieces = ((window, blend.window(window), None)
-                  for window in split_window(Window(0, 0, width, height), window_size))
+        pieces = (
+            (window, blend.window(window), None)
+            for window in split_window(Window(0, 0, width, height), window_size)
+        )
         write_raster(out, profile, pieces, descriptions=first.descriptions, cog=save_as_cog)
     return str(output_image_path)
 
@@ -181,8 +220,9 @@ def _seamline_polygons(seamlines, field: str, collection: ImageCollection) -> di
         raise SpectralMatchError(f"{seamlines}: no field {field!r}")
     if layer.crs is not None and collection.crs is not None and layer.crs != collection.crs:
         layer = layer.to_crs(collection.crs)
-    return {str(name): geometry for name, geometry in zip(layer[field], layer.geometry,
-                                                          strict=True)}
+    return {
+        str(name): geometry for name, geometry in zip(layer[field], layer.geometry, strict=True)
+    }
 
 
 class _Blend:
@@ -210,8 +250,9 @@ class _Blend:
     def window(self, window: Window) -> np.ndarray:
         """The merged pixels of ``window`` of the output grid."""
         m = self.margin
-        expanded = Window(window.col_off - m, window.row_off - m, window.width + 2 * m,
-                          window.height + 2 * m)
+        expanded = Window(
+            window.col_off - m, window.row_off - m, window.width + 2 * m, window.height + 2 * m
+        )
         bounds = window_bounds(expanded, self.transform)
         shape = (int(expanded.height), int(expanded.width))
         total = np.zeros((self.count, *shape))
@@ -220,19 +261,25 @@ class _Blend:
         for image, dataset in zip(self.collection, self.datasets, strict=True):
             part = from_bounds(*bounds, transform=image.transform).round_offsets()
             part = part.round_lengths()
-            if part.col_off >= image.width or part.row_off >= image.height or \
-                    part.col_off + part.width <= 0 or part.row_off + part.height <= 0:
+            if (
+                part.col_off >= image.width
+                or part.row_off >= image.height
+                or part.col_off + part.width <= 0
+                or part.row_off + part.height <= 0
+            ):
                 continue
             data = dataset.read(window=part, boundless=True, fill_value=self.nodata)
             valid = image.valid_mask(data, dataset, part)
             np.copyto(first_valid, data, where=valid & np.isnan(first_valid))
             if self.polygons is not None:
-                weight = _seam_weights(self.polygons.get(image.name), bounds, shape,
-                                       self.feather)[None] * valid
+                weight = (
+                    _seam_weights(self.polygons.get(image.name), bounds, shape, self.feather)[None]
+                    * valid
+                )
                 total += weight * data
                 weights += weight
         merged = np.divide(total, weights, out=first_valid.copy(), where=weights > 0)
-        merged = merged[:, m:m + int(window.height), m:m + int(window.width)]
+        merged = merged[:, m : m + int(window.height), m : m + int(window.width)]
         valid = ~np.isnan(merged)
         if np.dtype(self.dtype).kind in "iu":
             np.rint(merged, out=merged)
@@ -247,15 +294,20 @@ def _seam_weights(polygon, bounds, shape: tuple[int, int], feather: float) -> np
 
     if polygon is None or polygon.is_empty:
         return np.zeros(shape)
-    inside = geometry_mask([polygon], out_shape=shape, invert=True,
-                           transform=transform_from_bounds(*bounds, shape[1], shape[0]))
+    inside = geometry_mask(
+        [polygon],
+        out_shape=shape,
+        invert=True,
+        transform=transform_from_bounds(*bounds, shape[1], shape[0]),
+    )
     if feather <= 0 or inside.all() or not inside.any():
         return inside.astype(float)
     from scipy.ndimage import distance_transform_edt
 
     # signed distance of pixel centres to the edge: +-0.5 next to it
-    signed = np.where(inside, distance_transform_edt(inside) - 0.5,
-                      0.5 - distance_transform_edt(~inside))
+    signed = np.where(
+        inside, distance_transform_edt(inside) - 0.5, 0.5 - distance_transform_edt(~inside)
+    )
     return np.clip(0.5 + signed / feather, 0.0, 1.0)
 
 
@@ -264,8 +316,9 @@ def _clipped(image: Image, dataset, mask: VectorMask, window_size: int):
     nodata = np.array(image.nodata).astype(image.dtype)
     for window in image.windows(window_size):
         values = dataset.read(window=window)
-        excluded = mask.excluded(image, values, window_bounds(window, image.transform),
-                                 values.shape[1:])
+        excluded = mask.excluded(
+            image, values, window_bounds(window, image.transform), values.shape[1:]
+        )
         values[:, excluded] = nodata
         yield window, values, None
 

@@ -83,14 +83,18 @@ class OverlapGraph:
         boxes = np.array([image.bounds for image in collection])
         edges = []
         for first in range(len(boxes)):
-            left = np.maximum(boxes[first, 0], boxes[first + 1:, 0])
-            bottom = np.maximum(boxes[first, 1], boxes[first + 1:, 1])
-            right = np.minimum(boxes[first, 2], boxes[first + 1:, 2])
-            top = np.minimum(boxes[first, 3], boxes[first + 1:, 3])
+            left = np.maximum(boxes[first, 0], boxes[first + 1 :, 0])
+            bottom = np.maximum(boxes[first, 1], boxes[first + 1 :, 1])
+            right = np.minimum(boxes[first, 2], boxes[first + 1 :, 2])
+            top = np.minimum(boxes[first, 3], boxes[first + 1 :, 3])
             for offset in np.flatnonzero((right > left) & (top > bottom)):
                 second = first + 1 + int(offset)
-                box = (float(left[offset]), float(bottom[offset]),
-                       float(right[offset]), float(top[offset]))
+                box = (
+                    float(left[offset]),
+                    float(bottom[offset]),
+                    float(right[offset]),
+                    float(top[offset]),
+                )
                 edges.append(OverlapEdge(first, second, box))
         return cls(len(boxes), edges)
 
@@ -172,11 +176,14 @@ class OverlapStatistics:
 
         def mapped_pair(pair: PairMoments) -> PairMoments:
             first, second = pair.edge.first, pair.edge.second
-            blocks = {grid: (mapped(a, first), mapped(b, second))
-                      for grid, (a, b) in pair.blocks.items()}
-            return PairMoments(pair.edge, mapped(pair.first, first), mapped(pair.second, second),
-                               blocks)
+            blocks = {
+                grid: (mapped(a, first), mapped(b, second)) for grid, (a, b) in pair.blocks.items()
+            }
+            return PairMoments(
+                pair.edge, mapped(pair.first, first), mapped(pair.second, second), blocks
+            )
 
         images = [mapped(moments, index) for index, moments in enumerate(self.images)]
-        return OverlapStatistics(self.names, images, [mapped_pair(p) for p in self.pairs],
-                                 self.reads)
+        return OverlapStatistics(
+            self.names, images, [mapped_pair(p) for p in self.pairs], self.reads
+        )

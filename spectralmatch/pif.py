@@ -99,8 +99,9 @@ class IRMAD(ChangeDetector):
         return result
 
 
-def irmad_no_change(x: np.ndarray, y: np.ndarray, iterations: int = 30,
-                    tolerance: float = 1e-5) -> np.ndarray:
+def irmad_no_change(
+    x: np.ndarray, y: np.ndarray, iterations: int = 30, tolerance: float = 1e-5
+) -> np.ndarray:
     """No-change probability of each observation (rows of ``x`` and ``y``, bands in
     columns) by IR-MAD.
 
@@ -147,8 +148,13 @@ def _mad_variates(x: np.ndarray, y: np.ndarray, weights: np.ndarray):
     return centred_x @ vectors_a - centred_y @ vectors_b, rho
 
 
-def select_pseudo_invariant(collection: ImageCollection, edges: list[OverlapEdge], correct,
-                            detector: ChangeDetector, folder: str | os.PathLike) -> Path:
+def select_pseudo_invariant(
+    collection: ImageCollection,
+    edges: list[OverlapEdge],
+    correct,
+    detector: ChangeDetector,
+    folder: str | os.PathLike,
+) -> Path:
     """Write ``folder/<image>.tif`` per image: 1 where the image changed, 0 elsewhere,
     at ``detector.decimation`` pixels per cell.
 
@@ -179,13 +185,17 @@ def select_pseudo_invariant(collection: ImageCollection, edges: list[OverlapEdge
         window = edge.window_in(first)
         if window is None:
             continue
-        factor = max(detector.decimation,
-                     math.ceil(math.sqrt(window.width * window.height / MAX_OVERLAP_PIXELS)))
+        factor = max(
+            detector.decimation,
+            math.ceil(math.sqrt(window.width * window.height / MAX_OVERLAP_PIXELS)),
+        )
         shape = (math.ceil(window.height / factor), math.ceil(window.width / factor))
         bounds = window_bounds(window, first.transform)
         values, valid = [], []
-        for image, image_window in ((first, window),
-                                    (second, from_bounds(*bounds, transform=second.transform))):
+        for image, image_window in (
+            (first, window),
+            (second, from_bounds(*bounds, transform=second.transform)),
+        ):
             corrected, usable = _read_corrected(image, image_window, bounds, shape, correct)
             values.append(corrected)
             valid.append(usable)
@@ -201,8 +211,9 @@ def select_pseudo_invariant(collection: ImageCollection, edges: list[OverlapEdge
 def _read_corrected(image: Image, window: Window, bounds, shape, correct):
     """Decimated (cell-averaged) values of ``window``, through ``correct``."""
     with image.open() as dataset:
-        values = dataset.read(window=window, out_shape=(image.count, *shape),
-                              resampling=Resampling.average)
+        values = dataset.read(
+            window=window, out_shape=(image.count, *shape), resampling=Resampling.average
+        )
         valid = image.included(values, image.valid_mask(values, dataset, window), bounds)
     values = values.astype(np.float64)
     if correct is not None:
@@ -225,8 +236,7 @@ class _MaskGrid:
 
         shape = (math.ceil(image.height / decimation), math.ceil(image.width / decimation))
         scale = Affine.scale(image.width / shape[1], image.height / shape[0])
-        return cls(np.zeros(shape, np.uint16), np.zeros(shape, np.uint16),
-                   image.transform @ scale)
+        return cls(np.zeros(shape, np.uint16), np.zeros(shape, np.uint16), image.transform @ scale)
 
     def mark(self, changed: np.ndarray, joint: np.ndarray, bounds, crs) -> None:
         """Count one overlap's verdict (grids spanning ``bounds``)."""
@@ -238,10 +248,15 @@ class _MaskGrid:
         from rasterio.warp import reproject
 
         placed = np.zeros(self.examined.shape, dtype=np.uint8)
-        reproject(cells.astype(np.uint8), placed,
-                  src_transform=transform_from_bounds(*bounds, cells.shape[1], cells.shape[0]),
-                  dst_transform=self.transform, src_crs=crs, dst_crs=crs,
-                  resampling=Resampling.nearest)
+        reproject(
+            cells.astype(np.uint8),
+            placed,
+            src_transform=transform_from_bounds(*bounds, cells.shape[1], cells.shape[0]),
+            dst_transform=self.transform,
+            src_crs=crs,
+            dst_crs=crs,
+            resampling=Resampling.nearest,
+        )
         return placed
 
     def write(self, path: Path, crs) -> None:
@@ -249,7 +264,16 @@ class _MaskGrid:
         import rasterio
 
         changed = (2 * self.flagged.astype(np.int32) > self.examined).astype(np.uint8)
-        with rasterio.open(path, "w", driver="GTiff", width=changed.shape[1],
-                           height=changed.shape[0], count=1, dtype="uint8", crs=crs,
-                           transform=self.transform, compress="deflate") as dataset:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=changed.shape[1],
+            height=changed.shape[0],
+            count=1,
+            dtype="uint8",
+            crs=crs,
+            transform=self.transform,
+            compress="deflate",
+        ) as dataset:
             dataset.write(changed, 1)

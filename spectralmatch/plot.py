@@ -13,8 +13,9 @@ from rasterio.enums import Resampling
 from .collection import ImageCollection
 
 
-def composite(images, bands: Sequence[int] = (0, 1, 2), max_size: int = 800
-              ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]:
+def composite(
+    images, bands: Sequence[int] = (0, 1, 2), max_size: int = 800
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]:
     """A decimated mosaic of a collection on its union extent (later images on top).
 
     Returns
@@ -34,10 +35,13 @@ def composite(images, bands: Sequence[int] = (0, 1, 2), max_size: int = 800
         rows = max(1, min(shape[0] - row0, round((b_top - b_bottom) / pixel)))
         cols = max(1, min(shape[1] - col0, round((b_right - b_left) / pixel)))
         with image.open() as dataset:
-            values = dataset.read([b + 1 for b in bands], out_shape=(len(bands), rows, cols),
-                                  resampling=Resampling.nearest)
+            values = dataset.read(
+                [b + 1 for b in bands],
+                out_shape=(len(bands), rows, cols),
+                resampling=Resampling.nearest,
+            )
             valid = image.valid_mask(values, dataset).all(axis=0)
-        target = canvas[row0:row0 + rows, col0:col0 + cols]
+        target = canvas[row0 : row0 + rows, col0 : col0 + cols]
         target[valid] = np.moveaxis(values, 0, -1)[valid]
     return canvas, ~np.isnan(canvas).any(axis=-1), (left, right, bottom, top)
 
@@ -49,8 +53,14 @@ def stretch_limits(values: np.ndarray, percentiles: tuple[float, float] = (2, 98
     return np.percentile(flat, percentiles, axis=0).T
 
 
-def plot_before_after(before, after, path: str | os.PathLike, bands: Sequence[int] = (0, 1, 2),
-                      titles: tuple[str, str] = ("Before", "After"), max_size: int = 800) -> Path:
+def plot_before_after(
+    before,
+    after,
+    path: str | os.PathLike,
+    bands: Sequence[int] = (0, 1, 2),
+    titles: tuple[str, str] = ("Before", "After"),
+    max_size: int = 800,
+) -> Path:
     """Side-by-side quick-looks of two collections with one common colour stretch.
 
     The stretch comes from ``after``, so differences between the images of ``before``

@@ -101,8 +101,9 @@ class Seamline:
         """A GeoDataFrame with one row per image: ``field`` (its name) and the polygon."""
         import geopandas
 
-        return geopandas.GeoDataFrame({field: list(self.polygons)},
-                                      geometry=list(self.polygons.values()), crs=self.crs)
+        return geopandas.GeoDataFrame(
+            {field: list(self.polygons)}, geometry=list(self.polygons.values()), crs=self.crs
+        )
 
     def to_file(self, path: str | os.PathLike, field: str = "image") -> Path:
         """Write the polygons (e.g. a GeoPackage) with ``field`` naming the image."""
@@ -140,9 +141,17 @@ class _CoarseGrid:
             with image.open() as dataset:
                 data = dataset.read().astype(np.float64)
                 data[~image.valid_mask(data, dataset)] = np.nan
-            reproject(data, values[k], src_transform=image.transform, src_crs=image.crs,
-                      dst_transform=self.transform, dst_crs=image.crs, src_nodata=np.nan,
-                      dst_nodata=np.nan, resampling=Resampling.average)
+            reproject(
+                data,
+                values[k],
+                src_transform=image.transform,
+                src_crs=image.crs,
+                dst_transform=self.transform,
+                dst_crs=image.crs,
+                src_nodata=np.nan,
+                dst_nodata=np.nan,
+                resampling=Resampling.average,
+            )
         return values, ~np.isnan(values).any(axis=1)
 
     def nearest_centre_labels(self, collection: ImageCollection, cover: np.ndarray):
@@ -167,9 +176,15 @@ class _CoarseGrid:
             from shapely.geometry import Polygon
 
             return Polygon()
-        return unary_union([shape(geometry) for geometry, value in
-                            shapes(cells.astype(np.uint8), mask=cells, transform=self.transform)
-                            if value])
+        return unary_union(
+            [
+                shape(geometry)
+                for geometry, value in shapes(
+                    cells.astype(np.uint8), mask=cells, transform=self.transform
+                )
+                if value
+            ]
+        )
 
 
 def _half_plane(own, other, reach: float):
@@ -178,23 +193,28 @@ def _half_plane(own, other, reach: float):
 
     dx, dy = other.x - own.x, other.y - own.y
     length = math.hypot(dx, dy) or 1.0
-    nx, ny = dx / length, dy / length              # towards ``other``
+    nx, ny = dx / length, dy / length  # towards ``other``
     mx, my = (own.x + other.x) / 2, (own.y + other.y) / 2
-    tx, ty = -ny * reach, nx * reach               # along the bisector
-    return Polygon([(mx + tx, my + ty), (mx - tx, my - ty),
-                    (mx - tx + nx * reach, my - ty + ny * reach),
-                    (mx + tx + nx * reach, my + ty + ny * reach)])
+    tx, ty = -ny * reach, nx * reach  # along the bisector
+    return Polygon(
+        [
+            (mx + tx, my + ty),
+            (mx - tx, my - ty),
+            (mx - tx + nx * reach, my - ty + ny * reach),
+            (mx + tx + nx * reach, my + ty + ny * reach),
+        ]
+    )
 
 
-def voronoi_center_seamline(input_images: PathsLike, output_mask: str | os.PathLike, *,
-                            image_field_name: str = "image") -> str:
+def voronoi_center_seamline(
+    input_images: PathsLike, output_mask: str | os.PathLike, *, image_field_name: str = "image"
+) -> str:
     """Write Voronoi-centre seamlines of the images as polygons (GeoPackage or any OGR
     format by extension), one feature per image with its name in ``image_field_name``."""
     return str(Seamline.voronoi(input_images).to_file(output_mask, image_field_name))
 
 
-def least_cost_labels(labels: np.ndarray, difference: np.ndarray, cover: np.ndarray
-                      ) -> np.ndarray:
+def least_cost_labels(labels: np.ndarray, difference: np.ndarray, cover: np.ndarray) -> np.ndarray:
     """Move the cut between every pair of neighbouring labels onto the cheapest path.
 
     Parameters
@@ -267,11 +287,12 @@ def _cheapest_cut(labels, shared, cost, first, second):
         rows.append(source[keep])
         cols.append(target[keep])
         weights.append(step * (1e-3 + (here + there) / 2))
-    graph = coo_matrix((np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
-                       shape=(len(cells), len(cells))).tocsr()
+    graph = coo_matrix(
+        (np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(len(cells), len(cells)),
+    ).tocsr()
     start, stop = index[tuple(ends[a])], index[tuple(ends[b])]
-    _, predecessors = dijkstra(graph, directed=False, indices=start,
-                               return_predecessors=True)
+    _, predecessors = dijkstra(graph, directed=False, indices=start, return_predecessors=True)
     if predecessors[stop] < 0 and stop != start:
         return None
     path = np.zeros(shared.shape, dtype=bool)

@@ -95,15 +95,21 @@ class Moments:
             if selected.size:
                 mean = selected.mean(dtype=np.float64)
                 deviation = selected - mean
-                moments[:, band] = (selected.size, mean, np.dot(deviation, deviation),
-                                    selected.min(), selected.max())
+                moments[:, band] = (
+                    selected.size,
+                    mean,
+                    np.dot(deviation, deviation),
+                    selected.min(),
+                    selected.max(),
+                )
             else:
                 moments[:, band] = 0.0, 0.0, 0.0, np.inf, -np.inf
         return cls(*moments)
 
     @classmethod
-    def from_blocks(cls, values: np.ndarray, valid: np.ndarray, row_starts: np.ndarray,
-                    col_starts: np.ndarray) -> Moments:
+    def from_blocks(
+        cls, values: np.ndarray, valid: np.ndarray, row_starts: np.ndarray, col_starts: np.ndarray
+    ) -> Moments:
         """Moments of each rectangular block of a window (no extremes).
 
         Parameters
@@ -143,8 +149,13 @@ class Moments:
         m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / safe
         if self.minimum is None or other.minimum is None:
             return Moments(count, mean, m2)
-        return Moments(count, mean, m2, np.minimum(self.minimum, other.minimum),
-                       np.maximum(self.maximum, other.maximum))
+        return Moments(
+            count,
+            mean,
+            m2,
+            np.minimum(self.minimum, other.minimum),
+            np.maximum(self.maximum, other.maximum),
+        )
 
     def total(self) -> Moments:
         """Merge along the last axis (e.g. all blocks of an image into whole-image moments)."""
@@ -176,14 +187,16 @@ class Moments:
     def to_dict(self) -> dict:
         """Plain lists, for JSON."""
         names = ("count", "mean", "m2", "minimum", "maximum")
-        return {name: getattr(self, name).tolist() for name in names
-                if getattr(self, name) is not None}
+        return {
+            name: getattr(self, name).tolist() for name in names if getattr(self, name) is not None
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> Moments:
         """Inverse of :meth:`to_dict`."""
-        return cls(data["count"], data["mean"], data["m2"], data.get("minimum"),
-                   data.get("maximum"))
+        return cls(
+            data["count"], data["mean"], data["m2"], data.get("minimum"), data.get("maximum")
+        )
 
     def merge_at(self, index: np.ndarray, other: Moments) -> None:
         """Merge ``other`` into positions ``index`` of the last axis, in place."""

@@ -34,8 +34,9 @@ def output_arguments(collection: ImageCollection, output_images: OutputsLike) ->
     return {"outputs": list(output_images)}
 
 
-def model_references(specify_model_images: tuple[str, Sequence[str]] | None,
-                     names: list[str]) -> list[str] | None:
+def model_references(
+    specify_model_images: tuple[str, Sequence[str]] | None, names: list[str]
+) -> list[str] | None:
     """Reference names from ``("include" | "exclude", names)``."""
     if specify_model_images is None:
         return None
@@ -45,8 +46,9 @@ def model_references(specify_model_images: tuple[str, Sequence[str]] | None,
         return listed
     if mode == "exclude":
         return [name for name in names if name not in listed]
-    raise SpectralMatchError(f"specify_model_images mode must be 'include' or 'exclude', "
-                             f"got {mode!r}")
+    raise SpectralMatchError(
+        f"specify_model_images mode must be 'include' or 'exclude', got {mode!r}"
+    )
 
 
 def global_regression(
@@ -101,11 +103,16 @@ def global_regression(
     collection = ImageCollection.coerce(input_images)
     if reference_images is None:
         reference_images = model_references(specify_model_images, collection.names)
-    step = GlobalModel(reference=reference_images, weight_by_overlap=weight_by_overlap,
-                       mean_weight=custom_mean_factor, std_weight=custom_std_factor,
-                       robust=robust)
-    return _fit_transform(step, collection, output_images, window_size, threads, save_as_cog,
-                          save_model, progress)
+    step = GlobalModel(
+        reference=reference_images,
+        weight_by_overlap=weight_by_overlap,
+        mean_weight=custom_mean_factor,
+        std_weight=custom_std_factor,
+        robust=robust,
+    )
+    return _fit_transform(
+        step, collection, output_images, window_size, threads, save_as_cog, save_model, progress
+    )
 
 
 def local_block_adjustment(
@@ -157,18 +164,25 @@ def local_block_adjustment(
     4
     """
     collection = ImageCollection.coerce(input_images)
-    step = BlockMap(block_size=block_size, n_blocks=number_of_blocks,
-                    correction=correction_method, min_pixels=min_pixels, smoothing=smoothing,
-                    reference=reference_images)
-    written = _fit_transform(step, collection, output_images, window_size, threads,
-                             save_as_cog, save_model, progress)
+    step = BlockMap(
+        block_size=block_size,
+        n_blocks=number_of_blocks,
+        correction=correction_method,
+        min_pixels=min_pixels,
+        smoothing=smoothing,
+        reference=reference_images,
+    )
+    written = _fit_transform(
+        step, collection, output_images, window_size, threads, save_as_cog, save_model, progress
+    )
     if save_block_maps is not None:
         step.to_rasters(save_block_maps)
     return written
 
 
-def _fit_transform(step, collection, output_images, window_size, threads, cog, save_model,
-                   progress) -> list[str]:
+def _fit_transform(
+    step, collection, output_images, window_size, threads, cog, save_model, progress
+) -> list[str]:
     model = Mosaic([step], window_size=window_size, threads=threads, progress=progress)
     model.fit(collection)
     if save_model is not None:

@@ -26,6 +26,7 @@ SAMPLE_TILES = [f"tile_{i:02d}" for i in range(4)]
 CRS = "EPSG:32621"
 BAND_NAMES = ("B4 red", "B3 green", "B2 blue")
 
+
 @pytest.fixture(autouse=True, scope="session")
 def private_statistics_cache(tmp_path_factory):
     """The command line caches statistics by default: keep that cache inside the test run."""
@@ -45,29 +46,38 @@ TRUTH_SIZE = 200
 
 #: Per tile and band: the distortion applied by ``make_tiles`` by default. Tile 0 is
 #: undistorted so it can serve as the reference.
-GAINS = np.array([
-    [1.00, 1.00, 1.00],
-    [0.82, 1.18, 0.90],
-    [1.22, 0.86, 1.10],
-    [0.91, 1.07, 1.24],
-])
-OFFSETS = np.array([
-    [0.0, 0.0, 0.0],
-    [150.0, -180.0, 260.0],
-    [-120.0, 240.0, -60.0],
-    [280.0, -90.0, 40.0],
-])
+GAINS = np.array(
+    [
+        [1.00, 1.00, 1.00],
+        [0.82, 1.18, 0.90],
+        [1.22, 0.86, 1.10],
+        [0.91, 1.07, 1.24],
+    ]
+)
+OFFSETS = np.array(
+    [
+        [0.0, 0.0, 0.0],
+        [150.0, -180.0, 260.0],
+        [-120.0, 240.0, -60.0],
+        [280.0, -90.0, 40.0],
+    ]
+)
 #: 2 x 2 layout of 120 px tiles over the 200 px truth: 40 px overlaps between neighbours
 #: (and a 40 x 40 px corner shared by the diagonal pairs).
-LAYOUT = [Window(0, 0, 120, 120), Window(80, 0, 120, 120),
-          Window(0, 80, 120, 120), Window(80, 80, 120, 120)]
+LAYOUT = [
+    Window(0, 0, 120, 120),
+    Window(80, 0, 120, 120),
+    Window(0, 80, 120, 120),
+    Window(80, 80, 120, 120),
+]
 
 
 # ---------------------------------------------------------------------- plain helpers
 
 
-def write_raster(path, array, *, transform=None, crs=CRS, nodata=None, dtype=None,
-                 descriptions=None, **profile) -> Path:
+def write_raster(
+    path, array, *, transform=None, crs=CRS, nodata=None, dtype=None, descriptions=None, **profile
+) -> Path:
     """Write ``array`` ((bands,) rows, cols) to a GeoTIFF and return its path.
 
     The data is cast to ``dtype`` (default: the array's dtype) as is; rounding is the
@@ -81,9 +91,16 @@ def write_raster(path, array, *, transform=None, crs=CRS, nodata=None, dtype=Non
     dtype = np.dtype(dtype or data.dtype)
     if transform is None:
         transform = Affine(30.0, 0.0, 700000.0, 0.0, -30.0, -2800000.0)
-    options = {"driver": "GTiff", "dtype": dtype.name, "count": data.shape[0],
-               "height": data.shape[1], "width": data.shape[2], "crs": crs,
-               "transform": transform, "nodata": nodata}
+    options = {
+        "driver": "GTiff",
+        "dtype": dtype.name,
+        "count": data.shape[0],
+        "height": data.shape[1],
+        "width": data.shape[2],
+        "crs": crs,
+        "transform": transform,
+        "nodata": nodata,
+    }
     options.update(profile)
     with rasterio.open(path, "w", **options) as dataset:
         dataset.write(data.astype(dtype))
@@ -117,8 +134,11 @@ def file_digest(path) -> str:
 def folder_listing(folder) -> list[str]:
     """Every entry under ``folder`` (recursively, hidden ones included), sorted."""
     folder = Path(folder)
-    return sorted(os.path.relpath(os.path.join(root, name), folder)
-                  for root, dirs, files in os.walk(folder) for name in dirs + files)
+    return sorted(
+        os.path.relpath(os.path.join(root, name), folder)
+        for root, dirs, files in os.walk(folder)
+        for name in dirs + files
+    )
 
 
 def cast_to_dtype(values: np.ndarray, valid: np.ndarray, dtype, nodata) -> np.ndarray:
@@ -193,10 +213,22 @@ def corner_mask(height: int, width: int, corner: str, size: int = 25) -> np.ndar
     return rows + cols < size
 
 
-def make_tiles(folder, truth: Truth, *, gains=GAINS, offsets=OFFSETS, windows=LAYOUT,
-               noise_sd: float = 2.0, seed: int = 0, dtype: str = "uint16", nodata=0,
-               names=None, cut_corners: bool = True, grid_offset=(0.0, 0.0),
-               fields=None) -> TileSet:
+def make_tiles(
+    folder,
+    truth: Truth,
+    *,
+    gains=GAINS,
+    offsets=OFFSETS,
+    windows=LAYOUT,
+    noise_sd: float = 2.0,
+    seed: int = 0,
+    dtype: str = "uint16",
+    nodata=0,
+    names=None,
+    cut_corners: bool = True,
+    grid_offset=(0.0, 0.0),
+    fields=None,
+) -> TileSet:
     """Cut ``windows`` out of ``truth``, apply ``gain * truth + offset + noise`` per band.
 
     Integer results are rounded and clipped to the dtype; a valid pixel never holds the
@@ -219,25 +251,41 @@ def make_tiles(folder, truth: Truth, *, gains=GAINS, offsets=OFFSETS, windows=LA
         clean = truth.data[:, rows, cols]
         if fields is not None:
             clean = clean * np.asarray(fields[index], dtype=np.float64)[None]
-        values = (gains[index][:, None, None] * clean + offsets[index][:, None, None]
-                  + rng.normal(0.0, noise_sd, size=clean.shape))
+        values = (
+            gains[index][:, None, None] * clean
+            + offsets[index][:, None, None]
+            + rng.normal(0.0, noise_sd, size=clean.shape)
+        )
         valid = np.ones(clean.shape, dtype=bool)
         if cut_corners:
-            corner = ("n" if window.row_off + window.height / 2 < centre_row else "s") + \
-                     ("w" if window.col_off + window.width / 2 < centre_col else "e")
+            corner = ("n" if window.row_off + window.height / 2 < centre_row else "s") + (
+                "w" if window.col_off + window.width / 2 < centre_col else "e"
+            )
             valid &= ~corner_mask(window.height, window.width, corner)[None]
         data = cast_to_dtype(values, valid, dtype, nodata)
         transform = Affine.translation(*grid_offset) @ window_transform(window, truth.transform)
-        paths.append(write_raster(folder / f"{names[index]}.tif", data, transform=transform,
-                                  crs=truth.crs, nodata=nodata, dtype=dtype,
-                                  descriptions=BAND_NAMES[: data.shape[0]]))
+        paths.append(
+            write_raster(
+                folder / f"{names[index]}.tif",
+                data,
+                transform=transform,
+                crs=truth.crs,
+                nodata=nodata,
+                dtype=dtype,
+                descriptions=BAND_NAMES[: data.shape[0]],
+            )
+        )
     return TileSet(folder, paths, truth, list(windows), gains, offsets, dtype, nodata)
 
 
 #: 2 x 2 layout of 125 px tiles over the 200 px truth: 50 px (40 %) overlaps between
 #: neighbours, a 50 x 50 px corner shared by all four.
-FIELD_LAYOUT = [Window(0, 0, 125, 125), Window(75, 0, 125, 125),
-                Window(0, 75, 125, 125), Window(75, 75, 125, 125)]
+FIELD_LAYOUT = [
+    Window(0, 0, 125, 125),
+    Window(75, 0, 125, 125),
+    Window(0, 75, 125, 125),
+    Window(75, 75, 125, 125),
+]
 #: Direction (degrees, clockwise from east) of each tile's brightness gradient.
 FIELD_ANGLES = (20.0, 110.0, 200.0, 290.0)
 
@@ -246,15 +294,17 @@ def plane(height: int, width: int, angle: float) -> np.ndarray:
     """A linear ramp over a (height, width) tile: -1 .. 1 along ``angle`` (degrees)."""
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
     theta = np.deg2rad(angle)
-    ramp = (np.cos(theta) * (cols - (width - 1) / 2) + np.sin(theta) * (rows - (height - 1) / 2))
+    ramp = np.cos(theta) * (cols - (width - 1) / 2) + np.sin(theta) * (rows - (height - 1) / 2)
     return ramp / np.abs(ramp).max()
 
 
 def smooth_fields(windows, amplitudes, angles=FIELD_ANGLES) -> list[np.ndarray]:
     """``1 + a * plane`` per tile: a multiplicative brightness gradient of +- ``a``."""
     amplitudes = np.broadcast_to(np.asarray(amplitudes, dtype=np.float64), (len(windows),))
-    return [1.0 + amplitude * plane(window.height, window.width, angle)
-            for window, amplitude, angle in zip(windows, amplitudes, angles, strict=False)]
+    return [
+        1.0 + amplitude * plane(window.height, window.width, angle)
+        for window, amplitude, angle in zip(windows, amplitudes, angles, strict=False)
+    ]
 
 
 def on_truth_grid(tiles: TileSet, paths) -> list[np.ndarray]:
@@ -292,8 +342,7 @@ def affine_rmse(tiles: TileSet, paths) -> float:
     squares, count = 0.0, 0
     for band in range(tiles.truth.data.shape[0]):
         x = np.concatenate([canvas[band][np.isfinite(canvas[band])] for canvas in placed])
-        y = np.concatenate([tiles.truth.data[band][np.isfinite(canvas[band])]
-                            for canvas in placed])
+        y = np.concatenate([tiles.truth.data[band][np.isfinite(canvas[band])] for canvas in placed])
         design = np.stack([x, np.ones_like(x)], axis=1)
         residual = design @ np.linalg.lstsq(design, y, rcond=None)[0] - y
         squares, count = squares + float(residual @ residual), count + residual.size
@@ -315,8 +364,9 @@ def rmse(a: np.ndarray, b: np.ndarray) -> float:
 
 def pytest_configure(config):
     # affine 2.4 deprecates ``transform * (x, y)``, which rasterio itself still uses
-    config.addinivalue_line("filterwarnings",
-                            "ignore:Use `@` matmul instead of `\\*` mul:PendingDeprecationWarning")
+    config.addinivalue_line(
+        "filterwarnings", "ignore:Use `@` matmul instead of `\\*` mul:PendingDeprecationWarning"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -394,18 +444,22 @@ def write_polygons(path, geometries, crs=CRS, **columns) -> Path:
 
 #: Per date and band of a time series: the distortion of ``make_series`` (date 0 is the
 #: undistorted reference).
-SERIES_GAINS = np.array([
-    [1.00, 1.00, 1.00],
-    [0.85, 1.15, 0.92],
-    [1.18, 0.88, 1.08],
-    [0.93, 1.06, 1.20],
-])
-SERIES_OFFSETS = np.array([
-    [0.0, 0.0, 0.0],
-    [140.0, -170.0, 240.0],
-    [-110.0, 220.0, -70.0],
-    [260.0, -80.0, 50.0],
-])
+SERIES_GAINS = np.array(
+    [
+        [1.00, 1.00, 1.00],
+        [0.85, 1.15, 0.92],
+        [1.18, 0.88, 1.08],
+        [0.93, 1.06, 1.20],
+    ]
+)
+SERIES_OFFSETS = np.array(
+    [
+        [0.0, 0.0, 0.0],
+        [140.0, -170.0, 240.0],
+        [-110.0, 220.0, -70.0],
+        [260.0, -80.0, 50.0],
+    ]
+)
 #: Per date: rectangles (row start, row stop, col start, col stop) of the 200 px truth
 #: where the land cover changed, 5-6 % of the area each, disjoint, on a 4 px grid. The
 #: first of each date becomes a bright, flat "cloud", the second another place's texture.
@@ -418,8 +472,16 @@ SERIES_CHANGES = {
 BRIGHT = np.array([12500.0, 13500.0, 12000.0])
 
 
-def make_series(folder, truth: Truth, *, gains=SERIES_GAINS, offsets=SERIES_OFFSETS,
-                changes=SERIES_CHANGES, noise_sd: float = 2.0, seed: int = 0) -> TileSet:
+def make_series(
+    folder,
+    truth: Truth,
+    *,
+    gains=SERIES_GAINS,
+    offsets=SERIES_OFFSETS,
+    changes=SERIES_CHANGES,
+    noise_sd: float = 2.0,
+    seed: int = 0,
+) -> TileSet:
     """A time series of ``len(gains)`` uint16 dates (``date_<k>.tif``, nodata 0) of one
     footprint: the truth with real change inside the ``changes`` rectangles, seen with a
     known ``gain * truth + offset + noise`` per date and band.
@@ -440,19 +502,38 @@ def make_series(folder, truth: Truth, *, gains=SERIES_GAINS, offsets=SERIES_OFFS
                 scene[:, r0:r1, c0:c1] = BRIGHT[:, None, None]
             else:  # another place's texture, turned by 90 degrees
                 rows, cols = r1 - r0, c1 - c0
-                source = np.rot90(truth.data[:, size - cols:, :rows], axes=(1, 2))
+                source = np.rot90(truth.data[:, size - cols :, :rows], axes=(1, 2))
                 scene[:, r0:r1, c0:c1] = source
-        values = (gains[date][:, None, None] * scene + offsets[date][:, None, None]
-                  + rng.normal(0.0, noise_sd, size=scene.shape))
+        values = (
+            gains[date][:, None, None] * scene
+            + offsets[date][:, None, None]
+            + rng.normal(0.0, noise_sd, size=scene.shape)
+        )
         data = cast_to_dtype(values, np.ones(scene.shape, dtype=bool), "uint16", 0)
-        paths.append(write_raster(folder / f"date_{date}.tif", data, transform=truth.transform,
-                                  crs=truth.crs, nodata=0, dtype="uint16",
-                                  descriptions=BAND_NAMES))
+        paths.append(
+            write_raster(
+                folder / f"date_{date}.tif",
+                data,
+                transform=truth.transform,
+                crs=truth.crs,
+                nodata=0,
+                dtype="uint16",
+                descriptions=BAND_NAMES,
+            )
+        )
         scenes.append(scene)
     window = Window(0, 0, size, size)
-    return TileSet(folder, paths, truth, [window] * len(gains), gains, offsets, "uint16", 0,
-                   extra={"changes": {k: list(v) for k, v in changes.items()},
-                          "scene": scenes})
+    return TileSet(
+        folder,
+        paths,
+        truth,
+        [window] * len(gains),
+        gains,
+        offsets,
+        "uint16",
+        0,
+        extra={"changes": {k: list(v) for k, v in changes.items()}, "scene": scenes},
+    )
 
 
 def rectangles_mask(rectangles, shape) -> np.ndarray:

@@ -54,8 +54,14 @@ def field_tiles(folder, truth, *, amplitude=0.08, gains=FIELD_GAINS, offsets=0.0
     kwargs.setdefault("noise_sd", 1.0)
     kwargs.setdefault("cut_corners", False)
     offsets = np.broadcast_to(np.asarray(offsets, dtype=float), (n, 3))
-    return make_tiles(folder, truth, gains=gains[:n], offsets=offsets,
-                      fields=smooth_fields(kwargs["windows"], amplitude), **kwargs)
+    return make_tiles(
+        folder,
+        truth,
+        gains=gains[:n],
+        offsets=offsets,
+        fields=smooth_fields(kwargs["windows"], amplitude),
+        **kwargs,
+    )
 
 
 def output_paths(collection):
@@ -83,16 +89,18 @@ def test_smooth_fields_are_removed(field_set, correction):
     tiles, global_paths, folder = field_set
     model = Mosaic([GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2)
     outputs = output_paths(model.fit_transform(tiles.paths, folder / correction))
-    before, global_only, after = (seam_error(tiles, paths)
-                                  for paths in (tiles.paths, global_paths, outputs))
+    before, global_only, after = (
+        seam_error(tiles, paths) for paths in (tiles.paths, global_paths, outputs)
+    )
     # 8 % gradients on ~6000-7500 DN: hundreds of DN along the seams
     assert before > 500 and global_only > 150
     assert after < 0.5 * global_only
     assert after < 0.1 * before
     # no relative method can know the common part of the fields: it is in the RMSE to the
     # truth after the best affine map, which still must beat the global model's
-    rmse_before, rmse_global, rmse_after = (affine_rmse(tiles, paths)
-                                            for paths in (tiles.paths, global_paths, outputs))
+    rmse_before, rmse_global, rmse_after = (
+        affine_rmse(tiles, paths) for paths in (tiles.paths, global_paths, outputs)
+    )
     assert rmse_after < 0.9 * rmse_global < 0.9 * rmse_before
 
     step = model.steps[1]
@@ -140,14 +148,22 @@ def test_block_values_and_corrections_follow_the_formulas(tmp_path, truth, corre
     """
     shifted = type(truth)(truth.data - 5500.0, truth.transform)
     windows = FIELD_LAYOUT[:2]
-    tiles = make_tiles(tmp_path / "in", shifted, gains=FIELD_GAINS[:2],
-                       offsets=np.array([[0.0] * 3, [40.0, -30.0, 20.0]]), windows=windows,
-                       fields=smooth_fields(windows, 0.05), noise_sd=1.0, dtype="float64",
-                       nodata=float("nan"))
+    tiles = make_tiles(
+        tmp_path / "in",
+        shifted,
+        gains=FIELD_GAINS[:2],
+        offsets=np.array([[0.0] * 3, [40.0, -30.0, 20.0]]),
+        windows=windows,
+        fields=smooth_fields(windows, 0.05),
+        noise_sd=1.0,
+        dtype="float64",
+        nodata=float("nan"),
+    )
     step = BlockMap(block_size=15, correction=correction)
     model = Mosaic([step], threads=2)
-    outputs = output_paths(model.fit_transform(tiles.paths, tmp_path / "out",
-                                               working_dtype="float64"))
+    outputs = output_paths(
+        model.fit_transform(tiles.paths, tmp_path / "out", working_dtype="float64")
+    )
     grid = step.grid_
     assert (grid.rows, grid.cols) == (9, 14) and grid.block_width == 450.0  # 125 x 200 px
     data = [tiles.data_of(0), tiles.data_of(1)]
@@ -174,14 +190,19 @@ def test_block_values_and_corrections_follow_the_formulas(tmp_path, truth, corre
                 a = placed[0][band, rows, cols][inside]
                 b = placed[1][band, rows, cols][inside]
                 # equal counts: each image moves half way, means and log-spreads
-                np.testing.assert_allclose(step.local_means_[:, band, row, col],
-                                           [a.mean(), b.mean()], rtol=1e-12)
-                np.testing.assert_allclose(step.shifts_[:, band, row, col],
-                                           [(b.mean() - a.mean()) / 2,
-                                            (a.mean() - b.mean()) / 2], rtol=1e-9, atol=1e-9)
+                np.testing.assert_allclose(
+                    step.local_means_[:, band, row, col], [a.mean(), b.mean()], rtol=1e-12
+                )
+                np.testing.assert_allclose(
+                    step.shifts_[:, band, row, col],
+                    [(b.mean() - a.mean()) / 2, (a.mean() - b.mean()) / 2],
+                    rtol=1e-9,
+                    atol=1e-9,
+                )
                 ratio = np.sqrt(b.std() / a.std())
-                np.testing.assert_allclose(step.spread_factors_[:, band, row, col],
-                                           [ratio, 1 / ratio], rtol=1e-9)
+                np.testing.assert_allclose(
+                    step.spread_factors_[:, band, row, col], [ratio, 1 / ratio], rtol=1e-9
+                )
                 checked += 1
     # 8 rows x 3 columns of full blocks in the 50 px overlap (the partial ones: < 100 px)
     assert checked == 8 * 3 * 3
@@ -198,10 +219,14 @@ def test_block_values_and_corrections_follow_the_formulas(tmp_path, truth, corre
         block_cols = (window.col_off + centre_cols) // 15
         take = np.ix_(range(3), centre_rows, centre_cols)
         blocks = np.ix_([index], range(3), block_rows, block_cols)
-        values = [step.local_means_[blocks][0], step.shifts_[blocks][0],
-                  step.spread_factors_[blocks][0]]
-        expected = _expected_correction(correction, x[take], *values,
-                                        step.pivot_[:, None, None], step.range_[:, None, None])
+        values = [
+            step.local_means_[blocks][0],
+            step.shifts_[blocks][0],
+            step.spread_factors_[blocks][0],
+        ]
+        expected = _expected_correction(
+            correction, x[take], *values, step.pivot_[:, None, None], step.range_[:, None, None]
+        )
         np.testing.assert_allclose(output[take], expected, rtol=1e-9, atol=1e-6)
         assert np.nanmax(np.abs(output[take] - x[take])) > 50
 
@@ -214,8 +239,9 @@ def test_block_values_and_corrections_follow_the_formulas(tmp_path, truth, corre
 def test_consistent_collection_is_left_unchanged(tmp_path, truth, correction, kind):
     if kind == "constant":  # flat in the strict sense: one value everywhere
         truth = type(truth)(np.full_like(truth.data, 5000.0), truth.transform)
-    tiles = make_tiles(tmp_path / "in", truth, gains=np.ones((4, 3)), offsets=np.zeros((4, 3)),
-                       noise_sd=0.0)
+    tiles = make_tiles(
+        tmp_path / "in", truth, gains=np.ones((4, 3)), offsets=np.zeros((4, 3)), noise_sd=0.0
+    )
     model = Mosaic([BlockMap(block_size=16, correction=correction)], threads=2)
     outputs = model.fit_transform(tiles.paths, tmp_path / "out")
     step = model.steps[0]
@@ -234,11 +260,17 @@ def test_an_image_that_overlaps_nothing_is_left_unchanged(tmp_path, truth, corre
     # a third tile of the truth, 10 px east of the others: in the grid, in no overlap
     with rasterio.open(tiles.paths[1]) as dataset:
         transform = dataset.transform @ Affine.translation(135, 0)
-    alone = write_raster(tmp_path / "in" / "alone.tif", np.rint(truth.data[:, :125, :125] * 1.2),
-                         transform=transform, nodata=0, dtype="uint16")
+    alone = write_raster(
+        tmp_path / "in" / "alone.tif",
+        np.rint(truth.data[:, :125, :125] * 1.2),
+        transform=transform,
+        nodata=0,
+        dtype="uint16",
+    )
     step = BlockMap(block_size=16, correction=correction)
-    outputs = output_paths(Mosaic([step], threads=2).fit_transform([*tiles.paths, alone],
-                                                                   tmp_path / "out"))
+    outputs = output_paths(
+        Mosaic([step], threads=2).fit_transform([*tiles.paths, alone], tmp_path / "out")
+    )
     assert step.images_[2] == "alone" and (step.counts_[2] == 0).all()
     assert (step.shifts_[2] == 0).all() and (step.spread_factors_[2] == 1).all()
     assert np.abs(step.shifts_[:2]).max() > 50
@@ -251,12 +283,17 @@ def test_an_image_that_overlaps_nothing_is_left_unchanged(tmp_path, truth, corre
 
 def test_reference_image_is_bit_identical_and_the_others_follow(tmp_path, truth):
     tiles = field_tiles(tmp_path / "in", truth, amplitude=[0.0, 0.08, 0.08, 0.08])
-    steps = [GlobalModel(reference=["tile_0"]),
-             BlockMap(block_size=16, correction="offset", reference=["tile_0"])]
+    steps = [
+        GlobalModel(reference=["tile_0"]),
+        BlockMap(block_size=16, correction="offset", reference=["tile_0"]),
+    ]
     model = Mosaic(steps, threads=2)
     outputs = output_paths(model.fit_transform(tiles.paths, tmp_path / "out"))
-    global_only = output_paths(Mosaic([GlobalModel(reference=["tile_0"])], threads=2)
-                               .fit_transform(tiles.paths, tmp_path / "g"))
+    global_only = output_paths(
+        Mosaic([GlobalModel(reference=["tile_0"])], threads=2).fit_transform(
+            tiles.paths, tmp_path / "g"
+        )
+    )
     assert np.array_equal(read_raster(outputs[0]), tiles.data_of(0))
     step = model.steps[1]
     assert step.reference_ == ["tile_0"]
@@ -300,8 +337,7 @@ def test_save_load_round_trip_and_sidecar(tmp_path, truth):
 
     loaded = Mosaic.load(path)
     for name in ("shifts_", "local_means_", "spread_factors_", "counts_", "pivot_", "range_"):
-        np.testing.assert_array_equal(getattr(loaded.steps[1], name),
-                                      getattr(model.steps[1], name))
+        np.testing.assert_array_equal(getattr(loaded.steps[1], name), getattr(model.steps[1], name))
     assert loaded.steps[1].grid_ == model.steps[1].grid_
     second = loaded.transform(tiles.paths, tmp_path / "second")
     for a, b in zip(first, second, strict=True):
@@ -313,8 +349,9 @@ def test_to_rasters_writes_the_block_surfaces(tmp_path, truth):
     step = BlockMap(block_size=48, correction="wallis")
     Mosaic([step], threads=2).fit(tiles.paths)
     written = step.to_rasters(tmp_path / "maps")
-    expected = sorted(f"{name}_{kind}.tif" for name in tiles.names
-                      for kind in ("local", "reference"))
+    expected = sorted(
+        f"{name}_{kind}.tif" for name in tiles.names for kind in ("local", "reference")
+    )
     assert folder_listing(tmp_path / "maps") == expected
     assert sorted(p.name for p in written) == expected
     grid = step.grid_
@@ -322,8 +359,10 @@ def test_to_rasters_writes_the_block_surfaces(tmp_path, truth):
     with rasterio.open(tiles.paths[0]) as source:
         crs = source.crs
     for index, name in enumerate(tiles.names):
-        for kind, surface in (("local", step.local_means_[index]),
-                              ("reference", step.local_means_[index] + step.shifts_[index])):
+        for kind, surface in (
+            ("local", step.local_means_[index]),
+            ("reference", step.local_means_[index] + step.shifts_[index]),
+        ):
             with rasterio.open(tmp_path / "maps" / f"{name}_{kind}.tif") as dataset:
                 assert dataset.transform == grid.transform
                 assert dataset.transform == from_origin(grid.left, grid.top, 48 * 30.0, 48 * 30.0)
@@ -342,8 +381,9 @@ def test_to_rasters_writes_the_block_surfaces(tmp_path, truth):
 def _rewrite(tiles, index, data):
     with rasterio.open(tiles.paths[index]) as dataset:
         transform = dataset.transform
-    write_raster(tiles.paths[index], data, transform=transform, nodata=tiles.nodata,
-                 dtype=tiles.dtype)
+    write_raster(
+        tiles.paths[index], data, transform=transform, nodata=tiles.nodata, dtype=tiles.dtype
+    )
 
 
 def overlap_counts(tiles, index, block, min_pixels):
@@ -397,8 +437,9 @@ def test_rotated_footprints_and_a_hole_keep_their_masks(tmp_path, truth, correct
     assert (step.counts_[1][:, 3:5, 5:7] == 0).all()
     # and every image's overlap pixels per block are those counted with numpy
     for index in range(4):
-        np.testing.assert_array_equal(step.counts_[index],
-                                      overlap_counts(tiles, index, 16, step.min_pixels))
+        np.testing.assert_array_equal(
+            step.counts_[index], overlap_counts(tiles, index, 16, step.min_pixels)
+        )
     assert np.isfinite(step.shifts_).all() and np.isfinite(step.spread_factors_).all()
     assert seam_error(tiles, outputs) < 0.2 * seam_error(tiles, tiles.paths)
 
@@ -406,11 +447,18 @@ def test_rotated_footprints_and_a_hole_keep_their_masks(tmp_path, truth, correct
 def test_partial_edge_blocks_and_a_single_block(tmp_path, truth):
     # pure offsets: one block (a constant shift per image) is all that is needed
     offsets = np.array([[0, 0, 0], [150, -80, 60], [-120, 90, 30], [70, 40, -100]], float)
-    tiles = make_tiles(tmp_path / "in", truth, gains=np.ones((4, 3)), offsets=offsets,
-                       windows=FIELD_LAYOUT, noise_sd=1.0)
+    tiles = make_tiles(
+        tmp_path / "in",
+        truth,
+        gains=np.ones((4, 3)),
+        offsets=offsets,
+        windows=FIELD_LAYOUT,
+        noise_sd=1.0,
+    )
     single = BlockMap(block_size=512, correction="offset")
-    outputs = output_paths(Mosaic([single], threads=2).fit_transform(tiles.paths,
-                                                                    tmp_path / "single"))
+    outputs = output_paths(
+        Mosaic([single], threads=2).fit_transform(tiles.paths, tmp_path / "single")
+    )
     assert (single.grid_.rows, single.grid_.cols) == (1, 1)
     assert single.shifts_.shape == (4, 3, 1, 1)
     _check_outputs(tiles, outputs)
@@ -420,8 +468,7 @@ def test_partial_edge_blocks_and_a_single_block(tmp_path, truth):
         change = read_raster(path).astype(np.int64) - data.astype(np.int64)
         for band in range(3):
             shift = single.shifts_[index, band, 0, 0]
-            assert set(np.unique(change[band][valid[band]])) <= {np.floor(shift),
-                                                                  np.ceil(shift)}
+            assert set(np.unique(change[band][valid[band]])) <= {np.floor(shift), np.ceil(shift)}
     # the offsets relative to their count-weighted mean are undone
     relative = -(offsets - offsets.mean(axis=0))
     np.testing.assert_allclose(single.shifts_[:, :, 0, 0], relative, atol=15.0)
@@ -433,8 +480,7 @@ def test_partial_edge_blocks_and_a_single_block(tmp_path, truth):
             assert np.abs(means).max() < 2.0
     # 200 px / 32 px: 7 blocks per side, the last one 8 px wide, measured and used
     edge = BlockMap(block_size=32, correction="offset")
-    outputs = output_paths(Mosaic([edge], threads=2).fit_transform(tiles.paths,
-                                                                  tmp_path / "edge"))
+    outputs = output_paths(Mosaic([edge], threads=2).fit_transform(tiles.paths, tmp_path / "edge"))
     assert (edge.grid_.rows, edge.grid_.cols) == (7, 7)
     assert edge.grid_.block_width == 32 * 30.0
     # the last block row (truth rows 192-200): block 3 (cols 96-128) holds 8 x 29 px of
@@ -460,15 +506,22 @@ def test_signed_and_float_data(tmp_path, truth, case, correction):
     scaled = low + (high - low) * (truth.data - p1[:, None, None]) / (p99 - p1)[:, None, None]
     scaled = type(truth)(np.clip(scaled, low, high), truth.transform)
     span = high - low
-    tiles = make_tiles(tmp_path / "in", scaled, gains=np.ones((4, 3)),
-                       offsets=np.repeat([[0.0], [0.04], [-0.03], [0.02]], 3, axis=1) * span,
-                       windows=FIELD_LAYOUT, fields=smooth_fields(FIELD_LAYOUT, 0.06),
-                       noise_sd=noise, dtype=dtype, nodata=nodata)
+    tiles = make_tiles(
+        tmp_path / "in",
+        scaled,
+        gains=np.ones((4, 3)),
+        offsets=np.repeat([[0.0], [0.04], [-0.03], [0.02]], 3, axis=1) * span,
+        windows=FIELD_LAYOUT,
+        fields=smooth_fields(FIELD_LAYOUT, 0.06),
+        noise_sd=noise,
+        dtype=dtype,
+        nodata=nodata,
+    )
     for index in range(4):
         data = tiles.data_of(index)
         cols = slice(80, 90) if index in (0, 2) else slice(10, 20)  # in the overlaps
         for k, value in enumerate(planted):  # zeros and negatives
-            data[:, 55 + 5 * k:60 + 5 * k, cols] = value
+            data[:, 55 + 5 * k : 60 + 5 * k, cols] = value
         _rewrite(tiles, index, data)
     assert (tiles.data_of(1) < 0).any()
     model = Mosaic([GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2)
@@ -488,12 +541,13 @@ def test_signed_and_float_data(tmp_path, truth, case, correction):
 
 
 @pytest.mark.parametrize("correction", ["gain", "wallis"])
-def test_statistics_mapped_through_the_global_step_equal_a_second_fit(tmp_path, truth,
-                                                                      correction):
-    tiles = field_tiles(tmp_path / "in", truth, dtype="float64", nodata=float("nan"),
-                        cut_corners=True)
-    combined = Mosaic([GlobalModel(), BlockMap(block_size=16, correction=correction)],
-                      threads=2).fit(tiles.paths)
+def test_statistics_mapped_through_the_global_step_equal_a_second_fit(tmp_path, truth, correction):
+    tiles = field_tiles(
+        tmp_path / "in", truth, dtype="float64", nodata=float("nan"), cut_corners=True
+    )
+    combined = Mosaic(
+        [GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2
+    ).fit(tiles.paths)
     first = Mosaic([GlobalModel()], threads=2).fit(tiles.paths)
     written = first.transform(tiles.paths, tmp_path / "global", working_dtype="float64")
     with rasterio.open(written.images[1].path) as dataset:
@@ -529,25 +583,34 @@ class Sqrt(Adjuster):
 
 
 def test_non_linear_step_fits_the_next_steps_with_a_second_pass(tmp_path, truth):
-    tiles = field_tiles(tmp_path / "in", truth, gains=np.array([[1.0] * 3, [1.3] * 3,
-                                                                 [0.8] * 3, [1.1] * 3]),
-                        cut_corners=True)
+    tiles = field_tiles(
+        tmp_path / "in",
+        truth,
+        gains=np.array([[1.0] * 3, [1.3] * 3, [0.8] * 3, [1.1] * 3]),
+        cut_corners=True,
+    )
     rooted_folder = tmp_path / "rooted"
     for index, name in enumerate(tiles.names):
         data = tiles.data_of(index).astype(np.float64)
         with rasterio.open(tiles.paths[index]) as dataset:
             transform = dataset.transform
-        write_raster(rooted_folder / f"{name}.tif",
-                     np.where(data == 0, np.nan, np.sqrt(data)), transform=transform,
-                     nodata=float("nan"), dtype="float64")
+        write_raster(
+            rooted_folder / f"{name}.tif",
+            np.where(data == 0, np.nan, np.sqrt(data)),
+            transform=transform,
+            nodata=float("nan"),
+            dtype="float64",
+        )
     listing = folder_listing(tmp_path)
 
-    model = Mosaic([Sqrt(), GlobalModel(), BlockMap(block_size=32, correction="wallis")],
-                   threads=2).fit(tiles.paths)
+    model = Mosaic(
+        [Sqrt(), GlobalModel(), BlockMap(block_size=32, correction="wallis")], threads=2
+    ).fit(tiles.paths)
     assert folder_listing(tmp_path) == listing  # the second pass writes nothing
 
-    reference = Mosaic([GlobalModel(), BlockMap(block_size=32, correction="wallis")],
-                       threads=2).fit(sorted(rooted_folder.iterdir()))
+    reference = Mosaic(
+        [GlobalModel(), BlockMap(block_size=32, correction="wallis")], threads=2
+    ).fit(sorted(rooted_folder.iterdir()))
     ours, theirs = model.steps[1], reference.steps[0]
     assert np.abs(ours.gains_ - 1).max() > 0.03  # the gains are not trivial
     np.testing.assert_allclose(ours.gains_, theirs.gains_, rtol=1e-9)
@@ -555,8 +618,7 @@ def test_non_linear_step_fits_the_next_steps_with_a_second_pass(tmp_path, truth)
     blocks, their_blocks = model.steps[2], reference.steps[1]
     np.testing.assert_array_equal(blocks.counts_, their_blocks.counts_)
     np.testing.assert_allclose(blocks.shifts_, their_blocks.shifts_, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(blocks.spread_factors_, their_blocks.spread_factors_,
-                               rtol=1e-6)
+    np.testing.assert_allclose(blocks.spread_factors_, their_blocks.spread_factors_, rtol=1e-6)
     # in sqrt units (~80 DN^0.5): the model's outputs are the square-rooted, matched tiles
     outputs = model.transform(tiles.paths, tmp_path / "out")
     assert read_raster(outputs.images[0].path).max() < 200
@@ -568,10 +630,16 @@ def test_non_linear_step_fits_the_next_steps_with_a_second_pass(tmp_path, truth)
 @pytest.fixture
 def grid_images(tmp_path):
     """A 100 x 60 px image at 30 m and a 50 x 50 px one at 10 m inside its extent."""
-    a = write_raster(tmp_path / "a.tif", np.ones((1, 60, 100), np.uint8),
-                     transform=from_origin(700000.0, 5000000.0, 30.0, 30.0))
-    b = write_raster(tmp_path / "b.tif", np.ones((1, 50, 50), np.uint8),
-                     transform=from_origin(702000.0, 4999000.0, 10.0, 10.0))
+    a = write_raster(
+        tmp_path / "a.tif",
+        np.ones((1, 60, 100), np.uint8),
+        transform=from_origin(700000.0, 5000000.0, 30.0, 30.0),
+    )
+    b = write_raster(
+        tmp_path / "b.tif",
+        np.ones((1, 50, 50), np.uint8),
+        transform=from_origin(702000.0, 4999000.0, 10.0, 10.0),
+    )
     return ImageCollection([a, b])
 
 
@@ -603,17 +671,16 @@ def test_pixel_and_window_blocks(grid_images):
     assert row_starts.tolist() == [0, 3] and col_starts.tolist() == [0, 6, 16, 27]
     assert blocks.tolist() == [0, 1, 2, 3, 10, 11, 12, 13]
     # the 10 m image, at 2000 m east and 1000 m south of the grid's corner
-    blocks, row_starts, col_starts = grid.window_blocks(grid_images.images[1],
-                                                        Window(0, 0, 50, 50))
+    blocks, row_starts, col_starts = grid.window_blocks(grid_images.images[1], Window(0, 0, 50, 50))
     assert row_starts.tolist() == [0, 28] and col_starts.tolist() == [0, 24]
     assert blocks.tolist() == [3 * 10 + 6, 3 * 10 + 7, 4 * 10 + 6, 4 * 10 + 7]
 
 
 def test_interpolation_of_a_linear_surface(grid_images):
     grid = BlockGrid.covering(grid_images, block_size=32)
-    centres_r, centres_c = np.mgrid[0:grid.rows, 0:grid.cols] + 0.5  # in block units
+    centres_r, centres_c = np.mgrid[0 : grid.rows, 0 : grid.cols] + 0.5  # in block units
     a, b, c = np.array([1000.0, -20.0]), np.array([35.0, 2.5]), np.array([-12.0, 7.0])
-    surface = (a[:, None, None] + b[:, None, None] * centres_r + c[:, None, None] * centres_c)
+    surface = a[:, None, None] + b[:, None, None] * centres_r + c[:, None, None] * centres_c
     for image in grid_images:
         window = Window(0, 0, image.width, image.height)
         (values,) = grid.interpolate([surface], image, window)
@@ -625,14 +692,17 @@ def test_interpolation_of_a_linear_surface(grid_images):
         q = (x - grid.left) / grid.block_width
         clamped_r = np.clip(r, 0.5, grid.rows - 0.5)[None, :, None]
         clamped_q = np.clip(q, 0.5, grid.cols - 0.5)[None, None, :]
-        expected = (a[:, None, None] + b[:, None, None] * clamped_r
-                    + c[:, None, None] * clamped_q)
+        expected = a[:, None, None] + b[:, None, None] * clamped_r + c[:, None, None] * clamped_q
         np.testing.assert_allclose(values, expected, rtol=1e-6, atol=1e-4)
-        inside = ((r >= 0.5) & (r <= grid.rows - 0.5))[:, None] & \
-                 ((q >= 0.5) & (q <= grid.cols - 0.5))[None, :]
+        inside = ((r >= 0.5) & (r <= grid.rows - 0.5))[:, None] & (
+            (q >= 0.5) & (q <= grid.cols - 0.5)
+        )[None, :]
         assert inside.mean() > 0.5
-        exact = (a[:, None, None] + b[:, None, None] * r[None, :, None]
-                 + c[:, None, None] * q[None, None, :])
+        exact = (
+            a[:, None, None]
+            + b[:, None, None] * r[None, :, None]
+            + c[:, None, None] * q[None, None, :]
+        )
         np.testing.assert_allclose(values[:, inside], exact[:, inside], rtol=1e-6, atol=1e-4)
     # image a reaches the grid's edges: its first pixel takes the first block centre
     (values,) = grid.interpolate([surface], grid_images.images[0], Window(0, 0, 3, 3))
@@ -642,17 +712,24 @@ def test_interpolation_of_a_linear_surface(grid_images):
     np.testing.assert_allclose(values[:, -1, -1], a + b * 5.5 + c * 2985 / 320, rtol=1e-6)
     # one block: a constant everywhere
     single = BlockGrid.covering(grid_images, block_size=1000)
-    (values,) = single.interpolate([np.array([[[7.5]]])], grid_images.images[1],
-                                   Window(0, 0, 50, 50))
+    (values,) = single.interpolate(
+        [np.array([[[7.5]]])], grid_images.images[1], Window(0, 0, 50, 50)
+    )
     assert values.shape == (1, 50, 50) and (values == 7.5).all()
 
 
-@pytest.mark.parametrize("transform", [Affine(30.0, 3.0, 700000.0, 3.0, -30.0, 5000000.0),
-                                       Affine(30.0, 0.0, 700000.0, 0.0, 30.0, 5000000.0)],
-                         ids=["rotated", "south-up"])
+@pytest.mark.parametrize(
+    "transform",
+    [
+        Affine(30.0, 3.0, 700000.0, 3.0, -30.0, 5000000.0),
+        Affine(30.0, 0.0, 700000.0, 0.0, 30.0, 5000000.0),
+    ],
+    ids=["rotated", "south-up"],
+)
 def test_rotated_grids_are_refused_naming_the_file(tmp_path, grid_images, transform):
-    odd = write_raster(tmp_path / "odd_one.tif", np.ones((1, 20, 20), np.uint8),
-                       transform=transform)
+    odd = write_raster(
+        tmp_path / "odd_one.tif", np.ones((1, 20, 20), np.uint8), transform=transform
+    )
     collection = ImageCollection([*grid_images.images, Image(odd)])
     with pytest.raises(SpectralMatchError, match="odd_one.tif") as error:
         BlockGrid.covering(collection, block_size=16)
@@ -668,16 +745,20 @@ def test_rotated_grids_are_refused_naming_the_file(tmp_path, grid_images, transf
 def test_new_scene_with_a_local_step(tmp_path, where):
     """The new scene lies inside the fitted images' extent, or reaches 35 px beyond it
     (off the block grid: its edge blocks and values are extended)."""
-    windows = FIELD_LAYOUT[:3] + ([FIELD_LAYOUT[3]] if where == "inside"
-                                  else [Window(110, 110, 125, 125)])
+    windows = FIELD_LAYOUT[:3] + (
+        [FIELD_LAYOUT[3]] if where == "inside" else [Window(110, 110, 125, 125)]
+    )
     tiles = field_tiles(tmp_path / "in", load_truth(235), windows=windows, cut_corners=True)
     fitted = tiles.paths[:3]
-    model = Mosaic([GlobalModel(), BlockMap(block_size=32, correction="wallis")],
-                   threads=2).fit(fitted)
+    model = Mosaic([GlobalModel(), BlockMap(block_size=32, correction="wallis")], threads=2).fit(
+        fitted
+    )
     before = output_paths(model.transform(fitted, tmp_path / "before"))
     step = model.steps[1]
-    arrays = {name: getattr(step, name).copy()
-              for name in ("shifts_", "local_means_", "spread_factors_", "counts_")}
+    arrays = {
+        name: getattr(step, name).copy()
+        for name in ("shifts_", "local_means_", "spread_factors_", "counts_")
+    }
     path = model.save(tmp_path / "model" / "model.json")
     saved = (path.read_bytes(), path.with_suffix(".npz").read_bytes())
 
@@ -714,7 +795,8 @@ def test_bad_parameters_are_refused(tiles):
         Mosaic([BlockMap(block_size=16, n_blocks=4, correction="offset")]).fit(tiles.paths)
     with pytest.raises(SpectralMatchError, match="'tile_9'"):
         Mosaic([BlockMap(block_size=16, correction="offset", reference=["tile_9"])]).fit(
-            tiles.paths)
+            tiles.paths
+        )
 
 
 # ---------------------------------------------------------------------- chains and grids
@@ -722,8 +804,14 @@ def test_bad_parameters_are_refused(tiles):
 
 def test_a_second_local_step_fits_after_a_second_pass(field_set):
     tiles, _, folder = field_set
-    model = Mosaic([GlobalModel(), BlockMap(block_size=16, correction="offset"),
-                    BlockMap(block_size=16, correction="offset")], threads=2)
+    model = Mosaic(
+        [
+            GlobalModel(),
+            BlockMap(block_size=16, correction="offset"),
+            BlockMap(block_size=16, correction="offset"),
+        ],
+        threads=2,
+    )
     outputs = output_paths(model.fit_transform(tiles.paths, folder / "chain"))
     first, second = model.steps[1], model.steps[2]
     # the second step measured the images as corrected by the first: little is left
@@ -738,8 +826,9 @@ def test_an_image_at_a_finer_resolution(field_set, tmp_path):
     paths = list(tiles.paths)
     fine = np.repeat(np.repeat(tiles.data_of(1), 3, axis=1), 3, axis=2)
     fine[:, :30, :30] = 0  # some nodata, at the fine resolution
-    paths[1] = write_raster(tmp_path / "fine" / "tile_1.tif", fine,
-                            transform=transform @ Affine.scale(1 / 3), nodata=0)
+    paths[1] = write_raster(
+        tmp_path / "fine" / "tile_1.tif", fine, transform=transform @ Affine.scale(1 / 3), nodata=0
+    )
     model = Mosaic([GlobalModel(), BlockMap(block_size=48, correction="offset")], threads=2)
     outputs = output_paths(model.fit_transform(paths, tmp_path / "out"))
     step = model.steps[1]
@@ -747,17 +836,16 @@ def test_an_image_at_a_finer_resolution(field_set, tmp_path):
     assert (step.grid_.rows, step.grid_.cols) == (13, 13)
     output = read_raster(outputs[1])
     np.testing.assert_array_equal(output != 0, fine != 0)
-    coarse = write_raster(tmp_path / "coarse.tif", output[:, 1::3, 1::3], transform=transform,
-                          nodata=0)
+    coarse = write_raster(
+        tmp_path / "coarse.tif", output[:, 1::3, 1::3], transform=transform, nodata=0
+    )
     after = seam_error(tiles, [outputs[0], coarse, outputs[2], outputs[3]])
     assert after < 0.1 * seam_error(tiles, tiles.paths)
 
 
 def test_fill_from_neighbours_grows_ring_by_ring():
-    values = np.array([[4.0, 0.0, 0.0, 0.0],
-                       [0.0, 0.0, 0.0, 8.0]])
-    known = np.array([[True, False, False, False],
-                      [False, False, False, True]])
+    values = np.array([[4.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 8.0]])
+    known = np.array([[True, False, False, False], [False, False, False, True]])
     filled = fill_from_neighbours(values, known)
     # first ring: each unknown cell next to a known one takes the mean of those
     assert filled[0, 1] == 4.0 and filled[1, 0] == 4.0
@@ -766,5 +854,4 @@ def test_fill_from_neighbours_grows_ring_by_ring():
     assert filled[0, 2] == pytest.approx((4.0 + 8.0 + 8.0) / 3)
     assert filled[1, 1] == pytest.approx((4.0 + 4.0 + 8.0) / 3)
     assert filled[known].tolist() == [4.0, 8.0]
-    assert np.array_equal(fill_from_neighbours(values, np.zeros_like(known)),
-                          np.zeros_like(values))
+    assert np.array_equal(fill_from_neighbours(values, np.zeros_like(known)), np.zeros_like(values))

@@ -62,8 +62,11 @@ def test_masked_images_are_not_cached(tiles, tmp_path):
     assert cache.whole_key(Image(tiles.paths[0])) is not None
     images = ImageCollection([masked, *tiles.paths[1:]])
     model(tmp_path / "cache").fit(images)
-    again = model(tmp_path / "cache").fit(ImageCollection(
-        [Image(tiles.paths[0], mask=lambda values: values[0] > 1e9), *tiles.paths[1:]]))
+    again = model(tmp_path / "cache").fit(
+        ImageCollection(
+            [Image(tiles.paths[0], mask=lambda values: values[0] > 1e9), *tiles.paths[1:]]
+        )
+    )
     assert again.reads_["tile_0"] > 0
 
 
@@ -74,8 +77,15 @@ def test_cli_caches_by_default_and_no_cache_reads(tiles, tmp_path):
 
     runner = CliRunner()
     cache = tmp_path / "cli-cache"
-    args = ["fit", str(tiles.folder), "--model", str(tmp_path / "m.json"), "--cache-dir",
-            str(cache), "-q"]
+    args = [
+        "fit",
+        str(tiles.folder),
+        "--model",
+        str(tmp_path / "m.json"),
+        "--cache-dir",
+        str(cache),
+        "-q",
+    ]
     assert runner.invoke(main, args).exit_code == 0
     entries = sorted(p.name for p in cache.glob("*.npz"))
     assert entries

@@ -54,12 +54,15 @@ def assert_one_line_error(result, *fragments):
 # ---------------------------------------------------------------------- help and version
 
 
-@pytest.mark.parametrize(("command", "expected"), [
-    ([], ["match", "fit", "transform", "--version"]),
-    (["match"], ["--output", "--reference", "--save-model", "--cog", "--threads"]),
-    (["fit"], ["--model", "--reference", "--window-size"]),
-    (["transform"], ["--model", "--output", "--update-model", "--cog"]),
-])
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ([], ["match", "fit", "transform", "--version"]),
+        (["match"], ["--output", "--reference", "--save-model", "--cog", "--threads"]),
+        (["fit"], ["--model", "--reference", "--window-size"]),
+        (["transform"], ["--model", "--output", "--update-model", "--cog"]),
+    ],
+)
 def test_help_of_every_command(runner, command, expected):
     for flag in ("--help", "-h"):
         result = invoke(runner, *command, flag)
@@ -82,14 +85,22 @@ def test_installed_command_version_and_exit_codes(tmp_path):
     assert version.returncode == 0
     assert version.stdout.strip() == f"spectralmatch, version {spectralmatch.__version__}"
     missing = tmp_path / "missing.tif"
-    failed = subprocess.run([command, "match", str(missing), "-o", str(tmp_path / "out")],
-                            capture_output=True, text=True, timeout=60)
+    failed = subprocess.run(
+        [command, "match", str(missing), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert failed.returncode == 1
     assert failed.stderr.strip() == f"Error: {missing}: no such file or folder"
     usage = subprocess.run([command, "match"], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and "Missing argument" in usage.stderr
-    module = subprocess.run([sys.executable, "-m", "spectralmatch.cli", "--version"],
-                            capture_output=True, text=True, timeout=60)
+    module = subprocess.run(
+        [sys.executable, "-m", "spectralmatch.cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert module.returncode == 0 and spectralmatch.__version__ in module.stdout
 
 
@@ -98,8 +109,19 @@ def test_installed_command_version_and_exit_codes(tmp_path):
 
 def test_match_writes_outputs_and_model(runner, tiles, tmp_path):
     out, model = tmp_path / "out", tmp_path / "model.json"
-    result = invoke(runner, "match", tiles.folder, "-o", out, "--save-model", model,
-                    "-r", "tile_0", "--threads", 2)
+    result = invoke(
+        runner,
+        "match",
+        tiles.folder,
+        "-o",
+        out,
+        "--save-model",
+        model,
+        "-r",
+        "tile_0",
+        "--threads",
+        2,
+    )
     assert result.exit_code == 0, result.output
     assert "matched 4 images" in result.stderr
     assert folder_listing(out) == [f"{name}.tif" for name in tiles.names]
@@ -121,20 +143,30 @@ def test_match_quiet_prints_nothing(runner, tiles, tmp_path):
 @pytest.mark.parametrize("how", ["path", "file name", "stem"])
 def test_reference_option_keeps_the_image(runner, tiles, tmp_path, how):
     key = {"path": tiles.paths[2].resolve(), "file name": "tile_2.tif", "stem": "tile_2"}[how]
-    result = invoke(runner, "match", tiles.folder, "-o", tmp_path / "out", "--reference", key,
-                    "-q")
+    result = invoke(runner, "match", tiles.folder, "-o", tmp_path / "out", "--reference", key, "-q")
     assert result.exit_code == 0, result.output
     assert np.array_equal(read_raster(tmp_path / "out" / "tile_2.tif"), tiles.data_of(2))
     assert not np.array_equal(read_raster(tmp_path / "out" / "tile_0.tif"), tiles.data_of(0))
 
 
 def test_two_references(runner, tiles, tmp_path):
-    result = invoke(runner, "match", tiles.folder, "-o", tmp_path / "out", "-r", "tile_0",
-                    "-r", str(tiles.paths[3]), "-q")
+    result = invoke(
+        runner,
+        "match",
+        tiles.folder,
+        "-o",
+        tmp_path / "out",
+        "-r",
+        "tile_0",
+        "-r",
+        str(tiles.paths[3]),
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     for index in (0, 3):
-        assert np.array_equal(read_raster(tmp_path / "out" / f"tile_{index}.tif"),
-                              tiles.data_of(index))
+        assert np.array_equal(
+            read_raster(tmp_path / "out" / f"tile_{index}.tif"), tiles.data_of(index)
+        )
 
 
 def test_fit_then_transform_equals_match(runner, tiles, tmp_path):
@@ -142,13 +174,24 @@ def test_fit_then_transform_equals_match(runner, tiles, tmp_path):
     fitted = invoke(runner, "fit", tiles.folder, "--model", model, "-r", "tile_1")
     assert fitted.exit_code == 0, fitted.output
     assert "fitted 4 images" in fitted.stderr
-    assert folder_listing(tmp_path) == ["model.json", "model.npz", "tiles"] + \
-        [f"tiles/{name}.tif" for name in tiles.names]
-    transformed = invoke(runner, "transform", tiles.folder, "--model", model,
-                         "-o", tmp_path / "two_step", "--window-size", 64)
+    assert folder_listing(tmp_path) == ["model.json", "model.npz", "tiles"] + [
+        f"tiles/{name}.tif" for name in tiles.names
+    ]
+    transformed = invoke(
+        runner,
+        "transform",
+        tiles.folder,
+        "--model",
+        model,
+        "-o",
+        tmp_path / "two_step",
+        "--window-size",
+        64,
+    )
     assert transformed.exit_code == 0, transformed.output
-    matched = invoke(runner, "match", tiles.folder, "-o", tmp_path / "one_step", "-r", "tile_1",
-                     "-q")
+    matched = invoke(
+        runner, "match", tiles.folder, "-o", tmp_path / "one_step", "-r", "tile_1", "-q"
+    )
     assert matched.exit_code == 0, matched.output
     for name in tiles.names:
         a = read_raster(tmp_path / "two_step" / f"{name}.tif")
@@ -159,11 +202,14 @@ def test_fit_then_transform_equals_match(runner, tiles, tmp_path):
 
 def test_transform_of_a_new_scene(runner, tiles, tmp_path):
     model = tmp_path / "model.json"
-    assert invoke(runner, "fit", *tiles.paths[:3], "--model", model, "-r", "tile_0",
-                  "-q").exit_code == 0
+    assert (
+        invoke(runner, "fit", *tiles.paths[:3], "--model", model, "-r", "tile_0", "-q").exit_code
+        == 0
+    )
     saved = model.read_text()
-    result = invoke(runner, "transform", tiles.paths[3], "--model", model,
-                    "-o", tmp_path / "new", "--cog", "-q")
+    result = invoke(
+        runner, "transform", tiles.paths[3], "--model", model, "-o", tmp_path / "new", "--cog", "-q"
+    )
     assert result.exit_code == 0, result.output
     output = read_raster(tmp_path / "new" / "tile_3.tif")
     valid = tiles.valid_of(3)
@@ -175,14 +221,27 @@ def test_transform_of_a_new_scene(runner, tiles, tmp_path):
 
 def test_update_model_saves_the_new_scene_once(runner, tiles, tmp_path):
     model = tmp_path / "model.json"
-    assert invoke(runner, "fit", *tiles.paths[:3], "--model", model, "-r", "tile_0",
-                  "-q").exit_code == 0
+    assert (
+        invoke(runner, "fit", *tiles.paths[:3], "--model", model, "-r", "tile_0", "-q").exit_code
+        == 0
+    )
     for run in ("first", "second"):
-        result = invoke(runner, "transform", tiles.paths[3], "--model", model,
-                        "-o", tmp_path / run, "--update-model", "-q")
+        result = invoke(
+            runner,
+            "transform",
+            tiles.paths[3],
+            "--model",
+            model,
+            "-o",
+            tmp_path / run,
+            "--update-model",
+            "-q",
+        )
         assert result.exit_code == 0, result.output
-    assert np.array_equal(read_raster(tmp_path / "first" / "tile_3.tif"),
-                          read_raster(tmp_path / "second" / "tile_3.tif"))
+    assert np.array_equal(
+        read_raster(tmp_path / "first" / "tile_3.tif"),
+        read_raster(tmp_path / "second" / "tile_3.tif"),
+    )
     state = json.loads(model.read_text())["steps"][0]["state"]
     assert state["images"] == tiles.names
     assert len(state["gains"]) == 4
@@ -191,16 +250,33 @@ def test_update_model_saves_the_new_scene_once(runner, tiles, tmp_path):
 def test_update_model_reuses_the_saved_parameters(runner, tiles, tmp_path):
     """After --update-model the new scene is part of the model: no re-solve is needed."""
     model = tmp_path / "model.json"
-    assert invoke(runner, "fit", *tiles.paths[:3], "--model", model, "-r", "tile_0",
-                  "-q").exit_code == 0
-    assert invoke(runner, "transform", tiles.paths[3], "--model", model, "-o",
-                  tmp_path / "first", "--update-model", "-q").exit_code == 0
+    assert (
+        invoke(runner, "fit", *tiles.paths[:3], "--model", model, "-r", "tile_0", "-q").exit_code
+        == 0
+    )
+    assert (
+        invoke(
+            runner,
+            "transform",
+            tiles.paths[3],
+            "--model",
+            model,
+            "-o",
+            tmp_path / "first",
+            "--update-model",
+            "-q",
+        ).exit_code
+        == 0
+    )
     tiles.paths[1].rename(tmp_path / "archived_tile_1.tif")  # a fitted image goes away
-    result = invoke(runner, "transform", tiles.paths[3], "--model", model,
-                    "-o", tmp_path / "second", "-q")
+    result = invoke(
+        runner, "transform", tiles.paths[3], "--model", model, "-o", tmp_path / "second", "-q"
+    )
     assert result.exit_code == 0, result.output
-    assert np.array_equal(read_raster(tmp_path / "first" / "tile_3.tif"),
-                          read_raster(tmp_path / "second" / "tile_3.tif"))
+    assert np.array_equal(
+        read_raster(tmp_path / "first" / "tile_3.tif"),
+        read_raster(tmp_path / "second" / "tile_3.tif"),
+    )
 
 
 # ---------------------------------------------------------------------- errors
@@ -210,8 +286,9 @@ def _raster(path, bands=3, crs="EPSG:32621", x=700000.0, value=500):
     data = np.full((bands, 16, 16), value, dtype=np.uint16)
     if value:
         data[:, :, 8:] += 50  # some contrast
-    return write_raster(path, data, transform=from_origin(x, 7000000.0, 30.0, 30.0), crs=crs,
-                        nodata=0)
+    return write_raster(
+        path, data, transform=from_origin(x, 7000000.0, 30.0, 30.0), crs=crs, nodata=0
+    )
 
 
 def _bands(tmp_path):
@@ -219,13 +296,16 @@ def _bands(tmp_path):
 
 
 def _crs(tmp_path):
-    return [_raster(tmp_path / "a.tif"), _raster(tmp_path / "b_utm.tif", crs="EPSG:32622")], \
-        "b_utm.tif"
+    return [
+        _raster(tmp_path / "a.tif"),
+        _raster(tmp_path / "b_utm.tif", crs="EPSG:32622"),
+    ], "b_utm.tif"
 
 
 def _duplicate(tmp_path):
-    return [_raster(tmp_path / "x" / "scene.tif"), _raster(tmp_path / "y" / "scene.tif")], \
-        str(tmp_path / "y" / "scene.tif")
+    return [_raster(tmp_path / "x" / "scene.tif"), _raster(tmp_path / "y" / "scene.tif")], str(
+        tmp_path / "y" / "scene.tif"
+    )
 
 
 def _unreadable(tmp_path):
@@ -235,8 +315,10 @@ def _unreadable(tmp_path):
 
 
 def _no_valid_pixels(tmp_path):
-    return [_raster(tmp_path / "a.tif"), _raster(tmp_path / "void.tif", x=700240.0, value=0)], \
-        "void.tif"
+    return [
+        _raster(tmp_path / "a.tif"),
+        _raster(tmp_path / "void.tif", x=700240.0, value=0),
+    ], "void.tif"
 
 
 def _empty_folder(tmp_path):
@@ -248,8 +330,9 @@ def _glob(tmp_path):
     return [str(tmp_path / "none_*.tif")], "none_*.tif"
 
 
-@pytest.mark.parametrize("case", [_bands, _crs, _duplicate, _unreadable, _no_valid_pixels,
-                                  _empty_folder, _glob])
+@pytest.mark.parametrize(
+    "case", [_bands, _crs, _duplicate, _unreadable, _no_valid_pixels, _empty_folder, _glob]
+)
 def test_errors_are_one_line_naming_the_file(runner, tmp_path, case):
     (tmp_path / "in").mkdir()
     inputs, name = case(tmp_path / "in")
@@ -277,8 +360,15 @@ def test_transform_refuses_to_overwrite_inputs(runner, tiles, tmp_path):
 
 
 def test_transform_with_a_missing_model_is_a_usage_error(runner, tiles, tmp_path):
-    result = invoke(runner, "transform", tiles.folder, "--model", tmp_path / "absent.json",
-                    "-o", tmp_path / "out")
+    result = invoke(
+        runner,
+        "transform",
+        tiles.folder,
+        "--model",
+        tmp_path / "absent.json",
+        "-o",
+        tmp_path / "out",
+    )
     assert result.exit_code == 2 and "absent.json" in result.stderr
 
 
@@ -327,11 +417,21 @@ def test_exclude_leaves_a_cloud_out_of_the_fit(runner, tiles, tmp_path, kind):
         marked[cloud.toslices()] = 255
         mask = write_raster(tmp_path / "cloud_mask.tif", marked, transform=transform)
     common = [tiles.folder, "-r", "tile_0", "--no-local", "--threads", 2, "-q"]
-    plain = invoke(runner, "match", *common, "-o", tmp_path / "plain",
-                   "--save-model", tmp_path / "plain.json")
+    plain = invoke(
+        runner, "match", *common, "-o", tmp_path / "plain", "--save-model", tmp_path / "plain.json"
+    )
     assert plain.exit_code == 0, plain.output
-    masked = invoke(runner, "match", *common, "-o", tmp_path / "masked",
-                    "--save-model", tmp_path / "masked.json", "--exclude", mask)
+    masked = invoke(
+        runner,
+        "match",
+        *common,
+        "-o",
+        tmp_path / "masked",
+        "--save-model",
+        tmp_path / "masked.json",
+        "--exclude",
+        mask,
+    )
     assert masked.exit_code == 0, masked.output
     expected, _ = inverse(tiles.gains, tiles.offsets)
     assert np.abs(saved_gains(tmp_path / "plain.json") / expected - 1).max() > 0.2
@@ -340,8 +440,9 @@ def test_exclude_leaves_a_cloud_out_of_the_fit(runner, tiles, tmp_path, kind):
     output = read_raster(tmp_path / "masked" / "tile_1.tif").astype(float)
     rows, cols = cloud.toslices()
     offsets = saved_gains(tmp_path / "masked.json", "offsets")
-    assert np.abs(output[:, rows, cols] - (gains[1] * 40000 + offsets[1])[:, None, None]).max() \
-        <= 1.0
+    assert (
+        np.abs(output[:, rows, cols] - (gains[1] * 40000 + offsets[1])[:, None, None]).max() <= 1.0
+    )
     # `fit` takes the same option and saves the same model
     fitted = invoke(runner, "fit", *common, "--model", tmp_path / "fit.json", "--exclude", mask)
     assert fitted.exit_code == 0, fitted.output
@@ -349,8 +450,9 @@ def test_exclude_leaves_a_cloud_out_of_the_fit(runner, tiles, tmp_path, kind):
 
 
 def test_exclude_with_a_missing_file_is_a_usage_error(runner, tiles, tmp_path):
-    result = invoke(runner, "match", tiles.folder, "-o", tmp_path / "out",
-                    "--exclude", tmp_path / "absent.gpkg")
+    result = invoke(
+        runner, "match", tiles.folder, "-o", tmp_path / "out", "--exclude", tmp_path / "absent.gpkg"
+    )
     assert result.exit_code == 2 and "absent.gpkg" in result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -363,8 +465,20 @@ def test_exclude_with_an_unreadable_file_is_a_one_line_error(runner, tiles, tmp_
 
 
 def test_robust_flag_on_clean_tiles(runner, tiles, tmp_path):
-    result = invoke(runner, "match", tiles.folder, "-o", tmp_path / "out", "-r", "tile_0",
-                    "--robust", "--no-local", "--save-model", tmp_path / "m.json", "-q")
+    result = invoke(
+        runner,
+        "match",
+        tiles.folder,
+        "-o",
+        tmp_path / "out",
+        "-r",
+        "tile_0",
+        "--robust",
+        "--no-local",
+        "--save-model",
+        tmp_path / "m.json",
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     expected, _ = inverse(tiles.gains, tiles.offsets)
     np.testing.assert_allclose(saved_gains(tmp_path / "m.json"), expected, rtol=5e-3)
@@ -378,9 +492,24 @@ def test_robust_flag_on_clean_tiles(runner, tiles, tmp_path):
 def test_match_with_pif_writes_change_masks_and_outputs(runner, tmp_path, truth, detector):
     series = make_series(tmp_path / "series", truth)
     out, pifs, model = tmp_path / "out", tmp_path / "pifs", tmp_path / "model.json"
-    result = invoke(runner, "match", series.folder, "-o", out, "--reference", "date_0",
-                    "--pif", detector, "--pif-dir", pifs, "--no-local", "--save-model", model,
-                    "--threads", 2)
+    result = invoke(
+        runner,
+        "match",
+        series.folder,
+        "-o",
+        out,
+        "--reference",
+        "date_0",
+        "--pif",
+        detector,
+        "--pif-dir",
+        pifs,
+        "--no-local",
+        "--save-model",
+        model,
+        "--threads",
+        2,
+    )
     assert result.exit_code == 0, result.output
     assert "matched 4 images" in result.stderr
     names = [f"date_{k}.tif" for k in range(4)]
@@ -398,9 +527,22 @@ def test_match_with_pif_writes_change_masks_and_outputs(runner, tmp_path, truth,
 def test_pif_with_the_default_local_step(runner, tmp_path, truth):
     """--pif with the block adjustment (the default): masks and outputs are written."""
     series = make_series(tmp_path / "series", truth)
-    result = invoke(runner, "fit", series.folder, "--model", tmp_path / "m.json", "-r",
-                    "date_0", "--pif", "residual", "--pif-dir", tmp_path / "pifs",
-                    "--block-size", 32, "-q")
+    result = invoke(
+        runner,
+        "fit",
+        series.folder,
+        "--model",
+        tmp_path / "m.json",
+        "-r",
+        "date_0",
+        "--pif",
+        "residual",
+        "--pif-dir",
+        tmp_path / "pifs",
+        "--block-size",
+        32,
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     assert folder_listing(tmp_path / "pifs") == [f"date_{k}.tif" for k in range(4)]
     steps = json.loads((tmp_path / "m.json").read_text())["steps"]

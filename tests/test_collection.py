@@ -62,8 +62,12 @@ def test_collection_of_the_sample(data_dir):
     assert collection.count == 3
     assert collection.crs.to_epsg() == 32621
     boxes = np.array([image.bounds for image in collection])
-    assert collection.bounds == (boxes[:, 0].min(), boxes[:, 1].min(),
-                                 boxes[:, 2].max(), boxes[:, 3].max())
+    assert collection.bounds == (
+        boxes[:, 0].min(),
+        boxes[:, 1].min(),
+        boxes[:, 2].max(),
+        boxes[:, 3].max(),
+    )
     assert [image.name for image in collection] == SAMPLE_TILES
 
 

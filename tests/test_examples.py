@@ -24,8 +24,9 @@ def test_time_series_example_normalizes_every_date_to_the_reference(tmp_path):
         typical_before = np.median(np.abs(before - reference)[:, valid])
         typical_after = np.median(np.abs(after - reference)[:, valid])
         assert typical_after < 5 and typical_after < typical_before / 20, (date, typical_after)
-    assert sorted(p.name for p in (tmp_path / "change_masks").glob("*.tif")) == \
-        [f"date_{d}.tif" for d in range(4)]
+    assert sorted(p.name for p in (tmp_path / "change_masks").glob("*.tif")) == [
+        f"date_{d}.tif" for d in range(4)
+    ]
 
 
 def test_custom_adjuster_example_runs(tmp_path):

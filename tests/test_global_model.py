@@ -33,7 +33,7 @@ def fit_model(paths, **kwargs) -> tuple[Mosaic, GlobalModel]:
 def noise_rmse(tiles, index: int) -> float:
     """RMSE expected between a corrected tile and the truth: its noise and roundings."""
     gain = tiles.gains[index].min()
-    return float(np.sqrt((2.0 ** 2 + 1 / 12) / gain ** 2 + 1 / 12))
+    return float(np.sqrt((2.0**2 + 1 / 12) / gain**2 + 1 / 12))
 
 
 def overlap_abs_difference(tiles, arrays) -> float:
@@ -42,15 +42,23 @@ def overlap_abs_difference(tiles, arrays) -> float:
     for i in range(len(arrays)):
         for j in range(i + 1, len(arrays)):
             wa, wb = tiles.windows[i], tiles.windows[j]
-            rows = (max(wa.row_off, wb.row_off), min(wa.row_off + wa.height,
-                                                     wb.row_off + wb.height))
+            rows = (
+                max(wa.row_off, wb.row_off),
+                min(wa.row_off + wa.height, wb.row_off + wb.height),
+            )
             cols = (max(wa.col_off, wb.col_off), min(wa.col_off + wa.width, wb.col_off + wb.width))
             if rows[1] <= rows[0] or cols[1] <= cols[0]:
                 continue
-            a = arrays[i][:, rows[0] - wa.row_off:rows[1] - wa.row_off,
-                          cols[0] - wa.col_off:cols[1] - wa.col_off].astype(float)
-            b = arrays[j][:, rows[0] - wb.row_off:rows[1] - wb.row_off,
-                          cols[0] - wb.col_off:cols[1] - wb.col_off].astype(float)
+            a = arrays[i][
+                :,
+                rows[0] - wa.row_off : rows[1] - wa.row_off,
+                cols[0] - wa.col_off : cols[1] - wa.col_off,
+            ].astype(float)
+            b = arrays[j][
+                :,
+                rows[0] - wb.row_off : rows[1] - wb.row_off,
+                cols[0] - wb.col_off : cols[1] - wb.col_off,
+            ].astype(float)
             joint = (a != tiles.nodata) & (b != tiles.nodata)
             total += np.abs(a - b)[joint].sum()
             count += joint.sum()
@@ -92,29 +100,33 @@ def test_reference_recovers_known_gains_and_offsets(tiles, tmp_path, weight_by_o
 def test_without_reference_overlaps_agree_and_truth_is_one_affine_map(tiles, tmp_path):
     model, step = fit_model(tiles.paths)
     assert step.reference_ == []
-    outputs = [read_raster(image.path) for image in
-               model.transform(tiles.paths, tmp_path / "out")]
+    outputs = [read_raster(image.path) for image in model.transform(tiles.paths, tmp_path / "out")]
     before = overlap_abs_difference(tiles, [tiles.data_of(i) for i in range(4)])
     after = overlap_abs_difference(tiles, outputs)
     assert before > 200
     assert after < 4.0 and after < before / 50
     # all tiles together equal the truth up to one affine map per band
     for band in range(3):
-        truth_values = np.concatenate([tiles.truth_of(i)[band][tiles.valid_of(i)[band]]
-                                       for i in range(4)])
-        output_values = np.concatenate([outputs[i][band][tiles.valid_of(i)[band]]
-                                        for i in range(4)]).astype(float)
+        truth_values = np.concatenate(
+            [tiles.truth_of(i)[band][tiles.valid_of(i)[band]] for i in range(4)]
+        )
+        output_values = np.concatenate(
+            [outputs[i][band][tiles.valid_of(i)[band]] for i in range(4)]
+        ).astype(float)
         slope, intercept = np.polyfit(truth_values, output_values, 1)
         residual = output_values - (slope * truth_values + intercept)
         assert 0.75 < slope < 1.3
-        assert np.sqrt(np.mean(residual ** 2)) < 3.5
+        assert np.sqrt(np.mean(residual**2)) < 3.5
     # the documented gauge: the images' mean of means and of stds is kept
-    means = np.array([[d[b][d[b] != 0].mean() for b in range(3)]
-                      for d in (tiles.data_of(i) for i in range(4))])
-    stds = np.array([[d[b][d[b] != 0].std() for b in range(3)]
-                     for d in (tiles.data_of(i) for i in range(4))])
-    np.testing.assert_allclose((step.gains_ * means + step.offsets_).mean(axis=0),
-                               means.mean(axis=0), rtol=1e-9)
+    means = np.array(
+        [[d[b][d[b] != 0].mean() for b in range(3)] for d in (tiles.data_of(i) for i in range(4))]
+    )
+    stds = np.array(
+        [[d[b][d[b] != 0].std() for b in range(3)] for d in (tiles.data_of(i) for i in range(4))]
+    )
+    np.testing.assert_allclose(
+        (step.gains_ * means + step.offsets_).mean(axis=0), means.mean(axis=0), rtol=1e-9
+    )
     np.testing.assert_allclose((step.gains_ * stds).mean(axis=0), stds.mean(axis=0), rtol=1e-6)
 
 
@@ -150,12 +162,25 @@ def test_matching_matched_outputs_changes_nothing(tiles, tmp_path, reference):
 def _two_far_pairs(tmp_path, truth, gains_b=None):
     pair = [LAYOUT[0], LAYOUT[1]]
     gains_b = np.array([[1.0, 1.0, 1.0], [1.2, 0.8, 1.1]]) if gains_b is None else gains_b
-    a = make_tiles(tmp_path / "groups", truth, windows=pair, names=["a0", "a1"],
-                   gains=[[1.0, 1.0, 1.0], [0.85, 1.15, 0.9]],
-                   offsets=[[0, 0, 0], [100.0, -50.0, 200.0]], seed=1)
-    b = make_tiles(tmp_path / "groups", truth, windows=pair, names=["b0", "b1"],
-                   gains=gains_b, offsets=[[0, 0, 0], [-150.0, 220.0, 30.0]], seed=2,
-                   grid_offset=(50_000.0, 0.0))
+    a = make_tiles(
+        tmp_path / "groups",
+        truth,
+        windows=pair,
+        names=["a0", "a1"],
+        gains=[[1.0, 1.0, 1.0], [0.85, 1.15, 0.9]],
+        offsets=[[0, 0, 0], [100.0, -50.0, 200.0]],
+        seed=1,
+    )
+    b = make_tiles(
+        tmp_path / "groups",
+        truth,
+        windows=pair,
+        names=["b0", "b1"],
+        gains=gains_b,
+        offsets=[[0, 0, 0], [-150.0, 220.0, 30.0]],
+        seed=2,
+        grid_offset=(50_000.0, 0.0),
+    )
     return a, b
 
 
@@ -183,8 +208,9 @@ def test_group_without_reference_keeps_its_own_central_tendency(tmp_path, truth)
     # group a: matched to a0; group b: its mean of means is kept, its images agree
     gain_a, _ = inverse(a.gains, a.offsets)
     np.testing.assert_allclose(step.gains_[:2], gain_a, rtol=5e-3)
-    means = np.array([[d[k][d[k] != 0].mean() for k in range(3)]
-                      for d in (b.data_of(0), b.data_of(1))])
+    means = np.array(
+        [[d[k][d[k] != 0].mean() for k in range(3)] for d in (b.data_of(0), b.data_of(1))]
+    )
     corrected = step.gains_[2:] * means + step.offsets_[2:]
     np.testing.assert_allclose(corrected.mean(axis=0), means.mean(axis=0), rtol=1e-9)
     # the map between b0 and b1 is the one that makes them consistent: b1 -> b0 units
@@ -193,16 +219,24 @@ def test_group_without_reference_keeps_its_own_central_tendency(tmp_path, truth)
 
 
 def test_image_that_overlaps_nothing_is_left_unchanged(tmp_path, truth):
-    tiles = make_tiles(tmp_path / "t", truth, windows=[LAYOUT[0], LAYOUT[1], LAYOUT[0]],
-                       names=["p0", "p1", "alone"], gains=[[1, 1, 1], [0.9, 1.1, 1.0],
-                                                         [1.2, 1.2, 1.2]],
-                       offsets=np.zeros((3, 3)))
+    tiles = make_tiles(
+        tmp_path / "t",
+        truth,
+        windows=[LAYOUT[0], LAYOUT[1], LAYOUT[0]],
+        names=["p0", "p1", "alone"],
+        gains=[[1, 1, 1], [0.9, 1.1, 1.0], [1.2, 1.2, 1.2]],
+        offsets=np.zeros((3, 3)),
+    )
     # move "alone" far away
     data = tiles.data_of(2)
     with rasterio.open(tiles.paths[2]) as dataset:
         transform = dataset.transform
-    write_raster(tiles.paths[2], data,
-                 transform=rasterio.Affine.translation(300_000.0, 0.0) @ transform, nodata=0)
+    write_raster(
+        tiles.paths[2],
+        data,
+        transform=rasterio.Affine.translation(300_000.0, 0.0) @ transform,
+        nodata=0,
+    )
     with pytest.warns(UserWarning, match="2 groups"):
         model, step = fit_model(tiles.paths)
     assert step.gains_[2].tolist() == [1.0, 1.0, 1.0]
@@ -215,8 +249,11 @@ def test_image_that_overlaps_nothing_is_left_unchanged(tmp_path, truth):
 
 
 def _distort(values, gains, offsets, rng, noise_sd=2.0):
-    return (np.asarray(gains)[:, None, None] * values + np.asarray(offsets)[:, None, None]
-            + rng.normal(0.0, noise_sd, size=values.shape))
+    return (
+        np.asarray(gains)[:, None, None] * values
+        + np.asarray(offsets)[:, None, None]
+        + rng.normal(0.0, noise_sd, size=values.shape)
+    )
 
 
 def test_half_pixel_shifted_grid_is_matched(tmp_path, truth):
@@ -225,7 +262,7 @@ def test_half_pixel_shifted_grid_is_matched(tmp_path, truth):
     x0, y0 = 700_000.0, 7_000_000.0
 
     def aggregate(rows, cols):
-        block = fine[:, rows[0]:rows[1], cols[0]:cols[1]]
+        block = fine[:, rows[0] : rows[1], cols[0] : cols[1]]
         bands, height, width = block.shape
         return block.reshape(bands, height // 2, 2, width // 2, 2).mean(axis=(2, 4))
 
@@ -236,21 +273,24 @@ def test_half_pixel_shifted_grid_is_matched(tmp_path, truth):
     shifted = _distort(shifted_truth, gains, offsets, rng)
     valid_ref = np.ones(reference.shape, dtype=bool)
     valid_shift = np.ones(shifted.shape, dtype=bool)
-    ref_path = write_raster(tmp_path / "in" / "ref.tif",
-                            cast_to_dtype(reference + rng.normal(0, 2.0, reference.shape),
-                                          valid_ref, "uint16", 0),
-                            transform=from_origin(x0, y0, 30.0, 30.0), nodata=0)
-    shift_path = write_raster(tmp_path / "in" / "shifted.tif",
-                              cast_to_dtype(shifted, valid_shift, "uint16", 0),
-                              transform=from_origin(x0 + 59 * 15.0, y0 - 15.0, 30.0, 30.0),
-                              nodata=0)
+    ref_path = write_raster(
+        tmp_path / "in" / "ref.tif",
+        cast_to_dtype(reference + rng.normal(0, 2.0, reference.shape), valid_ref, "uint16", 0),
+        transform=from_origin(x0, y0, 30.0, 30.0),
+        nodata=0,
+    )
+    shift_path = write_raster(
+        tmp_path / "in" / "shifted.tif",
+        cast_to_dtype(shifted, valid_shift, "uint16", 0),
+        transform=from_origin(x0 + 59 * 15.0, y0 - 15.0, 30.0, 30.0),
+        nodata=0,
+    )
     model, step = fit_model([ref_path, shift_path], reference=["ref"])
     pair = step.diagnostics_
     # overlap: A's whole pixels inside 80 - 29.5 = 50.5 cols by 79.5 rows
     assert pair.count[0, 0] == 50 * 79
     np.testing.assert_allclose(step.gains_[1], 1.0 / gains, rtol=0.02)
-    output = read_raster(model.transform([ref_path, shift_path],
-                                         tmp_path / "out").images[1].path)
+    output = read_raster(model.transform([ref_path, shift_path], tmp_path / "out").images[1].path)
     assert rmse(output, shifted_truth) < 0.01 * shifted_truth.std() + 5.0
     assert rmse(output, shifted_truth) < rmse(shifted, shifted_truth) / 20
 
@@ -264,19 +304,30 @@ def test_double_resolution_image_made_with_reproject_is_matched(tmp_path, truth)
     gains, offsets = np.array([0.86, 1.12, 1.2]), np.array([90.0, -160.0, -40.0])
 
     reference = fine[:, :, :120] + rng.normal(0, 2.0, (3, 200, 120))
-    ref_path = write_raster(tmp_path / "in" / "ref30.tif",
-                            cast_to_dtype(reference, np.ones(reference.shape, bool), "uint16", 0),
-                            transform=from_origin(x0, y0, 30.0, 30.0), nodata=0)
+    ref_path = write_raster(
+        tmp_path / "in" / "ref30.tif",
+        cast_to_dtype(reference, np.ones(reference.shape, bool), "uint16", 0),
+        transform=from_origin(x0, y0, 30.0, 30.0),
+        nodata=0,
+    )
     distorted_fine = _distort(fine[:, :, 80:], gains, offsets, rng)
     source_transform = from_origin(x0 + 80 * 30.0, y0, 30.0, 30.0)
     target_transform = from_origin(x0 + 80 * 30.0, y0, 60.0, 60.0)
     resampled = np.zeros((3, 100, 60), dtype=np.float64)
-    reproject(distorted_fine, resampled, src_transform=source_transform, src_crs=truth.crs,
-              dst_transform=target_transform, dst_crs=truth.crs, resampling=Resampling.average)
+    reproject(
+        distorted_fine,
+        resampled,
+        src_transform=source_transform,
+        src_crs=truth.crs,
+        dst_transform=target_transform,
+        dst_crs=truth.crs,
+        resampling=Resampling.average,
+    )
     coarse_data = cast_to_dtype(resampled, np.ones(resampled.shape, bool), "uint16", 0)
     coarse_data[:, :, :10] = 0  # nodata over the western half of the overlap
-    coarse_path = write_raster(tmp_path / "in" / "img60.tif", coarse_data,
-                               transform=target_transform, nodata=0)
+    coarse_path = write_raster(
+        tmp_path / "in" / "img60.tif", coarse_data, transform=target_transform, nodata=0
+    )
     collection = ImageCollection([ref_path, coarse_path])
     model, step = fit_model(collection, reference=[0])
     np.testing.assert_allclose(step.gains_[1], 1.0 / gains, rtol=0.02)
@@ -319,8 +370,13 @@ def test_reference_by_negative_index_and_single_name(tiles):
 
 def test_params_are_the_constructor_arguments():
     step = GlobalModel(reference=["a"], mean_weight=2.0)
-    assert step.get_params() == {"reference": ["a"], "weight_by_overlap": True,
-                                 "mean_weight": 2.0, "std_weight": 1.0, "robust": False}
+    assert step.get_params() == {
+        "reference": ["a"],
+        "weight_by_overlap": True,
+        "mean_weight": 2.0,
+        "std_weight": 1.0,
+        "robust": False,
+    }
     assert step.set_params(std_weight=0.5) is step and step.std_weight == 0.5
     with pytest.raises(SpectralMatchError, match="no parameter 'gain'"):
         step.set_params(gain=1.0)
@@ -342,9 +398,14 @@ def test_transform_statistics_equals_statistics_of_outputs(tiles, tmp_path):
 
 def test_images_that_share_no_valid_pixel_are_left_unchanged(tmp_path, truth):
     """Bounds overlap but the data do not (one tile's overlap is all nodata): no pair."""
-    tiles = make_tiles(tmp_path / "t", truth, windows=[LAYOUT[0], LAYOUT[1]],
-                       gains=[[1, 1, 1], [1.2, 0.9, 1.1]], offsets=np.zeros((2, 3)),
-                       cut_corners=False)
+    tiles = make_tiles(
+        tmp_path / "t",
+        truth,
+        windows=[LAYOUT[0], LAYOUT[1]],
+        gains=[[1, 1, 1], [1.2, 0.9, 1.1]],
+        offsets=np.zeros((2, 3)),
+        cut_corners=False,
+    )
     data = tiles.data_of(1)
     data[:, :, :40] = 0  # tile_1's part of the overlap holds no data
     with rasterio.open(tiles.paths[1]) as dataset:
@@ -365,10 +426,26 @@ def test_images_that_share_no_valid_pixel_are_left_unchanged(tmp_path, truth):
 #: 2 x 3 layout of 80 x 110 px tiles over the truth: 20 px overlaps between neighbours
 #: and 20 x 20 px diagonal corners, 11 pairs.
 GRID_LAYOUT = [Window(col, row, 80, 110) for row in (0, 90) for col in (0, 60, 120)]
-GRID_GAINS = np.array([[1.00, 1.00, 1.00], [0.82, 1.18, 0.90], [1.22, 0.86, 1.10],
-                       [0.91, 1.07, 1.24], [1.10, 0.95, 0.88], [0.87, 1.12, 1.05]])
-GRID_OFFSETS = np.array([[0.0, 0.0, 0.0], [150.0, -180.0, 260.0], [-120.0, 240.0, -60.0],
-                         [280.0, -90.0, 40.0], [-60.0, 120.0, 180.0], [200.0, 60.0, -150.0]])
+GRID_GAINS = np.array(
+    [
+        [1.00, 1.00, 1.00],
+        [0.82, 1.18, 0.90],
+        [1.22, 0.86, 1.10],
+        [0.91, 1.07, 1.24],
+        [1.10, 0.95, 0.88],
+        [0.87, 1.12, 1.05],
+    ]
+)
+GRID_OFFSETS = np.array(
+    [
+        [0.0, 0.0, 0.0],
+        [150.0, -180.0, 260.0],
+        [-120.0, 240.0, -60.0],
+        [280.0, -90.0, 40.0],
+        [-60.0, 120.0, 180.0],
+        [200.0, 60.0, -150.0],
+    ]
+)
 #: In tile 1's pixels: truth rows 90..110, cols 80..120, the half of the overlap of tiles
 #: 1 and 4 (the middle column) that no other tile covers.
 MIDDLE_OVERLAP = Window(20, 90, 40, 20)
@@ -377,8 +454,14 @@ ROBUST_BOUND = 0.01
 
 @pytest.fixture
 def grid_tiles(tmp_path, truth):
-    return make_tiles(tmp_path / "grid", truth, windows=GRID_LAYOUT, gains=GRID_GAINS,
-                      offsets=GRID_OFFSETS, cut_corners=False)
+    return make_tiles(
+        tmp_path / "grid",
+        truth,
+        windows=GRID_LAYOUT,
+        gains=GRID_GAINS,
+        offsets=GRID_OFFSETS,
+        cut_corners=False,
+    )
 
 
 def relative_gain_error(step, tiles) -> float:
@@ -395,8 +478,10 @@ def corrupted_pair_is_singled_out(step) -> None:
     assert weights.shape == (11, 3)
     for band in range(3):
         others = np.delete(weights[:, band], row)
-        assert weights[row, band] < 0.5 and weights[row, band] < others.min(), \
-            (band, weights[:, band].round(2).tolist())
+        assert weights[row, band] < 0.5 and weights[row, band] < others.min(), (
+            band,
+            weights[:, band].round(2).tolist(),
+        )
     assert "tile_1-tile_4" in step.down_weighted_
 
 
@@ -410,8 +495,10 @@ def test_robust_fit_resists_a_bright_patch_on_one_overlap(grid_tiles, reference)
     assert relative_gain_error(plain, grid_tiles) > ROBUST_BOUND
     assert (plain.diagnostics_.robust_weights == 1).all() and plain.down_weighted_ == []
     assert relative_gain_error(robust, grid_tiles) < ROBUST_BOUND, (
-        robust.gains_.round(3).tolist(), robust.diagnostics_.robust_weights.round(2).tolist(),
-        robust.down_weighted_)
+        robust.gains_.round(3).tolist(),
+        robust.diagnostics_.robust_weights.round(2).tolist(),
+        robust.down_weighted_,
+    )
     corrupted_pair_is_singled_out(robust)
 
 
@@ -450,8 +537,9 @@ def test_robust_weights_are_tukey_bisquare():
     residual = np.array([1.0, -1.0, 0.5, 10.0, -4.0])
     limit = 4.685 * 1.4826 * 1.0  # median |r| = 1
     expected = [(1 - (r / limit) ** 2) ** 2 for r in (1.0, 1.0, 0.5)]
-    np.testing.assert_allclose(robust_weights(residual),
-                               [*expected, MIN_ROBUST_WEIGHT, (1 - (4.0 / limit) ** 2) ** 2])
+    np.testing.assert_allclose(
+        robust_weights(residual), [*expected, MIN_ROBUST_WEIGHT, (1 - (4.0 / limit) ** 2) ** 2]
+    )
     np.testing.assert_array_equal(robust_weights(np.zeros(4)), np.ones(4))
     assert (robust_weights(residual, threshold=1000.0) > 0.999).all()
     # a gross outlier is as good as dropped, never exactly zero (no image is cut off)

@@ -104,9 +104,17 @@ def test_internal_dataset_mask_defines_validity(tmp_path):
     mask = np.full((6, 8), 255, dtype=np.uint8)
     mask[:, :3] = 0
     path = tmp_path / "masked.tif"
-    with rasterio.open(path, "w", driver="GTiff", dtype="uint16", count=2, width=8, height=6,
-                       crs="EPSG:32621",
-                       transform=rasterio.transform.from_origin(0, 60, 10, 10)) as dataset:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        dtype="uint16",
+        count=2,
+        width=8,
+        height=6,
+        crs="EPSG:32621",
+        transform=rasterio.transform.from_origin(0, 60, 10, 10),
+    ) as dataset:
         dataset.write(data)
         dataset.write_mask(mask)
     image = Image(path)
@@ -125,8 +133,9 @@ def test_footprint_area_matches_valid_pixels(data_dir):
     pixel_area = abs(image.transform.a * image.transform.e)
     expected = valid.any(axis=0).sum() * pixel_area
     assert image.footprint.area == pytest.approx(expected, rel=1e-9)
-    assert image.footprint.area / (image.width * image.height * pixel_area) == \
-        pytest.approx(sample["valid_fraction"], abs=0.002)
+    assert image.footprint.area / (image.width * image.height * pixel_area) == pytest.approx(
+        sample["valid_fraction"], abs=0.002
+    )
     left, bottom, right, top = image.footprint.bounds
     assert image.bounds[0] <= left < right <= image.bounds[2]
     assert image.bounds[1] <= bottom < top <= image.bounds[3]

@@ -107,41 +107,64 @@ def mask_kinds(tiles, tmp_path) -> dict[str, list[Image]]:
     # a polygon that would take 400 more pixels out of the 0-1 overlap if it were used
     # for tile 0 or 1: it belongs to tile 2, which it does not touch
     decoy = box(*tile_bounds(tiles, 1, Window(0, 70, 40, 10)))
-    exclude_file = write_polygons(tmp_path / "clouds.gpkg", [cloud, decoy],
-                                  image=["tile_1", "tile_2"])
-    include_file = write_polygons(tmp_path / "clear.gpkg",
-                                  [whole[0], whole[1].difference(cloud), whole[2], whole[3]],
-                                  image=tiles.names)
+    exclude_file = write_polygons(
+        tmp_path / "clouds.gpkg", [cloud, decoy], image=["tile_1", "tile_2"]
+    )
+    include_file = write_polygons(
+        tmp_path / "clear.gpkg",
+        [whole[0], whole[1].difference(cloud), whole[2], whole[3]],
+        image=tiles.names,
+    )
     plain_exclude = write_polygons(tmp_path / "cloud.geojson", [cloud])
     bright = FunctionMask(lambda values: values[0] > 30000)
     return {
         "raster": with_mask(tiles, {1: raster_mask_on(tiles, 1, CLOUD, tmp_path / "m.tif")}),
-        "raster {name}": [Image(path, mask=RasterMask(str(tmp_path / "masks" / "{name}.tif")))
-                          for path in tiles.paths],
+        "raster {name}": [
+            Image(path, mask=RasterMask(str(tmp_path / "masks" / "{name}.tif")))
+            for path in tiles.paths
+        ],
         "vector exclude": with_mask(tiles, {1: VectorMask(plain_exclude)}),
-        "vector exclude, all images": [Image(path, mask=VectorMask(plain_exclude))
-                                       for path in tiles.paths],
-        "vector exclude by field": [Image(path, mask=VectorMask(exclude_file, field="image"))
-                                    for path in tiles.paths],
-        "vector include by field": [Image(path, mask=VectorMask(include_file, mode="include",
-                                                                field="image"))
-                                    for path in tiles.paths],
-        "vector value": [Image(path, mask=VectorMask(exclude_file, field="image",
-                                                     value="tile_1"))
-                         for path in tiles.paths],
+        "vector exclude, all images": [
+            Image(path, mask=VectorMask(plain_exclude)) for path in tiles.paths
+        ],
+        "vector exclude by field": [
+            Image(path, mask=VectorMask(exclude_file, field="image")) for path in tiles.paths
+        ],
+        "vector include by field": [
+            Image(path, mask=VectorMask(include_file, mode="include", field="image"))
+            for path in tiles.paths
+        ],
+        "vector value": [
+            Image(path, mask=VectorMask(exclude_file, field="image", value="tile_1"))
+            for path in tiles.paths
+        ],
         "function": [Image(path, mask=bright) for path in tiles.paths],
         "plain callable": with_mask(tiles, {1: lambda values: values[0] > 30000}),
     }
 
 
-@pytest.mark.parametrize("kind", ["raster", "raster {name}", "vector exclude",
-                                  "vector exclude, all images", "vector exclude by field",
-                                  "vector include by field", "vector value", "function",
-                                  "plain callable"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "raster",
+        "raster {name}",
+        "vector exclude",
+        "vector exclude, all images",
+        "vector exclude by field",
+        "vector include by field",
+        "vector value",
+        "function",
+        "plain callable",
+    ],
+)
 def test_masked_cloud_is_left_out_of_the_fit(clouded, tmp_path, kind):
     for index in range(4):  # per-image masks for "raster {name}": only tile 1's marks
-        raster_mask_on(clouded, index, CLOUD if index == 1 else Window(0, 0, 0, 0),
-                       tmp_path / "masks" / f"tile_{index}.tif")
+        raster_mask_on(
+            clouded,
+            index,
+            CLOUD if index == 1 else Window(0, 0, 0, 0),
+            tmp_path / "masks" / f"tile_{index}.tif",
+        )
     _, plain = fit(clouded.paths, reference=[0])
     _, masked = fit(mask_kinds(clouded, tmp_path)[kind], reference=[0])
     assert gain_error(masked, clouded) < BOUND < gain_error(plain, clouded)
@@ -166,8 +189,9 @@ def test_whole_image_statistics_leave_the_masked_pixels_out(clouded):
         means.append([data[b][keep[b]].mean() for b in range(3)])
         stds.append([data[b][keep[b]].std() for b in range(3)])
     means, stds = np.array(means), np.array(stds)
-    np.testing.assert_allclose((step.gains_ * means + step.offsets_).mean(axis=0),
-                               means.mean(axis=0), rtol=1e-9)
+    np.testing.assert_allclose(
+        (step.gains_ * means + step.offsets_).mean(axis=0), means.mean(axis=0), rtol=1e-9
+    )
     np.testing.assert_allclose((step.gains_ * stds).mean(axis=0), stds.mean(axis=0), rtol=1e-6)
     # and the relative gains are right, which the cloud would spoil
     expected, _ = inverse(clouded.gains, clouded.offsets)
@@ -202,13 +226,14 @@ def test_overlap_counts_drop_by_the_masked_jointly_valid_pixels(tiles, tmp_path,
     under it are nodata in tile 1 and were never counted."""
     # in the masked tile's own pixels: truth cols 60..120 for tile 0, 80..140 for tile 1
     window = Window(60, 10, 60, 60) if masked_tile == 0 else Window(0, 10, 60, 60)
-    images = with_mask(tiles, {masked_tile: raster_mask_on(tiles, masked_tile, window,
-                                                           tmp_path / "m.tif")})
+    images = with_mask(
+        tiles, {masked_tile: raster_mask_on(tiles, masked_tile, window, tmp_path / "m.tif")}
+    )
     paint(tiles.paths[1], Window(0, 10, 6, 6), 0)  # truth rows 10..16, cols 80..86
     _, plain = fit(tiles.paths)
     _, masked = fit(images)
     excluded = np.zeros(tiles.truth.data.shape[1:], dtype=bool)
-    excluded[10:70, 60 + 20 * masked_tile:120 + 20 * masked_tile] = True
+    excluded[10:70, 60 + 20 * masked_tile : 120 + 20 * masked_tile] = True
     dropped = joint_count(tiles, 0, 1) - joint_count(tiles, 0, 1, excluded)
     assert dropped == 40 * 60 - 36
     row = pair_row(masked, "tile_0", "tile_1")
@@ -234,26 +259,33 @@ def test_coarse_raster_mask_is_read_with_nearest_neighbour(clouded, tmp_path):
     np.testing.assert_array_equal(masked.diagnostics_.count, expected)
 
 
-def test_misaligned_coarse_raster_mask_takes_the_cell_under_each_pixel_centre(truth,
-                                                                              tmp_path):
+def test_misaligned_coarse_raster_mask_takes_the_cell_under_each_pixel_centre(truth, tmp_path):
     """Random cells of 120 m on a grid shifted by (17 m, -61 m) against the image's 30 m
     pixels: every pixel of any window gets the cell its centre falls in."""
-    image = Image(write_raster(tmp_path / "image.tif", truth.data.astype(np.uint16),
-                               transform=truth.transform, nodata=0))
+    image = Image(
+        write_raster(
+            tmp_path / "image.tif",
+            truth.data.astype(np.uint16),
+            transform=truth.transform,
+            nodata=0,
+        )
+    )
     cells = (np.random.default_rng(0).uniform(size=(60, 60)) > 0.5).astype(np.uint8)
     origin = truth.transform
     coarse = Affine(120.0, 0.0, origin.c - 300 + 17.0, 0.0, -120.0, origin.f + 300 - 61.0)
     mask = RasterMask(write_raster(tmp_path / "cells.tif", cells, transform=coarse))
     for window in (Window(0, 0, 200, 200), Window(80, 0, 40, 120), Window(13, 57, 61, 33)):
-        excluded = mask.excluded(image, None, window_bounds(window, origin),
-                                 (window.height, window.width))
+        excluded = mask.excluded(
+            image, None, window_bounds(window, origin), (window.height, window.width)
+        )
         ys = origin.f + (np.arange(window.row_off, window.row_off + window.height) + 0.5) * -30
         xs = origin.c + (np.arange(window.col_off, window.col_off + window.width) + 0.5) * 30
         rows = np.floor((ys - coarse.f) / coarse.e).astype(int)
         cols = np.floor((xs - coarse.c) / coarse.a).astype(int)
         np.testing.assert_array_equal(excluded, cells[rows][:, cols].astype(bool))
         inverted = RasterMask(mask.path, include=True).excluded(
-            image, None, window_bounds(window, origin), (window.height, window.width))
+            image, None, window_bounds(window, origin), (window.height, window.width)
+        )
         np.testing.assert_array_equal(inverted, ~excluded)
 
 
@@ -264,26 +296,31 @@ def test_include_raster_mask_keeps_only_its_pixels(clouded, tmp_path):
         keep = np.ones((dataset.height, dataset.width), dtype=np.uint8)
         transform = dataset.transform
     keep[CLOUD.toslices()] = 0
-    mask = RasterMask(write_raster(tmp_path / "keep.tif", keep, transform=transform),
-                      include=True)
+    mask = RasterMask(write_raster(tmp_path / "keep.tif", keep, transform=transform), include=True)
     _, plain = fit(clouded.paths, reference=[0])
     _, masked = fit(with_mask(clouded, {1: mask}), reference=[0])
     assert gain_error(masked, clouded) < BOUND
     row = pair_row(masked, "tile_0", "tile_1")
-    assert (plain.diagnostics_.count[row] - masked.diagnostics_.count[row]).tolist() == \
-        [CLOUD_PIXELS] * 3
+    assert (plain.diagnostics_.count[row] - masked.diagnostics_.count[row]).tolist() == [
+        CLOUD_PIXELS
+    ] * 3
 
 
 def test_combined_masks_exclude_what_either_excludes(clouded, tmp_path):
     second = Window(4, 70, 32, 10)  # another 320 px of the 0-1 overlap, below the cloud
-    mask = combine(None, FunctionMask(lambda values: values[0] > 30000),
-                   raster_mask_on(clouded, 1, second, tmp_path / "m.tif"), None)
+    mask = combine(
+        None,
+        FunctionMask(lambda values: values[0] > 30000),
+        raster_mask_on(clouded, 1, second, tmp_path / "m.tif"),
+        None,
+    )
     assert isinstance(mask, AnyMask) and len(mask.masks) == 2
     _, plain = fit(clouded.paths, reference=[0])
     _, masked = fit(with_mask(clouded, {1: mask}), reference=[0])
     row = pair_row(masked, "tile_0", "tile_1")
-    assert (plain.diagnostics_.count[row] - masked.diagnostics_.count[row]).tolist() == \
-        [CLOUD_PIXELS + 320] * 3
+    assert (plain.diagnostics_.count[row] - masked.diagnostics_.count[row]).tolist() == [
+        CLOUD_PIXELS + 320
+    ] * 3
     assert gain_error(masked, clouded) < BOUND
 
 
@@ -296,8 +333,9 @@ def test_combine_and_as_mask(tmp_path):
         assert isinstance(as_mask(tmp_path / name), VectorMask)
     assert isinstance(as_mask(str(tmp_path / "a.tif")), RasterMask)
     assert as_mask(None) is None and as_mask(function) is function
-    assert Image(tmp_path / "x.tif", mask=str(tmp_path / "m.gpkg")).mask == \
-        VectorMask(tmp_path / "m.gpkg")
+    assert Image(tmp_path / "x.tif", mask=str(tmp_path / "m.gpkg")).mask == VectorMask(
+        tmp_path / "m.gpkg"
+    )
 
 
 def test_vector_mask_in_another_crs_is_reprojected(clouded, tmp_path):
@@ -312,8 +350,9 @@ def test_vector_mask_in_another_crs_is_reprojected(clouded, tmp_path):
     _, masked = fit(with_mask(clouded, {1: VectorMask(path)}), reference=[0])
     assert gain_error(masked, clouded) < BOUND
     row = pair_row(masked, "tile_0", "tile_1")
-    assert (plain.diagnostics_.count[row] - masked.diagnostics_.count[row]).tolist() == \
-        [CLOUD_PIXELS] * 3
+    assert (plain.diagnostics_.count[row] - masked.diagnostics_.count[row]).tolist() == [
+        CLOUD_PIXELS
+    ] * 3
 
 
 # ---------------------------------------------------------------------- errors
@@ -331,8 +370,12 @@ def test_unreadable_raster_mask_names_the_file(tiles, tmp_path):
     for index in (0, 1, 3):
         raster_mask_on(tiles, index, CLOUD, tmp_path / "per_image" / f"tile_{index}.tif")
     with pytest.raises(SpectralMatchError, match="per_image/tile_2.tif"):
-        fit([Image(p, mask=RasterMask(str(tmp_path / "per_image" / "{name}.tif")))
-             for p in tiles.paths])
+        fit(
+            [
+                Image(p, mask=RasterMask(str(tmp_path / "per_image" / "{name}.tif")))
+                for p in tiles.paths
+            ]
+        )
 
 
 def test_mask_function_of_the_wrong_shape(tiles):
@@ -344,8 +387,9 @@ def test_mask_function_of_the_wrong_shape(tiles):
 
 
 def test_vector_mask_errors(tiles, tmp_path):
-    path = write_polygons(tmp_path / "m.gpkg", [box(*tile_bounds(tiles, 1, CLOUD))],
-                          image=["tile_1"])
+    path = write_polygons(
+        tmp_path / "m.gpkg", [box(*tile_bounds(tiles, 1, CLOUD))], image=["tile_1"]
+    )
     with pytest.raises(SpectralMatchError, match="'missing_field'"):
         fit([Image(p, mask=VectorMask(path, field="missing_field")) for p in tiles.paths])
     broken = tmp_path / "broken.gpkg"
@@ -360,8 +404,7 @@ def test_include_mask_that_leaves_nothing_is_an_error_naming_the_image(tiles, tm
     """An include-mode mask without a feature for an image leaves it no pixel."""
     path = write_polygons(tmp_path / "m.gpkg", [box(*tile_bounds(tiles, 1))], image=["tile_1"])
     with pytest.raises(SpectralMatchError, match=r"tile_[023]\.tif: has no valid pixels"):
-        fit([Image(p, mask=VectorMask(path, mode="include", field="image"))
-             for p in tiles.paths])
+        fit([Image(p, mask=VectorMask(path, mode="include", field="image")) for p in tiles.paths])
 
 
 def test_function_mask_on_the_partner_and_nan_nodata_together(tmp_path, truth):
@@ -369,11 +412,17 @@ def test_function_mask_on_the_partner_and_nan_nodata_together(tmp_path, truth):
     first and bright pixels of the second are both left out of the overlap."""
     data = truth.data[:, :120, :120].copy()
     data[:, 50:60, 90:100] = np.nan
-    left = write_raster(tmp_path / "a.tif", data, transform=truth.transform, nodata=np.nan,
-                        dtype="float32")
+    left = write_raster(
+        tmp_path / "a.tif", data, transform=truth.transform, nodata=np.nan, dtype="float32"
+    )
     shifted = Affine.translation(80 * 30.0, 0.0) @ truth.transform
-    right = write_raster(tmp_path / "b.tif", 1.1 * truth.data[:, :120, 80:200] + 5,
-                         transform=shifted, nodata=np.nan, dtype="float32")
+    right = write_raster(
+        tmp_path / "b.tif",
+        1.1 * truth.data[:, :120, 80:200] + 5,
+        transform=shifted,
+        nodata=np.nan,
+        dtype="float32",
+    )
     assert valid_mask(read_raster(left), np.nan).all(axis=0).sum() == 120 * 120 - 100
     threshold = np.percentile(1.1 * truth.data[0, :120, 80:120] + 5, 80)
     mask = FunctionMask(lambda values: values[0] > threshold)

@@ -52,8 +52,10 @@ def test_reference_images_are_bit_identical(tiles, tmp_path, reference):
         r = tiles.names.index(references.pop())
         for index in range(4):
             valid = tiles.valid_of(index)
-            target = (tiles.gains[r][:, None, None] * tiles.truth_of(index)
-                      + tiles.offsets[r][:, None, None])
+            target = (
+                tiles.gains[r][:, None, None] * tiles.truth_of(index)
+                + tiles.offsets[r][:, None, None]
+            )
             output = read_raster(outputs.images[index].path)
             assert rmse(output[valid], target[valid]) < 4.0
         references = {tiles.names[r]}
@@ -102,14 +104,22 @@ def test_valid_pixel_pushed_to_zero_stays_valid(tmp_path):
     rng = np.random.default_rng(2)
     base = rng.integers(1000, 2000, size=(2, 60, 100)).astype(float)
     transform = from_origin(700000.0, 7000000.0, 30.0, 30.0)
-    reference = write_raster(tmp_path / "in" / "reference.tif", base[:, :, :60].astype(np.uint16),
-                             transform=transform, nodata=0)
+    reference = write_raster(
+        tmp_path / "in" / "reference.tif",
+        base[:, :, :60].astype(np.uint16),
+        transform=transform,
+        nodata=0,
+    )
     bright = base[:, :, 40:] + 100.0  # the same scene 100 DN brighter
     bright[:, :10, 30:40] = 100.0  # corrected to 0
     bright[:, 10:20, 30:40] = 40.0  # corrected to -60
     bright[:, 20:30, 30:40] = 0.0  # nodata stays nodata
-    path = write_raster(tmp_path / "in" / "bright.tif", bright.astype(np.uint16),
-                        transform=transform @ rasterio.Affine.translation(40, 0), nodata=0)
+    path = write_raster(
+        tmp_path / "in" / "bright.tif",
+        bright.astype(np.uint16),
+        transform=transform @ rasterio.Affine.translation(40, 0),
+        nodata=0,
+    )
     model, outputs = match([reference, path], tmp_path / "out", reference=["reference"])
     step = model.steps[0]
     np.testing.assert_allclose(step.gains_[1], 1.0, atol=1e-6)
@@ -136,9 +146,17 @@ def test_internal_mask_without_nodata_is_kept(tmp_path, truth):
         mask[100:, 100:] = 0
         path = tmp_path / "in" / f"{name}.tif"
         path.parent.mkdir(exist_ok=True)
-        with rasterio.open(path, "w", driver="GTiff", dtype="uint16", count=3, width=120,
-                           height=120, crs=truth.crs,
-                           transform=rasterio.windows.transform(window, transform)) as dataset:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            dtype="uint16",
+            count=3,
+            width=120,
+            height=120,
+            crs=truth.crs,
+            transform=rasterio.windows.transform(window, transform),
+        ) as dataset:
             dataset.write(data)
             dataset.write_mask(mask)
         paths.append(path)
@@ -174,8 +192,15 @@ def test_dtypes_keep_type_nodata_and_validity(tmp_path, truth, case):
     scaled_truth = type(truth)(scaled, truth.transform)
     gains = np.array([[1.0] * 3, [0.8, 0.85, 0.9], [0.9, 0.95, 0.92], [1.05, 1.02, 1.04]])
     offsets = np.repeat([[0.0], [-0.02], [0.03], [-0.01]], 3, axis=1) * span
-    tiles = make_tiles(tmp_path / "in", scaled_truth, gains=gains, offsets=offsets,
-                       noise_sd=noise, dtype=dtype, nodata=nodata)
+    tiles = make_tiles(
+        tmp_path / "in",
+        scaled_truth,
+        gains=gains,
+        offsets=offsets,
+        noise_sd=noise,
+        dtype=dtype,
+        nodata=nodata,
+    )
     if extremes is not None:  # values the correction pushes out of the dtype's range
         data = tiles.data_of(1)
         data[:, 30:36, 90:96] = extremes[0]
@@ -193,7 +218,7 @@ def test_dtypes_keep_type_nodata_and_validity(tmp_path, truth, case):
         with rasterio.open(image.path) as dataset:
             output = dataset.read()
             assert dataset.dtypes == (dtype,) * 3
-            assert (np.isnan(dataset.nodata) if np.isnan(nodata) else dataset.nodata == nodata)
+            assert np.isnan(dataset.nodata) if np.isnan(nodata) else dataset.nodata == nodata
         np.testing.assert_array_equal(valid_mask(output, nodata), valid)
         assert np.isfinite(output[valid].astype(np.float64)).all()
         if np.isnan(nodata):
@@ -201,8 +226,10 @@ def test_dtypes_keep_type_nodata_and_validity(tmp_path, truth, case):
         else:
             assert (output[~valid] == nodata).all()
             assert (output[valid] != nodata).all()
-        corrected = (step.gains_[index][:, None, None] * data.astype(np.float64)
-                     + step.offsets_[index][:, None, None])
+        corrected = (
+            step.gains_[index][:, None, None] * data.astype(np.float64)
+            + step.offsets_[index][:, None, None]
+        )
         if info is not None:
             expected = cast_to_dtype(corrected, valid, dtype, nodata)
             difference = np.abs(output.astype(np.int64) - expected.astype(np.int64))
@@ -210,8 +237,7 @@ def test_dtypes_keep_type_nodata_and_validity(tmp_path, truth, case):
             # float32 arithmetic may flip a rounding at .5; truncation would flip half
             assert (difference[valid] == 0).mean() > 0.98
         else:
-            np.testing.assert_allclose(output[valid], corrected[valid], rtol=1e-6,
-                                       atol=1e-6 * span)
+            np.testing.assert_allclose(output[valid], corrected[valid], rtol=1e-6, atol=1e-6 * span)
         # away from the planted extremes, every tile is back on the truth
         usable = valid.copy()
         usable[:, 30:36, 90:96] = usable[:, 60:66, 30:36] = False
@@ -318,8 +344,15 @@ def test_writing_over_the_inputs_is_refused(tiles):
         model.transform(tiles.paths, tiles.folder)
     assert "input" in str(error.value)
     with pytest.raises(SpectralMatchError, match="input"):
-        model.transform(tiles.paths, outputs=[tiles.folder / "new.tif", tiles.paths[0],
-                                              tiles.folder / "b.tif", tiles.folder / "c.tif"])
+        model.transform(
+            tiles.paths,
+            outputs=[
+                tiles.folder / "new.tif",
+                tiles.paths[0],
+                tiles.folder / "b.tif",
+                tiles.folder / "c.tif",
+            ],
+        )
     assert [file_digest(path) for path in tiles.paths] == digests
     assert folder_listing(tiles.folder) == [f"{name}.tif" for name in tiles.names]
 
@@ -364,9 +397,15 @@ def test_save_load_round_trip_gives_identical_outputs(tiles, tmp_path):
 
 def test_get_and_set_params():
     model = Mosaic(window_size=256)
-    assert model.get_params() == {"steps": None, "window_size": 256, "threads": None,
-                                  "progress": False, "pif": None, "pif_dir": None,
-                                  "cache": False}
+    assert model.get_params() == {
+        "steps": None,
+        "window_size": 256,
+        "threads": None,
+        "progress": False,
+        "pif": None,
+        "pif_dir": None,
+        "cache": False,
+    }
     assert model.set_params(threads=3, window_size=512) is model
     assert (model.threads, model.window_size) == (3, 512)
     assert [type(step) for step in model.steps_] == [GlobalModel]
@@ -404,8 +443,9 @@ def test_steps_must_be_adjusters(tiles):
 
 def test_band_count_must_match_the_model(tiles, tmp_path):
     model = Mosaic([GlobalModel()], threads=1).fit(tiles.paths)
-    two = write_raster(tmp_path / "two.tif", tiles.data_of(0)[:2],
-                       transform=_transform(tiles.paths[0]), nodata=0)
+    two = write_raster(
+        tmp_path / "two.tif", tiles.data_of(0)[:2], transform=_transform(tiles.paths[0]), nodata=0
+    )
     with pytest.raises(SpectralMatchError, match="two.tif") as error:
         model.transform([two], tmp_path / "out")
     assert "2 bands" in str(error.value) and "3" in str(error.value)
@@ -453,9 +493,13 @@ def test_new_scene_needs_the_fitted_images(tiles, tmp_path):
 
 def test_new_scene_without_overlap_is_refused(tiles, tmp_path):
     model = Mosaic([GlobalModel(reference=[0])], threads=1).fit(tiles.paths[:2])
-    far = write_raster(tmp_path / "far.tif", tiles.data_of(3),
-                       transform=from_origin(100_000.0, 100_000.0, 30.0, 30.0),
-                       crs=Image(tiles.paths[0]).crs, nodata=0)
+    far = write_raster(
+        tmp_path / "far.tif",
+        tiles.data_of(3),
+        transform=from_origin(100_000.0, 100_000.0, 30.0, 30.0),
+        crs=Image(tiles.paths[0]).crs,
+        nodata=0,
+    )
     with pytest.raises(SpectralMatchError, match="far") as error:
         model.transform([far], tmp_path / "out")
     assert "shares no valid pixel" in str(error.value)
@@ -498,9 +542,17 @@ def test_cog_output_keeps_an_internal_mask(tmp_path, truth):
         rows, cols = window.toslices()
         path = tmp_path / "in" / f"{name}.tif"
         path.parent.mkdir(exist_ok=True)
-        with rasterio.open(path, "w", driver="GTiff", dtype="uint16", count=3, width=120,
-                           height=120, crs=truth.crs,
-                           transform=rasterio.windows.transform(window, truth.transform)) as ds:
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            dtype="uint16",
+            count=3,
+            width=120,
+            height=120,
+            crs=truth.crs,
+            transform=rasterio.windows.transform(window, truth.transform),
+        ) as ds:
             ds.write(np.rint(truth.data[:, rows, cols] * gain).astype(np.uint16))
             ds.write_mask(mask)
         paths.append(path)

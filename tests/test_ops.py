@@ -68,8 +68,7 @@ def test_voronoi_seamlines_partition_the_union_of_footprints(tmp_path):
 def test_mask_rasters_clips_each_image_by_its_own_polygon(tmp_path):
     seams = tmp_path / "seams.gpkg"
     voronoi_center_seamline(DATA_DIR, seams)
-    outputs = mask_rasters(DATA_DIR, tmp_path / "clipped",
-                           vector_mask=("include", seams, "image"))
+    outputs = mask_rasters(DATA_DIR, tmp_path / "clipped", vector_mask=("include", seams, "image"))
     kept = []
     for source, path in zip(sorted(DATA_DIR.glob("*.tif")), outputs, strict=True):
         before, after = read_raster(source), read_raster(path)
@@ -91,9 +90,9 @@ def test_merge_fills_the_union_first_image_first(tmp_path):
     write_raster(folder / "b.tif", b, transform=from_origin(100.0, 100.0, 10, 10), nodata=0)
     merged = read_raster(merge_rasters(tmp_path / "in", tmp_path / "m.tif"))
     assert merged.shape == (1, 30, 30)
-    assert (merged[0, :20, :20] == 10).all()            # a first, over its whole extent
-    assert (merged[0, 20:, 20:] == 20).all()            # b where only b is
-    assert (merged[0, :10, 20:] == 0).all()             # outside both: nodata
+    assert (merged[0, :20, :20] == 10).all()  # a first, over its whole extent
+    assert (merged[0, 20:, 20:] == 20).all()  # b where only b is
+    assert (merged[0, :10, 20:] == 0).all()  # outside both: nodata
     with rasterio.open(tmp_path / "m.tif") as dataset:
         assert dataset.nodata == 0 and dataset.profile["tiled"]
 
@@ -113,8 +112,9 @@ def test_the_published_six_step_workflow_runs_as_written(tmp_path):
 
     merged = run(tmp_path)
     for folder in ("GlobalMatch", "LocalMatch", "Aligned", "Clipped"):
-        assert sorted(p.name for p in (tmp_path / folder).glob("*.tif")) == \
-            sorted(p.name for p in DATA_DIR.glob("*.tif"))
+        assert sorted(p.name for p in (tmp_path / folder).glob("*.tif")) == sorted(
+            p.name for p in DATA_DIR.glob("*.tif")
+        )
     union = unary_union([Image(p).footprint for p in sorted(DATA_DIR.glob("*.tif"))])
     with rasterio.open(merged) as dataset:
         valid = (dataset.read(1) != 0).sum()
@@ -130,10 +130,24 @@ def test_cli_align_seamlines_mask_merge(tmp_path):
     runner = CliRunner()
     steps = [
         ["align", str(DATA_DIR), "-o", str(tmp_path / "aligned"), "--resolution", "30"],
-        ["seamlines", str(tmp_path / "aligned"), "-o", str(tmp_path / "seams.gpkg"),
-         "--method", "least-cost"],
-        ["mask", str(tmp_path / "aligned"), "-o", str(tmp_path / "clipped"), "--vector",
-         str(tmp_path / "seams.gpkg"), "--field", "image"],
+        [
+            "seamlines",
+            str(tmp_path / "aligned"),
+            "-o",
+            str(tmp_path / "seams.gpkg"),
+            "--method",
+            "least-cost",
+        ],
+        [
+            "mask",
+            str(tmp_path / "aligned"),
+            "-o",
+            str(tmp_path / "clipped"),
+            "--vector",
+            str(tmp_path / "seams.gpkg"),
+            "--field",
+            "image",
+        ],
         ["merge", str(tmp_path / "clipped"), "-o", str(tmp_path / "mosaic.tif"), "--cog"],
     ]
     for args in steps:
@@ -142,8 +156,9 @@ def test_cli_align_seamlines_mask_merge(tmp_path):
     with rasterio.open(tmp_path / "mosaic.tif") as dataset:
         assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert dataset.count == 3 and (dataset.read(1) != 0).mean() > 0.8
-    bad = runner.invoke(main, ["align", str(DATA_DIR), "-o", str(tmp_path / "x"),
-                               "--resolution", "fine"])
+    bad = runner.invoke(
+        main, ["align", str(DATA_DIR), "-o", str(tmp_path / "x"), "--resolution", "fine"]
+    )
     assert bad.exit_code != 0 and "resolution" in bad.output.lower()
 
 
@@ -152,12 +167,22 @@ def two_halves(tmp_path, left_value=100, right_value=200):
     import shapely.geometry
 
     folder = tmp_path / "halves"
-    write_raster(folder / "a.tif", np.full((1, 40, 60), left_value, "uint16"),
-                 transform=from_origin(0.0, 400.0, 10, 10), nodata=0)
-    write_raster(folder / "b.tif", np.full((1, 40, 60), right_value, "uint16"),
-                 transform=from_origin(300.0, 400.0, 10, 10), nodata=0)
-    seams = Seamline({"a": shapely.geometry.box(0, 0, 450, 400),
-                      "b": shapely.geometry.box(450, 0, 900, 400)}, Image(folder / "a.tif").crs)
+    write_raster(
+        folder / "a.tif",
+        np.full((1, 40, 60), left_value, "uint16"),
+        transform=from_origin(0.0, 400.0, 10, 10),
+        nodata=0,
+    )
+    write_raster(
+        folder / "b.tif",
+        np.full((1, 40, 60), right_value, "uint16"),
+        transform=from_origin(300.0, 400.0, 10, 10),
+        nodata=0,
+    )
+    seams = Seamline(
+        {"a": shapely.geometry.box(0, 0, 450, 400), "b": shapely.geometry.box(450, 0, 900, 400)},
+        Image(folder / "a.tif").crs,
+    )
     return folder, seams
 
 
@@ -166,11 +191,10 @@ def test_merge_places_images_by_their_seamlines_and_feathers_the_cut(tmp_path):
     sharp = read_raster(merge_rasters(folder, tmp_path / "sharp.tif", seamlines=seams))[0]
     assert sharp.shape == (40, 90)
     assert (sharp[:, :45] == 100).all() and (sharp[:, 45:] == 200).all()  # cut at x = 450
-    soft = read_raster(merge_rasters(folder, tmp_path / "soft.tif", seamlines=seams,
-                                     feather=10))[0]
+    soft = read_raster(merge_rasters(folder, tmp_path / "soft.tif", seamlines=seams, feather=10))[0]
     row = soft[20].astype(int)
     assert (row[:38] == 100).all() and (row[52:] == 200).all()
-    assert np.all(np.diff(row) >= 0) and np.abs(np.diff(row)).max() <= 12   # a ramp
+    assert np.all(np.diff(row) >= 0) and np.abs(np.diff(row)).max() <= 12  # a ramp
     assert 100 < row[45] < 200
     # where only one image has data, it is used whatever the polygons say
     assert (soft[:, :30] == 100).all() and (soft[:, 60:] == 200).all()
@@ -189,6 +213,7 @@ def test_seam_contrast_falls_with_matching_and_with_feathering(tmp_path):
     merged_raw = merge_rasters(DATA_DIR, tmp_path / "raw.tif", seamlines=raw)
     assert seam_contrast(merged_raw, raw).min() > 5
     from spectralmatch import BlockMap, GlobalModel, Mosaic
+
     matched = Mosaic([GlobalModel(), BlockMap()]).fit_transform(DATA_DIR, tmp_path / "matched")
     hard = merge_rasters(matched, tmp_path / "hard.tif", seamlines=raw)
     feathered = merge_rasters(matched, tmp_path / "feathered.tif", seamlines=raw, feather=8)
@@ -204,14 +229,26 @@ def test_cli_merge_report(tmp_path):
     from spectralmatch.cli import main
 
     seams = Seamline.voronoi(DATA_DIR).to_file(tmp_path / "seams.gpkg")
-    result = CliRunner().invoke(main, ["merge", str(DATA_DIR), "-o", str(tmp_path / "m.tif"),
-                                       "--seamlines", str(seams), "--feather", "4",
-                                       "--report"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "merge",
+            str(DATA_DIR),
+            "-o",
+            str(tmp_path / "m.tif"),
+            "--seamlines",
+            str(seams),
+            "--feather",
+            "4",
+            "--report",
+        ],
+    )
     assert result.exit_code == 0, result.output
     values = [float(v) for v in result.output.split(":")[1].split()]
-    assert len(values) == 3 and min(values) > 3   # the raw tiles: cuts plainly visible
-    missing = CliRunner().invoke(main, ["merge", str(DATA_DIR), "-o", str(tmp_path / "n.tif"),
-                                        "--report"])
+    assert len(values) == 3 and min(values) > 3  # the raw tiles: cuts plainly visible
+    missing = CliRunner().invoke(
+        main, ["merge", str(DATA_DIR), "-o", str(tmp_path / "n.tif"), "--report"]
+    )
     assert missing.exit_code != 0 and "--seamlines" in missing.output
 
 
@@ -232,8 +269,9 @@ def test_least_cost_seamlines_partition_and_hide_the_cuts_better(tmp_path):
     contrast = {}
     for name, seams in (("voronoi", voronoi), ("least", least)):
         for feather in (0, 8):
-            merged = merge_rasters(matched, tmp_path / f"{name}{feather}.tif", seamlines=seams,
-                                   feather=feather)
+            merged = merge_rasters(
+                matched, tmp_path / f"{name}{feather}.tif", seamlines=seams, feather=feather
+            )
             contrast[name, feather] = seam_contrast(merged, seams)
     assert (contrast["least", 0] < contrast["voronoi", 0]).all()
     assert (contrast["least", 8] < contrast["least", 0]).all()
@@ -270,16 +308,24 @@ def test_mask_rasters_without_field_uses_every_feature_and_exclude_inverts(tmp_p
     import shapely.geometry
 
     values = np.full((1, 20, 20), 7, "uint16")
-    write_raster(tmp_path / "in" / "a.tif", values, transform=from_origin(0.0, 200.0, 10, 10),
-                 nodata=0)
+    write_raster(
+        tmp_path / "in" / "a.tif", values, transform=from_origin(0.0, 200.0, 10, 10), nodata=0
+    )
     boxes = [shapely.geometry.box(0, 100, 100, 200), shapely.geometry.box(100, 0, 200, 100)]
-    frame = geopandas.GeoDataFrame({"image": ["x", "y"]}, geometry=boxes,
-                                   crs=Image(tmp_path / "in" / "a.tif").crs)
+    frame = geopandas.GeoDataFrame(
+        {"image": ["x", "y"]}, geometry=boxes, crs=Image(tmp_path / "in" / "a.tif").crs
+    )
     frame.to_file(tmp_path / "boxes.gpkg")
-    kept = read_raster(mask_rasters(tmp_path / "in", tmp_path / "inc",
-                                    vector_mask=("include", tmp_path / "boxes.gpkg"))[0])[0]
+    kept = read_raster(
+        mask_rasters(
+            tmp_path / "in", tmp_path / "inc", vector_mask=("include", tmp_path / "boxes.gpkg")
+        )[0]
+    )[0]
     assert (kept[:10, :10] == 7).all() and (kept[10:, 10:] == 7).all()
     assert (kept[:10, 10:] == 0).all() and (kept[10:, :10] == 0).all()
-    cut = read_raster(mask_rasters(tmp_path / "in", tmp_path / "exc",
-                                   vector_mask=("exclude", tmp_path / "boxes.gpkg"))[0])[0]
+    cut = read_raster(
+        mask_rasters(
+            tmp_path / "in", tmp_path / "exc", vector_mask=("exclude", tmp_path / "boxes.gpkg")
+        )[0]
+    )[0]
     assert np.array_equal(cut == 7, kept == 0)

@@ -21,8 +21,11 @@ def _pair_expected(tiles, first, second):
 
     def cut(index, window):
         data = tiles.data_of(index)
-        return data[:, row0 - window.row_off:row1 - window.row_off,
-                    col0 - window.col_off:col1 - window.col_off]
+        return data[
+            :,
+            row0 - window.row_off : row1 - window.row_off,
+            col0 - window.col_off : col1 - window.col_off,
+        ]
 
     a, b = cut(first, wa), cut(second, wb)
     joint = (a != tiles.nodata) & (b != tiles.nodata)
@@ -32,8 +35,14 @@ def _pair_expected(tiles, first, second):
 def test_graph_of_two_by_two_layout(tiles):
     collection = ImageCollection(tiles.paths)
     graph = OverlapGraph.from_collection(collection)
-    assert [(e.first, e.second) for e in graph.edges] == [(0, 1), (0, 2), (0, 3), (1, 2),
-                                                          (1, 3), (2, 3)]
+    assert [(e.first, e.second) for e in graph.edges] == [
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (1, 2),
+        (1, 3),
+        (2, 3),
+    ]
     edge = graph.edges[0]
     a, b = collection.images[0].bounds, collection.images[1].bounds
     assert edge.bounds == (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
@@ -68,15 +77,20 @@ def test_touching_images_do_not_overlap(tmp_path):
 
 def test_components_are_largest_first(tmp_path):
     data = np.ones((1, 10, 10), dtype=np.uint8)
-    paths = [write_raster(tmp_path / f"{name}.tif", data, transform=from_origin(x, 300, 30, 30))
-             for name, x in [("a", 0), ("b", 5000), ("c", 150), ("d", 5150), ("e", 240)]]
+    paths = [
+        write_raster(tmp_path / f"{name}.tif", data, transform=from_origin(x, 300, 30, 30))
+        for name, x in [("a", 0), ("b", 5000), ("c", 150), ("d", 5150), ("e", 240)]
+    ]
     graph = OverlapGraph.from_collection(ImageCollection(paths))
     assert graph.components() == [[0, 2, 4], [1, 3]]
 
 
 def test_pixel_window_snaps_and_clips(tmp_path):
-    path = write_raster(tmp_path / "grid.tif", np.ones((1, 10, 10), dtype=np.uint8),
-                        transform=from_origin(0, 300, 30, 30))
+    path = write_raster(
+        tmp_path / "grid.tif",
+        np.ones((1, 10, 10), dtype=np.uint8),
+        transform=from_origin(0, 300, 30, 30),
+    )
     image = ImageCollection([path]).images[0]
     # exact pixel edges, a hair off (snapped), partial pixels (excluded), outside (clipped)
     assert pixel_window(image, (60.0, 150.0, 150.0, 270.0)) == Window(2, 1, 3, 4)
@@ -96,8 +110,12 @@ def test_pair_statistics_use_jointly_valid_pixels(tile_factory, window_size):
         holes = rng.random(data.shape[1:]) < 0.2
         data[:, holes] = 0
         data[1, :10, :] = 0  # one band with its own nodata rows
-        write_raster(tiles.paths[index], data, transform=ImageCollection(
-            [tiles.paths[index]]).images[0].transform, nodata=0)
+        write_raster(
+            tiles.paths[index],
+            data,
+            transform=ImageCollection([tiles.paths[index]]).images[0].transform,
+            nodata=0,
+        )
     collection = ImageCollection(tiles.paths)
     graph = OverlapGraph.from_collection(collection)
     statistics = collect_statistics(collection, graph.edges, window_size=window_size, threads=2)
@@ -120,8 +138,9 @@ def test_pair_statistics_use_jointly_valid_pixels(tile_factory, window_size):
         data = tiles.data_of(index)
         valid = data != 0
         np.testing.assert_array_equal(moments.count, valid.reshape(3, -1).sum(axis=1))
-        np.testing.assert_allclose(moments.mean, [data[b][valid[b]].mean() for b in range(3)],
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            moments.mean, [data[b][valid[b]].mean() for b in range(3)], rtol=1e-12
+        )
 
 
 def test_only_requested_whole_images_are_measured(tiles):
@@ -145,8 +164,9 @@ def test_overlap_statistics_affine_maps_every_moment(tiles):
         i, j = before.edge.first, before.edge.second
         np.testing.assert_allclose(after.first.mean, gains[i] * before.first.mean + offsets[i])
         np.testing.assert_allclose(after.second.std, gains[j] * before.second.std)
-    np.testing.assert_allclose(mapped.images[2].mean,
-                               gains[2] * statistics.images[2].mean + offsets[2])
+    np.testing.assert_allclose(
+        mapped.images[2].mean, gains[2] * statistics.images[2].mean + offsets[2]
+    )
 
 
 def test_sample_data_graph(data_dir):

@@ -42,8 +42,7 @@ DETECTORS = {"residual": ResidualPIF, "irmad": IRMAD}
 #: Bound on the relative error of the gains of a fit on pseudo-invariant pixels.
 BOUND = 0.01
 #: All changed pixels of the series, on the truth grid.
-ANY_CHANGE = rectangles_mask([r for rects in SERIES_CHANGES.values() for r in rects],
-                             (200, 200))
+ANY_CHANGE = rectangles_mask([r for rects in SERIES_CHANGES.values() for r in rects], (200, 200))
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +71,9 @@ def fitted(series, tmp_path_factory):
     for name in (None, "residual", "irmad"):
         folder = tmp_path_factory.mktemp(f"fit_{name}")
         pif = DETECTORS[name]() if name else None
-        model = Mosaic(global_steps(), threads=2, pif=pif,
-                       pif_dir=folder / "pif" if name else None).fit(series.paths)
+        model = Mosaic(
+            global_steps(), threads=2, pif=pif, pif_dir=folder / "pif" if name else None
+        ).fit(series.paths)
         outputs = model.transform(series.paths, folder / "out")
         results[name] = (model, [read_raster(image.path) for image in outputs], folder / "pif")
     return results
@@ -236,8 +236,9 @@ def test_pif_with_a_local_step_does_not_erase_the_change(series, tmp_path, detec
             found = difference[r0:r1, c0:c1].mean()
             true = true_difference(series, date)[r0:r1, c0:c1].mean()
             if not found > 0.8 * true:
-                failures.append(f"date {date}: change at ({r0}, {c0}) shows {found:.0f}, "
-                                f"truly {true:.0f}")
+                failures.append(
+                    f"date {date}: change at ({r0}, {c0}) shows {found:.0f}, truly {true:.0f}"
+                )
     assert not failures, "; ".join(failures)
 
 
@@ -249,8 +250,7 @@ def test_local_step_without_pif_erases_part_of_the_change(series, tmp_path):
     difference = difference_to_reference(outputs, 1)
     assert difference[~ANY_CHANGE].mean() > 10.0
     r0, r1, c0, c1 = SERIES_CHANGES[1][0]
-    assert difference[r0:r1, c0:c1].mean() < 0.5 * true_difference(series, 1)[r0:r1,
-                                                                              c0:c1].mean()
+    assert difference[r0:r1, c0:c1].mean() < 0.5 * true_difference(series, 1)[r0:r1, c0:c1].mean()
 
 
 # ---------------------------------------------------------------------- 6. change masks
@@ -267,8 +267,10 @@ def test_change_masks_are_written_per_image(series, fitted, detector):
     _, _, folder = fitted[detector]
     assert folder_listing(folder) == [f"date_{k}.tif" for k in range(4)]
     for date in range(4):
-        with rasterio.open(folder / f"date_{date}.tif") as dataset, \
-                rasterio.open(series.paths[date]) as image:
+        with (
+            rasterio.open(folder / f"date_{date}.tif") as dataset,
+            rasterio.open(series.paths[date]) as image,
+        ):
             assert dataset.count == 1 and dataset.dtypes == ("uint8",)
             assert dataset.crs == image.crs
             assert dataset.shape == (50, 50)  # 200 px / decimation 4
@@ -276,8 +278,9 @@ def test_change_masks_are_written_per_image(series, fitted, detector):
             marks = dataset.read(1)
         assert set(np.unique(marks)) <= {0, 1}
         own = cells_inside(SERIES_CHANGES.get(date, []))
-        others = cells_inside([r for k, rects in SERIES_CHANGES.items() if k != date
-                               for r in rects])
+        others = cells_inside(
+            [r for k, rects in SERIES_CHANGES.items() if k != date for r in rects]
+        )
         if date:
             assert marks[own].mean() > 0.9, (date, marks[own].mean())
             for rectangle in SERIES_CHANGES[date]:  # each change, not just one of them
@@ -308,15 +311,15 @@ def test_select_pseudo_invariant_without_correction(series, tmp_path):
     gives a grid of ceil(200 / 3) cells that still spans the image."""
     collection = ImageCollection(series.paths)
     edges = OverlapGraph.from_collection(collection).edges
-    folder = select_pseudo_invariant(collection, edges, None, IRMAD(decimation=3),
-                                     tmp_path / "new" / "masks")
+    folder = select_pseudo_invariant(
+        collection, edges, None, IRMAD(decimation=3), tmp_path / "new" / "masks"
+    )
     assert folder == tmp_path / "new" / "masks"
     assert folder_listing(folder) == [f"date_{k}.tif" for k in range(4)]
     for date in range(4):
         with rasterio.open(folder / f"date_{date}.tif") as dataset:
             assert dataset.shape == (67, 67)
-            np.testing.assert_allclose(dataset.bounds, collection.images[date].bounds,
-                                       atol=1e-6)
+            np.testing.assert_allclose(dataset.bounds, collection.images[date].bounds, atol=1e-6)
             marks = dataset.read(1).astype(bool)
         # back on the pixel grid (nearest): the image's own change is marked
         cells = ((np.arange(200) + 0.5) * 67 / 200).astype(int)

@@ -8,8 +8,9 @@ import pytest
 from spectralmatch import Moments
 
 
-def split_moments(values: np.ndarray, valid: np.ndarray, rng: np.random.Generator,
-                  pieces: int) -> Moments:
+def split_moments(
+    values: np.ndarray, valid: np.ndarray, rng: np.random.Generator, pieces: int
+) -> Moments:
     """Moments of ``values`` built from random column chunks merged in random order."""
     cuts = np.sort(rng.choice(np.arange(1, values.shape[2]), size=pieces - 1, replace=False))
     bounds = list(zip([0, *cuts], [*cuts, values.shape[2]], strict=True))
@@ -107,8 +108,9 @@ def test_band_without_valid_pixels_has_zero_count_mean_and_variance():
     assert empty.variance.tolist() == [0.0, 0.0, 0.0]
 
 
-@pytest.mark.parametrize(("gain", "offset"), [((1.3, 0.7), (-250.0, 12.5)),
-                                              ((-0.5, 2.0), (1000.0, 0.0))])
+@pytest.mark.parametrize(
+    ("gain", "offset"), [((1.3, 0.7), (-250.0, 12.5)), ((-0.5, 2.0), (1000.0, 0.0))]
+)
 def test_affine_matches_recomputed_moments(gain, offset):
     rng = np.random.default_rng(5)
     values = rng.normal(6000.0, 400.0, size=(2, 30, 40))
@@ -142,9 +144,11 @@ def _blocks_of(values, valid, row_starts, col_starts):
     """from_array on each block (row-major): the reference for from_blocks."""
     row_stops = [*row_starts[1:], values.shape[1]]
     col_stops = [*col_starts[1:], values.shape[2]]
-    return [Moments.from_array(values[:, r0:r1, c0:c1], valid[:, r0:r1, c0:c1])
-            for r0, r1 in zip(row_starts, row_stops, strict=True)
-            for c0, c1 in zip(col_starts, col_stops, strict=True)]
+    return [
+        Moments.from_array(values[:, r0:r1, c0:c1], valid[:, r0:r1, c0:c1])
+        for r0, r1 in zip(row_starts, row_stops, strict=True)
+        for c0, c1 in zip(col_starts, col_stops, strict=True)
+    ]
 
 
 @pytest.mark.parametrize("kind", ["float", "uint16-pedestal"])
@@ -165,8 +169,7 @@ def test_from_blocks_equals_from_array_on_each_block(kind):
         np.testing.assert_array_equal(blocks.count[:, k], moments.count)
         present = moments.count > 0
         np.testing.assert_allclose(blocks.mean[present, k], moments.mean[present], rtol=1e-13)
-        np.testing.assert_allclose(blocks.m2[present, k], moments.m2[present], rtol=1e-9,
-                                   atol=1e-9)
+        np.testing.assert_allclose(blocks.m2[present, k], moments.m2[present], rtol=1e-9, atol=1e-9)
         assert (blocks.m2[~present, k] == 0).all()
     assert (blocks.count[1, 4:8] == 0).all() and (blocks.count[0] > 0).all()
     if kind != "float":
@@ -187,14 +190,16 @@ def test_merge_at_merges_windows_into_their_blocks_in_place():
     grid = Moments.empty((2, 6), extremes=False)
     counts = grid.count  # merged in place: the same arrays are updated
     # the left window, columns 0-35: blocks 0, 1, 3, 4 (block 1 cut at column 35)
-    left = Moments.from_blocks(values[:, :, :35], valid[:, :, :35], np.array([0, 20]),
-                               np.array([0, 20]))
+    left = Moments.from_blocks(
+        values[:, :, :35], valid[:, :, :35], np.array([0, 20]), np.array([0, 20])
+    )
     grid.merge_at(np.array([0, 1, 3, 4]), left)
     assert grid.count is counts
     np.testing.assert_array_equal(grid.count[:, 2], 0.0)
     # the right window, columns 35-60: blocks 1, 2, 4, 5 (block 1 completed)
-    right = Moments.from_blocks(values[:, :, 35:], valid[:, :, 35:], np.array([0, 20]),
-                                np.array([0, 5]))
+    right = Moments.from_blocks(
+        values[:, :, 35:], valid[:, :, 35:], np.array([0, 20]), np.array([0, 5])
+    )
     grid.merge_at(np.array([1, 2, 4, 5]), right)
     expected = _blocks_of(values, valid, np.array([0, 20]), np.array([0, 20, 40]))
     for k, moments in enumerate(expected):
