@@ -10,8 +10,8 @@ import tempfile
 from pathlib import Path
 
 import spectralmatch as sm
-from spectralmatch.metrics import overlap_differences
-from spectralmatch.plot import plot_before_after
+from spectralmatch.report.metrics import overlap_differences
+from spectralmatch.report.plots import plot_before_after
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,8 +11,8 @@ import tempfile
 from pathlib import Path
 
 import spectralmatch as sm
-from spectralmatch.metrics import seam_contrast
-from spectralmatch.plot import plot_before_after
+from spectralmatch.report.metrics import seam_contrast
+from spectralmatch.report.plots import plot_before_after
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,19 +1,25 @@
 """spectralmatch: relative radiometric normalization of raster mosaics and time series."""
 
 from ._version import __version__
-from .adjuster import Adjuster
-from .block_map import BlockGrid, BlockMap
-from .collection import ImageCollection
 from .errors import NotFittedError, SpectralMatchError
-from .global_model import FitDiagnostics, GlobalModel
-from .image import Image
-from .masks import FunctionMask, RasterMask, VectorMask
-from .mosaic import Mosaic
-from .ops import align_rasters, mask_rasters, merge_rasters
-from .overlap import OverlapEdge, OverlapGraph, OverlapStatistics
-from .pif import IRMAD, ResidualPIF
-from .seamline import Seamline, voronoi_center_seamline
-from .stats import Moments
+from .geo.blocks import BlockGrid
+from .geo.overlap import OverlapEdge, OverlapGraph
+from .masks.function import FunctionMask
+from .masks.raster import RasterMask
+from .masks.vector import VectorMask
+from .model.adjuster import Adjuster
+from .model.block_map import BlockMap
+from .model.global_model import FitDiagnostics, GlobalModel
+from .model.pif import IRMAD, ResidualPIF
+from .model.pipeline import Mosaic
+from .ops.align import align_rasters
+from .ops.clip import mask_rasters
+from .ops.merge import merge_rasters
+from .ops.seamline import Seamline, voronoi_center_seamline
+from .raster.collection import ImageCollection
+from .raster.image import Image
+from .stats.moments import Moments
+from .stats.overlap import OverlapStatistics
 from .workflow import global_regression, local_block_adjustment
 
 __all__ = [

@@ -10,28 +10,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .block_map import BlockMap
-from .collection import ImageCollection, PathsLike
+from ._typing import OutputsLike, PathsLike
 from .errors import SpectralMatchError
-from .global_model import GlobalModel
-from .image import DEFAULT_WINDOW_SIZE
-from .mosaic import Mosaic
-
-OutputsLike = str | os.PathLike | Sequence[str | os.PathLike]
-
-
-def output_arguments(collection: ImageCollection, output_images: OutputsLike) -> dict:
-    """``out_dir`` or ``outputs`` for :meth:`Mosaic.transform`.
-
-    A folder keeps the input file names; a pattern with ``*`` (``"out/*_matched.tif"``)
-    puts each input's stem in place of the ``*``; a list gives one path per image.
-    """
-    if isinstance(output_images, (str, os.PathLike)):
-        text = os.fspath(output_images)
-        if "*" in text:
-            return {"outputs": [text.replace("*", image.name) for image in collection]}
-        return {"out_dir": Path(text)}
-    return {"outputs": list(output_images)}
+from .model.block_map import BlockMap
+from .model.global_model import GlobalModel
+from .model.pipeline import Mosaic
+from .raster.collection import ImageCollection
+from .raster.image import DEFAULT_WINDOW_SIZE
+from .raster.paths import output_arguments
 
 
 def model_references(

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 
 from spectralmatch import BlockMap, GlobalModel, Image, ImageCollection, Mosaic
-from spectralmatch.cache import StatisticsCache
+from spectralmatch.engine.cache import StatisticsCache
 
 
 def model(cache) -> Mosaic:
@@ -73,7 +73,7 @@ def test_masked_images_are_not_cached(tiles, tmp_path):
 def test_cli_caches_by_default_and_no_cache_reads(tiles, tmp_path):
     from click.testing import CliRunner
 
-    from spectralmatch.cli import main
+    from spectralmatch.cli.main import main
 
     runner = CliRunner()
     cache = tmp_path / "cli-cache"

@@ -29,7 +29,7 @@ from rasterio.windows import bounds as window_bounds
 from shapely.geometry import box
 
 import spectralmatch
-from spectralmatch.cli import main
+from spectralmatch.cli.main import main
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from conftest import SAMPLE_TILES, write_raster
 from rasterio.transform import from_origin
 
 from spectralmatch import Image, ImageCollection, Mosaic, SpectralMatchError
-from spectralmatch.collection import resolve_paths
+from spectralmatch.raster.collection import resolve_paths
 
 # ---------------------------------------------------------------------- finding files
 

@@ -21,8 +21,8 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from spectralmatch import GlobalModel, ImageCollection, Mosaic, OverlapGraph, SpectralMatchError
-from spectralmatch.engine import collect_statistics
-from spectralmatch.global_model import MIN_ROBUST_WEIGHT, robust_weights
+from spectralmatch.engine.passes import collect_statistics
+from spectralmatch.model.global_model import MIN_ROBUST_WEIGHT, robust_weights
 
 
 def fit_model(paths, **kwargs) -> tuple[Mosaic, GlobalModel]:

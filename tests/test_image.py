@@ -58,7 +58,7 @@ def test_windows_cover_the_image_exactly_once(data_dir):
 
 def test_statistics_equal_numpy_over_valid_pixels(data_dir):
     image = Image(data_dir / "tile_02.tif")
-    moments = image.statistics(window_size=64)
+    moments = image.statistics()
     with rasterio.open(data_dir / "tile_02.tif") as dataset:
         data = dataset.read()
     for band in range(3):

@@ -9,13 +9,8 @@ from conftest import folder_listing, write_raster
 from rasterio.enums import Compression
 
 from spectralmatch import Image, SpectralMatchError
-from spectralmatch.io import (
-    atomic_path,
-    check_not_input,
-    output_profile,
-    to_dtype,
-    translate_to_cog,
-)
+from spectralmatch.raster.paths import check_not_input
+from spectralmatch.raster.write import atomic_path, output_profile, to_dtype, translate_to_cog
 
 
 def test_output_profile_is_tiled_deflate_on_the_input_grid(data_dir):

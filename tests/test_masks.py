@@ -26,7 +26,8 @@ from spectralmatch import (
     SpectralMatchError,
     VectorMask,
 )
-from spectralmatch.masks import AnyMask, as_mask, combine
+from spectralmatch.masks.base import AnyMask, combine
+from spectralmatch.masks.convert import as_mask
 
 #: The cloud in tile 1's own pixels: rows 20..60, cols 4..36, i.e. truth rows 20..60,
 #: cols 84..116, inside the 40 px overlap of tiles 0 and 1 and no other overlap.
@@ -275,16 +276,14 @@ def test_misaligned_coarse_raster_mask_takes_the_cell_under_each_pixel_centre(tr
     coarse = Affine(120.0, 0.0, origin.c - 300 + 17.0, 0.0, -120.0, origin.f + 300 - 61.0)
     mask = RasterMask(write_raster(tmp_path / "cells.tif", cells, transform=coarse))
     for window in (Window(0, 0, 200, 200), Window(80, 0, 40, 120), Window(13, 57, 61, 33)):
-        excluded = mask.excluded(
-            image, None, window_bounds(window, origin), (window.height, window.width)
-        )
+        excluded = mask.excluded(image, None, image.grid.window_grid(window))
         ys = origin.f + (np.arange(window.row_off, window.row_off + window.height) + 0.5) * -30
         xs = origin.c + (np.arange(window.col_off, window.col_off + window.width) + 0.5) * 30
         rows = np.floor((ys - coarse.f) / coarse.e).astype(int)
         cols = np.floor((xs - coarse.c) / coarse.a).astype(int)
         np.testing.assert_array_equal(excluded, cells[rows][:, cols].astype(bool))
         inverted = RasterMask(mask.path, include=True).excluded(
-            image, None, window_bounds(window, origin), (window.height, window.width)
+            image, None, image.grid.window_grid(window)
         )
         np.testing.assert_array_equal(inverted, ~excluded)
 

@@ -125,7 +125,7 @@ def test_the_published_six_step_workflow_runs_as_written(tmp_path):
 def test_cli_align_seamlines_mask_merge(tmp_path):
     from click.testing import CliRunner
 
-    from spectralmatch.cli import main
+    from spectralmatch.cli.main import main
 
     runner = CliRunner()
     steps = [
@@ -201,7 +201,7 @@ def test_merge_places_images_by_their_seamlines_and_feathers_the_cut(tmp_path):
 
 
 def test_seam_contrast_falls_with_matching_and_with_feathering(tmp_path):
-    from spectralmatch.metrics import seam_contrast
+    from spectralmatch.report.metrics import seam_contrast
 
     folder, seams = two_halves(tmp_path)
     sharp = merge_rasters(folder, tmp_path / "sharp.tif", seamlines=seams)
@@ -226,7 +226,7 @@ def test_seam_contrast_falls_with_matching_and_with_feathering(tmp_path):
 def test_cli_merge_report(tmp_path):
     from click.testing import CliRunner
 
-    from spectralmatch.cli import main
+    from spectralmatch.cli.main import main
 
     seams = Seamline.voronoi(DATA_DIR).to_file(tmp_path / "seams.gpkg")
     result = CliRunner().invoke(
@@ -254,7 +254,7 @@ def test_cli_merge_report(tmp_path):
 
 def test_least_cost_seamlines_partition_and_hide_the_cuts_better(tmp_path):
     from spectralmatch import BlockMap, GlobalModel, Mosaic
-    from spectralmatch.metrics import seam_contrast
+    from spectralmatch.report.metrics import seam_contrast
 
     matched = Mosaic([GlobalModel(), BlockMap()]).fit_transform(DATA_DIR, tmp_path / "m")
     least = Seamline.least_cost(matched)
@@ -278,7 +278,7 @@ def test_least_cost_seamlines_partition_and_hide_the_cuts_better(tmp_path):
 
 
 def test_least_cost_labels_follow_the_cheap_column():
-    from spectralmatch.seamline import least_cost_labels
+    from spectralmatch.ops.seamline import least_cost_labels
 
     cover = np.zeros((2, 20, 40), bool)
     cover[0, :, :30] = True

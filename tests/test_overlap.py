@@ -9,8 +9,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from spectralmatch import ImageCollection, Moments, OverlapGraph
-from spectralmatch.engine import collect_statistics
-from spectralmatch.overlap import pixel_window
+from spectralmatch.engine.passes import collect_statistics
 
 
 def _pair_expected(tiles, first, second):
@@ -58,11 +57,11 @@ def test_overlap_windows_in_each_image(tiles):
     graph = OverlapGraph.from_collection(collection)
     by_pair = {(e.first, e.second): e for e in graph.edges}
     # tiles 0 and 1 share truth columns 80..120 (full height)
-    assert by_pair[0, 1].window_in(collection.images[0]) == Window(80, 0, 40, 120)
-    assert by_pair[0, 1].window_in(collection.images[1]) == Window(0, 0, 40, 120)
+    assert by_pair[0, 1].window_in(collection.images[0].grid) == Window(80, 0, 40, 120)
+    assert by_pair[0, 1].window_in(collection.images[1].grid) == Window(0, 0, 40, 120)
     # the diagonal pair 0-3 shares the 40 x 40 truth block 80..120
-    assert by_pair[0, 3].window_in(collection.images[0]) == Window(80, 80, 40, 40)
-    assert by_pair[0, 3].window_in(collection.images[3]) == Window(0, 0, 40, 40)
+    assert by_pair[0, 3].window_in(collection.images[0].grid) == Window(80, 80, 40, 40)
+    assert by_pair[0, 3].window_in(collection.images[3].grid) == Window(0, 0, 40, 40)
 
 
 def test_touching_images_do_not_overlap(tmp_path):
@@ -85,7 +84,7 @@ def test_components_are_largest_first(tmp_path):
     assert graph.components() == [[0, 2, 4], [1, 3]]
 
 
-def test_pixel_window_snaps_and_clips(tmp_path):
+def test_inner_window_snaps_and_clips(tmp_path):
     path = write_raster(
         tmp_path / "grid.tif",
         np.ones((1, 10, 10), dtype=np.uint8),
@@ -93,11 +92,11 @@ def test_pixel_window_snaps_and_clips(tmp_path):
     )
     image = ImageCollection([path]).images[0]
     # exact pixel edges, a hair off (snapped), partial pixels (excluded), outside (clipped)
-    assert pixel_window(image, (60.0, 150.0, 150.0, 270.0)) == Window(2, 1, 3, 4)
-    assert pixel_window(image, (60.0 + 1e-9, 150.0, 150.0 - 1e-9, 270.0)) == Window(2, 1, 3, 4)
-    assert pixel_window(image, (45.0, 150.0, 165.0, 270.0)) == Window(2, 1, 3, 4)
-    assert pixel_window(image, (-100.0, -100.0, 60.0, 1000.0)) == Window(0, 0, 2, 10)
-    assert pixel_window(image, (10.0, 150.0, 25.0, 270.0)) is None
+    assert image.grid.inner_window((60.0, 150.0, 150.0, 270.0)) == Window(2, 1, 3, 4)
+    assert image.grid.inner_window((60.0 + 1e-9, 150.0, 150.0 - 1e-9, 270.0)) == Window(2, 1, 3, 4)
+    assert image.grid.inner_window((45.0, 150.0, 165.0, 270.0)) == Window(2, 1, 3, 4)
+    assert image.grid.inner_window((-100.0, -100.0, 60.0, 1000.0)) == Window(0, 0, 2, 10)
+    assert image.grid.inner_window((10.0, 150.0, 25.0, 270.0)) is None
 
 
 @pytest.mark.parametrize("window_size", [1024, 48])

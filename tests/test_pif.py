@@ -35,7 +35,7 @@ from spectralmatch import (
     RasterMask,
     ResidualPIF,
 )
-from spectralmatch.pif import irmad_no_change, select_pseudo_invariant
+from spectralmatch.model.pif import irmad_no_change, select_pseudo_invariant
 
 REFERENCE = ["date_0"]
 DETECTORS = {"residual": ResidualPIF, "irmad": IRMAD}

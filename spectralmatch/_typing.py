@@ -1,0 +1,54 @@
+"""Types shared across the package: bounds, path-likes, and the option values as literals."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Literal, Protocol
+
+from rasterio import Affine
+
+#: (left, bottom, right, top) in CRS units.
+Bounds = tuple[float, float, float, float]
+
+#: A raster file, folder or glob pattern, or a list of them.
+PathsLike = str | os.PathLike | Iterable[str | os.PathLike]
+
+#: An output folder, a pattern with ``*`` standing for each input's name, or one path per image.
+OutputsLike = str | os.PathLike | Sequence[str | os.PathLike]
+
+#: Image references: names or positions in the collection.
+References = Sequence[str | int] | None
+
+Correction = Literal["wallis", "offset", "gain", "gamma"]
+WorkingDtype = Literal["float32", "float64"]
+MaskMode = Literal["include", "exclude"]
+ResolutionName = Literal["highest", "lowest", "average"]
+ResamplingName = Literal[
+    "nearest",
+    "bilinear",
+    "cubic",
+    "cubic_spline",
+    "lanczos",
+    "average",
+    "mode",
+    "max",
+    "min",
+    "med",
+    "q1",
+    "q3",
+    "sum",
+    "rms",
+]
+SeamlineMethod = Literal["voronoi", "least-cost"]
+ExecutorName = Literal["serial", "threads", "processes"]
+
+
+class Georeferenced(Protocol):
+    """Anything placed on a north-up or rotated pixel grid: an image, for the geometry."""
+
+    @property
+    def transform(self) -> Affine: ...
+
+    @property
+    def bounds(self) -> Bounds: ...

@@ -1,0 +1,1 @@
+"""The ``spectralmatch`` command line: one module per command, as rasterio's ``rio`` does."""

@@ -1,0 +1,32 @@
+"""The ``spectralmatch`` command group; each command lives in its own module."""
+
+from __future__ import annotations
+
+import click
+
+from .._version import __version__
+from .align import align
+from .fit import fit
+from .mask import mask
+from .match import match
+from .merge import merge
+from .seamlines import seamlines
+from .transform import transform
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="spectralmatch")
+def main() -> None:
+    """Relative radiometric normalization of raster mosaics and time series.
+
+    \b
+    Example:
+      spectralmatch match data/ -o matched/
+    """
+
+
+for command in (match, fit, transform, align, seamlines, mask, merge):
+    main.add_command(command)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Geometry of pixel grids: windows, block grids and the overlap graph (no pixel is read here)."""

@@ -1,0 +1,133 @@
+"""A grid of equal blocks over the union extent of a collection, and surfaces on it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from attrs import frozen
+from rasterio import Affine
+
+from .._typing import Bounds, Georeferenced
+from .grid import PixelGrid
+
+#: Default number of blocks along an image's longer side.
+BLOCKS_PER_IMAGE = 8
+
+
+@frozen
+class BlockGrid:
+    """A grid of ``rows`` x ``cols`` equal blocks, north-up, from (``left``, ``top``)."""
+
+    left: float
+    top: float
+    block_width: float
+    block_height: float
+    rows: int
+    cols: int
+
+    @classmethod
+    def covering(
+        cls,
+        images: Sequence[Georeferenced],
+        block_size: int | None = None,
+        n_blocks: int | None = None,
+    ) -> BlockGrid:
+        """Square blocks over the union extent of ``images`` (north-up grids).
+
+        ``block_size`` is in pixels of the finest image; ``n_blocks`` is the number of
+        blocks along the longer side of the extent; with neither, blocks are an eighth
+        of the images' median longer side (about 8 x 8 blocks per image).
+        """
+        left, bottom, right, top = union_bounds([image.bounds for image in images])
+        longest = max(right - left, top - bottom)
+        if n_blocks is not None:
+            side = longest / n_blocks
+        elif block_size is not None:
+            pixel = min(min(abs(i.transform.a), abs(i.transform.e)) for i in images)
+            side = min(block_size * pixel, longest)
+        else:
+            sides = [max(b[2] - b[0], b[3] - b[1]) for b in (i.bounds for i in images)]
+            side = float(np.median(sides)) / BLOCKS_PER_IMAGE
+        rows = math.ceil((top - bottom) / side - 1e-9)
+        cols = math.ceil((right - left) / side - 1e-9)
+        return cls(left, top, side, side, max(rows, 1), max(cols, 1))
+
+    @property
+    def size(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def transform(self) -> Affine:
+        """Affine transform of the grid as a raster (one pixel per block)."""
+        from rasterio.transform import from_origin
+
+        return from_origin(self.left, self.top, self.block_width, self.block_height)
+
+    def cell_blocks(self, cells: PixelGrid) -> tuple[np.ndarray, np.ndarray]:
+        """Block row of each row and block column of each column of ``cells``."""
+        rows, cols = self._coordinates(cells)
+        return (
+            np.clip(np.floor(rows), 0, self.rows - 1).astype(int),
+            np.clip(np.floor(cols), 0, self.cols - 1).astype(int),
+        )
+
+    def _coordinates(self, cells: PixelGrid) -> tuple[np.ndarray, np.ndarray]:
+        """Centres of the rows and columns of ``cells`` in block units (0 at the grid's
+        top-left corner); ``cells`` is north-up."""
+        transform = cells.transform
+        x = transform.c + transform.a * (np.arange(cells.width) + 0.5)
+        y = transform.f + transform.e * (np.arange(cells.height) + 0.5)
+        return (self.top - y) / self.block_height, (x - self.left) / self.block_width
+
+    def window_blocks(self, cells: PixelGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Blocks the cells touch: flat block indices and the first row and column of
+        each block run in the cells."""
+        block_rows, block_cols = self.cell_blocks(cells)
+        row_starts = np.flatnonzero(np.diff(block_rows, prepend=-1))
+        col_starts = np.flatnonzero(np.diff(block_cols, prepend=-1))
+        index = block_rows[row_starts][:, None] * self.cols + block_cols[col_starts][None, :]
+        return index.ravel(), row_starts, col_starts
+
+    def interpolate(self, surfaces: Sequence[np.ndarray], cells: PixelGrid) -> list[np.ndarray]:
+        """Bilinear interpolation of block-centre surfaces (bands, rows, cols) to ``cells``.
+
+        Edges are clamped: cells beyond the outermost block centres take their values.
+        Computed as ``W_rows @ surface @ W_cols.T`` restricted to the blocks the cells
+        touch, so no full-size grid is built.
+        """
+        rows, cols = self._coordinates(cells)
+        row_weights, row_span = _bilinear_weights(rows - 0.5, self.rows)
+        col_weights, col_span = _bilinear_weights(cols - 0.5, self.cols)
+        result = []
+        for surface in surfaces:
+            part = surface[:, row_span, col_span]
+            row_weights_t = row_weights.astype(part.dtype)
+            col_weights_t = col_weights.astype(part.dtype).T
+            result.append(row_weights_t @ part @ col_weights_t)
+        return result
+
+
+def union_bounds(boxes: Sequence[Bounds]) -> Bounds:
+    """The smallest bounds holding every one of ``boxes``."""
+    return (
+        min(b[0] for b in boxes),
+        min(b[1] for b in boxes),
+        max(b[2] for b in boxes),
+        max(b[3] for b in boxes),
+    )
+
+
+def _bilinear_weights(position: np.ndarray, size: int) -> tuple[np.ndarray, slice]:
+    """Interpolation weights (cells x blocks spanned) and the span of blocks used."""
+    position = np.clip(position, 0, size - 1)
+    lower = np.minimum(np.floor(position).astype(int), max(size - 2, 0))
+    upper = np.minimum(lower + 1, size - 1)
+    fraction = position - lower
+    first, last = lower.min(), upper.max()
+    weights = np.zeros((len(position), last - first + 1))
+    cells = np.arange(len(position))
+    np.add.at(weights, (cells, lower - first), 1 - fraction)
+    np.add.at(weights, (cells, upper - first), fraction)
+    return weights, slice(first, last + 1)

@@ -1,0 +1,55 @@
+"""The mask contract: which cells of a grid to leave out of the statistics."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+from attrs import define
+
+from ..geo.grid import PixelGrid
+
+
+class MaskTarget(Protocol):
+    """What a mask may know of the image it judges: its name and CRS."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def crs(self) -> Any: ...
+
+
+class Mask:
+    """Base class: which pixels of a grid to leave out of the statistics.
+
+    Give one to an image (``Image(path, mask=...)``). A pixel counts for a statistic only
+    where it is valid and no mask of an image involved excludes it (for an overlap:
+    neither image's mask).
+    """
+
+    def excluded(self, target: MaskTarget, values: np.ndarray, grid: PixelGrid) -> np.ndarray:
+        """Bool array of ``grid.shape``: True where the cells of ``grid`` (holding
+        ``values``, shape (bands, rows, cols), read from ``target``) are excluded."""
+        raise NotImplementedError
+
+
+@define
+class AnyMask(Mask):
+    """Excludes what any of ``masks`` excludes."""
+
+    masks: list[Mask]
+
+    def excluded(self, target: MaskTarget, values: np.ndarray, grid: PixelGrid) -> np.ndarray:
+        result = np.zeros(grid.shape, dtype=bool)
+        for mask in self.masks:
+            result |= mask.excluded(target, values, grid)
+        return result
+
+
+def combine(*masks: Mask | None) -> Mask | None:
+    """One mask excluding what any of ``masks`` (None for no mask) excludes."""
+    present = [mask for mask in masks if mask is not None]
+    if len(present) <= 1:
+        return present[0] if present else None
+    return AnyMask(present)

@@ -1,0 +1,1 @@
+"""The radiometric model: estimators, the steps of a model, and the Mosaic that runs them."""

@@ -1,0 +1,457 @@
+"""Local block adjustment: smooth per-pixel corrections from a grid of block statistics."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from attrs import asdict, define
+from rasterio.windows import Window
+
+from ..errors import SpectralMatchError
+from ..geo.blocks import BlockGrid
+from ..geo.grid import is_north_up
+from ..raster.collection import ImageCollection
+from ..raster.image import Image
+from ..stats.overlap import OverlapStatistics
+from .adjuster import Adjuster
+from .base import check_is_fitted, reference_indices
+from .surface import fill_from_neighbours
+
+CORRECTIONS = ("wallis", "offset", "gain", "gamma")
+_MAX_RATIO = 10.0
+
+
+class BlockMap(Adjuster):
+    """Local block adjustment: a smooth correction field per image from block overlaps.
+
+    A grid of blocks covers the union extent of the collection. For every overlapping
+    pair and block the means and standard deviations of both images over their jointly
+    valid pixels (as corrected by the steps before) are measured. In each block, the
+    images that overlap there get a shift ``d`` of their mean (and a factor ``f`` of
+    their spread) by least squares, so that every pair agrees in that block; the shifts
+    are count-weighted to sum to zero (the block keeps its average brightness), or are
+    zero for reference images. ``m`` is an image's mean over its overlaps in the block.
+    Blocks where an image overlaps nothing are filled from their neighbours, ring by
+    ring outwards from the blocks where it does. The block values are interpolated
+    bilinearly between block centres to every pixel, and each pixel is corrected:
+
+    - ``offset``: ``x + d``
+    - ``gain``: ``p + (x - p) * (m + d - p) / (m - p)``
+    - ``gamma``: ``p + r * ((x - p) / r) ** (ln((m + d - p) / r) / ln((m - p) / r))``
+    - ``wallis``: ``m + d + (x - m) * f``
+
+    where ``p`` is 0 for non-negative data (just below the collection's minimum when it
+    has negative values) and ``r`` spans the collection's range above ``p``. Ratios are
+    bounded to [1/10, 10], so zeros, negative values and empty blocks never produce NaN
+    or inf.
+
+    Parameters
+    ----------
+    block_size : int, optional
+        Block side in pixels of the finest image. Default: an eighth of the images'
+        median longer side (about 8 x 8 blocks per image), unless ``n_blocks`` is set.
+    n_blocks : int, optional
+        Number of blocks along the longer side of the union extent (instead of
+        ``block_size``).
+    correction : {"wallis", "offset", "gain", "gamma"}, default "wallis"
+        Wallis matches the spread as well as the mean, which also removes the contrast
+        differences a multiplicative haze or illumination field leaves; it scored best
+        on the benchmark (docs/benchmarks.md).
+    min_pixels : int, default 100
+        Overlaps with fewer jointly valid pixels in a block are not used there.
+    smoothing : float, default 0.0
+        Standard deviation, in blocks, of a Gaussian filter applied to the block values.
+    reference : sequence of str or int, optional
+        Reference images: left unchanged, the others are brought to them where they
+        overlap. Default: none (all images are adjusted).
+
+    Attributes
+    ----------
+    grid_ : BlockGrid
+    images_ : list of str
+    local_means_ : ndarray (n_images, n_bands, rows, cols)
+        ``m``: each image's mean over its overlaps per block (filled).
+    shifts_, spread_factors_ : ndarray (n_images, n_bands, rows, cols)
+        ``d`` and ``f`` per image and block (filled).
+    counts_ : ndarray (n_images, n_bands, rows, cols)
+        Overlap pixels of each image in each block (summed over its overlaps).
+    pivot_, range_ : ndarray (n_bands,)
+        ``p`` and ``r`` of the gain and gamma corrections.
+
+    Examples
+    --------
+    >>> from spectralmatch import GlobalModel, Mosaic
+    >>> model = Mosaic([GlobalModel(), BlockMap(block_size=64)]).fit("data/")
+    >>> model.steps[1].shifts_.shape
+    (4, 3, 10, 10)
+    """
+
+    def __init__(
+        self,
+        block_size: int | None = None,
+        n_blocks: int | None = None,
+        correction: str = "wallis",
+        min_pixels: int = 100,
+        smoothing: float = 0.0,
+        reference: Sequence[str | int] | None = None,
+    ) -> None:
+        self.block_size = block_size
+        self.n_blocks = n_blocks
+        self.correction = correction
+        self.min_pixels = min_pixels
+        self.smoothing = smoothing
+        self.reference = reference
+
+    def prepare(self, collection: ImageCollection) -> None:
+        """Lay the block grid over the union extent of ``collection``."""
+        if self.correction not in CORRECTIONS:
+            raise SpectralMatchError(
+                f"BlockMap correction must be one of {CORRECTIONS}, got {self.correction!r}"
+            )
+        if self.block_size is not None and self.n_blocks is not None:
+            raise SpectralMatchError("give BlockMap either block_size or n_blocks, not both")
+        for image in collection:
+            if not is_north_up(image.transform):
+                raise SpectralMatchError(
+                    f"{image.path}: rotated or south-up grids are not supported by BlockMap; "
+                    "warp the image north-up first"
+                )
+        self.grid_ = BlockGrid.covering(collection.images, self.block_size, self.n_blocks)
+        self.crs_ = collection.crs
+
+    @property
+    def block_grids(self) -> list[BlockGrid]:
+        """The block grid (once prepared or fitted)."""
+        grid = getattr(self, "grid_", None)
+        return [] if grid is None else [grid]
+
+    # ---------------------------------------------------------------- fit
+
+    def fit(self, statistics: OverlapStatistics) -> BlockMap:
+        """Solve the per-block shifts and spread factors of every image."""
+        check_is_fitted(self, "grid_")
+        names = statistics.names
+        fixed = np.zeros(len(names), dtype=bool)
+        fixed[sorted(reference_indices(self.reference, names))] = True
+        overlaps = _BlockOverlaps.gather(statistics, self.grid_, self.min_pixels)
+        shifts = overlaps.solve(overlaps.means, fixed)
+        log_factors = overlaps.solve(overlaps.log_stds, fixed)
+        self.images_ = list(names)
+        self.reference_ = [name for name, is_fixed in zip(names, fixed, strict=True) if is_fixed]
+        self._set_surfaces(overlaps.counts, overlaps.local_means(), shifts, log_factors)
+        low = np.min([m.minimum for m in statistics.images], axis=0)
+        high = np.max([m.maximum for m in statistics.images], axis=0)
+        self.pivot_ = np.where(low >= 0, 0.0, low - 0.01 * (high - low))
+        self.range_ = np.maximum(high - self.pivot_, 1e-12)
+        return self
+
+    def _set_surfaces(self, counts, local_means, shifts, log_factors) -> None:
+        known = counts >= self.min_pixels
+        self.counts_ = self._grid_shaped(counts)
+        self.local_means_ = self._fill(local_means, known)
+        self.shifts_ = self._fill(shifts, known)
+        self.spread_factors_ = np.exp(self._fill(log_factors, known))
+
+    def fit_new(self, statistics: OverlapStatistics, names: list[str]) -> None:
+        """Shifts and factors of new images against the frozen, corrected fitted images."""
+        check_is_fitted(self, "shifts_")
+        position = {name: k for k, name in enumerate(self.images_)}
+        fitted = np.array([name in position for name in statistics.names])
+        overlaps = _BlockOverlaps.gather(statistics, self.grid_, self.min_pixels)
+        rows = [position.get(name, 0) for name in statistics.names]
+        frozen_shifts = self.shifts_[rows].reshape(len(rows), *overlaps.counts.shape[1:])
+        frozen_logs = np.log(self.spread_factors_[rows]).reshape(frozen_shifts.shape)
+        shifts = overlaps.solve(overlaps.means, fitted, frozen_shifts)
+        log_factors = overlaps.solve(overlaps.log_stds, fitted, frozen_logs)
+        new = [statistics.names.index(name) for name in names]
+        existing = (self.counts_, self.local_means_, self.shifts_, self.spread_factors_)
+        self._set_surfaces(
+            overlaps.counts[new], overlaps.local_means()[new], shifts[new], log_factors[new]
+        )
+        self.counts_, self.local_means_, self.shifts_, self.spread_factors_ = (
+            np.concatenate([old, added])
+            for old, added in zip(
+                existing,
+                (self.counts_, self.local_means_, self.shifts_, self.spread_factors_),
+                strict=True,
+            )
+        )
+        self.images_ += names
+
+    def _grid_shaped(self, array: np.ndarray) -> np.ndarray:
+        return array.reshape(*array.shape[:-1], self.grid_.rows, self.grid_.cols)
+
+    def _fill(self, values: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """Per image and band: unknown blocks filled from their neighbours."""
+        values, known = self._grid_shaped(values), self._grid_shaped(known)
+        filled = np.zeros_like(values)
+        for index in np.ndindex(values.shape[:2]):
+            if known[index].any():
+                filled[index] = fill_from_neighbours(values[index], known[index])
+            if self.smoothing > 0:
+                from scipy import ndimage
+
+                filled[index] = ndimage.gaussian_filter(
+                    filled[index], self.smoothing, mode="nearest"
+                )
+        return filled
+
+    # ---------------------------------------------------------------- transform
+
+    def transform_window(
+        self, image: Image, window: Window, values: np.ndarray, valid: np.ndarray
+    ) -> np.ndarray:
+        """Correct each pixel by its interpolated block values."""
+        check_is_fitted(self, "shifts_")
+        if image.name in self.reference_:
+            return values
+        try:
+            row = self.images_.index(image.name)
+        except ValueError:
+            raise SpectralMatchError(f"{image.name}: not in this BlockMap") from None
+        dtype = values.dtype
+        cells = image.grid.window_grid(window).resampled(values.shape[1:])
+        if self.correction == "gamma":
+            local, target = self.grid_.interpolate(
+                [surface.astype(dtype) for surface in self._gamma_surfaces(row)], cells
+            )
+            return _gamma(
+                values,
+                local,
+                target,
+                self.pivot_.astype(dtype)[:, None, None],
+                self.range_.astype(dtype)[:, None, None],
+            )
+        gain, offset = self.grid_.interpolate(
+            [surface.astype(dtype) for surface in self._linear_fields(row)], cells
+        )
+        values *= gain
+        values += offset
+        return values
+
+    def _linear_fields(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Block values of ``F`` and ``G`` in ``x' = F * x + G`` (offset, gain, wallis)."""
+        local, shift = self.local_means_[row], self.shifts_[row]
+        if self.correction == "offset":
+            return np.ones_like(shift), shift
+        if self.correction == "gain":
+            pivot = self.pivot_[:, None, None]
+            gain = _bounded_ratio(local + shift - pivot, local - pivot)
+            return gain, pivot * (1 - gain)
+        gain = np.clip(self.spread_factors_[row], 1 / _MAX_RATIO, _MAX_RATIO)
+        return gain, local + shift - gain * local
+
+    def _gamma_surfaces(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Block values of the local mean and the mean it is brought to."""
+        return self.local_means_[row], self.local_means_[row] + self.shifts_[row]
+
+    # ---------------------------------------------------------------- state
+
+    def get_state(self) -> dict[str, Any]:
+        check_is_fitted(self, "shifts_")
+        crs = self.crs_.to_wkt() if self.crs_ else None
+        return {
+            "grid": asdict(self.grid_),
+            "crs": crs,
+            "images": self.images_,
+            "reference": self.reference_,
+            "pivot": self.pivot_.tolist(),
+            "range": self.range_.tolist(),
+            "counts": self.counts_,
+            "local_means": self.local_means_,
+            "shifts": self.shifts_,
+            "spread_factors": self.spread_factors_,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        from rasterio.crs import CRS
+
+        self.grid_ = BlockGrid(**state["grid"])
+        self.crs_ = CRS.from_wkt(state["crs"]) if state["crs"] else None
+        self.images_ = list(state["images"])
+        self.reference_ = list(state["reference"])
+        self.pivot_, self.range_ = np.array(state["pivot"]), np.array(state["range"])
+        for name in ("counts", "local_means", "shifts", "spread_factors"):
+            setattr(self, f"{name}_", np.asarray(state[name], dtype=float))
+
+    def to_rasters(self, folder: str | os.PathLike) -> list[Path]:
+        """Write the block surfaces as GeoTIFFs (one pixel per block) for inspection.
+
+        Per image, ``<image>_local.tif`` holds its block means ``m`` and
+        ``<image>_reference.tif`` the means it is brought to, ``m + d``, as filled and
+        used by the correction; one band per image band.
+        """
+        import rasterio
+
+        check_is_fitted(self, "shifts_")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, local, shift in zip(self.images_, self.local_means_, self.shifts_, strict=True):
+            for kind, surface in (("local", local), ("reference", local + shift)):
+                path = folder / f"{name}_{kind}.tif"
+                with rasterio.open(
+                    path,
+                    "w",
+                    driver="GTiff",
+                    width=self.grid_.cols,
+                    height=self.grid_.rows,
+                    count=surface.shape[0],
+                    dtype="float32",
+                    transform=self.grid_.transform,
+                    crs=self.crs_,
+                ) as dataset:
+                    dataset.write(surface.astype("float32"))
+                written.append(path)
+        return written
+
+
+@define
+class _BlockOverlaps:
+    """The overlaps' block statistics as arrays: pairs x bands x blocks."""
+
+    n_images: int
+    first: np.ndarray  # (n_pairs,) image index of each pair's first image
+    second: np.ndarray
+    pair_counts: np.ndarray  # (n_pairs, n_bands, n_blocks), 0 below min_pixels
+    means: tuple[np.ndarray, np.ndarray]  # first's and second's block means
+    log_stds: tuple[np.ndarray, np.ndarray]
+
+    @classmethod
+    def gather(
+        cls, statistics: OverlapStatistics, grid: BlockGrid, min_pixels: int
+    ) -> _BlockOverlaps:
+        pairs = statistics.pairs
+        n_bands = len(
+            statistics.images[[m is not None for m in statistics.images].index(True)].count
+        )
+        shape = (len(pairs), n_bands, grid.size)
+        counts, means, log_stds = np.zeros(shape), np.zeros((2, *shape)), np.zeros((2, *shape))
+        for p, pair in enumerate(pairs):
+            a, b = pair.blocks[grid]
+            counts[p] = np.minimum(a.count, b.count)
+            means[:, p] = a.mean, b.mean
+            spreads = np.stack([a.std, b.std])
+            log_stds[:, p] = np.log(np.maximum(spreads, 1e-12))
+            counts[p][(spreads <= 0).any(axis=0)] = 0
+        counts[counts < min_pixels] = 0
+        return cls(
+            len(statistics.names),
+            np.array([p.edge.first for p in pairs], dtype=int),
+            np.array([p.edge.second for p in pairs], dtype=int),
+            counts,
+            (means[0], means[1]),
+            (log_stds[0], log_stds[1]),
+        )
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(n_images, n_bands, n_blocks): each image's overlap pixels per block."""
+        totals = np.zeros((self.n_images, *self.pair_counts.shape[1:]))
+        np.add.at(totals, self.first, self.pair_counts)
+        np.add.at(totals, self.second, self.pair_counts)
+        return totals
+
+    def local_means(self) -> np.ndarray:
+        """(n_images, n_bands, n_blocks): each image's count-weighted mean over its overlaps."""
+        sums = np.zeros((self.n_images, *self.pair_counts.shape[1:]))
+        np.add.at(sums, self.first, self.pair_counts * self.means[0])
+        np.add.at(sums, self.second, self.pair_counts * self.means[1])
+        totals = self.counts
+        return np.divide(sums, totals, out=np.zeros_like(sums), where=totals > 0)
+
+    def solve(
+        self,
+        values: tuple[np.ndarray, np.ndarray],
+        fixed: np.ndarray,
+        fixed_values: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Per band and block, shifts ``s`` with ``values_i + s_i = values_j + s_j`` for
+        every pair in the least-squares sense (weighted by pixel counts).
+
+        Images in ``fixed`` keep ``fixed_values`` (default 0); in blocks without a fixed
+        image, the count-weighted sum of the shifts is zero. Blocks with the same set of
+        overlapping pairs share one design and are solved together.
+
+        Returns
+        -------
+        ndarray (n_images, n_bands, n_blocks)
+        """
+        n_pairs = len(self.first)
+        cell_shape = self.pair_counts.shape[1:]
+        if fixed_values is None:
+            fixed_values = np.zeros((self.n_images, *cell_shape))
+        shifts = (fixed_values * fixed[:, None, None]).reshape(self.n_images, -1)
+        known_values = fixed_values.reshape(self.n_images, -1)
+        sizes = self.counts.reshape(self.n_images, -1)
+        weights = self.pair_counts.reshape(n_pairs, -1).T
+        targets = (values[1] - values[0]).reshape(n_pairs, -1).T
+        active = weights > 0
+        cells = np.flatnonzero(active.any(axis=1))
+        if not len(cells):
+            return shifts.reshape(self.n_images, *cell_shape)
+        patterns, inverse = np.unique(active[cells], axis=0, return_inverse=True)
+        for number, pattern in enumerate(patterns):
+            chosen = cells[inverse.ravel() == number]
+            pairs = np.flatnonzero(pattern)
+            members = np.unique(np.concatenate([self.first[pairs], self.second[pairs]]))
+            design = np.zeros((len(pairs), len(members)))
+            design[np.arange(len(pairs)), np.searchsorted(members, self.first[pairs])] = 1.0
+            design[np.arange(len(pairs)), np.searchsorted(members, self.second[pairs])] = -1.0
+            solution = _solve_cells(
+                design,
+                weights[np.ix_(chosen, pairs)],
+                targets[np.ix_(chosen, pairs)],
+                fixed[members],
+                known_values[np.ix_(members, chosen)].T,
+                sizes[np.ix_(members, chosen)].T,
+            )
+            shifts[np.ix_(members, chosen)] = solution.T
+        return shifts.reshape(self.n_images, *cell_shape)
+
+
+def _solve_cells(design, weights, targets, known, known_values, sizes) -> np.ndarray:
+    """Weighted least squares ``design @ s = targets`` for many cells at once.
+
+    ``design`` (pairs, members) is shared; ``weights``, ``targets`` (cells, pairs) and
+    ``known_values``, ``sizes`` (cells, members) are per cell. Members in ``known`` are
+    fixed to their known values; when none is, ``sum(sizes * s) = 0`` holds exactly.
+    """
+    free = ~known
+    weights = weights / weights.mean(axis=1, keepdims=True)
+    rhs = targets - known_values[:, known] @ design[:, known].T
+    matrix = design[:, free]
+    normal = np.einsum("pi,cp,pj->cij", matrix, weights, matrix)
+    moment = np.einsum("pi,cp,cp->ci", matrix, weights, rhs)
+    solution = known_values.astype(float).copy()
+    if known.any():
+        solution[:, free] = np.einsum("cij,cj->ci", np.linalg.pinv(normal, rcond=1e-10), moment)
+        return solution
+    gauge = sizes / sizes.sum(axis=1, keepdims=True)
+    n_cells, n = gauge.shape
+    system = np.zeros((n_cells, n + 1, n + 1))
+    system[:, :n, :n] = normal
+    system[:, :n, n] = system[:, n, :n] = gauge
+    augmented = np.concatenate([moment, np.zeros((n_cells, 1))], axis=1)
+    return np.einsum("cij,cj->ci", np.linalg.pinv(system, rcond=1e-10), augmented)[:, :n]
+
+
+def _bounded_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    ratio = np.divide(numerator, denominator, out=np.ones_like(numerator), where=denominator != 0)
+    return np.clip(ratio, 1 / _MAX_RATIO, _MAX_RATIO)
+
+
+def _gamma(values, local, target, pivot, scale) -> np.ndarray:
+    """``p + r * ((x - p) / r) ** (ln((t - p) / r) / ln((m - p) / r))``, bounded."""
+    tiny = np.finfo(values.dtype).tiny
+
+    def scaled(array):
+        return np.clip((array - pivot) / scale, tiny, None)
+
+    log_local = np.log(np.clip(scaled(local), 1e-6, 1 - 1e-6))
+    log_target = np.log(np.clip(scaled(target), 1e-6, 1 - 1e-6))
+    return pivot + scale * scaled(values) ** _bounded_ratio(log_target, log_local)

@@ -1,0 +1,425 @@
+"""Global gain and offset per image and band, solved over the overlap graph."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from attrs import define
+from rasterio.windows import Window
+
+from ..errors import SpectralMatchError
+from ..geo.overlap import connected_groups
+from ..raster.image import Image
+from ..stats.overlap import OverlapStatistics, PairMoments
+from .adjuster import Adjuster
+from .base import check_is_fitted, reference_indices
+
+
+@define
+class FitDiagnostics:
+    """How well the overlaps agree, per pair and band, before and after the fit.
+
+    Attributes
+    ----------
+    pairs : list of (str, str)
+    count : ndarray (n_pairs, n_bands)
+        Jointly valid pixels of each overlap.
+    mean_difference_before, mean_difference_after : ndarray (n_pairs, n_bands)
+        Mean of the first image minus mean of the second over their overlap.
+    std_difference_before, std_difference_after : ndarray (n_pairs, n_bands)
+        The same for standard deviations.
+    robust_weights : ndarray (n_pairs, n_bands)
+        Final robust weight of each pair (1 unless ``robust`` down-weighted it).
+    """
+
+    pairs: list[tuple[str, str]]
+    count: np.ndarray
+    mean_difference_before: np.ndarray
+    mean_difference_after: np.ndarray
+    std_difference_before: np.ndarray
+    std_difference_after: np.ndarray
+    robust_weights: np.ndarray
+
+
+BISQUARE_THRESHOLD = 4.685
+MAX_ROBUST_ITERATIONS = 50
+DOWN_WEIGHTED = 0.5
+MIN_ROBUST_WEIGHT = 1e-6
+
+
+class GlobalModel(Adjuster):
+    """Per-image, per-band gain and offset from weighted least squares over overlaps.
+
+    For every overlapping pair (i, j) and band, with the mean ``m`` and standard
+    deviation ``s`` of each image over the pixels where both are valid::
+
+        (a_i m_ij + b_i) - (a_j m_ji + b_j) = 0     (weight mean_weight)
+        a_i s_ij - a_j s_ji = 0                     (weight std_weight)
+
+    each weighted by the overlap's pixel count when ``weight_by_overlap``. Reference
+    images are held fixed (gain 1, offset 0, so they come out unchanged). Without
+    reference images the collection's central tendency is kept: the mean over the images
+    of their corrected means and standard deviations equals that of the inputs, as exact
+    constraints (no shrinking of contrast, no drift).
+
+    Images fall into connected groups by their overlaps; each group is solved on its own
+    (a warning names the groups); a group without a reference keeps its own central
+    tendency, and an image that overlaps nothing is left unchanged.
+
+    Parameters
+    ----------
+    reference : sequence of str or int, optional
+        Reference images by name or position; default: none (all images together).
+    weight_by_overlap : bool, default True
+        Weight each pair's equations by its number of jointly valid pixels.
+    mean_weight, std_weight : float, default 1.0
+        Factors on the mean and standard-deviation equations.
+    robust : bool, default False
+        Re-weight pairs by iteratively re-weighted least squares (Tukey bisquare, started
+        from deletion residuals: each pair judged by a fit without it), so that one bad
+        overlap (clouds, change, a misregistered pair) cannot pull the whole solution;
+        the pairs it down-weighted are listed in ``down_weighted_``.
+
+    Attributes
+    ----------
+    images_ : list of str
+        Names of the images, in the rows of ``gains_`` and ``offsets_``.
+    gains_, offsets_ : ndarray of shape (n_images, n_bands)
+    reference_ : list of str
+        The reference images' names.
+    diagnostics_ : FitDiagnostics
+    down_weighted_ : list of str
+        Pairs (``"a-b"``) whose robust weight fell below 0.5 in some band.
+
+    Examples
+    --------
+    >>> from spectralmatch import ImageCollection, Mosaic
+    >>> model = Mosaic([GlobalModel()]).fit(ImageCollection.from_paths("data/"))
+    >>> model.steps[0].gains_.shape
+    (4, 3)
+    """
+
+    def __init__(
+        self,
+        reference: Sequence[str | int] | None = None,
+        weight_by_overlap: bool = True,
+        mean_weight: float = 1.0,
+        std_weight: float = 1.0,
+        robust: bool = False,
+    ) -> None:
+        self.reference = reference
+        self.weight_by_overlap = weight_by_overlap
+        self.mean_weight = mean_weight
+        self.std_weight = std_weight
+        self.robust = robust
+
+    # ---------------------------------------------------------------- fit
+
+    def fit(self, statistics: OverlapStatistics) -> GlobalModel:
+        """Solve gains and offsets for every image of ``statistics``."""
+        names = statistics.names
+        fixed = reference_indices(self.reference, names)
+        pairs = [pair for pair in statistics.pairs if (pair.first.count > 0).all()]
+        groups = connected_groups(len(names), [pair.edge for pair in pairs])
+        _warn_about_groups(groups, names, fixed)
+        n_bands = len(statistics.images[0].count)
+        gains, offsets = np.ones((len(names), n_bands)), np.zeros((len(names), n_bands))
+        robust = np.ones((len(pairs), n_bands))
+        for group in groups:
+            members = set(group)
+            chosen = [k for k, pair in enumerate(pairs) if pair.edge.first in members]
+            gains[group], offsets[group], robust[chosen] = self._solve_group(
+                group, [pairs[k] for k in chosen], statistics, fixed, n_bands
+            )
+        self.images_ = list(names)
+        self.reference_ = [names[i] for i in sorted(fixed)]
+        self.gains_, self.offsets_ = gains, offsets
+        self.diagnostics_ = _diagnostics(statistics, pairs, gains, offsets, robust)
+        if self.robust and (robust < 1).any():
+            down = [
+                f"{a}-{b}"
+                for (a, b), w in zip(self.diagnostics_.pairs, robust.min(axis=1), strict=True)
+                if w < DOWN_WEIGHTED
+            ]
+            self.down_weighted_ = down
+        else:
+            self.down_weighted_ = []
+        return self
+
+    def _solve_group(
+        self,
+        group: list[int],
+        pairs: list[PairMoments],
+        statistics: OverlapStatistics,
+        fixed: set[int],
+        n_bands: int,
+    ):
+        """Gains, offsets and robust pair weights of one connected group, every band."""
+        if not [i for i in group if i not in fixed] or len(group) == 1:
+            ones = np.ones((len(group), n_bands))
+            return ones, np.zeros_like(ones), np.ones((len(pairs), n_bands))
+        systems = [
+            _BandSystem.build(self, band, group, pairs, statistics, fixed)
+            for band in range(n_bands)
+        ]
+        initial = None
+        if self.robust:
+            # a pair judged by fits without it, in every band: clouds or change that spoil
+            # one band of an overlap spoil the others too
+            standardized = [system.deletion_residuals() for system in systems]
+            standardized = [r / max(1.4826 * np.median(r), 1e-300) for r in standardized]
+            initial = robust_weights(np.max(standardized, axis=0), spread=1.0)
+        results = [system.solve(initial) for system in systems]
+        gains, offsets, weights = (np.stack(parts, axis=1) for parts in zip(*results, strict=True))
+        return gains, offsets, weights
+
+    # ---------------------------------------------------------------- new images
+
+    def fit_new(self, statistics: OverlapStatistics, names: list[str]) -> None:
+        """Solve gain and offset of each image in ``names`` against the frozen model."""
+        check_is_fitted(self, "gains_")
+        position = {name: k for k, name in enumerate(self.images_)}
+        for name in names:
+            index = statistics.names.index(name)
+            pairs = [
+                pair
+                for pair in statistics.pairs
+                if index in (pair.edge.first, pair.edge.second)
+                and statistics.names[pair.edge.other(index)] in position
+            ]
+            gain, offset = self._solve_new(index, pairs, statistics.names, position)
+            self.images_.append(name)
+            position[name] = len(self.images_) - 1
+            self.gains_ = np.vstack([self.gains_, gain])
+            self.offsets_ = np.vstack([self.offsets_, offset])
+
+    def _solve_new(self, index, pairs, names, position) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [pair for pair in pairs if (pair.of(index).count > 0).all()]
+        if not pairs:
+            raise SpectralMatchError(
+                f"{names[index]}: shares no valid pixel with any image of the "
+                "fitted model, so it cannot be normalized against it"
+            )
+        n_bands = len(pairs[0].first.count)
+        gains, offsets = np.ones(n_bands), np.zeros(n_bands)
+        for band in range(n_bands):
+            rows, rhs, weights = [], [], []
+            for pair in pairs:
+                other = pair.edge.other(index)
+                k = position[names[other]]
+                own, theirs = pair.of(index), pair.of(other)
+                target_mean = self.gains_[k, band] * theirs.mean[band] + self.offsets_[k, band]
+                target_std = abs(self.gains_[k, band]) * theirs.std[band]
+                weight = own.count[band] if self.weight_by_overlap else 1.0
+                rows += [[own.mean[band], 1.0], [own.std[band], 0.0]]
+                rhs += [target_mean, target_std]
+                weights += [weight * self.mean_weight**2, weight * self.std_weight**2]
+            root = np.sqrt(np.array(weights) / np.mean(weights))
+            design = np.array(rows) * root[:, None]
+            solution = np.linalg.lstsq(design, np.array(rhs) * root, rcond=None)[0]
+            gains[band], offsets[band] = solution
+        return gains, offsets
+
+    # ---------------------------------------------------------------- transform
+
+    def _row(self, name: str) -> int:
+        check_is_fitted(self, "gains_")
+        try:
+            return self.images_.index(name)
+        except ValueError:
+            raise SpectralMatchError(
+                f"{name}: not in this GlobalModel (fitted on {', '.join(self.images_)})"
+            ) from None
+
+    def transform_window(
+        self, image: Image, window: Window, values: np.ndarray, valid: np.ndarray
+    ) -> np.ndarray:
+        """``gain * values + offset`` per band (unchanged for a reference image)."""
+        row = self._row(image.name)
+        gain = self.gains_[row].astype(values.dtype)[:, None, None]
+        offset = self.offsets_[row].astype(values.dtype)[:, None, None]
+        values *= gain
+        values += offset
+        return values
+
+    def transform_statistics(self, statistics: OverlapStatistics) -> OverlapStatistics:
+        """Statistics after this step: exact algebra on the moments."""
+        rows = [self._row(name) for name in statistics.names]
+        return statistics.affine(self.gains_[rows], self.offsets_[rows])
+
+    # ---------------------------------------------------------------- state
+
+    def get_state(self) -> dict[str, Any]:
+        check_is_fitted(self, "gains_")
+        return {
+            "images": self.images_,
+            "reference": self.reference_,
+            "gains": self.gains_.tolist(),
+            "offsets": self.offsets_.tolist(),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.images_ = list(state["images"])
+        self.reference_ = list(state["reference"])
+        self.gains_ = np.array(state["gains"], dtype=float)
+        self.offsets_ = np.array(state["offsets"], dtype=float)
+
+
+@define
+class _BandSystem:
+    """The weighted least-squares system of one band of one connected group, in units
+    centred and scaled on the group (well conditioned for any data units)."""
+
+    design: np.ndarray  # two rows per pair: means, spreads
+    target: np.ndarray
+    weights: np.ndarray  # per pair, the overlap weight
+    column: dict[int, int]  # free image -> its gain column (offset: next one)
+    group: list[int]
+    gauge: tuple | None  # (images, band, centre, scale) without a fixed image
+    centre: float
+    scale: float
+
+    @classmethod
+    def build(cls, model: GlobalModel, band, group, pairs, statistics, fixed) -> _BandSystem:
+        free = [i for i in group if i not in fixed]
+        images = [statistics.images[i] for i in group]
+        centre = float(np.mean([m.mean[band] for m in images]))
+        scale = float(np.mean([m.std[band] for m in images])) or 1.0
+        column = {image: 2 * k for k, image in enumerate(free)}
+        weights = np.array([pair.first.count[band] for pair in pairs], dtype=float)
+        weights = weights / weights.mean() if model.weight_by_overlap else np.ones(len(pairs))
+        rows, rhs = [], []
+        for pair, weight in zip(pairs, weights, strict=True):
+            i, j = pair.edge.first, pair.edge.second
+            mi = (pair.first.mean[band] - centre) / scale
+            mj = (pair.second.mean[band] - centre) / scale
+            si, sj = pair.first.std[band] / scale, pair.second.std[band] / scale
+            for terms, factor in (
+                ({i: (mi, 1.0), j: (-mj, -1.0)}, model.mean_weight),
+                ({i: (si, 0.0), j: (-sj, 0.0)}, model.std_weight),
+            ):
+                row, value = np.zeros(2 * len(free)), 0.0
+                for image, (gain_term, offset_term) in terms.items():
+                    if image in column:
+                        row[column[image]], row[column[image] + 1] = gain_term, offset_term
+                    else:  # a fixed reference: gain 1, scaled offset 0
+                        value -= gain_term
+                w = np.sqrt(weight) * factor
+                rows.append(row * w)
+                rhs.append(value * w)
+        gauge = None if fixed & set(group) else (images, band, centre, scale)
+        return cls(np.array(rows), np.array(rhs), weights, column, group, gauge, centre, scale)
+
+    def fit(self, pair_weights: np.ndarray) -> np.ndarray:
+        """Least-squares solution with each pair's rows weighted by ``pair_weights``."""
+        row_weights = np.repeat(np.sqrt(pair_weights), 2)
+        weighted = self.design * row_weights[:, None]
+        normal, moment = weighted.T @ weighted, weighted.T @ (self.target * row_weights)
+        if self.gauge is None:
+            return np.linalg.lstsq(normal, moment, rcond=None)[0]
+        return _solve_with_gauge(normal, moment, *self.gauge)
+
+    def pair_residuals(self, solution: np.ndarray) -> np.ndarray:
+        """Each pair's misfit (mean and spread rows together), without its weight."""
+        residual = (self.design @ solution - self.target).reshape(-1, 2)
+        return np.hypot(*residual.T) / np.sqrt(self.weights)
+
+    def deletion_residuals(self) -> np.ndarray:
+        """Each pair's misfit under a fit without it (an outlier cannot hide there)."""
+        residuals = np.empty(len(self.weights))
+        for k in range(len(self.weights)):
+            without = np.ones(len(self.weights))
+            without[k] = 0.0
+            residuals[k] = self.pair_residuals(self.fit(without))[k]
+        return residuals
+
+    def solve(self, initial: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """Gains, offsets (per image of the group) and final pair weights; with
+        ``initial`` weights, iteratively re-weighted (Tukey bisquare) from them."""
+        weights = np.ones(len(self.weights)) if initial is None else initial
+        solution = self.fit(weights)
+        for _ in range(MAX_ROBUST_ITERATIONS if initial is not None else 0):
+            updated = robust_weights(self.pair_residuals(solution))
+            if np.allclose(updated, weights, atol=1e-4):
+                break
+            weights = updated
+            solution = self.fit(weights)
+        gain, offset = np.ones(len(self.group)), np.zeros(len(self.group))
+        for k, image in enumerate(self.group):
+            if image in self.column:
+                gain[k] = solution[self.column[image]]
+                offset[k] = solution[self.column[image] + 1]
+        # back from centred-scaled units: x' = a x + (s * b~ + c - a c)
+        return gain, self.scale * offset + self.centre - gain * self.centre, weights
+
+
+def _warn_about_groups(groups: list[list[int]], names: list[str], fixed: set[int]) -> None:
+    def listing(group: list[int]) -> str:
+        return ", ".join(names[i] for i in group)
+
+    if len(groups) > 1:
+        warnings.warn(
+            f"the images form {len(groups)} groups that do not overlap each other; "
+            "each group is matched on its own: "
+            + "; ".join(f"[{listing(group)}]" for group in groups),
+            stacklevel=3,
+        )
+    for group in groups:
+        if fixed and len(group) > 1 and not fixed & set(group):
+            warnings.warn(
+                f"no reference image among [{listing(group)}]: that group keeps its "
+                "own central tendency",
+                stacklevel=3,
+            )
+
+
+def _solve_with_gauge(normal, moment, images, band, centre, scale) -> np.ndarray:
+    """Least squares under two constraints: mean corrected mean and std are kept."""
+    size = normal.shape[0]
+    constraints = np.zeros((2, size))
+    for k, moments in enumerate(images):
+        constraints[0, 2 * k] = (moments.mean[band] - centre) / scale
+        constraints[0, 2 * k + 1] = 1.0
+        constraints[1, 2 * k] = moments.std[band] / scale
+    targets = constraints[:, 0::2].sum(axis=1)
+    system = np.block([[normal, constraints.T], [constraints, np.zeros((2, 2))]])
+    solution = np.linalg.lstsq(system, np.concatenate([moment, targets]), rcond=None)[0]
+    return solution[:size]
+
+
+def robust_weights(
+    residual: np.ndarray, spread: float | None = None, threshold: float = BISQUARE_THRESHOLD
+) -> np.ndarray:
+    """Tukey bisquare IRLS weights: ``(1 - (r / (threshold * spread)) ** 2) ** 2`` inside
+    the threshold, ``MIN_ROBUST_WEIGHT`` beyond (a gross outlier is as good as dropped,
+    but no image is cut off). ``spread`` defaults to 1.4826 x the median absolute
+    residual."""
+    if spread is None:
+        spread = 1.4826 * np.median(np.abs(residual))
+    if spread <= 0:
+        return np.ones_like(residual)
+    scaled = np.abs(residual) / (threshold * spread)
+    return np.maximum(np.clip(1.0 - scaled * scaled, 0.0, 1.0) ** 2, MIN_ROBUST_WEIGHT)
+
+
+def _diagnostics(statistics, pairs, gains, offsets, robust) -> FitDiagnostics:
+    names, n_bands = statistics.names, gains.shape[1]
+    position = {id(pair): k for k, pair in enumerate(statistics.pairs)}
+    after = statistics.affine(gains, offsets)
+    mapped = [after.pairs[position[id(pair)]] for pair in pairs]
+
+    def table(rows: list[np.ndarray]) -> np.ndarray:
+        return np.array(rows, dtype=float).reshape(len(rows), n_bands)
+
+    return FitDiagnostics(
+        pairs=[(names[p.edge.first], names[p.edge.second]) for p in pairs],
+        count=table([p.first.count for p in pairs]),
+        mean_difference_before=table([p.first.mean - p.second.mean for p in pairs]),
+        mean_difference_after=table([p.first.mean - p.second.mean for p in mapped]),
+        std_difference_before=table([p.first.std - p.second.std for p in pairs]),
+        std_difference_after=table([p.first.std - p.second.std for p in mapped]),
+        robust_weights=table(list(robust)),
+    )

@@ -1,0 +1,1 @@
+"""Raster operations of the mosaic workflow: align, clip, seamlines, merge."""

@@ -1,0 +1,104 @@
+"""Put images on one pixel grid: same pixel size, aligned grid lines."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from rasterio.enums import Resampling
+from rasterio.transform import Affine
+from rasterio.windows import Window
+
+from .._typing import OutputsLike, PathsLike
+from ..errors import SpectralMatchError
+from ..geo.grid import split_window
+from ..raster.collection import ImageCollection
+from ..raster.image import DEFAULT_WINDOW_SIZE, Image
+from ..raster.paths import output_arguments, resolve_outputs
+from ..raster.write import output_profile, write_raster
+
+
+def target_resolution(collection: ImageCollection, resolution) -> tuple[float, float]:
+    """(x, y) pixel size: ``"highest"``, ``"lowest"``, ``"average"`` or a given pair."""
+    sizes = np.array([(abs(i.transform.a), abs(i.transform.e)) for i in collection])
+    if isinstance(resolution, str):
+        choose = {"highest": sizes.min, "lowest": sizes.max, "average": sizes.mean}
+        if resolution not in choose:
+            raise SpectralMatchError(
+                f"resolution must be 'highest', 'lowest', 'average' or (x, y), got {resolution!r}"
+            )
+        return tuple(float(v) for v in choose[resolution](axis=0))
+    x, y = resolution
+    return float(x), float(y)
+
+
+def aligned_grid(
+    image: Image, resolution: tuple[float, float], tap: bool, origin: tuple[float, float]
+) -> tuple[Affine, int, int]:
+    """Transform and size of ``image``'s extent on the target grid.
+
+    With ``tap`` the grid's lines fall on multiples of the pixel size (GDAL's -tap);
+    otherwise on the lines through ``origin`` (the collection's top-left corner).
+    """
+    x_size, y_size = resolution
+    left, bottom, right, top = image.bounds
+    x0, y0 = (0.0, 0.0) if tap else origin
+    left = x0 + math.floor((left - x0) / x_size + 1e-9) * x_size
+    right = x0 + math.ceil((right - x0) / x_size - 1e-9) * x_size
+    top = y0 + math.ceil((top - y0) / y_size - 1e-9) * y_size
+    bottom = y0 + math.floor((bottom - y0) / y_size + 1e-9) * y_size
+    width = max(1, round((right - left) / x_size))
+    height = max(1, round((top - bottom) / y_size))
+    return Affine(x_size, 0.0, left, 0.0, -y_size, top), width, height
+
+
+def align_rasters(
+    input_images: PathsLike,
+    output_images: OutputsLike,
+    *,
+    resolution: str | tuple[float, float] = "highest",
+    tap: bool = True,
+    resampling: str = "nearest",
+    window_size: int = DEFAULT_WINDOW_SIZE,
+    save_as_cog: bool = False,
+) -> list[str]:
+    """Put every image on one pixel grid (same pixel size and aligned lines).
+
+    Each output covers its input's extent on the common grid; values are resampled with
+    ``resampling`` (a rasterio/GDAL name such as ``"nearest"``, ``"bilinear"``,
+    ``"average"``); nodata, dtype, bands and their descriptions are kept.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> outputs = align_rasters("data/", tempfile.mkdtemp(), resolution=(60, 60))
+    >>> Image(outputs[0]).transform.a
+    60.0
+    """
+    from rasterio.vrt import WarpedVRT
+
+    collection = ImageCollection.coerce(input_images)
+    size = target_resolution(collection, resolution)
+    left, _, _, top = collection.bounds
+    method = Resampling[resampling]
+    paths = resolve_outputs(collection, **output_arguments(collection, output_images))
+    for image, path in zip(collection, paths, strict=True):
+        transform, width, height = aligned_grid(image, size, tap, (left, top))
+        profile = output_profile(image, width=width, height=height, transform=transform)
+        with (
+            image.open() as source,
+            WarpedVRT(
+                source,
+                transform=transform,
+                width=width,
+                height=height,
+                resampling=method,
+                nodata=image.nodata,
+            ) as warped,
+        ):
+            pieces = (
+                (window, warped.read(window=window), None)
+                for window in split_window(Window(0, 0, width, height), window_size)
+            )
+            write_raster(path, profile, pieces, descriptions=image.descriptions, cog=save_as_cog)
+    return [str(path) for path in paths]

@@ -1,0 +1,57 @@
+"""Set the pixels outside (or inside) polygons to nodata."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._typing import OutputsLike, PathsLike
+from ..errors import SpectralMatchError
+from ..masks.vector import VectorMask
+from ..raster.collection import ImageCollection
+from ..raster.image import DEFAULT_WINDOW_SIZE, Image
+from ..raster.paths import output_arguments, resolve_outputs
+from ..raster.write import output_profile, write_raster
+
+
+def mask_rasters(
+    input_images: PathsLike,
+    output_images: OutputsLike,
+    *,
+    vector_mask: tuple,
+    window_size: int = DEFAULT_WINDOW_SIZE,
+    save_as_cog: bool = False,
+) -> list[str]:
+    """Set pixels outside (``"include"``) or inside (``"exclude"``) polygons to nodata.
+
+    ``vector_mask`` is ``(mode, path)`` or ``(mode, path, field)``; with a field each
+    image is clipped by the features whose field holds its name (file stem), without one
+    by all features.
+    """
+    mode, path, *field = vector_mask
+    mask = VectorMask(path, mode=mode, field=field[0] if field else None)
+    collection = ImageCollection.coerce(input_images)
+    paths = resolve_outputs(collection, **output_arguments(collection, output_images))
+    for image, out in zip(collection, paths, strict=True):
+        if image.nodata is None:
+            raise SpectralMatchError(
+                f"{image.path}: has no nodata value to mark clipped pixels with"
+            )
+        with image.open() as dataset:
+            write_raster(
+                out,
+                output_profile(image),
+                _clipped(image, dataset, mask, window_size),
+                descriptions=image.descriptions,
+                cog=save_as_cog,
+            )
+    return [str(p) for p in paths]
+
+
+def _clipped(image: Image, dataset, mask: VectorMask, window_size: int):
+    """The image's windows with the pixels ``mask`` excludes set to nodata."""
+    nodata = np.array(image.nodata).astype(image.dtype)
+    for window in image.windows(window_size):
+        values = dataset.read(window=window)
+        excluded = mask.excluded(image, values, image.grid.window_grid(window))
+        values[:, excluded] = nodata
+        yield window, values, None

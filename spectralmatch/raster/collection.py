@@ -1,0 +1,180 @@
+"""An ordered set of images normalized together, and how users name them."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from attrs import define, field
+
+from .._typing import Bounds, PathsLike
+from ..errors import SpectralMatchError
+from ..geo.blocks import union_bounds
+from .image import Image
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
+
+
+def resolve_paths(inputs: PathsLike) -> list[Path]:
+    """Raster paths from a folder, a glob pattern, a file, or a list of any of these.
+
+    Folders give their raster files (``.tif``, ``.tiff``, ``.vrt``, ``.img``, ``.jp2``)
+    in sorted order; globs are expanded and sorted; order is otherwise kept.
+
+    Raises
+    ------
+    SpectralMatchError
+        When an entry matches nothing.
+    """
+    entries = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    paths: list[Path] = []
+    for entry in entries:
+        text = os.fspath(entry)
+        if os.path.isdir(text):
+            found = sorted(
+                p
+                for p in Path(text).iterdir()
+                if p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith(".")
+            )
+            if not found:
+                raise SpectralMatchError(f"{text}: folder holds no raster files")
+        elif glob.has_magic(text):
+            found = sorted(Path(p) for p in glob.glob(text))
+            if not found:
+                raise SpectralMatchError(f"{text}: pattern matches no file")
+        elif os.path.exists(text):
+            found = [Path(text)]
+        else:
+            raise SpectralMatchError(f"{text}: no such file or folder")
+        paths.extend(found)
+    return paths
+
+
+def _as_images(images: Iterable[Image | str | os.PathLike]) -> list[Image]:
+    return [image if isinstance(image, Image) else Image(image) for image in images]
+
+
+@define(eq=False)
+class ImageCollection:
+    """Images that are normalized together: same band count, same CRS, unique names.
+
+    Parameters
+    ----------
+    images : sequence of Image or paths
+        Validated on construction (metadata only; no pixel is read).
+
+    Raises
+    ------
+    SpectralMatchError
+        Naming the file: unreadable, different band count, different CRS, duplicate name.
+
+    Examples
+    --------
+    >>> collection = ImageCollection.from_paths("data/")
+    >>> len(collection), collection.names[:2]
+    (4, ['tile_00', 'tile_01'])
+    """
+
+    images: list[Image] = field(converter=_as_images)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.images:
+            raise SpectralMatchError("no images given")
+        validate_compatible(self.images)
+
+    @classmethod
+    def from_paths(cls, inputs: PathsLike) -> ImageCollection:
+        """Collection of the rasters in a folder, a glob pattern, or a list of paths."""
+        return cls(resolve_paths(inputs))
+
+    @classmethod
+    def coerce(cls, images: ImageCollection | Image | PathsLike) -> ImageCollection:
+        """Accept a collection, one image, or anything :func:`resolve_paths` takes."""
+        if isinstance(images, ImageCollection):
+            return images
+        if isinstance(images, Image):
+            return cls([images])
+        if isinstance(images, (str, os.PathLike)):
+            return cls.from_paths(images)
+        items = list(images)
+        if all(isinstance(item, Image) for item in items):
+            return cls(items)
+        return cls.from_paths(items)
+
+    @property
+    def names(self) -> list[str]:
+        return [image.name for image in self.images]
+
+    @property
+    def count(self) -> int:
+        """Number of bands shared by every image."""
+        return self.images[0].count
+
+    @property
+    def crs(self):
+        return self.images[0].crs
+
+    @property
+    def bounds(self) -> Bounds:
+        """Union of the images' bounds: (left, bottom, right, top)."""
+        return union_bounds([image.bounds for image in self.images])
+
+    def index(self, key: str | int | os.PathLike) -> int:
+        """Position of an image given by name, index or path."""
+        if isinstance(key, int):
+            if not -len(self) <= key < len(self):
+                raise SpectralMatchError(f"image index {key} out of range for {len(self)} images")
+            return key % len(self)
+        text = os.fspath(key)
+        for position, image in enumerate(self.images):
+            if text in (image.name, image.path.name) or _same_file(text, image.path):
+                return position
+        raise SpectralMatchError(f"{text}: not one of the images ({', '.join(self.names)})")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __iter__(self) -> Iterator[Image]:
+        return iter(self.images)
+
+    def __getitem__(self, key: str | int) -> Image:
+        return self.images[self.index(key)]
+
+
+def validate_compatible(images: Sequence[Image]) -> None:
+    """Raise a clear error unless the images can be normalized together."""
+    first = images[0]
+    seen: dict[str, Path] = {}
+    for image in images:
+        if image.name in seen:
+            raise SpectralMatchError(
+                f"{image.path}: duplicate image name {image.name!r} (also {seen[image.name]}); "
+                "names are file stems and must be unique"
+            )
+        seen[image.name] = image.path
+        if image.count != first.count:
+            raise SpectralMatchError(
+                f"{image.path}: has {image.count} bands, {first.path} has {first.count}; "
+                "all images need the same bands"
+            )
+        if image.crs != first.crs:
+            raise SpectralMatchError(
+                f"{image.path}: CRS {_crs_name(image.crs)} differs from {first.path} "
+                f"({_crs_name(first.crs)}); align the images to one CRS first "
+                "(spectralmatch.align_rasters or gdalwarp)"
+            )
+
+
+def _crs_name(crs) -> str:
+    if crs is None:
+        return "none"
+    return crs.to_string() or "custom"
+
+
+def _same_file(text: str, path: Path) -> bool:
+    try:
+        return os.path.exists(text) and os.path.samefile(text, path)
+    except OSError:
+        return False

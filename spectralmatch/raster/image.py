@@ -1,0 +1,260 @@
+"""One raster on disk, opened lazily with rasterio."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import rasterio
+from attrs import define, field
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.windows import Window, from_bounds
+
+from .._typing import Bounds
+from ..errors import SpectralMatchError
+from ..geo.grid import PixelGrid
+from ..masks.base import Mask
+from ..masks.convert import as_mask
+from ..stats.moments import Moments
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+    from shapely.geometry.base import BaseGeometry
+
+DEFAULT_WINDOW_SIZE = 1024
+
+
+def _as_path(value: str | os.PathLike) -> Path:
+    return Path(value)
+
+
+@define(eq=False)
+class Image:
+    """A raster file: metadata on first use, pixels only through windowed reads.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Any raster GDAL can read.
+    name : str, optional
+        The image's name in a collection and a saved model; defaults to the file stem.
+    mask : Mask, path or callable, optional
+        Pixels to leave out of every statistic of a fit (they are still transformed):
+        a :class:`~spectralmatch.masks.base.Mask`, a raster (non-zero = excluded) or
+        vector file (polygons = excluded), or a function of the window's values.
+
+    Examples
+    --------
+    >>> image = Image("data/tile_00.tif")
+    >>> image.name, image.count, image.dtype
+    ('tile_00', 3, 'uint16')
+    """
+
+    path: Path = field(converter=_as_path)
+    name: str = field(default=None)
+    mask: Mask | None = field(default=None, converter=as_mask)
+
+    def __attrs_post_init__(self) -> None:
+        if self.name is None:
+            self.name = self.path.stem
+
+    # ------------------------------------------------------------------ metadata
+
+    @cached_property
+    def profile(self) -> dict[str, Any]:
+        """The rasterio profile (driver, dtype, nodata, size, CRS, transform, ...)."""
+        try:
+            with rasterio.open(self.path) as dataset:
+                profile = dict(dataset.profile)
+                profile["descriptions"] = dataset.descriptions
+                profile["dataset_mask"] = _uses_dataset_mask(dataset)
+        except rasterio.errors.RasterioIOError as error:
+            raise SpectralMatchError(f"{self.path}: cannot be read as a raster ({error})") from None
+        return profile
+
+    @property
+    def crs(self) -> rasterio.crs.CRS | None:
+        return self.profile["crs"]
+
+    @property
+    def transform(self) -> rasterio.Affine:
+        return self.profile["transform"]
+
+    @property
+    def nodata(self) -> float | None:
+        return self.profile["nodata"]
+
+    @property
+    def count(self) -> int:
+        """Number of bands."""
+        return self.profile["count"]
+
+    @property
+    def dtype(self) -> str:
+        return self.profile["dtype"]
+
+    @property
+    def width(self) -> int:
+        return self.profile["width"]
+
+    @property
+    def height(self) -> int:
+        return self.profile["height"]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols)."""
+        return self.height, self.width
+
+    @property
+    def grid(self) -> PixelGrid:
+        """The image's pixel grid."""
+        return PixelGrid(self.transform, self.width, self.height)
+
+    @property
+    def bounds(self) -> Bounds:
+        """(left, bottom, right, top) in CRS units."""
+        return self.grid.bounds
+
+    @property
+    def descriptions(self) -> tuple[str | None, ...]:
+        """Band descriptions."""
+        return self.profile["descriptions"]
+
+    # ------------------------------------------------------------------ pixels
+
+    def open(self) -> DatasetReader:
+        """Open the file with rasterio (use as a context manager)."""
+        return rasterio.open(self.path)
+
+    def windows(self, size: int = DEFAULT_WINDOW_SIZE) -> Iterator[Window]:
+        """Square windows of ``size`` pixels covering the image, row by row."""
+        return self.grid.windows(size)
+
+    def read(
+        self, window: Window | None = None, dataset: DatasetReader | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pixels and validity of a window.
+
+        Parameters
+        ----------
+        window : rasterio.windows.Window, optional
+            Whole image if omitted.
+        dataset : open dataset of this image, optional
+            Saves re-opening the file in loops.
+
+        Returns
+        -------
+        values : ndarray of shape (count, rows, cols), the file's dtype
+        valid : bool ndarray of the same shape; True where the pixel holds data
+        """
+        if dataset is None:
+            with self.open() as dataset:
+                return self.read(window, dataset)
+        values = dataset.read(window=window)
+        return values, self.valid_mask(values, dataset, window)
+
+    def read_on_grid(
+        self, grid: PixelGrid, dataset: DatasetReader
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Values and validity of this image on another ``grid`` (in its CRS).
+
+        Reads the matching window directly where the grids are aligned, and resamples
+        with nearest neighbour where they are not (another resolution or a sub-pixel
+        shift).
+        """
+        exact = from_bounds(*grid.bounds, transform=self.transform)
+        offsets = np.array([exact.col_off, exact.row_off, exact.width, exact.height])
+        aligned = np.allclose(offsets, np.round(offsets), atol=1e-6)
+        if aligned and (round(exact.height), round(exact.width)) == grid.shape:
+            window = Window(*(int(v) for v in np.round(offsets)))
+            values = dataset.read(window=window)
+        else:
+            window = exact
+            values = dataset.read(
+                window=exact, out_shape=(self.count, *grid.shape), resampling=Resampling.nearest
+            )
+        return values, self.valid_mask(values, dataset, window)
+
+    def valid_mask(
+        self, values: np.ndarray, dataset: DatasetReader, window: Window | None = None
+    ) -> np.ndarray:
+        """Validity of ``values`` read from ``window``: not nodata, finite, not masked.
+
+        ``values`` may have been read at another resolution (``out_shape``); an internal
+        mask is then read at the same shape.
+        """
+        nodata = self.nodata
+        if nodata is not None and math.isnan(nodata):
+            return ~np.isnan(values)
+        if nodata is not None:
+            valid = values != np.array(nodata).astype(values.dtype)
+        elif self.profile["dataset_mask"]:
+            valid = dataset.read_masks(window=window, out_shape=values.shape) > 0
+        else:
+            valid = np.ones(values.shape, dtype=bool)
+        if values.dtype.kind == "f":
+            valid &= np.isfinite(values)
+        return valid
+
+    def included(self, values: np.ndarray, valid: np.ndarray, grid: PixelGrid) -> np.ndarray:
+        """``valid`` less the pixels this image's mask leaves out of statistics.
+
+        ``values`` and ``valid`` cover ``grid`` (a window of the image, at any resolution).
+        """
+        if self.mask is None:
+            return valid
+        excluded = self.mask.excluded(self, values, grid)
+        return valid & ~excluded[None]
+
+    # ------------------------------------------------------------------ derived
+
+    @cached_property
+    def _moments(self) -> Moments:
+        moments = Moments.empty(self.count)
+        with self.open() as dataset:
+            for window in self.windows():
+                moments = moments.merge(Moments.from_array(*self.read(window, dataset)))
+        return moments
+
+    def statistics(self) -> Moments:
+        """Per-band count, mean, spread, minimum and maximum of all valid pixels (the
+        mask is not applied), read window by window on the first call, then kept."""
+        return self._moments
+
+    @cached_property
+    def footprint(self) -> BaseGeometry:
+        """Valid-data footprint as a shapely geometry in the image's CRS.
+
+        Traced from the validity mask read at a decimated resolution (overviews are used
+        where the file has them), so it is accurate to a few pixels.
+        """
+        from rasterio.features import shapes
+        from shapely.geometry import shape
+        from shapely.ops import unary_union
+
+        factor = max(1, max(self.shape) // 512)
+        out_shape = (self.count, math.ceil(self.height / factor), math.ceil(self.width / factor))
+        with self.open() as dataset:
+            values = dataset.read(out_shape=out_shape)
+            valid = self.valid_mask(values, dataset).any(axis=0).astype(np.uint8)
+        cells = self.grid.resampled(out_shape[1:])
+        polygons = [
+            shape(geometry)
+            for geometry, value in shapes(valid, mask=valid.astype(bool), transform=cells.transform)
+            if value
+        ]
+        return unary_union(polygons)
+
+    def __repr__(self) -> str:
+        return f"Image({str(self.path)!r})"
+
+
+def _uses_dataset_mask(dataset: DatasetReader) -> bool:
+    flags = {flag for band in dataset.mask_flag_enums for flag in band}
+    return bool(flags & {MaskFlags.per_dataset, MaskFlags.alpha})

@@ -1,0 +1,147 @@
+"""Writing rasters: output profiles, safe value conversion, atomic and COG writes."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .image import Image
+
+TILE_SIZE = 256
+
+
+def output_profile(image: Image, **creation_options: Any) -> dict[str, Any]:
+    """Profile of a tiled, DEFLATE-compressed GeoTIFF on ``image``'s grid, dtype and nodata."""
+    is_float = np.dtype(image.dtype).kind == "f"
+    profile = {
+        "driver": "GTiff",
+        "dtype": image.dtype,
+        "nodata": image.nodata,
+        "count": image.count,
+        "width": image.width,
+        "height": image.height,
+        "crs": image.crs,
+        "transform": image.transform,
+        "tiled": True,
+        "blockxsize": TILE_SIZE,
+        "blockysize": TILE_SIZE,
+        "compress": "deflate",
+        "predictor": 3 if is_float else 2,
+        "interleave": "pixel",
+        "bigtiff": "if_safer",
+    }
+    profile.update(creation_options)
+    return profile
+
+
+def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | None) -> np.ndarray:
+    """Convert float results to ``dtype`` without losing a valid pixel (``values`` is reused).
+
+    Integers are rounded and clipped to the dtype's range; floats are clipped to its
+    finite range. A valid pixel never becomes NaN, inf or the nodata value (it is moved
+    to the nearest representable neighbour); invalid pixels become nodata (0 without one).
+    """
+    target = np.dtype(dtype)
+    info = np.iinfo(target) if target.kind in "iu" else np.finfo(target)
+    if not np.isfinite(values).all():
+        np.nan_to_num(values, copy=False, nan=0.0, posinf=info.max, neginf=info.min)
+    low, high = float(info.min), float(info.max)
+    exact_nodata = nodata is not None and not math.isnan(nodata)
+    if target.kind in "iu":
+        np.rint(values, out=values)
+        # the nodata value at an end of the range is avoided by the clip itself
+        low += exact_nodata and nodata == low
+        high -= exact_nodata and nodata == high
+    np.clip(values, low, high, out=values)
+    if exact_nodata and low < nodata < high:
+        clash = valid & (values.astype(target) == target.type(nodata))
+        values[clash] = np.nextafter(target.type(nodata), target.type(high))
+    result = values.astype(target)
+    np.copyto(result, target.type(0 if nodata is None else nodata), where=~valid)
+    return result
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed onto it only if the block succeeds.
+
+    On any error the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.tif", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+        Path(f"{temporary}.aux.xml").unlink(missing_ok=True)
+
+
+#: One piece of output: the window, its values and, where the format needs one, a mask.
+Piece = tuple  # (Window, ndarray, ndarray | None)
+
+
+def write_raster(
+    path: Path,
+    profile: dict[str, Any],
+    pieces: Iterable[Piece],
+    *,
+    descriptions: Sequence[str | None] = (),
+    cog: bool = False,
+) -> Path:
+    """Write ``pieces`` (window, values, optional dataset mask) to ``path`` atomically.
+
+    The file appears under ``path`` only once complete; with ``cog`` it is converted to
+    a Cloud Optimized GeoTIFF by GDAL's COG driver on the way.
+    """
+    path = Path(path)
+    with atomic_path(path) as temporary:
+        if not cog:
+            _write_pieces(temporary, profile, pieces, descriptions)
+            return path
+        with tempfile.TemporaryDirectory(prefix=".", dir=path.parent) as scratch:
+            tiled = Path(scratch) / path.name
+            _write_pieces(tiled, profile, pieces, descriptions)
+            translate_to_cog(tiled, temporary, profile)
+    return path
+
+
+def _write_pieces(path: Path, profile, pieces, descriptions) -> None:
+    import rasterio
+
+    with rasterio.open(path, "w", **profile) as destination:
+        for index, description in enumerate(descriptions, start=1):
+            if description:
+                destination.set_band_description(index, description)
+        for window, values, mask in pieces:
+            destination.write(values, window=window)
+            if mask is not None:
+                destination.write_mask(mask, window=window)
+
+
+def translate_to_cog(source: Path, destination: Path, profile: dict[str, Any]) -> None:
+    """Copy a GeoTIFF to a Cloud Optimized GeoTIFF with GDAL's COG driver.
+
+    Compression, predictor and tile size follow ``profile`` (the GeoTIFF's options).
+    """
+    import rasterio.shutil
+
+    predictor = "YES" if str(profile.get("predictor", "1")) in ("2", "3") else "NO"
+    rasterio.shutil.copy(
+        source,
+        destination,
+        driver="COG",
+        compress=str(profile.get("compress", "deflate")).upper(),
+        predictor=predictor,
+        blocksize=profile["blockxsize"],
+        bigtiff="IF_SAFER",
+    )

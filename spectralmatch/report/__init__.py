@@ -1,0 +1,1 @@
+"""How well images agree, in numbers and figures."""

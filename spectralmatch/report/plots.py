@@ -1,0 +1,87 @@
+"""Figures with matplotlib (imported only when a plot is made)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from rasterio.enums import Resampling
+
+from ..raster.collection import ImageCollection
+
+
+def composite(
+    images, bands: Sequence[int] = (0, 1, 2), max_size: int = 800
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float]]:
+    """A decimated mosaic of a collection on its union extent (later images on top).
+
+    Returns
+    -------
+    values : float ndarray (rows, cols, len(bands)), NaN where no image is valid
+    valid : bool ndarray (rows, cols)
+    extent : (left, right, bottom, top) for ``imshow``
+    """
+    collection = ImageCollection.coerce(images)
+    left, bottom, right, top = collection.bounds
+    pixel = max(right - left, top - bottom) / max_size
+    shape = (math.ceil((top - bottom) / pixel), math.ceil((right - left) / pixel))
+    canvas = np.full((*shape, len(bands)), np.nan)
+    for image in collection:
+        b_left, b_bottom, b_right, b_top = image.bounds
+        row0, col0 = round((top - b_top) / pixel), round((b_left - left) / pixel)
+        rows = max(1, min(shape[0] - row0, round((b_top - b_bottom) / pixel)))
+        cols = max(1, min(shape[1] - col0, round((b_right - b_left) / pixel)))
+        with image.open() as dataset:
+            values = dataset.read(
+                [b + 1 for b in bands],
+                out_shape=(len(bands), rows, cols),
+                resampling=Resampling.nearest,
+            )
+            valid = image.valid_mask(values, dataset).all(axis=0)
+        target = canvas[row0 : row0 + rows, col0 : col0 + cols]
+        target[valid] = np.moveaxis(values, 0, -1)[valid]
+    return canvas, ~np.isnan(canvas).any(axis=-1), (left, right, bottom, top)
+
+
+def stretch_limits(values: np.ndarray, percentiles: tuple[float, float] = (2, 98)) -> np.ndarray:
+    """Per-band (low, high) percentiles of the finite values, shape (n_bands, 2)."""
+    flat = values.reshape(-1, values.shape[-1])
+    flat = flat[np.isfinite(flat).all(axis=1)]
+    return np.percentile(flat, percentiles, axis=0).T
+
+
+def plot_before_after(
+    before,
+    after,
+    path: str | os.PathLike,
+    bands: Sequence[int] = (0, 1, 2),
+    titles: tuple[str, str] = ("Before", "After"),
+    max_size: int = 800,
+) -> Path:
+    """Side-by-side quick-looks of two collections with one common colour stretch.
+
+    The stretch comes from ``after``, so differences between the images of ``before``
+    show as they are.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [composite(images, bands, max_size) for images in (before, after)]
+    limits = stretch_limits(panels[1][0])
+    figure, axes = plt.subplots(1, 2, figsize=(10, 5.2), constrained_layout=True)
+    for axis, (values, valid, extent), title in zip(axes, panels, titles, strict=True):
+        scaled = np.clip((values - limits[:, 0]) / (limits[:, 1] - limits[:, 0]), 0, 1)
+        rgba = np.dstack([np.nan_to_num(scaled), valid.astype(float)])
+        axis.imshow(rgba if len(bands) == 3 else rgba[..., 0], extent=extent)
+        axis.set_title(title)
+        axis.set_axis_off()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
