@@ -23,8 +23,8 @@ def cells(values) -> str:
 def main() -> None:
     images = sm.ImageCollection.from_paths(ROOT / "data")
     with tempfile.TemporaryDirectory() as folder:
-        global_only = sm.Mosaic([sm.GlobalModel()]).fit_transform(images, Path(folder, "g"))
-        matched = sm.Mosaic([sm.GlobalModel(), sm.BlockMap()]).fit_transform(
+        global_only = sm.Mosaic(steps=[sm.GlobalModel()]).fit_transform(images, Path(folder, "g"))
+        matched = sm.Mosaic(steps=[sm.GlobalModel(), sm.BlockMap()]).fit_transform(
             images, Path(folder, "gl")
         )
         path = plot_before_after(

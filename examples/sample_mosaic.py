@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        model = sm.Mosaic([sm.GlobalModel(), sm.BlockMap()])
+        model = sm.Mosaic(steps=[sm.GlobalModel(), sm.BlockMap()])
         matched = model.fit_transform(ROOT / "data", folder / "matched")
         rows = []
         for label, images, feather in (

@@ -47,7 +47,7 @@ def make_dates(folder: Path, count: int = 5, seed: int = 1) -> list[Path]:
 def main(workdir: Path) -> None:
     dates = make_dates(workdir / "scenes")
     model = sm.Mosaic(
-        [sm.GlobalModel(reference=["date_0"]), sm.BlockMap(reference=["date_0"])],
+        steps=[sm.GlobalModel(reference=["date_0"]), sm.BlockMap(reference=["date_0"])],
         pif=sm.IRMAD(),
         pif_dir=workdir / "change_masks",
     )
@@ -57,7 +57,7 @@ def main(workdir: Path) -> None:
     later = sm.Mosaic.load(workdir / "model.json")
     later.transform(dates[4], out_dir=workdir / "normalized")  # solved against the model
     print("gains of the global step (dates x bands):")
-    print(np.round(later.steps[0].gains_, 3))
+    print(np.round(later.steps_[0].gains_, 3))
     print(f"outputs in {workdir / 'normalized'}, change masks in {workdir / 'change_masks'}")
 
 

@@ -98,7 +98,7 @@ def global_regression(
     )
     return _fit_transform(
         step, collection, output_images, window_size, threads, save_as_cog, save_model, progress
-    )
+    )[1]
 
 
 def local_block_adjustment(
@@ -158,20 +158,20 @@ def local_block_adjustment(
         smoothing=smoothing,
         reference=reference_images,
     )
-    written = _fit_transform(
+    model, written = _fit_transform(
         step, collection, output_images, window_size, threads, save_as_cog, save_model, progress
     )
     if save_block_maps is not None:
-        step.to_rasters(save_block_maps)
+        model.steps_[0].to_rasters(save_block_maps)
     return written
 
 
 def _fit_transform(
     step, collection, output_images, window_size, threads, cog, save_model, progress
-) -> list[str]:
-    model = Mosaic([step], window_size=window_size, threads=threads, progress=progress)
+) -> tuple[Mosaic, list[str]]:
+    model = Mosaic(steps=[step], window_size=window_size, threads=threads, progress=progress)
     model.fit(collection)
     if save_model is not None:
         model.save(save_model)
     written = model.transform(collection, cog=cog, **output_arguments(collection, output_images))
-    return [str(image.path) for image in written]
+    return model, [str(image.path) for image in written]

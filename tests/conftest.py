@@ -109,6 +109,18 @@ def write_raster(
     return path
 
 
+def measure_moments(collection, edges, whole_images=None, window_size=1024, threads=1):
+    """Whole-image and overlap moments of ``collection`` by the engine's statistics pass."""
+    from spectralmatch.engine.collect import StatisticsPass
+    from spectralmatch.engine.executors import as_executor
+    from spectralmatch.stats.requests import ImageMoments, OverlapMoments
+
+    statistics_pass = StatisticsPass(window_size, as_executor("threads", threads))
+    return statistics_pass.collect(
+        collection, edges, [ImageMoments(), OverlapMoments()], whole_images
+    )
+
+
 def read_raster(path) -> np.ndarray:
     with rasterio.open(path) as dataset:
         return dataset.read()

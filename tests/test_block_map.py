@@ -80,14 +80,14 @@ def field_set(tmp_path_factory, truth):
     """Field tiles and their global-only outputs, shared by the four corrections."""
     folder = tmp_path_factory.mktemp("fields")
     tiles = field_tiles(folder / "in", truth)
-    global_only = Mosaic([GlobalModel()], threads=2).fit_transform(tiles.paths, folder / "g")
+    global_only = Mosaic(steps=[GlobalModel()], threads=2).fit_transform(tiles.paths, folder / "g")
     return tiles, output_paths(global_only), folder
 
 
 @pytest.mark.parametrize("correction", CORRECTIONS)
 def test_smooth_fields_are_removed(field_set, correction):
     tiles, global_paths, folder = field_set
-    model = Mosaic([GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2)
+    model = Mosaic(steps=[GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2)
     outputs = output_paths(model.fit_transform(tiles.paths, folder / correction))
     before, global_only, after = (
         seam_error(tiles, paths) for paths in (tiles.paths, global_paths, outputs)
@@ -103,7 +103,7 @@ def test_smooth_fields_are_removed(field_set, correction):
     )
     assert rmse_after < 0.9 * rmse_global < 0.9 * rmse_before
 
-    step = model.steps[1]
+    step = model.steps_[1]
     assert step.grid_.rows == step.grid_.cols == 13  # 200 px / 16 px, the last one partial
     assert step.shifts_.shape == step.local_means_.shape == (4, 3, 13, 13)
     known = known_blocks(step)
@@ -159,11 +159,11 @@ def test_block_values_and_corrections_follow_the_formulas(tmp_path, truth, corre
         dtype="float64",
         nodata=float("nan"),
     )
-    step = BlockMap(block_size=15, correction=correction)
-    model = Mosaic([step], threads=2)
+    model = Mosaic(steps=[BlockMap(block_size=15, correction=correction)], threads=2)
     outputs = output_paths(
         model.fit_transform(tiles.paths, tmp_path / "out", working_dtype="float64")
     )
+    step = model.steps_[0]
     grid = step.grid_
     assert (grid.rows, grid.cols) == (9, 14) and grid.block_width == 450.0  # 125 x 200 px
     data = [tiles.data_of(0), tiles.data_of(1)]
@@ -242,9 +242,9 @@ def test_consistent_collection_is_left_unchanged(tmp_path, truth, correction, ki
     tiles = make_tiles(
         tmp_path / "in", truth, gains=np.ones((4, 3)), offsets=np.zeros((4, 3)), noise_sd=0.0
     )
-    model = Mosaic([BlockMap(block_size=16, correction=correction)], threads=2)
+    model = Mosaic(steps=[BlockMap(block_size=16, correction=correction)], threads=2)
     outputs = model.fit_transform(tiles.paths, tmp_path / "out")
-    step = model.steps[0]
+    step = model.steps_[0]
     np.testing.assert_allclose(step.shifts_, 0.0, atol=1e-6)
     np.testing.assert_allclose(step.spread_factors_, 1.0, atol=1e-9)
     for index, image in enumerate(outputs):
@@ -267,10 +267,9 @@ def test_an_image_that_overlaps_nothing_is_left_unchanged(tmp_path, truth, corre
         nodata=0,
         dtype="uint16",
     )
-    step = BlockMap(block_size=16, correction=correction)
-    outputs = output_paths(
-        Mosaic([step], threads=2).fit_transform([*tiles.paths, alone], tmp_path / "out")
-    )
+    model = Mosaic(steps=[BlockMap(block_size=16, correction=correction)], threads=2)
+    outputs = output_paths(model.fit_transform([*tiles.paths, alone], tmp_path / "out"))
+    step = model.steps_[0]
     assert step.images_[2] == "alone" and (step.counts_[2] == 0).all()
     assert (step.shifts_[2] == 0).all() and (step.spread_factors_[2] == 1).all()
     assert np.abs(step.shifts_[:2]).max() > 50
@@ -287,15 +286,15 @@ def test_reference_image_is_bit_identical_and_the_others_follow(tmp_path, truth)
         GlobalModel(reference=["tile_0"]),
         BlockMap(block_size=16, correction="offset", reference=["tile_0"]),
     ]
-    model = Mosaic(steps, threads=2)
+    model = Mosaic(steps=steps, threads=2)
     outputs = output_paths(model.fit_transform(tiles.paths, tmp_path / "out"))
     global_only = output_paths(
-        Mosaic([GlobalModel(reference=["tile_0"])], threads=2).fit_transform(
+        Mosaic(steps=[GlobalModel(reference=["tile_0"])], threads=2).fit_transform(
             tiles.paths, tmp_path / "g"
         )
     )
     assert np.array_equal(read_raster(outputs[0]), tiles.data_of(0))
-    step = model.steps[1]
+    step = model.steps_[1]
     assert step.reference_ == ["tile_0"]
     assert (step.shifts_[0] == 0).all() and (step.spread_factors_[0] == 1).all()
     with_reference = [(0, 1), (0, 2), (0, 3)]
@@ -320,7 +319,7 @@ def test_reference_image_is_bit_identical_and_the_others_follow(tmp_path, truth)
 
 def test_save_load_round_trip_and_sidecar(tmp_path, truth):
     tiles = field_tiles(tmp_path / "in", truth)
-    model = Mosaic([GlobalModel(), BlockMap(block_size=32, correction="gamma")], threads=2)
+    model = Mosaic(steps=[GlobalModel(), BlockMap(block_size=32, correction="gamma")], threads=2)
     first = model.fit_transform(tiles.paths, tmp_path / "first")
     path = model.save(tmp_path / "models" / "model.json")
     assert folder_listing(tmp_path / "models") == ["model.json", "model.npz"]
@@ -331,14 +330,16 @@ def test_save_load_round_trip_and_sidecar(tmp_path, truth):
         for name in ("counts", "local_means", "shifts", "spread_factors"):
             key = state[name]["array"]
             assert set(state[name]) == {"array"}
-            np.testing.assert_array_equal(arrays[key], getattr(model.steps[1], f"{name}_"))
+            np.testing.assert_array_equal(arrays[key], getattr(model.steps_[1], f"{name}_"))
     assert state["grid"]["rows"] == state["grid"]["cols"] == 7
     assert document["steps"][1]["params"]["correction"] == "gamma"
 
     loaded = Mosaic.load(path)
     for name in ("shifts_", "local_means_", "spread_factors_", "counts_", "pivot_", "range_"):
-        np.testing.assert_array_equal(getattr(loaded.steps[1], name), getattr(model.steps[1], name))
-    assert loaded.steps[1].grid_ == model.steps[1].grid_
+        np.testing.assert_array_equal(
+            getattr(loaded.steps_[1], name), getattr(model.steps_[1], name)
+        )
+    assert loaded.steps_[1].grid_ == model.steps_[1].grid_
     second = loaded.transform(tiles.paths, tmp_path / "second")
     for a, b in zip(first, second, strict=True):
         assert file_digest(a.path) == file_digest(b.path)
@@ -346,8 +347,8 @@ def test_save_load_round_trip_and_sidecar(tmp_path, truth):
 
 def test_to_rasters_writes_the_block_surfaces(tmp_path, truth):
     tiles = field_tiles(tmp_path / "in", truth)
-    step = BlockMap(block_size=48, correction="wallis")
-    Mosaic([step], threads=2).fit(tiles.paths)
+    model = Mosaic(steps=[BlockMap(block_size=48, correction="wallis")], threads=2)
+    step = model.fit(tiles.paths).steps_[0]
     written = step.to_rasters(tmp_path / "maps")
     expected = sorted(
         f"{name}_{kind}.tif" for name in tiles.names for kind in ("local", "reference")
@@ -427,11 +428,11 @@ def test_rotated_footprints_and_a_hole_keep_their_masks(tmp_path, truth, correct
     data = tiles.data_of(1)
     data[:, 40:80, 5:45] = 0
     _rewrite(tiles, 1, data)
-    model = Mosaic([GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2)
+    model = Mosaic(steps=[GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2)
     outputs = output_paths(model.fit_transform(tiles.paths, tmp_path / "out"))
     _check_outputs(tiles, outputs)
     assert (read_raster(outputs[1])[:, 40:80, 5:45] == 0).all()
-    step = model.steps[1]
+    step = model.steps_[1]
     # blocks 3-4 x 5-6 (truth rows 48-80, cols 80-112) lie inside tile 1's hole, where it
     # overlaps tile 0 and, from row 75, tiles 2 and 3: it has no overlap pixel there
     assert (step.counts_[1][:, 3:5, 5:7] == 0).all()
@@ -455,10 +456,9 @@ def test_partial_edge_blocks_and_a_single_block(tmp_path, truth):
         windows=FIELD_LAYOUT,
         noise_sd=1.0,
     )
-    single = BlockMap(block_size=512, correction="offset")
-    outputs = output_paths(
-        Mosaic([single], threads=2).fit_transform(tiles.paths, tmp_path / "single")
-    )
+    model = Mosaic(steps=[BlockMap(block_size=512, correction="offset")], threads=2)
+    outputs = output_paths(model.fit_transform(tiles.paths, tmp_path / "single"))
+    single = model.steps_[0]
     assert (single.grid_.rows, single.grid_.cols) == (1, 1)
     assert single.shifts_.shape == (4, 3, 1, 1)
     _check_outputs(tiles, outputs)
@@ -479,8 +479,9 @@ def test_partial_edge_blocks_and_a_single_block(tmp_path, truth):
             means = np.nanmean(difference.reshape(3, -1), axis=1)
             assert np.abs(means).max() < 2.0
     # 200 px / 32 px: 7 blocks per side, the last one 8 px wide, measured and used
-    edge = BlockMap(block_size=32, correction="offset")
-    outputs = output_paths(Mosaic([edge], threads=2).fit_transform(tiles.paths, tmp_path / "edge"))
+    model = Mosaic(steps=[BlockMap(block_size=32, correction="offset")], threads=2)
+    outputs = output_paths(model.fit_transform(tiles.paths, tmp_path / "edge"))
+    edge = model.steps_[0]
     assert (edge.grid_.rows, edge.grid_.cols) == (7, 7)
     assert edge.grid_.block_width == 32 * 30.0
     # the last block row (truth rows 192-200): block 3 (cols 96-128) holds 8 x 29 px of
@@ -524,10 +525,10 @@ def test_signed_and_float_data(tmp_path, truth, case, correction):
             data[:, 55 + 5 * k : 60 + 5 * k, cols] = value
         _rewrite(tiles, index, data)
     assert (tiles.data_of(1) < 0).any()
-    model = Mosaic([GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2)
+    model = Mosaic(steps=[GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2)
     outputs = output_paths(model.fit_transform(tiles.paths, tmp_path / "out"))
     _check_outputs(tiles, outputs)
-    step = model.steps[1]
+    step = model.steps_[1]
     assert (step.pivot_ < 0).all()  # negative data: the pivot is below the minimum
     assert np.isfinite(step.shifts_).all() and np.isfinite(step.local_means_).all()
     for path in outputs:
@@ -546,15 +547,15 @@ def test_statistics_mapped_through_the_global_step_equal_a_second_fit(tmp_path, 
         tmp_path / "in", truth, dtype="float64", nodata=float("nan"), cut_corners=True
     )
     combined = Mosaic(
-        [GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2
+        steps=[GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2
     ).fit(tiles.paths)
-    first = Mosaic([GlobalModel()], threads=2).fit(tiles.paths)
+    first = Mosaic(steps=[GlobalModel()], threads=2).fit(tiles.paths)
     written = first.transform(tiles.paths, tmp_path / "global", working_dtype="float64")
     with rasterio.open(written.images[1].path) as dataset:
         assert dataset.dtypes[0] == "float64"
-    alone = Mosaic([BlockMap(block_size=16, correction=correction)], threads=2).fit(written)
-    a, b = combined.steps[1], alone.steps[0]
-    np.testing.assert_allclose(combined.steps[0].gains_, first.steps[0].gains_, rtol=1e-12)
+    alone = Mosaic(steps=[BlockMap(block_size=16, correction=correction)], threads=2).fit(written)
+    a, b = combined.steps_[1], alone.steps_[0]
+    np.testing.assert_allclose(combined.steps_[0].gains_, first.steps_[0].gains_, rtol=1e-12)
     assert a.grid_ == b.grid_
     np.testing.assert_array_equal(a.counts_, b.counts_)
     assert np.abs(a.shifts_).max() > 50  # there is something to compare
@@ -604,18 +605,18 @@ def test_non_linear_step_fits_the_next_steps_with_a_second_pass(tmp_path, truth)
     listing = folder_listing(tmp_path)
 
     model = Mosaic(
-        [Sqrt(), GlobalModel(), BlockMap(block_size=32, correction="wallis")], threads=2
+        steps=[Sqrt(), GlobalModel(), BlockMap(block_size=32, correction="wallis")], threads=2
     ).fit(tiles.paths)
     assert folder_listing(tmp_path) == listing  # the second pass writes nothing
 
     reference = Mosaic(
-        [GlobalModel(), BlockMap(block_size=32, correction="wallis")], threads=2
+        steps=[GlobalModel(), BlockMap(block_size=32, correction="wallis")], threads=2
     ).fit(sorted(rooted_folder.iterdir()))
-    ours, theirs = model.steps[1], reference.steps[0]
+    ours, theirs = model.steps_[1], reference.steps_[0]
     assert np.abs(ours.gains_ - 1).max() > 0.03  # the gains are not trivial
     np.testing.assert_allclose(ours.gains_, theirs.gains_, rtol=1e-9)
     np.testing.assert_allclose(ours.offsets_, theirs.offsets_, rtol=1e-9, atol=1e-9)
-    blocks, their_blocks = model.steps[2], reference.steps[1]
+    blocks, their_blocks = model.steps_[2], reference.steps_[1]
     np.testing.assert_array_equal(blocks.counts_, their_blocks.counts_)
     np.testing.assert_allclose(blocks.shifts_, their_blocks.shifts_, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(blocks.spread_factors_, their_blocks.spread_factors_, rtol=1e-6)
@@ -738,7 +739,7 @@ def test_rotated_grids_are_refused_naming_the_file(tmp_path, grid_images, transf
     )
     collection = ImageCollection([*grid_images.images, Image(odd)])
     with pytest.raises(SpectralMatchError, match="odd_one.tif") as error:
-        Mosaic([BlockMap(block_size=16, correction="offset")]).fit(collection)
+        Mosaic(steps=[BlockMap(block_size=16, correction="offset")]).fit(collection)
     assert "north-up" in str(error.value)
 
 
@@ -754,11 +755,11 @@ def test_new_scene_with_a_local_step(tmp_path, where):
     )
     tiles = field_tiles(tmp_path / "in", load_truth(235), windows=windows, cut_corners=True)
     fitted = tiles.paths[:3]
-    model = Mosaic([GlobalModel(), BlockMap(block_size=32, correction="wallis")], threads=2).fit(
-        fitted
-    )
+    model = Mosaic(
+        steps=[GlobalModel(), BlockMap(block_size=32, correction="wallis")], threads=2
+    ).fit(fitted)
     before = output_paths(model.transform(fitted, tmp_path / "before"))
-    step = model.steps[1]
+    step = model.steps_[1]
     arrays = {
         name: getattr(step, name).copy()
         for name in ("shifts_", "local_means_", "spread_factors_", "counts_")
@@ -774,12 +775,13 @@ def test_new_scene_with_a_local_step(tmp_path, where):
     assert raw_seam > 300
     assert new_seam < (0.2 if where == "inside" else 0.25) * raw_seam
     # better than the new scene's global parameters alone would do
-    global_only = Mosaic([loaded.steps[0]], threads=1)
+    global_only = Mosaic(steps=[loaded.steps_[0]], threads=1)
+    global_only.steps_ = [loaded.steps_[0]]
     global_only.images_, global_only.n_bands_ = loaded.images_, loaded.n_bands_
     global_new = output_paths(global_only.transform([tiles.paths[3]], tmp_path / "gnew"))
     assert new_seam < 0.7 * seam_error(tiles, [*before, *global_new], with_fitted)
 
-    local = loaded.steps[1]
+    local = loaded.steps_[1]
     assert local.images_ == tiles.names
     assert local.shifts_.shape == (4, 3, 7, 7)
     for name, array in arrays.items():
@@ -794,11 +796,11 @@ def test_new_scene_with_a_local_step(tmp_path, where):
 
 def test_bad_parameters_are_refused(tiles):
     with pytest.raises(SpectralMatchError, match="'median'"):
-        Mosaic([BlockMap(block_size=16, correction="median")]).fit(tiles.paths)
+        Mosaic(steps=[BlockMap(block_size=16, correction="median")]).fit(tiles.paths)
     with pytest.raises(SpectralMatchError, match="not both"):
-        Mosaic([BlockMap(block_size=16, n_blocks=4, correction="offset")]).fit(tiles.paths)
+        Mosaic(steps=[BlockMap(block_size=16, n_blocks=4, correction="offset")]).fit(tiles.paths)
     with pytest.raises(SpectralMatchError, match="'tile_9'"):
-        Mosaic([BlockMap(block_size=16, correction="offset", reference=["tile_9"])]).fit(
+        Mosaic(steps=[BlockMap(block_size=16, correction="offset", reference=["tile_9"])]).fit(
             tiles.paths
         )
 
@@ -809,7 +811,7 @@ def test_bad_parameters_are_refused(tiles):
 def test_a_second_local_step_fits_after_a_second_pass(field_set):
     tiles, _, folder = field_set
     model = Mosaic(
-        [
+        steps=[
             GlobalModel(),
             BlockMap(block_size=16, correction="offset"),
             BlockMap(block_size=16, correction="offset"),
@@ -817,7 +819,7 @@ def test_a_second_local_step_fits_after_a_second_pass(field_set):
         threads=2,
     )
     outputs = output_paths(model.fit_transform(tiles.paths, folder / "chain"))
-    first, second = model.steps[1], model.steps[2]
+    first, second = model.steps_[1], model.steps_[2]
     # the second step measured the images as corrected by the first: little is left
     assert np.abs(second.shifts_).mean() < 0.1 * np.abs(first.shifts_).mean()
     assert seam_error(tiles, outputs) < 0.1 * seam_error(tiles, tiles.paths)
@@ -833,9 +835,9 @@ def test_an_image_at_a_finer_resolution(field_set, tmp_path):
     paths[1] = write_raster(
         tmp_path / "fine" / "tile_1.tif", fine, transform=transform @ Affine.scale(1 / 3), nodata=0
     )
-    model = Mosaic([GlobalModel(), BlockMap(block_size=48, correction="offset")], threads=2)
+    model = Mosaic(steps=[GlobalModel(), BlockMap(block_size=48, correction="offset")], threads=2)
     outputs = output_paths(model.fit_transform(paths, tmp_path / "out"))
-    step = model.steps[1]
+    step = model.steps_[1]
     assert step.grid_.block_width == 48 * 10.0  # block_size is in the finest pixels
     assert (step.grid_.rows, step.grid_.cols) == (13, 13)
     output = read_raster(outputs[1])

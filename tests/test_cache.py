@@ -9,10 +9,11 @@ import numpy as np
 
 from spectralmatch import BlockMap, GlobalModel, Image, ImageCollection, Mosaic
 from spectralmatch.engine.cache import StatisticsCache
+from spectralmatch.stats.requests import ImageMoments, Plan
 
 
 def model(cache) -> Mosaic:
-    return Mosaic([GlobalModel(), BlockMap(block_size=32)], cache=cache, threads=2)
+    return Mosaic(steps=[GlobalModel(), BlockMap(block_size=32)], cache=cache, threads=2)
 
 
 def test_second_fit_reads_no_image_and_gives_the_same_model(tiles, tmp_path):
@@ -20,8 +21,8 @@ def test_second_fit_reads_no_image_and_gives_the_same_model(tiles, tmp_path):
     assert all(count > 0 for count in first.reads_.values())
     second = model(tmp_path / "cache").fit(tiles.paths)
     assert second.reads_ == dict.fromkeys(tiles.names, 0)
-    np.testing.assert_array_equal(first.steps[0].gains_, second.steps[0].gains_)
-    np.testing.assert_array_equal(first.steps[1].shifts_, second.steps[1].shifts_)
+    np.testing.assert_array_equal(first.steps_[0].gains_, second.steps_[0].gains_)
+    np.testing.assert_array_equal(first.steps_[1].shifts_, second.steps_[1].shifts_)
     assert len(list((tmp_path / "cache").glob("*.npz"))) > 0
 
 
@@ -52,14 +53,15 @@ def test_adding_a_scene_reads_it_and_the_others_only_where_they_meet_it(tiles, t
     separately = model(False).fit(tiles.paths)
     for name in ("tile_0", "tile_1", "tile_2"):
         assert full.reads_[name] < separately.reads_[name]
-    np.testing.assert_allclose(full.steps[0].gains_, separately.steps[0].gains_, rtol=1e-12)
+    np.testing.assert_allclose(full.steps_[0].gains_, separately.steps_[0].gains_, rtol=1e-12)
 
 
 def test_masked_images_are_not_cached(tiles, tmp_path):
     cache = StatisticsCache(tmp_path / "cache")
     masked = Image(tiles.paths[0], mask=lambda values: values[0] > 1e9)
-    assert cache.whole_key(masked) is None
-    assert cache.whole_key(Image(tiles.paths[0])) is not None
+    plan = Plan.of([ImageMoments()])
+    assert cache.whole_key(masked, plan) is None
+    assert cache.whole_key(Image(tiles.paths[0]), plan) is not None
     images = ImageCollection([masked, *tiles.paths[1:]])
     model(tmp_path / "cache").fit(images)
     again = model(tmp_path / "cache").fit(

@@ -32,5 +32,9 @@ def test_time_series_example_normalizes_every_date_to_the_reference(tmp_path):
 def test_custom_adjuster_example_runs(tmp_path):
     from custom_adjuster import main
 
+    from spectralmatch import GlobalModel, Mosaic
+
     main(str(tmp_path))
-    assert (tmp_path / "model.json").exists()
+    loaded = Mosaic.load(tmp_path / "model.json")
+    assert [type(step).__name__ for step in loaded.steps_] == ["Rescale", GlobalModel.__name__]
+    assert loaded.steps_[0].offset == -5000.0

@@ -10,6 +10,7 @@ from conftest import (
     cast_to_dtype,
     inverse,
     make_tiles,
+    measure_moments,
     paint,
     read_raster,
     rmse,
@@ -21,13 +22,12 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from spectralmatch import GlobalModel, ImageCollection, Mosaic, OverlapGraph, SpectralMatchError
-from spectralmatch.engine.passes import collect_statistics
 from spectralmatch.model.global_model import MIN_ROBUST_WEIGHT, robust_weights
 
 
 def fit_model(paths, **kwargs) -> tuple[Mosaic, GlobalModel]:
-    model = Mosaic([GlobalModel(**kwargs)], threads=2).fit(paths)
-    return model, model.steps[0]
+    model = Mosaic(steps=[GlobalModel(**kwargs)], threads=2).fit(paths)
+    return model, model.steps_[0]
 
 
 def noise_rmse(tiles, index: int) -> float:
@@ -334,7 +334,7 @@ def test_double_resolution_image_made_with_reproject_is_matched(tmp_path, truth)
     # the overlap is 40 x 200 px at 30 m and 20 x 100 px at 60 m; each side counts the
     # pixels where the other image is valid, mapped across the two grids
     edges = OverlapGraph.from_collection(collection).edges
-    pair = collect_statistics(collection, edges, threads=1).pairs[0]
+    pair = measure_moments(collection, edges, threads=1).pairs[0]
     assert pair.first.count.tolist() == [20 * 200] * 3
     assert pair.second.count.tolist() == [10 * 100] * 3
     reference_part = read_raster(ref_path)[:, :, 100:120].reshape(3, -1).astype(float)
@@ -388,9 +388,9 @@ def test_transform_statistics_equals_statistics_of_outputs(tiles, tmp_path):
     model, step = fit_model(tiles.paths, reference=[0])
     collection = ImageCollection(tiles.paths)
     edges = OverlapGraph.from_collection(collection).edges
-    predicted = step.transform_statistics(collect_statistics(collection, edges, threads=1))
+    predicted = step.transform_statistics(measure_moments(collection, edges, threads=1))
     outputs = model.transform(collection, tmp_path / "out")
-    measured = collect_statistics(outputs, edges, threads=1)
+    measured = measure_moments(outputs, edges, threads=1)
     for a, b in zip(predicted.pairs, measured.pairs, strict=True):
         np.testing.assert_allclose(a.first.mean, b.first.mean, atol=0.05)
         np.testing.assert_allclose(a.second.std, b.second.std, rtol=1e-3)

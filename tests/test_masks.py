@@ -46,8 +46,8 @@ def clouded(tiles):
 
 
 def fit(images, **kwargs) -> tuple[Mosaic, GlobalModel]:
-    model = Mosaic([GlobalModel(**kwargs)], threads=2).fit(images)
-    return model, model.steps[0]
+    model = Mosaic(steps=[GlobalModel(**kwargs)], threads=2).fit(images)
+    return model, model.steps_[0]
 
 
 def gain_error(step, tiles) -> float:

@@ -214,7 +214,9 @@ def test_seam_contrast_falls_with_matching_and_with_feathering(tmp_path):
     assert seam_contrast(merged_raw, raw).min() > 5
     from spectralmatch import BlockMap, GlobalModel, Mosaic
 
-    matched = Mosaic([GlobalModel(), BlockMap()]).fit_transform(DATA_DIR, tmp_path / "matched")
+    matched = Mosaic(steps=[GlobalModel(), BlockMap()]).fit_transform(
+        DATA_DIR, tmp_path / "matched"
+    )
     hard = merge_rasters(matched, tmp_path / "hard.tif", seamlines=raw)
     feathered = merge_rasters(matched, tmp_path / "feathered.tif", seamlines=raw, feather=8)
     hard_contrast, feathered_contrast = seam_contrast(hard, raw), seam_contrast(feathered, raw)
@@ -256,7 +258,7 @@ def test_least_cost_seamlines_partition_and_hide_the_cuts_better(tmp_path):
     from spectralmatch import BlockMap, GlobalModel, Mosaic
     from spectralmatch.report.metrics import seam_contrast
 
-    matched = Mosaic([GlobalModel(), BlockMap()]).fit_transform(DATA_DIR, tmp_path / "m")
+    matched = Mosaic(steps=[GlobalModel(), BlockMap()]).fit_transform(DATA_DIR, tmp_path / "m")
     least = Seamline.least_cost(matched)
     voronoi = Seamline.voronoi(matched)
     union = unary_union([image.footprint for image in matched])

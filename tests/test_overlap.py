@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import write_raster
+from conftest import measure_moments, write_raster
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from spectralmatch import ImageCollection, Moments, OverlapGraph
-from spectralmatch.engine.passes import collect_statistics
 
 
 def _pair_expected(tiles, first, second):
@@ -117,7 +116,7 @@ def test_pair_statistics_use_jointly_valid_pixels(tile_factory, window_size):
         )
     collection = ImageCollection(tiles.paths)
     graph = OverlapGraph.from_collection(collection)
-    statistics = collect_statistics(collection, graph.edges, window_size=window_size, threads=2)
+    statistics = measure_moments(collection, graph.edges, window_size=window_size, threads=2)
     assert statistics.names == tiles.names
     for pair in statistics.pairs:
         i, j = pair.edge.first, pair.edge.second
@@ -146,7 +145,7 @@ def test_only_requested_whole_images_are_measured(tiles):
     collection = ImageCollection(tiles.paths)
     graph = OverlapGraph.from_collection(collection)
     edges = [e for e in graph.edges if (e.first, e.second) == (0, 1)]
-    statistics = collect_statistics(collection, edges, whole_images=[1], threads=1)
+    statistics = measure_moments(collection, edges, whole_images=[1], threads=1)
     assert statistics.images[0] is None and statistics.images[2] is None
     assert statistics.images[1].count[0] == (tiles.data_of(1)[0] != 0).sum()
     assert len(statistics.pairs) == 1 and statistics.pairs[0].first.count[0] > 0
@@ -155,7 +154,7 @@ def test_only_requested_whole_images_are_measured(tiles):
 def test_overlap_statistics_affine_maps_every_moment(tiles):
     collection = ImageCollection(tiles.paths)
     graph = OverlapGraph.from_collection(collection)
-    statistics = collect_statistics(collection, graph.edges, threads=1)
+    statistics = measure_moments(collection, graph.edges, threads=1)
     gains = np.linspace(0.5, 1.5, 12).reshape(4, 3)
     offsets = np.linspace(-100, 100, 12).reshape(4, 3)
     mapped = statistics.affine(gains, offsets)
@@ -172,6 +171,6 @@ def test_sample_data_graph(data_dir):
     collection = ImageCollection.from_paths(data_dir)
     graph = OverlapGraph.from_collection(collection)
     assert len(graph.edges) == 6
-    statistics = collect_statistics(collection, graph.edges, threads=2)
+    statistics = measure_moments(collection, graph.edges, threads=2)
     # every pair of the 2 x 2 sample layout shares valid pixels
     assert all((pair.first.count > 100).all() for pair in statistics.pairs)

@@ -72,7 +72,7 @@ def fitted(series, tmp_path_factory):
         folder = tmp_path_factory.mktemp(f"fit_{name}")
         pif = DETECTORS[name]() if name else None
         model = Mosaic(
-            global_steps(), threads=2, pif=pif, pif_dir=folder / "pif" if name else None
+            steps=global_steps(), threads=2, pif=pif, pif_dir=folder / "pif" if name else None
         ).fit(series.paths)
         outputs = model.transform(series.paths, folder / "out")
         results[name] = (model, [read_raster(image.path) for image in outputs], folder / "pif")
@@ -197,14 +197,14 @@ def test_residual_pif_with_identical_images_flags_nothing():
 
 def test_change_biases_the_plain_fit(series, fitted):
     model, outputs, _ = fitted[None]
-    assert gain_error(model.steps[0], series) > 0.2
+    assert gain_error(model.steps_[0], series) > 0.2
 
 
 @pytest.mark.parametrize("detector", ["residual", "irmad"])
 def test_pif_fit_recovers_the_distortion_and_keeps_the_change(series, fitted, detector):
     model, outputs, _ = fitted[detector]
-    step = model.steps[0]
-    assert gain_error(step, series) < BOUND < gain_error(fitted[None][0].steps[0], series)
+    step = model.steps_[0]
+    assert gain_error(step, series) < BOUND < gain_error(fitted[None][0].steps_[0], series)
     _, expected_offsets = inverse(series.gains, series.offsets)
     assert np.abs(step.offsets_ - expected_offsets).max() < 15.0
     # the reference comes out bit-identical
@@ -222,7 +222,7 @@ def test_pif_fit_recovers_the_distortion_and_keeps_the_change(series, fitted, de
 
 @pytest.mark.parametrize("detector", ["residual", "irmad"])
 def test_pif_with_a_local_step_does_not_erase_the_change(series, tmp_path, detector):
-    model = Mosaic(local_steps(), threads=2, pif=DETECTORS[detector]()).fit(series.paths)
+    model = Mosaic(steps=local_steps(), threads=2, pif=DETECTORS[detector]()).fit(series.paths)
     outputs = [read_raster(image.path) for image in model.transform(series.paths, tmp_path)]
     assert np.array_equal(outputs[0], read_raster(series.paths[0]))
     failures = []
@@ -245,7 +245,7 @@ def test_pif_with_a_local_step_does_not_erase_the_change(series, tmp_path, detec
 def test_local_step_without_pif_erases_part_of_the_change(series, tmp_path):
     """What the pif refit is for: fitted on all pixels, the blocks pull the changed
     areas toward the reference and bend the unchanged pixels around them."""
-    model = Mosaic(local_steps(), threads=2).fit(series.paths)
+    model = Mosaic(steps=local_steps(), threads=2).fit(series.paths)
     outputs = [read_raster(image.path) for image in model.transform(series.paths, tmp_path)]
     difference = difference_to_reference(outputs, 1)
     assert difference[~ANY_CHANGE].mean() > 10.0
@@ -294,12 +294,12 @@ def test_change_masks_are_written_per_image(series, fitted, detector):
 def test_change_masks_can_be_given_back_as_masks(series, fitted, detector):
     model, _, folder = fitted[detector]
     images = [Image(path, mask=RasterMask(str(folder / "{name}.tif"))) for path in series.paths]
-    refit = Mosaic(global_steps(), threads=2).fit(images).steps[0]
-    np.testing.assert_allclose(refit.gains_, model.steps[0].gains_, rtol=1e-9)
-    np.testing.assert_allclose(refit.offsets_, model.steps[0].offsets_, rtol=1e-9, atol=1e-6)
-    np.testing.assert_array_equal(refit.diagnostics_.count, model.steps[0].diagnostics_.count)
+    refit = Mosaic(steps=global_steps(), threads=2).fit(images).steps_[0]
+    np.testing.assert_allclose(refit.gains_, model.steps_[0].gains_, rtol=1e-9)
+    np.testing.assert_allclose(refit.offsets_, model.steps_[0].offsets_, rtol=1e-9, atol=1e-6)
+    np.testing.assert_array_equal(refit.diagnostics_.count, model.steps_[0].diagnostics_.count)
     # and the masked pixels were left out: every overlap lost both dates' changes
-    plain = fitted[None][0].steps[0]
+    plain = fitted[None][0].steps_[0]
     pair = refit.diagnostics_.pairs.index(("date_1", "date_2"))
     lost = plain.diagnostics_.count[pair] - refit.diagnostics_.count[pair]
     changed = rectangles_mask(SERIES_CHANGES[1] + SERIES_CHANGES[2], (200, 200)).sum()
@@ -333,8 +333,8 @@ def test_select_pseudo_invariant_without_correction(series, tmp_path):
 def test_pif_without_pif_dir_leaves_no_files(series, fitted, tmp_path, monkeypatch):
     """Without pif_dir the masks are temporary: the same fit, nothing left behind."""
     monkeypatch.chdir(tmp_path)
-    model = Mosaic(global_steps(), threads=2, pif=ResidualPIF()).fit(series.paths)
-    np.testing.assert_array_equal(model.steps[0].gains_, fitted["residual"][0].steps[0].gains_)
+    model = Mosaic(steps=global_steps(), threads=2, pif=ResidualPIF()).fit(series.paths)
+    np.testing.assert_array_equal(model.steps_[0].gains_, fitted["residual"][0].steps_[0].gains_)
     assert folder_listing(tmp_path) == []
     assert folder_listing(series.folder) == [f"date_{k}.tif" for k in range(4)]
 

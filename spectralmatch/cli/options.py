@@ -159,22 +159,19 @@ def build_model(
     cache,
     cache_dir,
 ):
-    from ..model.block_map import BlockMap
-    from ..model.global_model import GlobalModel
-    from ..model.pipeline import Mosaic
+    from ..model.pif import IRMAD, ResidualPIF
+    from ..model.pipeline import Mosaic, default_steps
     from ..raster.collection import ImageCollection, resolve_paths
     from ..raster.image import Image
 
     collection = ImageCollection([Image(path, mask=exclude) for path in resolve_paths(inputs)])
     reference = [collection.names[collection.index(key)] for key in references] or None
-    steps = [GlobalModel(reference=reference, robust=robust)]
-    if local:
-        steps.append(BlockMap(block_size=block_size, correction=correction, reference=reference))
-    from ..model.pif import IRMAD, ResidualPIF
-
+    global_step, local_step = default_steps()
+    global_step.set_params(reference=reference, robust=robust)
+    local_step.set_params(block_size=block_size, correction=correction, reference=reference)
     detector = {"residual": ResidualPIF, "irmad": IRMAD}[pif]() if pif else None
     model = Mosaic(
-        steps,
+        steps=[global_step, local_step] if local else [global_step],
         window_size=window_size,
         threads=threads,
         progress=show_progress(quiet),

@@ -1,328 +1,247 @@
-"""Windowed passes over a collection: statistics in, corrected rasters out.
+"""The two passes over the pixels, as side-effect-free tasks.
 
-Work is split per image and run on a thread pool (rasterio and numpy release the GIL);
-every task opens its own datasets. Memory is bounded by the window size times the
-number of threads, never by image size.
+- :func:`measure`: one image, or a group of its windows, in; its statistics out (whole
+  image and its side of each overlap, as small mergeable accumulators).
+- :func:`write_corrected`: one image in; its corrected copy written, atomically.
+
+A task opens its own datasets and returns its results; it changes nothing shared, so
+any :class:`~spectralmatch.engine.executors.Executor` can run it. Memory is bounded by
+the window size times the number of workers, never by image size.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-from attrs import define, field
+from attrs import define, field, frozen
 from rasterio.windows import Window
 
-from ..errors import SpectralMatchError
+from .._typing import WorkingDtype
+from ..geo.blocks import BlockGrid
 from ..geo.grid import PixelGrid, intersect, local_slices
 from ..geo.overlap import OverlapEdge
-from ..raster.collection import ImageCollection
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.write import output_profile, to_dtype, write_raster
+from ..stats.histogram import Histogram
 from ..stats.moments import Moments
-from ..stats.overlap import OverlapStatistics, PairMoments
-from .cache import StatisticsCache
+from ..stats.requests import Plan
 
-T = TypeVar("T")
-R = TypeVar("R")
-
-#: A function that corrects one window: (values as float, valid mask, window) -> values.
-WindowFunction = Callable[[np.ndarray, np.ndarray, Window], np.ndarray]
-#: The same for any image: (image, window, values, valid) -> values.
-ImageWindowFunction = Callable[[Image, Window, np.ndarray, np.ndarray], np.ndarray]
-
-
-def run_tasks(
-    function: Callable[[T], R],
-    items: Iterable[T],
-    threads: int | None = None,
-    progress: bool = False,
-    label: str = "",
-) -> list[R]:
-    """``[function(item) for item in items]`` on ``threads`` threads, with a progress bar."""
-    from tqdm.auto import tqdm
-
-    items = list(items)
-    workers = max(1, min(threads or os.cpu_count() or 1, len(items)))
-    bar = tqdm(total=len(items), desc=label, unit="image", disable=not progress, leave=False)
-    with bar:
-        if workers == 1:
-            results = []
-            for item in items:
-                results.append(function(item))
-                bar.update()
-            return results
-        with ThreadPoolExecutor(workers) as pool:
-            futures = [pool.submit(function, item) for item in items]
-            for future in futures:
-                future.add_done_callback(lambda _: bar.update())
-            return [future.result() for future in futures]
+#: Corrects one window of an image: (image, window, values as float, valid) -> values.
+#: ``values`` may be a decimated read spanning ``window``; its shape gives the grid.
+Correction = Callable[[Image, Window, np.ndarray, np.ndarray], np.ndarray]
 
 
 # ---------------------------------------------------------------------- statistics
 
 
-@define
-class ImageStatistics:
-    """What one image contributes: its whole-image moments (if wanted), its side of each
-    overlap (whole, and per block of each grid), and how many windows were read, per
-    image position (its own and its partners')."""
+@frozen
+class Partner:
+    """The other image of an overlap, as a measuring task needs it."""
 
+    edge: OverlapEdge
+    index: int
+    image: Image
+
+
+@define
+class MeasureTask:
+    """Measure ``windows`` of ``image``: whole-image statistics (``whole``) and its side
+    of the overlaps with ``partners``, as ``plan`` asks, after ``correct``."""
+
+    image: Image
+    index: int
+    windows: list[Window]
+    partners: list[Partner]
+    whole: bool
+    plan: Plan
+    correct: Correction | None = None
+
+
+@define
+class Measurement:
+    """What one image (or part of it) contributes: whole-image statistics and its side
+    of each overlap; ``reads`` counts the windows read per image position."""
+
+    index: int
     whole: Moments | None = None
+    whole_histogram: Histogram | None = None
     pairs: dict[OverlapEdge, Moments] = field(factory=dict)
-    blocks: dict[OverlapEdge, dict[Any, Moments]] = field(factory=dict)
+    blocks: dict[OverlapEdge, dict[BlockGrid, Moments]] = field(factory=dict)
+    histograms: dict[OverlapEdge, Histogram] = field(factory=dict)
     reads: dict[int, int] = field(factory=dict)
 
-
-def collect_statistics(
-    collection: ImageCollection,
-    edges: list[OverlapEdge],
-    whole_images: Iterable[int] | None = None,
-    grids: Sequence[Any] = (),
-    correct: ImageWindowFunction | None = None,
-    window_size: int = DEFAULT_WINDOW_SIZE,
-    threads: int | None = None,
-    progress: bool = False,
-    cache: StatisticsCache | None = None,
-) -> OverlapStatistics:
-    """Whole-image and pairwise-overlap moments in one windowed pass per image.
-
-    Parameters
-    ----------
-    collection : ImageCollection
-    edges : list of OverlapEdge
-        Overlaps to measure; a pixel counts for an edge where both images are valid
-        (the partner's validity is mapped onto this image's grid, nearest neighbour).
-    whole_images : iterable of int, optional
-        Images whose whole-image moments are wanted (default: all).
-    grids : sequence of BlockGrid
-        Block grids on which the overlaps' moments are also wanted per block.
-    correct : callable, optional
-        ``correct(image, window, values, valid)`` applied to every window before it is
-        measured: the statistics of images as corrected by steps already fitted.
-    cache : StatisticsCache, optional
-        Statistics found there are not measured again; new ones are stored (not with
-        ``correct``). An image with nothing left to measure is not read at all.
-
-    Raises
-    ------
-    SpectralMatchError
-        If an image whose whole-image moments were asked for has no valid pixel.
-    """
-    wanted = set(range(len(collection)) if whole_images is None else whole_images)
-    touching = {index for edge in edges for index in (edge.first, edge.second)}
-    cache = cache if correct is None else None
-    known = {
-        index: _cached(collection, index, edges, index in wanted, grids, cache)
-        for index in sorted(wanted | touching)
-    }
-    missing = {
-        index: (
-            [e for e in edges if index in (e.first, e.second) and e not in found.pairs],
-            index in wanted and found.whole is None,
-        )
-        for index, found in known.items()
-    }
-    todo = [index for index, (own_edges, whole) in missing.items() if own_edges or whole]
-
-    def task(index: int) -> ImageStatistics:
-        own_edges, whole = missing[index]
-        return _image_statistics(collection, index, own_edges, whole, grids, correct, window_size)
-
-    for index, measured in zip(
-        todo, run_tasks(task, todo, threads, progress, "statistics"), strict=True
-    ):
-        _store(cache, collection, index, measured, grids)
-        known[index].pairs.update(measured.pairs)
-        known[index].blocks.update(measured.blocks)
-        known[index].whole = known[index].whole or measured.whole
-        known[index].reads = measured.reads
-    images = [
-        known[i].whole if i in known and i in wanted else None for i in range(len(collection))
-    ]
-    for index in wanted:
-        if not images[index].count.any():
-            raise SpectralMatchError(
-                f"{collection.images[index].path}: has no valid pixels "
-                f"(nodata={collection.images[index].nodata})"
-            )
-    pairs = [
-        PairMoments(
-            edge,
-            known[edge.first].pairs[edge],
-            known[edge.second].pairs[edge],
+    def merge(self, other: Measurement) -> Measurement:
+        """Both parts of one image together (exact)."""
+        reads = dict(self.reads)
+        for index, count in other.reads.items():
+            reads[index] = reads.get(index, 0) + count
+        return Measurement(
+            self.index,
+            _merged(self.whole, other.whole),
+            _merged(self.whole_histogram, other.whole_histogram),
+            _merged_by_key(self.pairs, other.pairs),
             {
-                grid: (known[edge.first].blocks[edge][grid], known[edge.second].blocks[edge][grid])
-                for grid in grids
+                edge: _merged_by_key(self.blocks.get(edge, {}), other.blocks.get(edge, {}))
+                for edge in {**self.blocks, **other.blocks}
             },
+            _merged_by_key(self.histograms, other.histograms),
+            reads,
         )
-        for edge in edges
-    ]
-    reads = dict.fromkeys(collection.names, 0)
-    for found in known.values():
-        for index, count in found.reads.items():
-            reads[collection.names[index]] += count
-    return OverlapStatistics(collection.names, images, pairs, reads)
 
 
-def _cached(collection, index, edges, whole, grids, cache) -> ImageStatistics:
-    """What ``cache`` already holds of image ``index``'s statistics."""
-    found = ImageStatistics()
-    if cache is None:
-        return found
-    image = collection.images[index]
-    if whole:
-        stored = cache.load(cache.whole_key(image))
-        found.whole = stored["whole"] if stored else None
-    for edge in edges:
-        if index not in (edge.first, edge.second):
-            continue
-        partner = collection.images[edge.other(index)]
-        stored = cache.load(cache.pair_key(image, partner, edge, grids))
-        if stored is not None:
-            found.pairs[edge] = stored["pair"]
-            found.blocks[edge] = {grid: stored[f"block{k}"] for k, grid in enumerate(grids)}
-    return found
+def _merged(a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    return a if b is None else a.merge(b)
 
 
-def _store(cache, collection, index, measured: ImageStatistics, grids) -> None:
-    if cache is None:
-        return
-    image = collection.images[index]
-    if measured.whole is not None:
-        cache.store(cache.whole_key(image), {"whole": measured.whole})
-    for edge, moments in measured.pairs.items():
-        entry = {
-            "pair": moments,
-            **{f"block{k}": measured.blocks[edge][grid] for k, grid in enumerate(grids)},
-        }
-        partner = collection.images[edge.other(index)]
-        cache.store(cache.pair_key(image, partner, edge, grids), entry)
+def _merged_by_key(a: dict[Any, Any], b: dict[Any, Any]) -> dict[Any, Any]:
+    return {key: _merged(a.get(key), b.get(key)) for key in {**a, **b}}
 
 
-def _image_statistics(
-    collection: ImageCollection,
-    index: int,
-    edges: list[OverlapEdge],
-    whole: bool,
-    grids: Sequence[Any],
-    correct: ImageWindowFunction | None,
-    window_size: int,
-) -> ImageStatistics:
-    image = collection.images[index]
-    overlaps = {edge: edge.window_in(image.grid) for edge in edges}
-    overlaps = {edge: window for edge, window in overlaps.items() if window is not None}
-    accumulator = _OverlapAccumulator(image, edges, grids)
-    moments = Moments.empty(image.count)
-    windows = list(image.windows(window_size))
-    if not whole:
-        windows = [w for w in windows if any(intersect(w, o) for o in overlaps.values())]
-    with image.open() as dataset, _Partners(collection) as partners:
-        for window in windows:
+def measure(task: MeasureTask) -> Measurement:
+    """The statistics of ``task.windows`` of one image (a pure function: a task)."""
+    image, plan = task.image, task.plan
+    overlaps = {p.edge: p.edge.window_in(image.grid) for p in task.partners}
+    partners = [p for p in task.partners if overlaps[p.edge] is not None]
+    sides = {p.edge: _OverlapSide(image.count, plan) for p in partners}
+    whole = _WholeImage(image.count, plan) if task.whole else None
+    with image.open() as dataset, _PartnerReader() as reader:
+        for window in task.windows:
             values, valid = image.read(window, dataset)
             valid = image.included(values, valid, image.grid.window_grid(window))
-            if correct is not None:
-                values = correct(image, window, values.astype(np.float64), valid)
-            if whole:
-                moments = moments.merge(Moments.from_array(values, valid))
-            for edge, overlap in overlaps.items():
-                part = intersect(window, overlap)
-                if part is not None:
-                    rows, cols = local_slices(part, window)
-                    joint = valid[:, rows, cols] & partners.valid_on_grid(
-                        edge.other(index), image.grid.window_grid(part)
-                    )
-                    accumulator.add(edge, part, values[:, rows, cols], joint)
-        reads = {**partners.reads, index: len(windows)}
-        return ImageStatistics(
-            moments if whole else None, accumulator.pairs, accumulator.blocks, reads
-        )
+            if task.correct is not None:
+                values = task.correct(image, window, values.astype(np.float64), valid)
+            if whole is not None:
+                whole.add(values, valid)
+            for partner in partners:
+                part = intersect(window, overlaps[partner.edge])
+                if part is None:
+                    continue
+                rows, cols = local_slices(part, window)
+                cells = image.grid.window_grid(part)
+                joint = valid[:, rows, cols] & reader.valid_on(partner, cells)
+                sides[partner.edge].add(values[:, rows, cols], joint, cells)
+    return Measurement(
+        task.index,
+        whole.moments if whole is not None else None,
+        whole.histogram if whole is not None else None,
+        {edge: side.moments for edge, side in sides.items()},
+        {edge: side.blocks for edge, side in sides.items()},
+        {edge: side.histogram for edge, side in sides.items() if side.histogram is not None},
+        {**reader.reads, task.index: len(task.windows)},
+    )
 
 
-class _OverlapAccumulator:
-    """One image's moments over each of its overlaps, whole and per block of each grid."""
+class _WholeImage:
+    """Accumulates an image's whole-image moments (and histogram)."""
 
-    def __init__(self, image: Image, edges: list[OverlapEdge], grids: Sequence[Any]) -> None:
-        self.image = image
-        self.grids = grids
-        self.pairs = {edge: Moments.empty(image.count) for edge in edges}
-        self.blocks = {
-            edge: {grid: Moments.empty((image.count, grid.size), extremes=False) for grid in grids}
-            for edge in edges
-        }
+    def __init__(self, count: int, plan: Plan) -> None:
+        self.bins = plan.image_bins
+        self.moments = Moments.empty(count)
+        self.histogram: Histogram | None = None
 
-    def add(self, edge: OverlapEdge, part: Window, values: np.ndarray, joint: np.ndarray) -> None:
-        """Count ``values`` (the pixels of window ``part``) where ``joint`` is true."""
+    def add(self, values: np.ndarray, valid: np.ndarray) -> None:
+        self.moments = self.moments.merge(Moments.from_array(values, valid))
+        if self.bins is not None:
+            self.histogram = _merged(self.histogram, Histogram.from_array(values, valid, self.bins))
+
+
+class _OverlapSide:
+    """Accumulates one image's side of one overlap: moments, per block, histogram."""
+
+    def __init__(self, count: int, plan: Plan) -> None:
+        self.grids = plan.grids
+        self.bins = plan.overlap_bins
+        self.moments = Moments.empty(count)
+        self.blocks = {g: Moments.empty((count, g.size), extremes=False) for g in plan.grids}
+        self.histogram: Histogram | None = None
+
+    def add(self, values: np.ndarray, joint: np.ndarray, cells: PixelGrid) -> None:
+        """Count ``values`` (on ``cells``) where ``joint`` is true."""
         measured = None
         for grid in self.grids:
-            blocks, row_starts, col_starts = grid.window_blocks(self.image.grid.window_grid(part))
+            blocks, row_starts, col_starts = grid.window_blocks(cells)
             measured = Moments.from_blocks(values, joint, row_starts, col_starts)
-            self.blocks[edge][grid].merge_at(blocks, measured)
+            self.blocks[grid].merge_at(blocks, measured)
         # with a grid, the whole overlap's moments are the sum of its blocks'
-        whole = measured.total() if measured is not None else Moments.from_array(values, joint)
-        self.pairs[edge] = self.pairs[edge].merge(whole)
+        part = measured.total() if measured is not None else Moments.from_array(values, joint)
+        self.moments = self.moments.merge(part)
+        if self.bins is not None:
+            self.histogram = _merged(self.histogram, Histogram.from_array(values, joint, self.bins))
 
 
-class _Partners:
-    """The other images of a collection, opened on first use, closed together."""
+class _PartnerReader:
+    """The partners' datasets, opened on first use and closed together."""
 
-    def __init__(self, collection: ImageCollection) -> None:
-        self.collection = collection
+    def __init__(self) -> None:
         self.datasets: dict[int, Any] = {}
         self.reads: dict[int, int] = {}
 
-    def __enter__(self) -> _Partners:
+    def __enter__(self) -> _PartnerReader:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         for dataset in self.datasets.values():
             dataset.close()
 
-    def valid_on_grid(self, index: int, grid: PixelGrid) -> np.ndarray:
-        """Validity of image ``index`` on ``grid``, less what its mask excludes."""
-        image = self.collection.images[index]
-        if index not in self.datasets:
-            self.datasets[index] = image.open()
-        self.reads[index] = self.reads.get(index, 0) + 1
-        values, valid = image.read_on_grid(grid, self.datasets[index])
-        return image.included(values, valid, grid)
+    def valid_on(self, partner: Partner, cells: PixelGrid) -> np.ndarray:
+        """Validity of the partner on ``cells``, less what its mask excludes."""
+        if partner.index not in self.datasets:
+            self.datasets[partner.index] = partner.image.open()
+        self.reads[partner.index] = self.reads.get(partner.index, 0) + 1
+        values, valid = partner.image.read_on_grid(cells, self.datasets[partner.index])
+        return partner.image.included(values, valid, cells)
+
+
+def window_groups(windows: Sequence[Window], groups: int) -> list[list[Window]]:
+    """``windows`` in ``groups`` runs of consecutive windows (as even as possible)."""
+    groups = max(1, min(groups, len(windows)))
+    bounds = np.linspace(0, len(windows), groups + 1).round().astype(int)
+    return [list(windows[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 # ---------------------------------------------------------------------- transform
 
 
-def write_corrected(
-    image: Image,
-    path: Path,
-    correct: WindowFunction,
-    *,
-    cog: bool = False,
-    window_size: int = DEFAULT_WINDOW_SIZE,
-    working_dtype: str = "float32",
-    **creation_options,
-) -> Path:
-    """Write ``correct`` applied to every window of ``image`` to ``path``, atomically.
+@define
+class WriteTask:
+    """Write ``image`` through ``correct`` to ``path``."""
+
+    image: Image
+    path: Path
+    correct: Correction
+    cog: bool = False
+    window_size: int = DEFAULT_WINDOW_SIZE
+    working_dtype: WorkingDtype = "float32"
+    creation_options: dict[str, Any] = field(factory=dict)
+
+
+def write_corrected(task: WriteTask) -> Path:
+    """Write the corrected image, window by window, atomically (a task).
 
     The output keeps the input's grid, dtype, nodata, band descriptions and valid mask;
-    it appears under ``path`` only once complete (as a Cloud Optimized GeoTIFF with
-    ``cog=True``).
+    it appears under ``task.path`` only once complete (as a Cloud Optimized GeoTIFF with
+    ``cog``).
     """
-    profile = output_profile(image, **creation_options)
+    image = task.image
+    profile = output_profile(image, **task.creation_options)
     tile = profile["blockxsize"]
-    window_size = max(tile, window_size // tile * tile)
+    window_size = max(tile, task.window_size // tile * tile)
     with image.open() as source:
 
-        def pieces():
+        def pieces() -> Iterator[tuple[Window, np.ndarray, np.ndarray | None]]:
             for window in image.windows(window_size):
                 values, valid = image.read(window, source)
-                corrected = correct(values.astype(working_dtype), valid, window)
+                corrected = task.correct(image, window, values.astype(task.working_dtype), valid)
                 mask = None
                 if image.nodata is None and image.profile["dataset_mask"]:
                     mask = valid.any(axis=0).astype(np.uint8) * 255
                 yield window, to_dtype(corrected, valid, image.dtype, image.nodata), mask
 
-        return write_raster(path, profile, pieces(), descriptions=image.descriptions, cog=cog)
+        return write_raster(
+            task.path, profile, pieces(), descriptions=image.descriptions, cog=task.cog
+        )

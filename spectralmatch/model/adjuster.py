@@ -1,89 +1,115 @@
-"""The base class of one fit/transform stage of a :class:`~spectralmatch.Mosaic`."""
+"""The base class of one step of a radiometric model, and a chain of fitted steps."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
+from attrs import frozen
 from rasterio.windows import Window
 
+from ..engine.collect import StatisticsPass
 from ..errors import SpectralMatchError
+from ..geo.overlap import OverlapGraph
 from ..raster.collection import ImageCollection
 from ..raster.image import Image
 from ..stats.overlap import OverlapStatistics
+from ..stats.requests import ImageMoments, OverlapMoments, Request
 from .base import Estimator
 
 
 class Adjuster(Estimator):
-    """One stage of a radiometric model: learns from statistics, corrects windows.
+    """One step of a radiometric model: asks for statistics, learns, corrects windows.
 
-    Subclass it and put an instance in ``Mosaic(steps=[...])``. A subclass implements
+    Subclass it (keyword-only hyper-parameters in ``__init__``) and put an instance in
+    ``Mosaic(steps=[...])``. A subclass implements
 
-    - ``fit(statistics)``: learn state (attributes ending in ``_``) and return ``self``;
+    - ``requests(collection)``: the statistics it needs (default: moments of whole
+      images and of overlaps); the engine measures the requests of every step in one
+      read pass;
+    - ``fit(statistics)``: learn state (attributes ending in ``_``) from the results of
+      its requests, as corrected by the steps before it, and return ``self``;
     - ``transform_window(image, window, values, valid)``: the corrected float values
       (``values`` usually holds the pixels of ``window``; for change detection it may be
       a decimated read spanning it, so use ``values.shape`` for its grid);
-    - ``get_state()`` / ``set_state(state)``: the learned state as JSON-ready data;
+    - ``get_state()`` / ``set_state(state)``: the learned state as JSON-ready data
+      (lists, numbers, strings, or numpy arrays, which go to a sidecar file);
 
     and, where it can,
 
-    - ``transform_statistics(statistics)``: the statistics after this step, so the next
-      step fits without another read pass (exact for linear steps);
+    - ``transform_statistics(statistics)``: the statistics after this step, so the
+      steps after it fit without another read pass (exact for linear steps, through
+      ``statistics.affine``); without it, the engine measures what they ask for again,
+      through the fitted steps;
     - ``fit_new(statistics, names)``: parameters for images not seen at fit, solved
-      against the frozen state (how a new time-series scene is normalized).
+      against the frozen state (how a new time-series scene is normalized), with
+      ``new_image_requests`` saying what that needs measured.
+
+    docs/extending.md walks through two complete steps.
     """
 
-    def prepare(self, collection: ImageCollection) -> None:
-        """Called by :class:`Mosaic` with the collection before the statistics pass."""
+    def requests(self, collection: ImageCollection) -> list[Request]:
+        """Statistics this step needs to fit on ``collection`` (nothing is read here)."""
+        return [ImageMoments(), OverlapMoments()]
 
-    @property
-    def block_grids(self) -> list:
-        """Block grids whose per-block statistics this step needs (after ``prepare``)."""
-        return []
+    def new_image_requests(self, collection: ImageCollection) -> list[Request]:
+        """Statistics :meth:`fit_new` needs (default: the same as :meth:`requests`)."""
+        return self.requests(collection)
 
     def fit(self, statistics: OverlapStatistics) -> Adjuster:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement fit(statistics)")
 
     def transform_window(
         self, image: Image, window: Window, values: np.ndarray, valid: np.ndarray
     ) -> np.ndarray:
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement transform_window(image, window, "
+            "values, valid)"
+        )
 
     def transform_statistics(self, statistics: OverlapStatistics) -> OverlapStatistics:
+        """The statistics after this step; raises NotImplementedError where only another
+        read pass can tell (a non-linear step)."""
         raise NotImplementedError(f"{type(self).__name__} cannot map statistics")
 
     def fit_new(self, statistics: OverlapStatistics, names: list[str]) -> None:
         raise SpectralMatchError(
-            f"{type(self).__name__} cannot transform images that were not "
-            f"in the fit: {', '.join(names)}"
+            f"{type(self).__name__} cannot transform images that were not in the fit: "
+            f"{', '.join(names)}"
         )
 
     def get_state(self) -> dict[str, Any]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement get_state()")
 
     def set_state(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement set_state(state)")
 
-    def to_dict(self) -> dict[str, Any]:
-        """Class, hyper-parameters and learned state, for JSON."""
-        cls = type(self)
-        return {
-            "class": f"{cls.__module__}:{cls.__qualname__}",
-            "params": self.get_params(),
-            "state": self.get_state(),
-        }
-
-    @staticmethod
-    def from_dict(data: dict[str, Any]) -> Adjuster:
-        """Rebuild a step saved with :meth:`to_dict` (any importable subclass)."""
-        module_name, _, qualname = data["class"].partition(":")
+    def _statistics(self, statistics: Any) -> OverlapStatistics:
+        """``statistics`` as given, or measured for this step alone when images are
+        given instead (so that ``GlobalModel().fit("folder/")`` works too)."""
+        if isinstance(statistics, OverlapStatistics):
+            return statistics
         try:
-            cls = importlib.import_module(module_name)
-            for part in qualname.split("."):
-                cls = getattr(cls, part)
-        except (ImportError, AttributeError) as error:
-            raise SpectralMatchError(f"cannot load step {data['class']!r}: {error}") from None
-        step = cls(**data["params"])
-        step.set_state(data["state"])
-        return step
+            collection = ImageCollection.coerce(statistics)
+        except (TypeError, SpectralMatchError) as error:
+            raise SpectralMatchError(
+                f"{type(self).__name__}.fit expects OverlapStatistics or images (a "
+                f"collection, folder, glob or list of paths), got {statistics!r} ({error})"
+            ) from None
+        edges = OverlapGraph.from_collection(collection).edges
+        return StatisticsPass().collect(collection, edges, self.requests(collection))
+
+
+@frozen
+class StepChain:
+    """Fitted steps applied in order to a window of any image (picklable, so that a
+    process pool can run it)."""
+
+    steps: tuple[Adjuster, ...]
+
+    def __call__(
+        self, image: Image, window: Window, values: np.ndarray, valid: np.ndarray
+    ) -> np.ndarray:
+        for step in self.steps:
+            values = step.transform_window(image, window, values, valid)
+        return values

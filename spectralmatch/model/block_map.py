@@ -5,23 +5,36 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, get_args
 
 import numpy as np
 from attrs import asdict, define
 from rasterio.windows import Window
 
+from .._typing import Correction
 from ..errors import SpectralMatchError
 from ..geo.blocks import BlockGrid
 from ..geo.grid import is_north_up
 from ..raster.collection import ImageCollection
 from ..raster.image import Image
 from ..stats.overlap import OverlapStatistics
+from ..stats.requests import BlockMoments, ImageMoments, Request
 from .adjuster import Adjuster
-from .base import check_is_fitted, reference_indices
+from .base import (
+    NON_NEGATIVE,
+    NONE,
+    POSITIVE_INTEGER,
+    AnyOf,
+    Constraint,
+    Options,
+    References,
+    check_is_fitted,
+    reference_indices,
+)
+from .persistence import StateError, state_array, state_names
 from .surface import fill_from_neighbours
 
-CORRECTIONS = ("wallis", "offset", "gain", "gamma")
+CORRECTIONS: tuple[Correction, ...] = get_args(Correction)
 _MAX_RATIO = 10.0
 
 
@@ -85,19 +98,29 @@ class BlockMap(Adjuster):
     Examples
     --------
     >>> from spectralmatch import GlobalModel, Mosaic
-    >>> model = Mosaic([GlobalModel(), BlockMap(block_size=64)]).fit("data/")
-    >>> model.steps[1].shifts_.shape
+    >>> model = Mosaic(steps=[GlobalModel(), BlockMap(block_size=64)]).fit("data/")
+    >>> model.steps_[1].shifts_.shape
     (4, 3, 10, 10)
     """
 
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "block_size": AnyOf((NONE, POSITIVE_INTEGER)),
+        "n_blocks": AnyOf((NONE, POSITIVE_INTEGER)),
+        "correction": Options(CORRECTIONS),
+        "min_pixels": POSITIVE_INTEGER,
+        "smoothing": NON_NEGATIVE,
+        "reference": References(),
+    }
+
     def __init__(
         self,
+        *,
         block_size: int | None = None,
         n_blocks: int | None = None,
-        correction: str = "wallis",
+        correction: Correction = "wallis",
         min_pixels: int = 100,
         smoothing: float = 0.0,
-        reference: Sequence[str | int] | None = None,
+        reference: Sequence[str | int] | str | int | None = None,
     ) -> None:
         self.block_size = block_size
         self.n_blocks = n_blocks
@@ -106,34 +129,42 @@ class BlockMap(Adjuster):
         self.smoothing = smoothing
         self.reference = reference
 
-    def prepare(self, collection: ImageCollection) -> None:
-        """Lay the block grid over the union extent of ``collection``."""
-        if self.correction not in CORRECTIONS:
-            raise SpectralMatchError(
-                f"BlockMap correction must be one of {CORRECTIONS}, got {self.correction!r}"
-            )
+    def _validate_params(self) -> None:
+        super()._validate_params()
         if self.block_size is not None and self.n_blocks is not None:
-            raise SpectralMatchError("give BlockMap either block_size or n_blocks, not both")
+            raise SpectralMatchError("BlockMap: give either block_size or n_blocks, not both")
+
+    def requests(self, collection: ImageCollection) -> list[Request]:
+        """Whole-image moments, and the overlaps' moments per block of a grid laid over
+        the union extent of ``collection``."""
+        self._validate_params()
         for image in collection:
             if not is_north_up(image.transform):
                 raise SpectralMatchError(
                     f"{image.path}: rotated or south-up grids are not supported by BlockMap; "
                     "warp the image north-up first"
                 )
-        self.grid_ = BlockGrid.covering(collection.images, self.block_size, self.n_blocks)
-        self.crs_ = collection.crs
+        grid = BlockGrid.covering(collection.images, self.block_size, self.n_blocks)
+        return [ImageMoments(), BlockMoments(grid)]
 
-    @property
-    def block_grids(self) -> list[BlockGrid]:
-        """The block grid (once prepared or fitted)."""
-        grid = getattr(self, "grid_", None)
-        return [] if grid is None else [grid]
+    def new_image_requests(self, collection: ImageCollection) -> list[Request]:
+        """The fitted grid's block moments (and whole-image moments)."""
+        check_is_fitted(self, "grid_")
+        return [ImageMoments(), BlockMoments(self.grid_)]
 
     # ---------------------------------------------------------------- fit
 
     def fit(self, statistics: OverlapStatistics) -> BlockMap:
-        """Solve the per-block shifts and spread factors of every image."""
-        check_is_fitted(self, "grid_")
+        """Solve the per-block shifts and spread factors of every image (of the
+        statistics of :meth:`requests`, or of images)."""
+        self._validate_params()
+        statistics = self._statistics(statistics)
+        grids = statistics.block_grids
+        if len(grids) != 1:
+            raise SpectralMatchError(
+                f"BlockMap.fit needs the block statistics of one grid, got {len(grids)}"
+            )
+        self.grid_, self.crs_ = grids[0], statistics.crs
         names = statistics.names
         fixed = np.zeros(len(names), dtype=bool)
         fixed[sorted(reference_indices(self.reference, names))] = True
@@ -268,15 +299,22 @@ class BlockMap(Adjuster):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        from rasterio.crs import CRS
-
-        self.grid_ = BlockGrid(**state["grid"])
-        self.crs_ = CRS.from_wkt(state["crs"]) if state["crs"] else None
-        self.images_ = list(state["images"])
-        self.reference_ = list(state["reference"])
-        self.pivot_, self.range_ = np.array(state["pivot"]), np.array(state["range"])
-        for name in ("counts", "local_means", "shifts", "spread_factors"):
-            setattr(self, f"{name}_", np.asarray(state[name], dtype=float))
+        grid = _grid_from_state(state)
+        images = state_names(state, "images")
+        reference = state_names(state, "reference")
+        pivot = state_array(state, "pivot", 1)
+        range_ = state_array(state, "range", 1, pivot.shape)
+        shape = (len(images), len(pivot), grid.rows, grid.cols)
+        surfaces = {
+            name: state_array(state, name, 4, shape)
+            for name in ("counts", "local_means", "shifts", "spread_factors")
+        }
+        if not set(reference) <= set(images):
+            raise StateError("reference", "names images the model does not hold")
+        self.grid_, self.crs_ = grid, _crs_from_state(state)
+        self.images_, self.reference_, self.pivot_, self.range_ = images, reference, pivot, range_
+        for name, surface in surfaces.items():
+            setattr(self, f"{name}_", surface)
 
     def to_rasters(self, folder: str | os.PathLike) -> list[Path]:
         """Write the block surfaces as GeoTIFFs (one pixel per block) for inspection.
@@ -310,6 +348,32 @@ class BlockMap(Adjuster):
         return written
 
 
+def _grid_from_state(state: dict[str, Any]) -> BlockGrid:
+    value = state.get("grid")
+    names = ("left", "top", "block_width", "block_height", "rows", "cols")
+    if not isinstance(value, dict) or set(value) != set(names):
+        raise StateError("grid", f"expected an object with {', '.join(names)}")
+    numbers = state_array(value, "left", 0), state_array(value, "top", 0)
+    sizes = state_array(value, "block_width", 0), state_array(value, "block_height", 0)
+    counts = value["rows"], value["cols"]
+    if min(sizes) <= 0 or not all(isinstance(n, int) and n >= 1 for n in counts):
+        raise StateError("grid", "block sizes must be positive and rows, cols whole numbers")
+    return BlockGrid(*(float(n) for n in numbers), *(float(n) for n in sizes), *counts)
+
+
+def _crs_from_state(state: dict[str, Any]) -> Any:
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    text = state.get("crs")
+    if text is None:
+        return None
+    try:
+        return CRS.from_wkt(text)
+    except (CRSError, TypeError):
+        raise StateError("crs", f"not a coordinate reference system: {text!r:.60}") from None
+
+
 @define
 class _BlockOverlaps:
     """The overlaps' block statistics as arrays: pairs x bands x blocks."""
@@ -326,9 +390,7 @@ class _BlockOverlaps:
         cls, statistics: OverlapStatistics, grid: BlockGrid, min_pixels: int
     ) -> _BlockOverlaps:
         pairs = statistics.pairs
-        n_bands = len(
-            statistics.images[[m is not None for m in statistics.images].index(True)].count
-        )
+        n_bands = statistics.n_bands
         shape = (len(pairs), n_bands, grid.size)
         counts, means, log_stds = np.zeros(shape), np.zeros((2, *shape)), np.zeros((2, *shape))
         for p, pair in enumerate(pairs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from attrs import define
@@ -15,7 +15,15 @@ from ..geo.overlap import connected_groups
 from ..raster.image import Image
 from ..stats.overlap import OverlapStatistics, PairMoments
 from .adjuster import Adjuster
-from .base import check_is_fitted, reference_indices
+from .base import (
+    BOOLEAN,
+    POSITIVE,
+    Constraint,
+    References,
+    check_is_fitted,
+    reference_indices,
+)
+from .persistence import StateError, state_array, state_names
 
 
 @define
@@ -97,14 +105,23 @@ class GlobalModel(Adjuster):
     Examples
     --------
     >>> from spectralmatch import ImageCollection, Mosaic
-    >>> model = Mosaic([GlobalModel()]).fit(ImageCollection.from_paths("data/"))
-    >>> model.steps[0].gains_.shape
+    >>> model = Mosaic(steps=[GlobalModel()]).fit(ImageCollection.from_paths("data/"))
+    >>> model.steps_[0].gains_.shape
     (4, 3)
     """
 
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "reference": References(),
+        "weight_by_overlap": BOOLEAN,
+        "mean_weight": POSITIVE,
+        "std_weight": POSITIVE,
+        "robust": BOOLEAN,
+    }
+
     def __init__(
         self,
-        reference: Sequence[str | int] | None = None,
+        *,
+        reference: Sequence[str | int] | str | int | None = None,
         weight_by_overlap: bool = True,
         mean_weight: float = 1.0,
         std_weight: float = 1.0,
@@ -119,13 +136,15 @@ class GlobalModel(Adjuster):
     # ---------------------------------------------------------------- fit
 
     def fit(self, statistics: OverlapStatistics) -> GlobalModel:
-        """Solve gains and offsets for every image of ``statistics``."""
+        """Solve gains and offsets for every image of ``statistics`` (or of images)."""
+        self._validate_params()
+        statistics = self._statistics(statistics)
         names = statistics.names
         fixed = reference_indices(self.reference, names)
         pairs = [pair for pair in statistics.pairs if (pair.first.count > 0).all()]
         groups = connected_groups(len(names), [pair.edge for pair in pairs])
         _warn_about_groups(groups, names, fixed)
-        n_bands = len(statistics.images[0].count)
+        n_bands = statistics.n_bands
         gains, offsets = np.ones((len(names), n_bands)), np.zeros((len(names), n_bands))
         robust = np.ones((len(pairs), n_bands))
         for group in groups:
@@ -262,10 +281,18 @@ class GlobalModel(Adjuster):
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self.images_ = list(state["images"])
-        self.reference_ = list(state["reference"])
-        self.gains_ = np.array(state["gains"], dtype=float)
-        self.offsets_ = np.array(state["offsets"], dtype=float)
+        images = state_names(state, "images")
+        reference = state_names(state, "reference")
+        gains = state_array(state, "gains", 2, (len(images), None))
+        offsets = state_array(state, "offsets", 2, gains.shape)
+        if not set(reference) <= set(images):
+            raise StateError("reference", "names images the model does not hold")
+        self.images_, self.reference_, self.gains_, self.offsets_ = (
+            images,
+            reference,
+            gains,
+            offsets,
+        )
 
 
 @define

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from attrs import define
@@ -23,13 +24,18 @@ from ..geo.grid import PixelGrid
 from ..geo.overlap import OverlapEdge
 from ..raster.collection import ImageCollection
 from ..raster.image import Image
+from .base import POSITIVE, POSITIVE_INTEGER, Constraint, Estimator, Interval
 
 #: Largest decimated overlap held in memory at once (pixels).
 MAX_OVERLAP_PIXELS = 4_000_000
 
 
-class ChangeDetector:
-    """Base class: which pixels of two co-located images changed."""
+class ChangeDetector(Estimator):
+    """Base class: which pixels of two co-located images changed.
+
+    Subclasses take keyword-only hyper-parameters, among them ``decimation`` (pixels per
+    side of the cells an overlap is examined at).
+    """
 
     decimation: int = 4
 
@@ -39,7 +45,6 @@ class ChangeDetector:
         raise NotImplementedError
 
 
-@define
 class ResidualPIF(ChangeDetector):
     """Changed where the difference of the corrected images departs from its typical
     value by more than ``threshold`` robust standard deviations (1.4826 x the median
@@ -52,10 +57,16 @@ class ResidualPIF(ChangeDetector):
         Pixels per side of the cells the overlap is examined at.
     """
 
-    threshold: float = 3.0
-    decimation: int = 4
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "threshold": POSITIVE,
+        "decimation": POSITIVE_INTEGER,
+    }
 
-    def changed(self, first, second, joint) -> np.ndarray:
+    def __init__(self, *, threshold: float = 3.0, decimation: int = 4) -> None:
+        self.threshold = threshold
+        self.decimation = decimation
+
+    def changed(self, first: np.ndarray, second: np.ndarray, joint: np.ndarray) -> np.ndarray:
         result = np.zeros(joint.shape, dtype=bool)
         if not joint.any():
             return result
@@ -67,7 +78,6 @@ class ResidualPIF(ChangeDetector):
         return result
 
 
-@define
 class IRMAD(ChangeDetector):
     """Iteratively re-weighted multivariate alteration detection (Nielsen 2007; Canty and
     Nielsen 2008).
@@ -86,11 +96,20 @@ class IRMAD(ChangeDetector):
     decimation : int, default 4
     """
 
-    significance: float = 0.01
-    iterations: int = 30
-    decimation: int = 4
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "significance": Interval(0, 1, "neither"),
+        "iterations": POSITIVE_INTEGER,
+        "decimation": POSITIVE_INTEGER,
+    }
 
-    def changed(self, first, second, joint) -> np.ndarray:
+    def __init__(
+        self, *, significance: float = 0.01, iterations: int = 30, decimation: int = 4
+    ) -> None:
+        self.significance = significance
+        self.iterations = iterations
+        self.decimation = decimation
+
+    def changed(self, first: np.ndarray, second: np.ndarray, joint: np.ndarray) -> np.ndarray:
         result = np.zeros(joint.shape, dtype=bool)
         if joint.sum() <= 2 * first.shape[0] + 1:
             return result

@@ -1,21 +1,20 @@
-"""The facade: a sequence of steps fitted on a collection and applied to rasters."""
+"""The facade: a sequence of steps fitted together on a collection and applied to rasters."""
 
 from __future__ import annotations
 
-import json
+import copy
 import os
 import tempfile
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, get_args
 
-import numpy as np
-from rasterio.windows import Window
-
-from .._typing import PathsLike
-from .._version import __version__
+from .._typing import PathsLike, SeamlineMethod, WorkingDtype
 from ..engine.cache import StatisticsCache
-from ..engine.passes import collect_statistics, run_tasks, write_corrected
+from ..engine.collect import StatisticsPass
+from ..engine.executors import EXECUTOR_NAMES, Executor, as_executor
+from ..engine.passes import WriteTask, write_corrected
 from ..errors import SpectralMatchError
 from ..geo.overlap import OverlapEdge, OverlapGraph
 from ..masks.base import combine
@@ -26,15 +25,37 @@ from ..raster.collection import ImageCollection
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import resolve_outputs
 from ..stats.overlap import OverlapStatistics
-from .adjuster import Adjuster
-from .base import Estimator, check_is_fitted
+from ..stats.requests import BlockMoments, Request
+from .adjuster import Adjuster, StepChain
+from .base import (
+    BOOLEAN,
+    NONE,
+    PATH,
+    POSITIVE_INTEGER,
+    AnyOf,
+    Constraint,
+    Estimator,
+    InstanceOf,
+    Options,
+    check_is_fitted,
+    clone,
+)
+from .block_map import BlockMap
 from .global_model import GlobalModel
+from .persistence import ModelDocument, read_model, write_model
 from .pif import ChangeDetector, select_pseudo_invariant
 
-MODEL_FORMAT = "spectralmatch.Mosaic"
-MODEL_VERSION = 1
-
 ImagesLike = ImageCollection | Image | PathsLike
+WORKING_DTYPES: tuple[WorkingDtype, ...] = get_args(WorkingDtype)
+
+#: Fits one step on the statistics it asked for.
+FitOne = Callable[[Adjuster, OverlapStatistics], Any]
+
+
+def default_steps() -> list[Adjuster]:
+    """The default model, of ``Mosaic()`` and ``spectralmatch match``: a global gain and
+    offset per image and band, then a local block adjustment."""
+    return [GlobalModel(), BlockMap()]
 
 
 class Mosaic(Estimator):
@@ -42,33 +63,38 @@ class Mosaic(Estimator):
 
     Parameters
     ----------
-    steps : sequence of Adjuster, optional
-        Applied in order; default ``[GlobalModel()]``. Each step fits on the statistics
-        as transformed by the steps before it.
+    steps : list of Adjuster, optional
+        Applied in order; default: :func:`default_steps` (``GlobalModel``, then
+        ``BlockMap``). Each step fits on the statistics as transformed by the steps
+        before it. ``fit`` fits copies of them (``steps_``); ``steps`` are left as given.
     window_size : int, default 1024
         Pixels per side of the windows read and written; memory grows with its square.
     threads : int, optional
-        Images processed at once (default: the number of CPUs).
+        Workers running at once (default: the number of CPUs).
+    executor : {"threads", "processes", "serial"} or Executor, default "threads"
+        Who runs the tasks of each pass (see :mod:`spectralmatch.engine.executors`).
     progress : bool, default False
         Show progress bars.
     pif : ChangeDetector, optional
         Restrict the fit to pseudo-invariant pixels: after a first fit, each overlap is
-        examined for change (e.g. :class:`~spectralmatch.pif.ResidualPIF`,
-        :class:`~spectralmatch.pif.IRMAD`) and the model is fitted again without the
+        examined for change (e.g. :class:`~spectralmatch.ResidualPIF`,
+        :class:`~spectralmatch.IRMAD`) and the model is fitted again without the
         changed pixels.
     pif_dir : path, optional
         Where to keep the change masks (``<image>.tif``, 1 = changed) for inspection and
         reuse; by default they are temporary.
     cache : bool or path, default False
         Keep the statistics of each image and overlap in a cache folder (``True``: the
-        default folder, see :func:`~spectralmatch.cache.default_cache_folder`), so that a
-        later fit reads only new or changed images (and the others only where they
+        default folder, see :func:`~spectralmatch.engine.cache.default_cache_folder`), so
+        that a later fit reads only new or changed images (and the others only where they
         overlap a new one). Keys include each file's path, size and modification time.
 
     Attributes
     ----------
+    steps_ : list of Adjuster
+        The fitted steps.
     images_ : list of dict
-        Name and path of every image the model was fitted on.
+        Name and path of every image the model was fitted on (or solved for later).
     n_bands_ : int
     reads_ : dict
         Windows read from each image by the last fit (0 for an image whose statistics
@@ -77,17 +103,29 @@ class Mosaic(Estimator):
     Examples
     --------
     >>> import tempfile
-    >>> model = Mosaic([GlobalModel()]).fit("data/")
+    >>> model = Mosaic(steps=[GlobalModel()]).fit("data/")
     >>> outputs = model.transform("data/", out_dir=tempfile.mkdtemp())
-    >>> len(outputs)
-    4
+    >>> len(outputs), model.steps_[0].gains_.shape
+    (4, (4, 3))
     """
+
+    _parameter_constraints: ClassVar[dict[str, Constraint]] = {
+        "window_size": POSITIVE_INTEGER,
+        "threads": AnyOf((NONE, POSITIVE_INTEGER)),
+        "executor": AnyOf((Options(EXECUTOR_NAMES), InstanceOf((Executor,), "an Executor"))),
+        "progress": BOOLEAN,
+        "pif": AnyOf((NONE, InstanceOf((ChangeDetector,), "a ChangeDetector"))),
+        "pif_dir": AnyOf((NONE, PATH)),
+        "cache": AnyOf((BOOLEAN, PATH)),
+    }
 
     def __init__(
         self,
+        *,
         steps: Sequence[Adjuster] | None = None,
         window_size: int = DEFAULT_WINDOW_SIZE,
         threads: int | None = None,
+        executor: str | Executor = "threads",
         progress: bool = False,
         pif: ChangeDetector | None = None,
         pif_dir: str | os.PathLike | None = None,
@@ -96,15 +134,43 @@ class Mosaic(Estimator):
         self.steps = steps
         self.window_size = window_size
         self.threads = threads
+        self.executor = executor
         self.progress = progress
         self.pif = pif
         self.pif_dir = pif_dir
         self.cache = cache
 
-    @property
-    def steps_(self) -> list[Adjuster]:
-        """The steps in use (``steps``, or the default)."""
-        return list(self.steps) if self.steps is not None else [GlobalModel()]
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        if self.steps is not None:
+            if isinstance(self.steps, (str, bytes)) or not isinstance(self.steps, Sequence):
+                raise SpectralMatchError(
+                    f"Mosaic: steps must be a list of Adjuster, got {self.steps!r}"
+                )
+            if not self.steps:
+                raise SpectralMatchError("Mosaic: steps is empty; give at least one Adjuster")
+            for step in self.steps:
+                if not isinstance(step, Adjuster):
+                    raise SpectralMatchError(
+                        f"Mosaic: steps must be Adjuster instances, got {step!r}"
+                    )
+        for step in self._new_steps():
+            step._validate_params()
+        if self.pif is not None:
+            self.pif._validate_params()
+
+    def _new_steps(self) -> list[Adjuster]:
+        """Unfitted copies of the steps (or the default steps)."""
+        return clone(list(self.steps)) if self.steps is not None else default_steps()
+
+    def _statistics_pass(self) -> StatisticsPass:
+        cache = None
+        if self.cache:
+            cache = StatisticsCache(None if self.cache is True else self.cache)  # type: ignore[arg-type]
+        return StatisticsPass(self.window_size, self._executor(), self.progress, cache)
+
+    def _executor(self) -> Executor:
+        return as_executor(self.executor, self.threads)  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------- fit
 
@@ -113,36 +179,44 @@ class Mosaic(Estimator):
 
         Linear steps hand their successors the statistics mapped through themselves, so
         the whole model fits from one read pass; after a step that cannot do that, the
-        images are streamed through the fitted steps once more (no files are written).
+        statistics its successors ask for are measured again through the fitted steps
+        (no files are written). On any error the model is left as it was.
         """
+        self._validate_params()
         collection = ImageCollection.coerce(images)
-        steps = self.steps_
-        for step in steps:
-            if not isinstance(step, Adjuster):
-                raise SpectralMatchError(f"steps must be Adjuster instances, got {step!r}")
-            step.prepare(collection)
-        graph = OverlapGraph.from_collection(collection)
-        self.reads_ = dict.fromkeys(collection.names, 0)
-        self._fit_steps(steps, collection, graph.edges, None, lambda step, stats: step.fit(stats))
+        edges = OverlapGraph.from_collection(collection).edges
+        steps = self._new_steps()
+        reads = self._fit_steps(steps, collection, edges, _fit)
         if self.pif is not None:
-            self._refit_on_pseudo_invariant(steps, collection, graph.edges)
-        self.steps = steps
+            steps = self._new_steps()
+            reads += self._refit_on_pseudo_invariant(steps, collection, edges)
+        self.steps_ = steps
         self.images_ = [
             {"name": image.name, "path": str(image.path.resolve())} for image in collection
         ]
         self.n_bands_ = collection.count
+        self.reads_ = {name: reads.get(name, 0) for name in collection.names}
         return self
 
     def _refit_on_pseudo_invariant(
         self, steps: list[Adjuster], collection: ImageCollection, edges: list[OverlapEdge]
-    ) -> None:
-        """Mark the changed pixels of every overlap, then fit again without them."""
+    ) -> Counter[str]:
+        """Fit the whole-image steps, mark the changed pixels of every overlap after them,
+        then fit ``steps`` without those pixels."""
         # compare after the steps fitted on whole images only: a local step fitted on
         # the contaminated statistics bends towards the changes and blurs them
-        detection = [step for step in steps if not step.block_grids] or steps[:1]
+        detection = [
+            step
+            for step in self._new_steps()
+            if not any(isinstance(r, BlockMoments) for r in step.requests(collection))
+        ] or self._new_steps()[:1]
+        reads = self._fit_steps(detection, collection, edges, _fit)
+        assert self.pif is not None
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(self.pif_dir) if self.pif_dir is not None else Path(scratch)
-            select_pseudo_invariant(collection, edges, _compose(detection), self.pif, folder)
+            select_pseudo_invariant(
+                collection, edges, StepChain(tuple(detection)), self.pif, folder
+            )
             change = RasterMask(str(folder / "{name}.tif"))
             masked = ImageCollection(
                 [
@@ -150,51 +224,49 @@ class Mosaic(Estimator):
                     for image in collection
                 ]
             )
-            self._fit_steps(steps, masked, edges, None, lambda step, stats: step.fit(stats))
+            reads += self._fit_steps(steps, masked, edges, _fit)
+        return reads
 
     def _fit_steps(
         self,
         steps: list[Adjuster],
         collection: ImageCollection,
         edges: list[OverlapEdge],
-        whole_images: Sequence[int] | None,
-        fit_one,
-    ) -> None:
-        grids = list(dict.fromkeys(grid for step in steps for grid in step.block_grids))
-
-        cache = None
-        if self.cache:
-            cache = StatisticsCache(None if self.cache is True else self.cache)
-
-        def statistics_after(fitted: list[Adjuster]) -> OverlapStatistics:
-            correct = _compose(fitted) if fitted else None
-            statistics = collect_statistics(
-                collection,
-                edges,
-                whole_images,
-                grids,
-                correct,
-                self.window_size,
-                self.threads,
-                self.progress,
-                cache,
-            )
-            for name, count in statistics.reads.items():
-                self.reads_[name] = self.reads_.get(name, 0) + count
-            return statistics
-
-        statistics = statistics_after([])
+        fit_one: FitOne,
+        whole_images: Sequence[int] | None = None,
+        new_images: bool = False,
+    ) -> Counter[str]:
+        """Fit ``steps`` in order, each on the statistics it asked for after the steps
+        before it; returns the windows read per image."""
+        statistics_pass = self._statistics_pass()
+        requests: list[list[Request]] = [
+            step.new_image_requests(collection) if new_images else step.requests(collection)
+            for step in steps
+        ]
+        statistics = statistics_pass.collect(
+            collection, edges, [r for own in requests for r in own], whole_images
+        )
+        reads = Counter(statistics.reads)
         for position, step in enumerate(steps):
-            fit_one(step, statistics)
+            fit_one(step, statistics.select(requests[position]))
             if position + 1 == len(steps):
                 break
             try:
                 statistics = step.transform_statistics(statistics)
             except NotImplementedError:
-                statistics = statistics_after(steps[: position + 1])
+                later = [r for own in requests[position + 1 :] for r in own]
+                correct = StepChain(tuple(steps[: position + 1]))
+                statistics = statistics_pass.collect(
+                    collection, edges, later, whole_images, correct
+                )
+                reads.update(statistics.reads)
+        return reads
 
-    def _fit_new_images(self, collection: ImageCollection, new: list[int]) -> None:
-        """Solve the parameters of images that were not in the fit, steps frozen."""
+    def _fit_new_images(
+        self, steps: list[Adjuster], collection: ImageCollection, new: list[int]
+    ) -> list[dict[str, str]]:
+        """Solve the parameters of images that were not in the fit, on ``steps`` (copies
+        of the fitted ones), their earlier state frozen; returns the new ``images_``."""
         fitted = [Image(entry["path"], name=entry["name"]) for entry in self.images_]
         for image in fitted:
             if not image.path.exists():
@@ -203,19 +275,21 @@ class Mosaic(Estimator):
                     "new images are normalized against its overlaps"
                 )
         combined = ImageCollection(fitted + [collection.images[i] for i in new])
-        graph = OverlapGraph.from_collection(combined)
         first_new = len(fitted)
-        edges = [edge for edge in graph.edges if edge.first < first_new <= edge.second]
+        edges = [
+            edge
+            for edge in OverlapGraph.from_collection(combined).edges
+            if edge.first < first_new <= edge.second
+        ]
         names = [collection.names[i] for i in new]
-        self.reads_ = {}
+
+        def fit_new(step: Adjuster, statistics: OverlapStatistics) -> None:
+            step.fit_new(statistics, names)
+
         self._fit_steps(
-            self.steps_,
-            combined,
-            edges,
-            range(first_new, len(combined)),
-            lambda step, stats: step.fit_new(stats, names),
+            steps, combined, edges, fit_new, range(first_new, len(combined)), new_images=True
         )
-        self.images_ += [
+        return self.images_ + [
             {"name": collection.names[i], "path": str(collection.images[i].path.resolve())}
             for i in new
         ]
@@ -229,14 +303,16 @@ class Mosaic(Estimator):
         *,
         outputs: Sequence[str | os.PathLike] | None = None,
         cog: bool = False,
-        working_dtype: str = "float32",
+        working_dtype: WorkingDtype = "float32",
         **creation_options: Any,
     ) -> ImageCollection:
         """Write the corrected images; returns them as a new collection.
 
         Images that were not in the fit are first solved against the frozen model (their
         own parameters only), which is how a new time-series scene is normalized; the
-        fitted images must then still exist at their recorded paths.
+        fitted images must then still exist at their recorded paths. The model takes the
+        new images in only once every output is written: a failed transform leaves it
+        as it was.
 
         Parameters
         ----------
@@ -259,7 +335,15 @@ class Mosaic(Estimator):
         SpectralMatchError
             If an output would overwrite an input, or an image does not fit the model.
         """
-        check_is_fitted(self, "images_")
+        check_is_fitted(self)
+        self._validate_params()
+        if working_dtype not in WORKING_DTYPES:
+            raise SpectralMatchError(
+                f"Mosaic.transform: working_dtype must be one of {', '.join(WORKING_DTYPES)}, "
+                f"got {working_dtype!r}"
+            )
+        if not BOOLEAN.accepts(cog):
+            raise SpectralMatchError(f"Mosaic.transform: cog must be True or False, got {cog!r}")
         collection = ImageCollection.coerce(images)
         if collection.count != self.n_bands_:
             raise SpectralMatchError(
@@ -269,27 +353,19 @@ class Mosaic(Estimator):
         paths = resolve_outputs(collection, out_dir, outputs)
         known = {entry["name"] for entry in self.images_}
         new = [i for i, name in enumerate(collection.names) if name not in known]
+        steps, images_ = self.steps_, self.images_
         if new:
-            self._fit_new_images(collection, new)
-        correct_any = _compose(self.steps_)
-
-        def write(index: int) -> Path:
-            image = collection.images[index]
-
-            def correct(values: np.ndarray, valid: np.ndarray, window: Window) -> np.ndarray:
-                return correct_any(image, window, values, valid)
-
-            return write_corrected(
-                image,
-                paths[index],
-                correct,
-                cog=cog,
-                window_size=self.window_size,
-                working_dtype=working_dtype,
-                **creation_options,
-            )
-
-        written = run_tasks(write, range(len(collection)), self.threads, self.progress, "transform")
+            steps = copy.deepcopy(self.steps_)
+            images_ = self._fit_new_images(steps, collection, new)
+        correct = StepChain(tuple(steps))
+        tasks = [
+            WriteTask(image, path, correct, cog, self.window_size, working_dtype, creation_options)
+            for image, path in zip(collection, paths, strict=True)
+        ]
+        written = self._executor().map(
+            write_corrected, tasks, progress=self.progress, label="transform"
+        )
+        self.steps_, self.images_ = steps, images_
         return ImageCollection(
             [Image(path, name=name) for path, name in zip(written, collection.names, strict=True)]
         )
@@ -305,7 +381,7 @@ class Mosaic(Estimator):
         images: ImagesLike,
         output: str | os.PathLike,
         *,
-        seamlines="least-cost",
+        seamlines: SeamlineMethod | Seamline | str | os.PathLike | None = "least-cost",
         feather: float = 0,
         cog: bool = False,
     ) -> Path:
@@ -339,90 +415,37 @@ class Mosaic(Estimator):
 
     # ---------------------------------------------------------------- persistence
 
-    def to_dict(self) -> dict[str, Any]:
-        """The fitted model as JSON-ready data."""
-        check_is_fitted(self, "images_")
-        fitting_only = ("steps", "progress", "pif", "pif_dir", "cache")
-        params = {k: v for k, v in self.get_params().items() if k not in fitting_only}
-        return {
-            "format": MODEL_FORMAT,
-            "format_version": MODEL_VERSION,
-            "spectralmatch_version": __version__,
-            "params": params,
-            "n_bands": self.n_bands_,
-            "images": self.images_,
-            "steps": [step.to_dict() for step in self.steps_],
-        }
-
     def save(self, path: str | os.PathLike) -> Path:
         """Write the fitted model to a human-readable JSON file (atomically).
 
-        Large arrays (block surfaces) go to a sidecar ``.npz`` beside it, with the same
-        stem, referenced from the JSON.
+        Each step is recorded by its importable class path, its hyper-parameters and
+        its learned state; large arrays (block surfaces) go to a sidecar ``.npz`` beside
+        it, with the same stem, referenced from the JSON.
+
+        Raises
+        ------
+        SpectralMatchError
+            If a step's class cannot be imported by a later run (defined in ``__main__``).
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays: dict[str, np.ndarray] = {}
-        document = _extract_arrays(self.to_dict(), "", arrays)
-        sidecar = path.with_suffix(".npz")
-        if arrays:
-            document["arrays"] = sidecar.name
-            temporary = sidecar.with_name(f".{sidecar.stem}.tmp.npz")
-            np.savez_compressed(temporary, **arrays)
-            os.replace(temporary, sidecar)
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_text(json.dumps(document, indent=1))
-        os.replace(temporary, path)
-        return path
+        check_is_fitted(self)
+        params = {"window_size": self.window_size, "threads": self.threads}
+        document = ModelDocument(params, self.n_bands_, self.images_, list(self.steps_))
+        return write_model(document, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Mosaic:
-        """Read a model written by :meth:`save`."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-            if data.get("format") != MODEL_FORMAT:
-                raise SpectralMatchError(f"{path}: not a spectralmatch model file")
-            if "arrays" in data:
-                with np.load(path.with_name(data["arrays"])) as arrays:
-                    data = _restore_arrays(data, dict(arrays))
-        except (OSError, ValueError) as error:
-            raise SpectralMatchError(f"{path}: cannot read model ({error})") from None
-        model = cls(steps=[Adjuster.from_dict(step) for step in data["steps"]], **data["params"])
-        model.images_ = data["images"]
-        model.n_bands_ = data["n_bands"]
+        """Read a model written by :meth:`save`.
+
+        Only subclasses of :class:`Adjuster` are accepted as steps; every field is
+        checked, and a bad file raises :class:`SpectralMatchError` naming it and the field.
+        """
+        document = read_model(path)
+        model = cls(steps=[clone(step) for step in document.steps], **document.params)
+        model.steps_ = document.steps
+        model.images_ = document.images
+        model.n_bands_ = document.n_bands
         return model
 
 
-def _compose(steps: list[Adjuster]):
-    """One function applying ``steps`` in order to a window of any image."""
-
-    def correct(image: Image, window: Window, values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        for step in steps:
-            values = step.transform_window(image, window, values, valid)
-        return values
-
-    return correct
-
-
-def _extract_arrays(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:
-    """``value`` with every ndarray replaced by ``{"array": key}``, collected in ``arrays``."""
-    if isinstance(value, np.ndarray):
-        arrays[key] = value
-        return {"array": key}
-    if isinstance(value, dict):
-        return {k: _extract_arrays(v, f"{key}.{k}" if key else k, arrays) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_extract_arrays(v, f"{key}.{i}", arrays) for i, v in enumerate(value)]
-    return value
-
-
-def _restore_arrays(value: Any, arrays: dict[str, np.ndarray]) -> Any:
-    """Inverse of :func:`_extract_arrays`."""
-    if isinstance(value, dict):
-        if set(value) == {"array"}:
-            return arrays[value["array"]]
-        return {k: _restore_arrays(v, arrays) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_restore_arrays(v, arrays) for v in value]
-    return value
+def _fit(step: Adjuster, statistics: OverlapStatistics) -> None:
+    step.fit(statistics)

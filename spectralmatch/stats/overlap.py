@@ -1,50 +1,102 @@
-"""The statistics of a collection's overlaps, as a step of a model is handed them."""
+"""The statistics of a collection and its overlaps, as a step of a model is handed them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from attrs import define, field
+from attrs import define, evolve, field
 
+from ..geo.blocks import BlockGrid
 from ..geo.overlap import OverlapEdge
+from .histogram import Histogram
 from .moments import Moments
+from .requests import (
+    BlockMoments,
+    ImageHistogram,
+    ImageMoments,
+    OverlapHistogram,
+    OverlapMoments,
+    Request,
+)
 
 
 @define
 class PairMoments:
     """Statistics of both images of an edge over the pixels where both are valid.
 
-    ``blocks`` holds, per block grid, the same per block: a pair of Moments (first
-    image, second image) with arrays of shape (n_bands, n_blocks).
+    Attributes
+    ----------
+    edge : OverlapEdge
+    first, second : Moments
+        Of the edge's first and second image (``OverlapMoments``).
+    blocks : dict
+        Per block grid, the same per block: (first's, second's) Moments with arrays of
+        shape (n_bands, n_blocks) (``BlockMoments``).
+    histograms : (Histogram, Histogram) or None
+        (first's, second's) histograms over the overlap (``OverlapHistogram``).
     """
 
     edge: OverlapEdge
     first: Moments
     second: Moments
-    blocks: dict[Any, tuple[Moments, Moments]] = field(factory=dict)
+    blocks: dict[BlockGrid, tuple[Moments, Moments]] = field(factory=dict)
+    histograms: tuple[Histogram, Histogram] | None = None
 
     def of(self, index: int) -> Moments:
         """Moments of image ``index`` (one end of the edge)."""
         return self.first if index == self.edge.first else self.second
 
-    def blocks_of(self, index: int, grid: Any) -> Moments:
+    def blocks_of(self, index: int, grid: BlockGrid) -> Moments:
         """Per-block moments of image ``index`` on ``grid``."""
         return self.blocks[grid][0 if index == self.edge.first else 1]
+
+    def histogram_of(self, index: int) -> Histogram:
+        """Histogram of image ``index`` over the overlap."""
+        if self.histograms is None:
+            raise KeyError("no overlap histograms were measured (request OverlapHistogram)")
+        return self.histograms[0 if index == self.edge.first else 1]
+
+    def affine(self, gains: np.ndarray, offsets: np.ndarray) -> PairMoments:
+        """This pair after ``gains[i] * x + offsets[i]`` on each image ``i``."""
+        first, second = self.edge.first, self.edge.second
+
+        def both(a: Any, b: Any) -> tuple[Any, Any]:
+            return (
+                a.affine(gains[first], offsets[first]),
+                b.affine(gains[second], offsets[second]),
+            )
+
+        mapped_first, mapped_second = both(self.first, self.second)
+        return PairMoments(
+            self.edge,
+            mapped_first,
+            mapped_second,
+            {grid: both(a, b) for grid, (a, b) in self.blocks.items()},
+            None if self.histograms is None else both(*self.histograms),
+        )
 
 
 @define
 class OverlapStatistics:
-    """What a fit needs: whole-image and pairwise-overlap moments of a collection.
+    """What a step fits on: statistics of every image and of every overlap.
+
+    Each step sees the results of the requests it made (the rest is left out), as
+    transformed by the steps before it.
 
     Attributes
     ----------
     names : list of str
         Image names, in collection order.
-    images : list of Moments
-        Whole-image moments per image (None where they were not computed).
+    images : list of Moments or None
+        Whole-image moments (``ImageMoments``; None where not measured).
     pairs : list of PairMoments
-        Moments of both images of each edge over their jointly valid pixels.
+        Both images of each overlapping pair, over their jointly valid pixels.
+    image_histograms : list of Histogram or None
+        Whole-image histograms (``ImageHistogram``).
+    crs : CRS or None
+        The images' coordinate reference system.
     reads : dict
         Windows read from each image to measure these statistics.
     """
@@ -52,24 +104,66 @@ class OverlapStatistics:
     names: list[str]
     images: list[Moments | None]
     pairs: list[PairMoments]
+    image_histograms: list[Histogram | None] = field(factory=list)
+    crs: Any = None
     reads: dict[str, int] = field(factory=dict)
 
+    def __attrs_post_init__(self) -> None:
+        if not self.image_histograms:
+            self.image_histograms = [None] * len(self.names)
+
+    @property
+    def n_bands(self) -> int:
+        """Number of bands (from whatever was measured)."""
+        for moments in [*self.images, *(p.first for p in self.pairs)]:
+            if moments is not None:
+                return len(moments.count)
+        for histogram in self.image_histograms:
+            if histogram is not None:
+                return histogram.n_bands
+        raise ValueError("these statistics hold no measurement")
+
+    @property
+    def block_grids(self) -> list[BlockGrid]:
+        """The block grids the pairs were measured on."""
+        return list(self.pairs[0].blocks) if self.pairs else []
+
     def affine(self, gains: np.ndarray, offsets: np.ndarray) -> OverlapStatistics:
-        """The statistics of the images after ``gain * x + offset`` (per image and band)."""
+        """The statistics after ``gains[i] * x + offsets[i]`` on image ``i`` (per band)."""
 
-        def mapped(moments: Moments | None, index: int) -> Moments | None:
-            return None if moments is None else moments.affine(gains[index], offsets[index])
+        def mapped(value: Any, index: int) -> Any:
+            return None if value is None else value.affine(gains[index], offsets[index])
 
-        def mapped_pair(pair: PairMoments) -> PairMoments:
-            first, second = pair.edge.first, pair.edge.second
-            blocks = {
-                grid: (mapped(a, first), mapped(b, second)) for grid, (a, b) in pair.blocks.items()
-            }
-            return PairMoments(
-                pair.edge, mapped(pair.first, first), mapped(pair.second, second), blocks
+        return evolve(
+            self,
+            images=[mapped(m, i) for i, m in enumerate(self.images)],
+            pairs=[pair.affine(gains, offsets) for pair in self.pairs],
+            image_histograms=[mapped(h, i) for i, h in enumerate(self.image_histograms)],
+        )
+
+    def select(self, requests: Iterable[Request]) -> OverlapStatistics:
+        """Only the results of ``requests`` (what one step asked for)."""
+        requests = list(requests)
+        grids = {r.grid for r in requests if isinstance(r, BlockMoments)}
+        histograms = any(isinstance(r, OverlapHistogram) for r in requests)
+        pairs = [
+            PairMoments(
+                pair.edge,
+                pair.first,
+                pair.second,
+                {grid: value for grid, value in pair.blocks.items() if grid in grids},
+                pair.histograms if histograms else None,
             )
-
-        images = [mapped(moments, index) for index, moments in enumerate(self.images)]
-        return OverlapStatistics(
-            self.names, images, [mapped_pair(p) for p in self.pairs], self.reads
+            for pair in self.pairs
+        ]
+        keep_pairs = any(
+            isinstance(r, (OverlapMoments, OverlapHistogram, BlockMoments)) for r in requests
+        )
+        keep_moments = any(isinstance(r, ImageMoments) for r in requests)
+        keep_histograms = any(isinstance(r, ImageHistogram) for r in requests)
+        return evolve(
+            self,
+            images=self.images if keep_moments else [None] * len(self.names),
+            pairs=pairs if keep_pairs else [],
+            image_histograms=self.image_histograms if keep_histograms else [None] * len(self.names),
         )

@@ -1,0 +1,210 @@
+"""The statistics pass: plan the tasks, run them, assemble what the steps are handed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+from attrs import define
+
+from ..errors import SpectralMatchError
+from ..geo.grid import intersect
+from ..geo.overlap import OverlapEdge
+from ..raster.collection import ImageCollection
+from ..raster.image import DEFAULT_WINDOW_SIZE
+from ..stats.overlap import OverlapStatistics, PairMoments
+from ..stats.requests import Plan, Request
+from .cache import StatisticsCache
+from .executors import Executor, SerialExecutor
+from .passes import Correction, Measurement, MeasureTask, Partner, measure, window_groups
+
+
+@define
+class StatisticsPass:
+    """How a pass is run: window size, executor, progress bars and the cache."""
+
+    window_size: int = DEFAULT_WINDOW_SIZE
+    executor: Executor = SerialExecutor()
+    progress: bool = False
+    cache: StatisticsCache | None = None
+
+    def collect(
+        self,
+        collection: ImageCollection,
+        edges: Sequence[OverlapEdge],
+        requests: Iterable[Request],
+        whole_images: Iterable[int] | None = None,
+        correct: Correction | None = None,
+    ) -> OverlapStatistics:
+        """Measure ``requests`` on ``collection`` in one windowed pass per image.
+
+        Parameters
+        ----------
+        collection : ImageCollection
+        edges : list of OverlapEdge
+            Overlaps to measure; a pixel counts for an edge where both images are valid
+            (the partner's validity is read on this image's grid, nearest neighbour).
+        requests : iterable of Request
+            What to measure (the union of some steps' requests).
+        whole_images : iterable of int, optional
+            Images whose whole-image statistics are wanted (default: all).
+        correct : callable, optional
+            Applied to every window before it is measured: the statistics of the images
+            as corrected by steps already fitted. Such statistics are not cached.
+
+        Raises
+        ------
+        SpectralMatchError
+            If an image whose whole-image statistics were asked for has no valid pixel.
+        """
+        plan = Plan.of(requests)
+        edges = list(edges) if plan.overlaps else []
+        wanted = set(range(len(collection)) if whole_images is None else whole_images)
+        if not plan.whole_images:
+            wanted = set()
+        cache = self.cache if correct is None else None
+        known = {
+            index: self._cached(collection, index, edges, index in wanted, plan, cache)
+            for index in sorted(wanted | {i for edge in edges for i in (edge.first, edge.second)})
+        }
+        tasks = self._tasks(collection, edges, wanted, known, plan, correct)
+        measured: dict[int, Measurement] = {}
+        for result in self.executor.map(measure, tasks, progress=self.progress, label="statistics"):
+            measured[result.index] = (
+                result if result.index not in measured else measured[result.index].merge(result)
+            )
+        for index, result in measured.items():
+            self._store(cache, collection, index, result, plan)
+            known[index] = known[index].merge(result)
+        return _assemble(collection, edges, wanted, known)
+
+    def _tasks(
+        self,
+        collection: ImageCollection,
+        edges: list[OverlapEdge],
+        wanted: set[int],
+        known: dict[int, Measurement],
+        plan: Plan,
+        correct: Correction | None,
+    ) -> list[MeasureTask]:
+        """One task per image with something left to measure (several per image when
+        there are fewer images than workers)."""
+        todo = []
+        for index, found in known.items():
+            image = collection.images[index]
+            partners = [
+                Partner(edge, edge.other(index), collection.images[edge.other(index)])
+                for edge in edges
+                if index in (edge.first, edge.second) and edge not in found.pairs
+            ]
+            whole = index in wanted and found.whole is None
+            if not partners and not whole:
+                continue
+            windows = list(image.windows(self.window_size))
+            if not whole:
+                overlaps = [p.edge.window_in(image.grid) for p in partners]
+                windows = [w for w in windows if any(o and intersect(w, o) for o in overlaps)]
+            todo.append((index, windows, partners, whole))
+        groups = max(1, math.ceil(self.executor.workers / max(len(todo), 1)))
+        return [
+            MeasureTask(collection.images[index], index, group, partners, whole, plan, correct)
+            for index, windows, partners, whole in todo
+            for group in window_groups(windows, groups)
+        ]
+
+    @staticmethod
+    def _cached(
+        collection: ImageCollection,
+        index: int,
+        edges: list[OverlapEdge],
+        whole: bool,
+        plan: Plan,
+        cache: StatisticsCache | None,
+    ) -> Measurement:
+        """What ``cache`` already holds of image ``index``'s statistics."""
+        found = Measurement(index)
+        if cache is None:
+            return found
+        image = collection.images[index]
+        if whole:
+            stored = cache.load(cache.whole_key(image, plan))
+            if stored is not None:
+                found.whole = stored["whole"]  # type: ignore[assignment]
+                found.whole_histogram = stored.get("histogram")  # type: ignore[assignment]
+        for edge in edges:
+            if index not in (edge.first, edge.second):
+                continue
+            partner = collection.images[edge.other(index)]
+            stored = cache.load(cache.pair_key(image, partner, edge, plan))
+            if stored is None:
+                continue
+            found.pairs[edge] = stored["pair"]  # type: ignore[assignment]
+            found.blocks[edge] = {
+                grid: stored[f"block{k}"]
+                for k, grid in enumerate(plan.grids)  # type: ignore[misc]
+            }
+            if "histogram" in stored:
+                found.histograms[edge] = stored["histogram"]  # type: ignore[assignment]
+        return found
+
+    @staticmethod
+    def _store(
+        cache: StatisticsCache | None,
+        collection: ImageCollection,
+        index: int,
+        measured: Measurement,
+        plan: Plan,
+    ) -> None:
+        if cache is None:
+            return
+        image = collection.images[index]
+        if measured.whole is not None:
+            entry = {"whole": measured.whole}
+            if measured.whole_histogram is not None:
+                entry["histogram"] = measured.whole_histogram  # type: ignore[assignment]
+            cache.store(cache.whole_key(image, plan), entry)  # type: ignore[arg-type]
+        for edge, moments in measured.pairs.items():
+            pair: dict = {"pair": moments}
+            pair.update({f"block{k}": measured.blocks[edge][g] for k, g in enumerate(plan.grids)})
+            if edge in measured.histograms:
+                pair["histogram"] = measured.histograms[edge]
+            partner = collection.images[edge.other(index)]
+            cache.store(cache.pair_key(image, partner, edge, plan), pair)
+
+
+def _assemble(
+    collection: ImageCollection,
+    edges: list[OverlapEdge],
+    wanted: set[int],
+    known: dict[int, Measurement],
+) -> OverlapStatistics:
+    """The measurements of every image put together as one collection's statistics."""
+    images = [known[i].whole if i in wanted else None for i in range(len(collection))]
+    for index in sorted(wanted):
+        moments = images[index]
+        if moments is not None and not moments.count.any():
+            image = collection.images[index]
+            raise SpectralMatchError(f"{image.path}: has no valid pixels (nodata={image.nodata})")
+    pairs = []
+    for edge in edges:
+        first, second = known[edge.first], known[edge.second]
+        histograms = None
+        if edge in first.histograms and edge in second.histograms:
+            histograms = (first.histograms[edge], second.histograms[edge])
+        blocks = {
+            grid: (first.blocks[edge][grid], second.blocks[edge][grid])
+            for grid in first.blocks.get(edge, {})
+        }
+        pairs.append(PairMoments(edge, first.pairs[edge], second.pairs[edge], blocks, histograms))
+    reads = dict.fromkeys(collection.names, 0)
+    for found in known.values():
+        for index, count in found.reads.items():
+            reads[collection.names[index]] += count
+    return OverlapStatistics(
+        collection.names,
+        images,
+        pairs,
+        [known[i].whole_histogram if i in wanted else None for i in range(len(collection))],
+        collection.crs,
+        reads,
+    )

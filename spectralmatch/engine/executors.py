@@ -1,0 +1,156 @@
+"""Executors: who runs the tasks of a pass, one after another, in threads or in processes.
+
+A task is a module-level function and one picklable item (an image or a group of its
+windows in; small mergeable accumulators or a written file out); it changes nothing
+shared. So any executor gives the same results, and a distributed one only has to map
+a function over items.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor as FuturesExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from .._typing import ExecutorName
+from ..errors import SpectralMatchError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+EXECUTOR_NAMES: tuple[ExecutorName, ...] = ("serial", "threads", "processes")
+
+
+class Executor:
+    """Runs ``function`` over items and returns the results in order.
+
+    Subclass it and implement :meth:`map` to run passes elsewhere (a cluster, say).
+    """
+
+    #: Workers running at once (a hint for splitting images into several tasks).
+    workers: int = 1
+
+    def map(
+        self,
+        function: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        progress: bool = False,
+        label: str = "",
+    ) -> list[R]:
+        raise NotImplementedError
+
+
+class SerialExecutor(Executor):
+    """Every task in this thread, one after another."""
+
+    def map(
+        self,
+        function: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        progress: bool = False,
+        label: str = "",
+    ) -> list[R]:
+        with _progress_bar(len(items), progress, label) as bar:
+            results: list[R] = []
+            for item in items:
+                results.append(function(item))
+                bar.update()
+            return results
+
+    def __repr__(self) -> str:
+        return "SerialExecutor()"
+
+
+class _PoolExecutor(Executor):
+    """Tasks on a pool from :mod:`concurrent.futures`, results in submission order."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = max(1, workers or os.cpu_count() or 1)
+
+    def _pool(self, workers: int) -> FuturesExecutor:
+        raise NotImplementedError
+
+    def map(
+        self,
+        function: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        progress: bool = False,
+        label: str = "",
+    ) -> list[R]:
+        items = list(items)
+        workers = min(self.workers, len(items))
+        if workers <= 1:
+            return SerialExecutor().map(function, items, progress=progress, label=label)
+        with _progress_bar(len(items), progress, label) as bar, self._pool(workers) as pool:
+            futures = [pool.submit(function, item) for item in items]
+            for future in futures:
+                future.add_done_callback(lambda _: bar.update())
+            return [future.result() for future in futures]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(workers={self.workers})"
+
+
+class ThreadExecutor(_PoolExecutor):
+    """Tasks on a thread pool (rasterio and numpy release the GIL): the default."""
+
+    def _pool(self, workers: int) -> FuturesExecutor:
+        return ThreadPoolExecutor(workers)
+
+
+class ProcessExecutor(_PoolExecutor):
+    """Tasks in worker processes (started fresh, so nothing of GDAL's state is shared).
+
+    Everything a task carries must pickle: a mask or step defined by a lambda or in
+    ``__main__`` of an interactive session does not; use threads for those.
+    """
+
+    def _pool(self, workers: int) -> FuturesExecutor:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def map(
+        self,
+        function: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        progress: bool = False,
+        label: str = "",
+    ) -> list[R]:
+        items = list(items)
+        try:
+            pickle.dumps((function, items[:1]))
+        except (pickle.PicklingError, AttributeError, TypeError) as error:
+            raise SpectralMatchError(
+                f"the process executor cannot send this work to other processes ({error}); "
+                "define masks and steps in an importable module, or use executor='threads'"
+            ) from None
+        return super().map(function, items, progress=progress, label=label)
+
+
+def as_executor(executor: ExecutorName | Executor | None, workers: int | None = None) -> Executor:
+    """An executor from a name (``"serial"``, ``"threads"``, ``"processes"``) and a
+    number of workers, or the given executor itself (None: threads)."""
+    if isinstance(executor, Executor):
+        return executor
+    if executor in (None, "threads"):
+        return ThreadExecutor(workers)
+    if executor == "processes":
+        return ProcessExecutor(workers)
+    if executor == "serial":
+        return SerialExecutor()
+    raise SpectralMatchError(
+        f"executor must be one of {', '.join(EXECUTOR_NAMES)} or an Executor, got {executor!r}"
+    )
+
+
+def _progress_bar(total: int, progress: bool, label: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=label, unit="task", disable=not progress, leave=False)

@@ -1,0 +1,276 @@
+"""Mergeable histograms, for quantiles of images and overlaps.
+
+Bins lie on a lattice of powers of two: band ``b`` counts value ``v`` in bin
+``floor(v / w_b + shift)`` with ``w_b = 2 ** exponent_b``. Each window picks the finest
+width that holds its values in ``max_bins`` bins; merging coarsens the finer of two
+histograms by whole powers of two (adjacent bins add up exactly), so partial results
+from windows, threads or processes merge to the same histogram in any order. Integer
+data use ``shift = 0.5``, which puts every integer at a bin centre (widths start at 1,
+so uint8 and uint16 data with a range under ``max_bins`` are counted exactly).
+
+A histogram can be reported through a per-band map ``gain * v + offset`` (the statistics
+after a linear step), which moves its quantiles exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from attrs import define, field
+
+DEFAULT_BINS = 4096
+
+
+def _int_array(values: Any) -> np.ndarray:
+    return np.array(values, dtype=np.int64, ndmin=1)
+
+
+def _float_array(values: Any) -> np.ndarray:
+    return np.array(values, dtype=np.float64, ndmin=1)
+
+
+@define
+class Histogram:
+    """Per-band counts on a power-of-two lattice, reported through ``gain * v + offset``.
+
+    Attributes
+    ----------
+    exponents, firsts : int ndarray (n_bands,)
+        Bin width ``2 ** exponent`` and lattice index of the first bin, per band.
+    counts : list of float ndarray
+        Per band, the counts of consecutive bins from ``first``.
+    shift : float
+        0.5 for integer data (integers at bin centres), 0 otherwise.
+    max_bins : int
+        Most bins per band; merging coarsens beyond it.
+    gains, offsets : float ndarray (n_bands,)
+        The map through which values are reported.
+
+    Examples
+    --------
+    >>> values = np.arange(1000, dtype=np.uint16).reshape(1, 10, 100)
+    >>> histogram = Histogram.from_array(values, np.ones(values.shape, bool))
+    >>> histogram.quantiles([0.0, 0.5, 1.0]).round(1).tolist()
+    [[-0.5, 499.5, 999.5]]
+    """
+
+    exponents: np.ndarray = field(converter=_int_array)
+    firsts: np.ndarray = field(converter=_int_array)
+    counts: list[np.ndarray]
+    shift: float = 0.0
+    max_bins: int = DEFAULT_BINS
+    gains: np.ndarray | None = field(default=None)
+    offsets: np.ndarray | None = field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        n_bands = len(self.counts)
+        self.counts = [np.asarray(c, dtype=np.float64) for c in self.counts]
+        self.gains = np.ones(n_bands) if self.gains is None else _float_array(self.gains)
+        self.offsets = np.zeros(n_bands) if self.offsets is None else _float_array(self.offsets)
+
+    @classmethod
+    def empty(cls, n_bands: int, integer: bool, max_bins: int = DEFAULT_BINS) -> Histogram:
+        """The histogram of no values."""
+        return cls(
+            np.zeros(n_bands),
+            np.zeros(n_bands),
+            [np.zeros(0) for _ in range(n_bands)],
+            0.5 if integer else 0.0,
+            max_bins,
+        )
+
+    @classmethod
+    def from_array(
+        cls, values: np.ndarray, valid: np.ndarray, max_bins: int = DEFAULT_BINS
+    ) -> Histogram:
+        """Histogram of ``values`` (bands, rows, cols) where ``valid`` is true."""
+        n_bands = values.shape[0]
+        integer = values.dtype.kind in "iub"
+        shift = 0.5 if integer else 0.0
+        flat, mask = values.reshape(n_bands, -1), valid.reshape(n_bands, -1)
+        exponents, firsts, counts = np.zeros(n_bands), np.zeros(n_bands), []
+        for band in range(n_bands):
+            selected = flat[band] if mask[band].all() else flat[band][mask[band]]
+            if not selected.size:
+                counts.append(np.zeros(0))
+                continue
+            low, high = float(selected.min()), float(selected.max())
+            exponent = _finest_exponent(low, high, shift, max_bins, integer)
+            index = _bin_index(selected, exponent, shift)
+            first = int(index.min())
+            exponents[band], firsts[band] = exponent, first
+            counts.append(np.bincount(index - first).astype(np.float64))
+        return cls(exponents, firsts, counts, shift, max_bins)
+
+    @property
+    def n_bands(self) -> int:
+        return len(self.counts)
+
+    @property
+    def count(self) -> np.ndarray:
+        """Number of values per band."""
+        return np.array([c.sum() for c in self.counts])
+
+    def merge(self, other: Histogram) -> Histogram:
+        """The histogram of both sets of values (exact, order-independent).
+
+        Both must count values on the same lattice and report them through the same map
+        (as the parts of one image or overlap do).
+        """
+        if self.shift != other.shift or not (
+            np.array_equal(self.gains, other.gains) and np.array_equal(self.offsets, other.offsets)
+        ):
+            raise ValueError("histograms of differently mapped values cannot be merged")
+        exponents, firsts, counts = [], [], []
+        for band in range(self.n_bands):
+            exponent, first, merged = _merge_band(
+                (self.exponents[band], self.firsts[band], self.counts[band]),
+                (other.exponents[band], other.firsts[band], other.counts[band]),
+                min(self.max_bins, other.max_bins),
+            )
+            exponents.append(exponent)
+            firsts.append(first)
+            counts.append(merged)
+        return Histogram(
+            exponents, firsts, counts, self.shift, self.max_bins, self.gains, self.offsets
+        )
+
+    def affine(self, gain: np.ndarray, offset: np.ndarray) -> Histogram:
+        """The histogram of ``gain * x + offset`` (per band), derived exactly."""
+        gain, offset = _float_array(gain), _float_array(offset)
+        return Histogram(
+            self.exponents,
+            self.firsts,
+            self.counts,
+            self.shift,
+            self.max_bins,
+            gain * self.gains,
+            gain * self.offsets + offset,
+        )
+
+    def quantiles(self, levels: Any) -> np.ndarray:
+        """Values at ``levels`` (fractions in [0, 1]) per band: (n_bands, n_levels).
+
+        Values are taken as spread evenly within each bin; NaN for a band without values.
+        """
+        levels = np.clip(np.asarray(levels, dtype=np.float64), 0.0, 1.0)
+        result = np.full((self.n_bands, levels.size), np.nan)
+        assert self.gains is not None and self.offsets is not None
+        for band in range(self.n_bands):
+            counts = self.counts[band]
+            total = counts.sum()
+            if total <= 0:
+                continue
+            gain = self.gains[band]
+            wanted = levels if gain >= 0 else 1.0 - levels
+            raw = _lattice_quantiles(
+                counts, self.exponents[band], self.firsts[band], self.shift, wanted * total
+            )
+            result[band] = gain * raw + self.offsets[band]
+        return result
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Flat arrays (for a cache entry); inverse: :meth:`from_arrays`."""
+        assert self.gains is not None and self.offsets is not None
+        lengths = np.array([len(c) for c in self.counts])
+        return {
+            "exponents": self.exponents,
+            "firsts": self.firsts,
+            "lengths": lengths,
+            "counts": np.concatenate(self.counts) if lengths.sum() else np.zeros(0),
+            "settings": np.array([self.shift, self.max_bins], dtype=np.float64),
+            "gains": self.gains,
+            "offsets": self.offsets,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Histogram:
+        """Inverse of :meth:`to_arrays`."""
+        splits = np.cumsum(arrays["lengths"])[:-1]
+        shift, max_bins = arrays["settings"]
+        return cls(
+            arrays["exponents"],
+            arrays["firsts"],
+            list(np.split(arrays["counts"], splits)),
+            float(shift),
+            int(max_bins),
+            arrays["gains"],
+            arrays["offsets"],
+        )
+
+
+def _bin_index(values: np.ndarray, exponent: int, shift: float) -> np.ndarray:
+    scaled = np.ldexp(values.astype(np.float64), -int(exponent))
+    if shift:
+        scaled += shift
+    return np.floor(scaled).astype(np.int64)
+
+
+def _span(low: float, high: float, exponent: int, shift: float) -> int:
+    """Bins from ``low`` to ``high`` at width ``2 ** exponent``."""
+    return (
+        math.floor(math.ldexp(high, -exponent) + shift)
+        - math.floor(math.ldexp(low, -exponent) + shift)
+        + 1
+    )
+
+
+def _finest_exponent(low: float, high: float, shift: float, max_bins: int, integer: bool) -> int:
+    """The smallest exponent whose bins hold [low, high] in ``max_bins`` bins."""
+    spread = high - low
+    if spread > 0:
+        exponent = math.ceil(math.log2(spread / max_bins))
+    else:
+        exponent = math.frexp(max(abs(low), 1e-300))[1] - 40  # any fine width holds one value
+    if integer:
+        exponent = max(exponent, 0)
+    while _span(low, high, exponent, shift) > max_bins:
+        exponent += 1
+    return exponent
+
+
+def _merge_band(
+    a: tuple[int, int, np.ndarray], b: tuple[int, int, np.ndarray], max_bins: int
+) -> tuple[int, int, np.ndarray]:
+    """Merge the counts of one band from two lattices (coarsening as needed)."""
+    if not a[2].size:
+        return int(b[0]), int(b[1]), b[2].copy()
+    if not b[2].size:
+        return int(a[0]), int(a[1]), a[2].copy()
+    exponent = int(max(a[0], b[0]))
+    while True:
+        parts = [_coarsened(part, exponent) for part in (a, b)]
+        first = min(part[0] for part in parts)
+        last = max(part[0] + len(part[1]) - 1 for part in parts)
+        if last - first + 1 <= max_bins:
+            break
+        exponent += 1
+    merged = np.zeros(last - first + 1)
+    for start, counts in parts:
+        merged[start - first : start - first + len(counts)] += counts
+    return exponent, first, merged
+
+
+def _coarsened(part: tuple[int, int, np.ndarray], exponent: int) -> tuple[int, np.ndarray]:
+    """Counts of ``part`` on the lattice of width ``2 ** exponent`` (adjacent bins added)."""
+    own_exponent, first, counts = int(part[0]), int(part[1]), part[2]
+    factor = 1 << (exponent - own_exponent)
+    if factor == 1:
+        return first, counts
+    index = (first + np.arange(len(counts))) // factor
+    return int(index[0]), np.bincount(index - index[0], weights=counts)
+
+
+def _lattice_quantiles(
+    counts: np.ndarray, exponent: int, first: int, shift: float, targets: np.ndarray
+) -> np.ndarray:
+    """Values below which ``targets`` of the counts lie, linear within each bin."""
+    width = math.ldexp(1.0, int(exponent))
+    filled = np.flatnonzero(counts > 0)
+    ends = np.cumsum(counts[filled])
+    starts = ends - counts[filled]
+    bins = np.clip(np.searchsorted(ends, targets, side="left"), 0, len(filled) - 1)
+    fraction = np.clip((targets - starts[bins]) / counts[filled][bins], 0.0, 1.0)
+    return (first - shift + filled[bins] + fraction) * width
