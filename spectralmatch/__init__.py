@@ -10,6 +10,7 @@ from .masks.vector import VectorMask
 from .model.adjuster import Adjuster
 from .model.block_map import BlockMap
 from .model.global_model import FitDiagnostics, GlobalModel
+from .model.histogram_match import HistogramMatch
 from .model.pif import IRMAD, ResidualPIF
 from .model.pipeline import Mosaic
 from .ops.align import align_rasters
@@ -30,6 +31,7 @@ __all__ = [
     "FunctionMask",
     "IRMAD",
     "GlobalModel",
+    "HistogramMatch",
     "Image",
     "ImageCollection",
     "Moments",

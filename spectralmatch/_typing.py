@@ -42,6 +42,10 @@ ResamplingName = Literal[
 ]
 SeamlineMethod = Literal["voronoi", "least-cost"]
 ExecutorName = Literal["serial", "threads", "processes"]
+StepName = Literal["global", "histogram", "local"]
+
+#: The steps of the default model (``Mosaic()`` and ``spectralmatch match``), in order.
+DEFAULT_STEPS: tuple[StepName, ...] = ("global", "local")
 
 
 class Georeferenced(Protocol):

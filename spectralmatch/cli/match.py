@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from .options import (
     INPUTS_HELP,
     build_model,
     engine_options,
-    exclude_option,
-    local_options,
-    reference_option,
+    model_options,
     report_errors,
     write_options,
 )
@@ -26,59 +26,26 @@ from .options import (
     type=click.Path(file_okay=False),
     help="Output folder; outputs keep the input file names.",
 )
-@reference_option
 @click.option(
     "--save-model", type=click.Path(dir_okay=False), help="Also save the fitted model (JSON) there."
 )
-@exclude_option
-@local_options
+@model_options
 @write_options
 @engine_options
 @report_errors
 def match(
-    inputs,
-    out_dir,
-    references,
-    save_model,
-    exclude,
-    robust,
-    pif_dir,
-    pif,
-    local,
-    block_size,
-    correction,
-    cog,
-    threads,
-    window_size,
-    quiet,
-    cache,
-    cache_dir,
-):
+    inputs: tuple[str, ...], out_dir: str, save_model: str | None, cog: bool, **options: Any
+) -> None:
     """Fit a model on INPUTS and write the matched images to OUTPUT.
 
     \b
     Example:
       spectralmatch match data/*.tif -o matched/ --reference tile_00
     """
-    model, collection = build_model(
-        inputs,
-        references,
-        exclude,
-        robust,
-        pif,
-        pif_dir,
-        local,
-        block_size,
-        correction,
-        threads,
-        window_size,
-        quiet,
-        cache,
-        cache_dir,
-    )
+    model, collection = build_model(inputs, options)
     model.fit(collection)
     if save_model:
         model.save(save_model)
     written = model.transform(collection, out_dir, cog=cog)
-    if not quiet:
+    if not options["quiet"]:
         click.echo(f"matched {len(written)} images into {out_dir}", err=True)

@@ -5,23 +5,26 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import get_args
+from typing import Any, get_args
 
 import click
 
-from .._typing import Correction
+from .._typing import DEFAULT_STEPS, Correction, StepName
 from ..errors import SpectralMatchError
 
 CORRECTIONS = get_args(Correction)
+STEP_NAMES = get_args(StepName)
 
 INPUTS_HELP = "INPUTS are raster files, glob patterns or folders (their .tif files)."
 
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
-def report_errors(command: Callable) -> Callable:
+
+def report_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn expected failures into a one-line error and exit code 1."""
 
     @functools.wraps(command)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         import rasterio.errors
 
         try:
@@ -36,13 +39,32 @@ def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-def engine_options(command: Callable) -> Callable:
-    options = [
+def _apply(options: list[Decorator]) -> Decorator:
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _step_list(context: click.Context, parameter: click.Parameter, value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in STEP_NAMES]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"a comma-separated list of {', '.join(STEP_NAMES)}, got {value!r}"
+        )
+    return names
+
+
+engine_options = _apply(
+    [
         click.option(
             "--threads",
             type=click.IntRange(min=1),
             default=None,
-            help="Images processed at once [default: number of CPUs].",
+            help="Workers running at once [default: number of CPUs].",
         ),
         click.option(
             "--window-size",
@@ -65,34 +87,33 @@ def engine_options(command: Callable) -> Callable:
             help="Cache folder [default: $SPECTRALMATCH_CACHE or ~/.cache/spectralmatch].",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+)
 
-
-def reference_option(command: Callable) -> Callable:
-    return click.option(
-        "--reference",
-        "-r",
-        "references",
-        multiple=True,
-        metavar="NAME",
-        help="Reference image (file name, stem or path), kept unchanged; repeatable. "
-        "Default: match to the collection's central tendency.",
-    )(command)
-
-
-def write_options(command: Callable) -> Callable:
-    return click.option("--cog", is_flag=True, help="Write Cloud Optimized GeoTIFFs.")(command)
-
-
-def local_options(command: Callable) -> Callable:
-    options = [
+model_options = _apply(
+    [
+        click.option(
+            "--reference",
+            "-r",
+            "references",
+            multiple=True,
+            metavar="NAME",
+            help="Reference image (file name, stem or path), kept unchanged; repeatable. "
+            "Default: match to the collection's central tendency.",
+        ),
+        click.option(
+            "--steps",
+            default=",".join(DEFAULT_STEPS),
+            show_default=True,
+            callback=_step_list,
+            help="The model's steps, in order: global (a gain and offset per image and "
+            "band), histogram (a monotone curve per image and band), local (block "
+            "adjustment).",
+        ),
         click.option(
             "--local/--no-local",
             default=True,
             show_default=True,
-            help="Local block adjustment after the global model.",
+            help="Keep the local step of --steps (--no-local drops it).",
         ),
         click.option(
             "--block-size",
@@ -108,75 +129,74 @@ def local_options(command: Callable) -> Callable:
             show_default=True,
             help="Kind of local correction.",
         ),
+        click.option(
+            "--robust",
+            is_flag=True,
+            help="Down-weight overlaps that disagree with the rest (robust IRLS).",
+        ),
+        click.option(
+            "--exclude",
+            "exclude",
+            type=click.Path(exists=True, dir_okay=False),
+            default=None,
+            help="Raster (non-zero pixels) or vector file (polygons) of areas to leave out "
+            "of the fit, e.g. clouds or water; they are still transformed.",
+        ),
+        click.option(
+            "--pif",
+            type=click.Choice(("residual", "irmad")),
+            default=None,
+            help="Fit again on pseudo-invariant pixels only: after a first fit, changed "
+            "pixels of every overlap are found (robust residual test, or IR-MAD) and left "
+            "out.",
+        ),
+        click.option(
+            "--pif-dir",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Keep the change masks found by --pif there (<image>.tif, 1 = changed).",
+        ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+)
 
 
-def exclude_option(command: Callable) -> Callable:
-    command = click.option(
-        "--pif",
-        type=click.Choice(("residual", "irmad")),
-        default=None,
-        help="Fit again on pseudo-invariant pixels only: after a first fit, changed pixels "
-        "of every overlap are found (robust residual test, or IR-MAD) and left out.",
-    )(command)
-    command = click.option(
-        "--pif-dir",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Keep the change masks found by --pif there (<image>.tif, 1 = changed).",
-    )(command)
-    command = click.option(
-        "--robust",
-        is_flag=True,
-        help="Down-weight overlaps that disagree with the rest (robust IRLS).",
-    )(command)
-    return click.option(
-        "--exclude",
-        "exclude",
-        type=click.Path(exists=True, dir_okay=False),
-        default=None,
-        help="Raster (non-zero pixels) or vector file (polygons) of areas to leave out of "
-        "the fit, e.g. clouds or water; they are still transformed.",
-    )(command)
+def write_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--cog", is_flag=True, help="Write Cloud Optimized GeoTIFFs.")(command)
 
 
-def build_model(
-    inputs,
-    references,
-    exclude,
-    robust,
-    pif,
-    pif_dir,
-    local,
-    block_size,
-    correction,
-    threads,
-    window_size,
-    quiet,
-    cache,
-    cache_dir,
-):
+def build_model(inputs: tuple[str, ...], options: dict[str, Any]) -> tuple[Any, Any]:
+    """The model and the collection the options of :data:`model_options` and
+    :data:`engine_options` describe."""
     from ..model.pif import IRMAD, ResidualPIF
-    from ..model.pipeline import Mosaic, default_steps
+    from ..model.pipeline import STEP_CLASSES, Mosaic
     from ..raster.collection import ImageCollection, resolve_paths
     from ..raster.image import Image
 
-    collection = ImageCollection([Image(path, mask=exclude) for path in resolve_paths(inputs)])
-    reference = [collection.names[collection.index(key)] for key in references] or None
-    global_step, local_step = default_steps()
-    global_step.set_params(reference=reference, robust=robust)
-    local_step.set_params(block_size=block_size, correction=correction, reference=reference)
-    detector = {"residual": ResidualPIF, "irmad": IRMAD}[pif]() if pif else None
+    paths = resolve_paths(inputs)
+    collection = ImageCollection([Image(path, mask=options["exclude"]) for path in paths])
+    reference = [collection.names[collection.index(key)] for key in options["references"]]
+    reference = reference or None
+    settings = {
+        "global": {"reference": reference, "robust": options["robust"]},
+        "histogram": {"reference": reference},
+        "local": {
+            "reference": reference,
+            "block_size": options["block_size"],
+            "correction": options["correction"],
+        },
+    }
+    names = [n for n in options["steps"] if options["local"] or n != "local"]
+    if not names:
+        raise SpectralMatchError("--no-local leaves no step; give --steps global (or histogram)")
+    steps = [STEP_CLASSES[name]().set_params(**settings[name]) for name in names]
+    detectors = {"residual": ResidualPIF, "irmad": IRMAD}
     model = Mosaic(
-        steps=[global_step, local_step] if local else [global_step],
-        window_size=window_size,
-        threads=threads,
-        progress=show_progress(quiet),
-        pif=detector,
-        pif_dir=pif_dir,
-        cache=(cache_dir or True) if cache else False,
+        steps=steps,
+        window_size=options["window_size"],
+        threads=options["threads"],
+        progress=show_progress(options["quiet"]),
+        pif=detectors[options["pif"]]() if options["pif"] else None,
+        pif_dir=options["pif_dir"],
+        cache=(options["cache_dir"] or True) if options["cache"] else False,
     )
     return model, collection

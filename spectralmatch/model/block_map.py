@@ -12,6 +12,15 @@ from attrs import asdict, define
 from rasterio.windows import Window
 
 from .._typing import Correction
+from .._validation import (
+    NON_NEGATIVE,
+    NONE,
+    POSITIVE_INTEGER,
+    AnyOf,
+    Constraint,
+    Options,
+    References,
+)
 from ..errors import SpectralMatchError
 from ..geo.blocks import BlockGrid
 from ..geo.grid import is_north_up
@@ -20,17 +29,7 @@ from ..raster.image import Image
 from ..stats.overlap import OverlapStatistics
 from ..stats.requests import BlockMoments, ImageMoments, Request
 from .adjuster import Adjuster
-from .base import (
-    NON_NEGATIVE,
-    NONE,
-    POSITIVE_INTEGER,
-    AnyOf,
-    Constraint,
-    Options,
-    References,
-    check_is_fitted,
-    reference_indices,
-)
+from .base import check_is_fitted, reference_indices
 from .persistence import StateError, state_array, state_names
 from .surface import fill_from_neighbours
 

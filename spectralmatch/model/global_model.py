@@ -10,19 +10,13 @@ import numpy as np
 from attrs import define
 from rasterio.windows import Window
 
+from .._validation import BOOLEAN, POSITIVE, Constraint, References
 from ..errors import SpectralMatchError
 from ..geo.overlap import connected_groups
 from ..raster.image import Image
 from ..stats.overlap import OverlapStatistics, PairMoments
 from .adjuster import Adjuster
-from .base import (
-    BOOLEAN,
-    POSITIVE,
-    Constraint,
-    References,
-    check_is_fitted,
-    reference_indices,
-)
+from .base import check_is_fitted, reference_indices
 from .persistence import StateError, state_array, state_names
 
 

@@ -20,11 +20,12 @@ from attrs import define
 from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 
+from .._validation import POSITIVE, POSITIVE_INTEGER, Constraint, Interval
 from ..geo.grid import PixelGrid
 from ..geo.overlap import OverlapEdge
 from ..raster.collection import ImageCollection
 from ..raster.image import Image
-from .base import POSITIVE, POSITIVE_INTEGER, Constraint, Estimator, Interval
+from .base import Estimator
 
 #: Largest decimated overlap held in memory at once (pixels).
 MAX_OVERLAP_PIXELS = 4_000_000

@@ -10,7 +10,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, get_args
 
-from .._typing import PathsLike, SeamlineMethod, WorkingDtype
+from .._typing import DEFAULT_STEPS, PathsLike, SeamlineMethod, StepName, WorkingDtype
+from .._validation import (
+    BOOLEAN,
+    NONE,
+    PATH,
+    POSITIVE_INTEGER,
+    AnyOf,
+    Constraint,
+    InstanceOf,
+    Options,
+)
 from ..engine.cache import StatisticsCache
 from ..engine.collect import StatisticsPass
 from ..engine.executors import EXECUTOR_NAMES, Executor, as_executor
@@ -27,21 +37,10 @@ from ..raster.paths import resolve_outputs
 from ..stats.overlap import OverlapStatistics
 from ..stats.requests import BlockMoments, Request
 from .adjuster import Adjuster, StepChain
-from .base import (
-    BOOLEAN,
-    NONE,
-    PATH,
-    POSITIVE_INTEGER,
-    AnyOf,
-    Constraint,
-    Estimator,
-    InstanceOf,
-    Options,
-    check_is_fitted,
-    clone,
-)
+from .base import Estimator, check_is_fitted, clone
 from .block_map import BlockMap
 from .global_model import GlobalModel
+from .histogram_match import HistogramMatch
 from .persistence import ModelDocument, read_model, write_model
 from .pif import ChangeDetector, select_pseudo_invariant
 
@@ -52,10 +51,18 @@ WORKING_DTYPES: tuple[WorkingDtype, ...] = get_args(WorkingDtype)
 FitOne = Callable[[Adjuster, OverlapStatistics], Any]
 
 
+#: The built-in steps by the names the command line uses (``--steps``).
+STEP_CLASSES: dict[StepName, type[Adjuster]] = {
+    "global": GlobalModel,
+    "histogram": HistogramMatch,
+    "local": BlockMap,
+}
+
+
 def default_steps() -> list[Adjuster]:
     """The default model, of ``Mosaic()`` and ``spectralmatch match``: a global gain and
     offset per image and band, then a local block adjustment."""
-    return [GlobalModel(), BlockMap()]
+    return [STEP_CLASSES[name]() for name in DEFAULT_STEPS]
 
 
 class Mosaic(Estimator):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import numpy as np
 from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from .._typing import OutputsLike, PathsLike
+from .._typing import OutputsLike, PathsLike, ResamplingName, ResolutionName
+from .._validation import BOOLEAN, POSITIVE, POSITIVE_INTEGER, Options, check
 from ..errors import SpectralMatchError
 from ..geo.grid import split_window
 from ..raster.collection import ImageCollection
@@ -17,19 +19,28 @@ from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import output_arguments, resolve_outputs
 from ..raster.write import output_profile, write_raster
 
+RESAMPLINGS: tuple[ResamplingName, ...] = get_args(ResamplingName)
 
-def target_resolution(collection: ImageCollection, resolution) -> tuple[float, float]:
+
+def target_resolution(
+    collection: ImageCollection, resolution: ResolutionName | tuple[float, float]
+) -> tuple[float, float]:
     """(x, y) pixel size: ``"highest"``, ``"lowest"``, ``"average"`` or a given pair."""
     sizes = np.array([(abs(i.transform.a), abs(i.transform.e)) for i in collection])
-    if isinstance(resolution, str):
-        choose = {"highest": sizes.min, "lowest": sizes.max, "average": sizes.mean}
-        if resolution not in choose:
-            raise SpectralMatchError(
-                f"resolution must be 'highest', 'lowest', 'average' or (x, y), got {resolution!r}"
-            )
-        return tuple(float(v) for v in choose[resolution](axis=0))
-    x, y = resolution
-    return float(x), float(y)
+    choose = {"highest": sizes.min, "lowest": sizes.max, "average": sizes.mean}
+    if isinstance(resolution, str) and resolution in choose:
+        x, y = choose[resolution](axis=0)
+        return float(x), float(y)
+    if (
+        isinstance(resolution, (tuple, list))
+        and len(resolution) == 2
+        and all(POSITIVE.accepts(value) for value in resolution)
+    ):
+        return float(resolution[0]), float(resolution[1])
+    raise SpectralMatchError(
+        "align_rasters: resolution must be 'highest', 'lowest', 'average' or a pair of "
+        f"positive pixel sizes (x, y), got {resolution!r}"
+    )
 
 
 def aligned_grid(
@@ -56,9 +67,9 @@ def align_rasters(
     input_images: PathsLike,
     output_images: OutputsLike,
     *,
-    resolution: str | tuple[float, float] = "highest",
+    resolution: ResolutionName | tuple[float, float] = "highest",
     tap: bool = True,
-    resampling: str = "nearest",
+    resampling: ResamplingName = "nearest",
     window_size: int = DEFAULT_WINDOW_SIZE,
     save_as_cog: bool = False,
 ) -> list[str]:
@@ -77,6 +88,10 @@ def align_rasters(
     """
     from rasterio.vrt import WarpedVRT
 
+    check("align_rasters", "resampling", resampling, Options(RESAMPLINGS))
+    check("align_rasters", "tap", tap, BOOLEAN)
+    check("align_rasters", "window_size", window_size, POSITIVE_INTEGER)
+    check("align_rasters", "save_as_cog", save_as_cog, BOOLEAN)
     collection = ImageCollection.coerce(input_images)
     size = target_resolution(collection, resolution)
     left, _, _, top = collection.bounds

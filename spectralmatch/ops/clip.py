@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
+import os
+from collections.abc import Iterator
+from typing import Any
 
-from .._typing import OutputsLike, PathsLike
+import numpy as np
+from rasterio.windows import Window
+
+from .._typing import MaskMode, OutputsLike, PathsLike
+from .._validation import BOOLEAN, POSITIVE_INTEGER, check
 from ..errors import SpectralMatchError
 from ..masks.vector import VectorMask
 from ..raster.collection import ImageCollection
@@ -17,7 +23,7 @@ def mask_rasters(
     input_images: PathsLike,
     output_images: OutputsLike,
     *,
-    vector_mask: tuple,
+    vector_mask: tuple[MaskMode, str | os.PathLike] | tuple[MaskMode, str | os.PathLike, str],
     window_size: int = DEFAULT_WINDOW_SIZE,
     save_as_cog: bool = False,
 ) -> list[str]:
@@ -27,6 +33,13 @@ def mask_rasters(
     image is clipped by the features whose field holds its name (file stem), without one
     by all features.
     """
+    if not isinstance(vector_mask, (tuple, list)) or len(vector_mask) not in (2, 3):
+        raise SpectralMatchError(
+            "mask_rasters: vector_mask must be (mode, path) or (mode, path, field), "
+            f"got {vector_mask!r}"
+        )
+    check("mask_rasters", "window_size", window_size, POSITIVE_INTEGER)
+    check("mask_rasters", "save_as_cog", save_as_cog, BOOLEAN)
     mode, path, *field = vector_mask
     mask = VectorMask(path, mode=mode, field=field[0] if field else None)
     collection = ImageCollection.coerce(input_images)
@@ -47,7 +60,9 @@ def mask_rasters(
     return [str(p) for p in paths]
 
 
-def _clipped(image: Image, dataset, mask: VectorMask, window_size: int):
+def _clipped(
+    image: Image, dataset: Any, mask: VectorMask, window_size: int
+) -> Iterator[tuple[Window, np.ndarray, None]]:
     """The image's windows with the pixels ``mask`` excludes set to nodata."""
     nodata = np.array(image.nodata).astype(image.dtype)
     for window in image.windows(window_size):

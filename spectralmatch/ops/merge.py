@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from rasterio.windows import Window, from_bounds
 from rasterio.windows import bounds as window_bounds
 
 from .._typing import PathsLike
+from .._validation import BOOLEAN, NON_NEGATIVE, POSITIVE_INTEGER, check
 from ..errors import SpectralMatchError
 from ..geo.grid import split_window
 from ..raster.collection import ImageCollection
@@ -25,7 +27,7 @@ def merge_rasters(
     input_images: PathsLike,
     output_image_path: str | os.PathLike,
     *,
-    seamlines=None,
+    seamlines: Seamline | str | os.PathLike | None = None,
     feather: float = 0,
     image_field: str = "image",
     window_size: int = DEFAULT_WINDOW_SIZE,
@@ -54,6 +56,15 @@ def merge_rasters(
     >>> Image(path).count
     3
     """
+    check("merge_rasters", "feather", feather, NON_NEGATIVE)
+    check("merge_rasters", "window_size", window_size, POSITIVE_INTEGER)
+    check("merge_rasters", "save_as_cog", save_as_cog, BOOLEAN)
+    if feather and seamlines is None:
+        warnings.warn(
+            "merge_rasters: feather has no effect without seamlines (the first valid value "
+            "wins, there are no cut lines to blend across)",
+            stacklevel=2,
+        )
     collection = ImageCollection.coerce(input_images)
     first = collection.images[0]
     for image in collection:

@@ -1,12 +1,13 @@
 """Mergeable histograms, for quantiles of images and overlaps.
 
 Bins lie on a lattice of powers of two: band ``b`` counts value ``v`` in bin
-``floor(v / w_b + shift)`` with ``w_b = 2 ** exponent_b``. Each window picks the finest
-width that holds its values in ``max_bins`` bins; merging coarsens the finer of two
-histograms by whole powers of two (adjacent bins add up exactly), so partial results
-from windows, threads or processes merge to the same histogram in any order. Integer
-data use ``shift = 0.5``, which puts every integer at a bin centre (widths start at 1,
-so uint8 and uint16 data with a range under ``max_bins`` are counted exactly).
+``floor((v - origin) / w_b)`` with ``w_b = 2 ** exponent_b``. Each window picks the
+finest width that holds its values in ``max_bins`` bins; merging coarsens the finer of
+two histograms by whole powers of two (pairs of adjacent bins add up exactly, as the
+lattices nest), so partial results from windows, threads or processes merge to the same
+histogram in any order. Integer data use ``origin = -0.5``, which puts every integer at
+a bin centre (widths start at 1, so uint8 and uint16 data with a range under
+``max_bins`` are counted exactly).
 
 A histogram can be reported through a per-band map ``gain * v + offset`` (the statistics
 after a linear step), which moves its quantiles exactly.
@@ -41,8 +42,8 @@ class Histogram:
         Bin width ``2 ** exponent`` and lattice index of the first bin, per band.
     counts : list of float ndarray
         Per band, the counts of consecutive bins from ``first``.
-    shift : float
-        0.5 for integer data (integers at bin centres), 0 otherwise.
+    origin : float
+        -0.5 for integer data (integers at bin centres), 0 otherwise.
     max_bins : int
         Most bins per band; merging coarsens beyond it.
     gains, offsets : float ndarray (n_bands,)
@@ -59,7 +60,7 @@ class Histogram:
     exponents: np.ndarray = field(converter=_int_array)
     firsts: np.ndarray = field(converter=_int_array)
     counts: list[np.ndarray]
-    shift: float = 0.0
+    origin: float = 0.0
     max_bins: int = DEFAULT_BINS
     gains: np.ndarray | None = field(default=None)
     offsets: np.ndarray | None = field(default=None)
@@ -77,7 +78,7 @@ class Histogram:
             np.zeros(n_bands),
             np.zeros(n_bands),
             [np.zeros(0) for _ in range(n_bands)],
-            0.5 if integer else 0.0,
+            -0.5 if integer else 0.0,
             max_bins,
         )
 
@@ -88,7 +89,7 @@ class Histogram:
         """Histogram of ``values`` (bands, rows, cols) where ``valid`` is true."""
         n_bands = values.shape[0]
         integer = values.dtype.kind in "iub"
-        shift = 0.5 if integer else 0.0
+        origin = -0.5 if integer else 0.0
         flat, mask = values.reshape(n_bands, -1), valid.reshape(n_bands, -1)
         exponents, firsts, counts = np.zeros(n_bands), np.zeros(n_bands), []
         for band in range(n_bands):
@@ -97,12 +98,12 @@ class Histogram:
                 counts.append(np.zeros(0))
                 continue
             low, high = float(selected.min()), float(selected.max())
-            exponent = _finest_exponent(low, high, shift, max_bins, integer)
-            index = _bin_index(selected, exponent, shift)
+            exponent = _finest_exponent(low, high, origin, max_bins, integer)
+            index = _bin_index(selected, exponent, origin)
             first = int(index.min())
             exponents[band], firsts[band] = exponent, first
             counts.append(np.bincount(index - first).astype(np.float64))
-        return cls(exponents, firsts, counts, shift, max_bins)
+        return cls(exponents, firsts, counts, origin, max_bins)
 
     @property
     def n_bands(self) -> int:
@@ -119,7 +120,7 @@ class Histogram:
         Both must count values on the same lattice and report them through the same map
         (as the parts of one image or overlap do).
         """
-        if self.shift != other.shift or not (
+        if self.origin != other.origin or not (
             np.array_equal(self.gains, other.gains) and np.array_equal(self.offsets, other.offsets)
         ):
             raise ValueError("histograms of differently mapped values cannot be merged")
@@ -134,7 +135,7 @@ class Histogram:
             firsts.append(first)
             counts.append(merged)
         return Histogram(
-            exponents, firsts, counts, self.shift, self.max_bins, self.gains, self.offsets
+            exponents, firsts, counts, self.origin, self.max_bins, self.gains, self.offsets
         )
 
     def affine(self, gain: np.ndarray, offset: np.ndarray) -> Histogram:
@@ -144,7 +145,7 @@ class Histogram:
             self.exponents,
             self.firsts,
             self.counts,
-            self.shift,
+            self.origin,
             self.max_bins,
             gain * self.gains,
             gain * self.offsets + offset,
@@ -166,7 +167,7 @@ class Histogram:
             gain = self.gains[band]
             wanted = levels if gain >= 0 else 1.0 - levels
             raw = _lattice_quantiles(
-                counts, self.exponents[band], self.firsts[band], self.shift, wanted * total
+                counts, self.exponents[band], self.firsts[band], self.origin, wanted * total
             )
             result[band] = gain * raw + self.offsets[band]
         return result
@@ -180,7 +181,7 @@ class Histogram:
             "firsts": self.firsts,
             "lengths": lengths,
             "counts": np.concatenate(self.counts) if lengths.sum() else np.zeros(0),
-            "settings": np.array([self.shift, self.max_bins], dtype=np.float64),
+            "settings": np.array([self.origin, self.max_bins], dtype=np.float64),
             "gains": self.gains,
             "offsets": self.offsets,
         }
@@ -189,35 +190,30 @@ class Histogram:
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Histogram:
         """Inverse of :meth:`to_arrays`."""
         splits = np.cumsum(arrays["lengths"])[:-1]
-        shift, max_bins = arrays["settings"]
+        origin, max_bins = arrays["settings"]
         return cls(
             arrays["exponents"],
             arrays["firsts"],
             list(np.split(arrays["counts"], splits)),
-            float(shift),
+            float(origin),
             int(max_bins),
             arrays["gains"],
             arrays["offsets"],
         )
 
 
-def _bin_index(values: np.ndarray, exponent: int, shift: float) -> np.ndarray:
-    scaled = np.ldexp(values.astype(np.float64), -int(exponent))
-    if shift:
-        scaled += shift
-    return np.floor(scaled).astype(np.int64)
+def _bin_index(values: np.ndarray, exponent: int, origin: float) -> np.ndarray:
+    shifted = values.astype(np.float64) - origin if origin else values.astype(np.float64)
+    return np.floor(np.ldexp(shifted, -int(exponent))).astype(np.int64)
 
 
-def _span(low: float, high: float, exponent: int, shift: float) -> int:
+def _span(low: float, high: float, exponent: int, origin: float) -> int:
     """Bins from ``low`` to ``high`` at width ``2 ** exponent``."""
-    return (
-        math.floor(math.ldexp(high, -exponent) + shift)
-        - math.floor(math.ldexp(low, -exponent) + shift)
-        + 1
-    )
+    first = math.floor(math.ldexp(low - origin, -exponent))
+    return math.floor(math.ldexp(high - origin, -exponent)) - first + 1
 
 
-def _finest_exponent(low: float, high: float, shift: float, max_bins: int, integer: bool) -> int:
+def _finest_exponent(low: float, high: float, origin: float, max_bins: int, integer: bool) -> int:
     """The smallest exponent whose bins hold [low, high] in ``max_bins`` bins."""
     spread = high - low
     if spread > 0:
@@ -226,7 +222,7 @@ def _finest_exponent(low: float, high: float, shift: float, max_bins: int, integ
         exponent = math.frexp(max(abs(low), 1e-300))[1] - 40  # any fine width holds one value
     if integer:
         exponent = max(exponent, 0)
-    while _span(low, high, exponent, shift) > max_bins:
+    while _span(low, high, exponent, origin) > max_bins:
         exponent += 1
     return exponent
 
@@ -264,7 +260,7 @@ def _coarsened(part: tuple[int, int, np.ndarray], exponent: int) -> tuple[int, n
 
 
 def _lattice_quantiles(
-    counts: np.ndarray, exponent: int, first: int, shift: float, targets: np.ndarray
+    counts: np.ndarray, exponent: int, first: int, origin: float, targets: np.ndarray
 ) -> np.ndarray:
     """Values below which ``targets`` of the counts lie, linear within each bin."""
     width = math.ldexp(1.0, int(exponent))
@@ -273,4 +269,4 @@ def _lattice_quantiles(
     starts = ends - counts[filled]
     bins = np.clip(np.searchsorted(ends, targets, side="left"), 0, len(filled) - 1)
     fraction = np.clip((targets - starts[bins]) / counts[filled][bins], 0.0, 1.0)
-    return (first - shift + filled[bins] + fraction) * width
+    return origin + (first + filled[bins] + fraction) * width
