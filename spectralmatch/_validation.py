@@ -48,7 +48,10 @@ class Interval(Constraint):
 
     def accepts(self, value: Any) -> bool:
         kind = numbers.Integral if self.integer else numbers.Real
-        if isinstance(value, bool) or not isinstance(value, kind) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return False
+        value = float(value)
+        if math.isnan(value):
             return False
         if self.low is not None:
             if value < self.low or (value == self.low and self.closed in ("right", "neither")):

@@ -10,12 +10,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._typing import OutputsLike, PathsLike
+from ._typing import Correction, OutputsLike
 from .errors import SpectralMatchError
 from .model.block_map import BlockMap
 from .model.global_model import GlobalModel
 from .model.pipeline import Mosaic
-from .raster.collection import ImageCollection
+from .raster.collection import ImageCollection, ImagesLike
 from .raster.image import DEFAULT_WINDOW_SIZE
 from .raster.paths import output_arguments
 
@@ -38,7 +38,7 @@ def model_references(
 
 
 def global_regression(
-    input_images: PathsLike,
+    input_images: ImagesLike,
     output_images: OutputsLike,
     *,
     reference_images: Sequence[str | int] | None = None,
@@ -102,12 +102,12 @@ def global_regression(
 
 
 def local_block_adjustment(
-    input_images: PathsLike,
+    input_images: ImagesLike,
     output_images: OutputsLike,
     *,
     block_size: int | None = None,
     number_of_blocks: int | None = None,
-    correction_method: str = "wallis",
+    correction_method: Correction = "wallis",
     min_pixels: int = 100,
     smoothing: float = 0.0,
     reference_images: Sequence[str | int] | None = None,
@@ -161,8 +161,9 @@ def local_block_adjustment(
     model, written = _fit_transform(
         step, collection, output_images, window_size, threads, save_as_cog, save_model, progress
     )
-    if save_block_maps is not None:
-        model.steps_[0].to_rasters(save_block_maps)
+    fitted = model.steps_[0]
+    if save_block_maps is not None and isinstance(fitted, BlockMap):
+        fitted.to_rasters(save_block_maps)
     return written
 
 

@@ -174,8 +174,8 @@ def build_model(inputs: tuple[str, ...], options: dict[str, Any]) -> tuple[Any, 
 
     paths = resolve_paths(inputs)
     collection = ImageCollection([Image(path, mask=options["exclude"]) for path in paths])
-    reference = [collection.names[collection.index(key)] for key in options["references"]]
-    reference = reference or None
+    named = [collection.names[collection.index(key)] for key in options["references"]]
+    reference = named or None
     settings = {
         "global": {"reference": reference, "robust": options["robust"]},
         "histogram": {"reference": reference},

@@ -97,7 +97,7 @@ class StatisticsCache:
         """Keep ``entry`` under ``key`` (written atomically; a failure is harmless)."""
         if key is None:
             return
-        arrays = {
+        arrays: dict[str, Any] = {
             f"{name}.{field}": array
             for name, value in entry.items()
             for field, array in _to_arrays(value).items()

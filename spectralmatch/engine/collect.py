@@ -12,9 +12,11 @@ from ..geo.grid import intersect
 from ..geo.overlap import OverlapEdge
 from ..raster.collection import ImageCollection
 from ..raster.image import DEFAULT_WINDOW_SIZE
+from ..stats.histogram import Histogram
+from ..stats.moments import Moments
 from ..stats.overlap import OverlapStatistics, PairMoments
 from ..stats.requests import Plan, Request
-from .cache import StatisticsCache
+from .cache import Entry, StatisticsCache
 from .executors import Executor, SerialExecutor
 from .passes import Correction, Measurement, MeasureTask, Partner, measure, window_groups
 
@@ -129,22 +131,25 @@ class StatisticsPass:
         if whole:
             stored = cache.load(cache.whole_key(image, plan))
             if stored is not None:
-                found.whole = stored["whole"]  # type: ignore[assignment]
-                found.whole_histogram = stored.get("histogram")  # type: ignore[assignment]
+                found.whole = _moments(stored, "whole")
+                found.whole_histogram = _histogram(stored, "histogram")
         for edge in edges:
             if index not in (edge.first, edge.second):
                 continue
             partner = collection.images[edge.other(index)]
             stored = cache.load(cache.pair_key(image, partner, edge, plan))
-            if stored is None:
+            moments = _moments(stored, "pair") if stored is not None else None
+            if stored is None or moments is None:
                 continue
-            found.pairs[edge] = stored["pair"]  # type: ignore[assignment]
+            found.pairs[edge] = moments
             found.blocks[edge] = {
-                grid: stored[f"block{k}"]
-                for k, grid in enumerate(plan.grids)  # type: ignore[misc]
+                grid: block
+                for k, grid in enumerate(plan.grids)
+                if (block := _moments(stored, f"block{k}")) is not None
             }
-            if "histogram" in stored:
-                found.histograms[edge] = stored["histogram"]  # type: ignore[assignment]
+            histogram = _histogram(stored, "histogram")
+            if histogram is not None:
+                found.histograms[edge] = histogram
         return found
 
     @staticmethod
@@ -159,17 +164,27 @@ class StatisticsPass:
             return
         image = collection.images[index]
         if measured.whole is not None:
-            entry = {"whole": measured.whole}
+            whole: Entry = {"whole": measured.whole}
             if measured.whole_histogram is not None:
-                entry["histogram"] = measured.whole_histogram  # type: ignore[assignment]
-            cache.store(cache.whole_key(image, plan), entry)  # type: ignore[arg-type]
+                whole["histogram"] = measured.whole_histogram
+            cache.store(cache.whole_key(image, plan), whole)
         for edge, moments in measured.pairs.items():
-            pair: dict = {"pair": moments}
+            pair: Entry = {"pair": moments}
             pair.update({f"block{k}": measured.blocks[edge][g] for k, g in enumerate(plan.grids)})
             if edge in measured.histograms:
                 pair["histogram"] = measured.histograms[edge]
             partner = collection.images[edge.other(index)]
             cache.store(cache.pair_key(image, partner, edge, plan), pair)
+
+
+def _moments(entry: Entry, name: str) -> Moments | None:
+    value = entry.get(name)
+    return value if isinstance(value, Moments) else None
+
+
+def _histogram(entry: Entry, name: str) -> Histogram | None:
+    value = entry.get(name)
+    return value if isinstance(value, Histogram) else None
 
 
 def _assemble(

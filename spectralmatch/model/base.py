@@ -17,10 +17,12 @@ from __future__ import annotations
 import copy
 import inspect
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from .._validation import Constraint, check
 from ..errors import NotFittedError, SpectralMatchError
+
+E = TypeVar("E", bound="Estimator")
 
 
 class Estimator:
@@ -77,7 +79,7 @@ class Estimator:
                     params[f"{name}__{sub}"] = sub_value
         return params
 
-    def set_params(self, **params: Any) -> Estimator:
+    def set_params(self: E, **params: Any) -> E:
         """Change hyper-parameters, nested ones as ``step__name`` or
         ``steps__1__name``; returns ``self``."""
         valid = self._param_names()
@@ -148,8 +150,8 @@ def _set_nested(owner: Estimator, name: str, value: Any, params: dict[str, Any])
                 "parameter, e.g. steps__1__correction"
             )
         grouped.setdefault(int(index), {})[rest] = item
-    for index, values in grouped.items():
-        value[index].set_params(**values)
+    for position, values in grouped.items():
+        value[position].set_params(**values)
 
 
 def clone(estimator: Any) -> Any:

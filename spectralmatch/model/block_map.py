@@ -173,8 +173,7 @@ class BlockMap(Adjuster):
         self.images_ = list(names)
         self.reference_ = [name for name, is_fixed in zip(names, fixed, strict=True) if is_fixed]
         self._set_surfaces(overlaps.counts, overlaps.local_means(), shifts, log_factors)
-        low = np.min([m.minimum for m in statistics.images], axis=0)
-        high = np.max([m.maximum for m in statistics.images], axis=0)
+        low, high = _extremes(statistics)
         self.pivot_ = np.where(low >= 0, 0.0, low - 0.01 * (high - low))
         self.range_ = np.maximum(high - self.pivot_, 1e-12)
         return self
@@ -347,17 +346,29 @@ class BlockMap(Adjuster):
         return written
 
 
+def _extremes(statistics: OverlapStatistics) -> tuple[np.ndarray, np.ndarray]:
+    """Per band, the least and greatest value of all images."""
+    lows, highs = [], []
+    for moments in statistics.images:
+        if moments is not None and moments.minimum is not None and moments.maximum is not None:
+            lows.append(moments.minimum)
+            highs.append(moments.maximum)
+    return np.min(lows, axis=0), np.max(highs, axis=0)
+
+
 def _grid_from_state(state: dict[str, Any]) -> BlockGrid:
     value = state.get("grid")
     names = ("left", "top", "block_width", "block_height", "rows", "cols")
     if not isinstance(value, dict) or set(value) != set(names):
         raise StateError("grid", f"expected an object with {', '.join(names)}")
-    numbers = state_array(value, "left", 0), state_array(value, "top", 0)
-    sizes = state_array(value, "block_width", 0), state_array(value, "block_height", 0)
-    counts = value["rows"], value["cols"]
-    if min(sizes) <= 0 or not all(isinstance(n, int) and n >= 1 for n in counts):
+    left, top, width, height = (
+        float(state_array(value, name, 0))
+        for name in ("left", "top", "block_width", "block_height")
+    )
+    rows, cols = value["rows"], value["cols"]
+    if min(width, height) <= 0 or not all(isinstance(n, int) and n >= 1 for n in (rows, cols)):
         raise StateError("grid", "block sizes must be positive and rows, cols whole numbers")
-    return BlockGrid(*(float(n) for n in numbers), *(float(n) for n in sizes), *counts)
+    return BlockGrid(left, top, width, height, rows, cols)
 
 
 def _crs_from_state(state: dict[str, Any]) -> Any:

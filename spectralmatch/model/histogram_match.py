@@ -185,7 +185,7 @@ class HistogramMatch(Adjuster):
                 )
                 for pair in own:
                     system.add_pair(pair, band)
-                values[index, band] = system.solve(None)
+                values[index, band] = system.solve()
         self.images_ = self.images_ + list(names)
         self.knots_ = np.concatenate([self.knots_, knots[new]])
         self.values_ = np.concatenate(
@@ -246,11 +246,12 @@ def _knots(
     for pair in pairs:
         for index in (pair.edge.first, pair.edge.second):
             histogram = pair.histogram_of(index)
-            pooled[index] = histogram if pooled[index] is None else pooled[index].merge(histogram)
+            earlier = pooled[index]
+            pooled[index] = histogram if earlier is None else earlier.merge(histogram)
     knots = np.tile(np.arange(len(levels), dtype=float), (n_images, n_bands, 1))
-    for index, histogram in enumerate(pooled):
-        if histogram is not None:
-            knots[index] = _strictly_increasing(histogram.quantiles(levels))
+    for index, merged in enumerate(pooled):
+        if merged is not None:
+            knots[index] = _strictly_increasing(merged.quantiles(levels))
     return knots
 
 

@@ -101,7 +101,7 @@ def write_model(document: ModelDocument, path: str | os.PathLike) -> Path:
     path = Path(path)
     steps = [_step_to_dict(step) for step in document.steps]
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, np.ndarray] = {}
+    arrays: dict[str, Any] = {}
     data = {
         "format": MODEL_FORMAT,
         "format_version": MODEL_VERSION,

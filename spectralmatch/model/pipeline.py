@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, get_args
 
-from .._typing import DEFAULT_STEPS, PathsLike, SeamlineMethod, StepName, WorkingDtype
+from .._typing import DEFAULT_STEPS, ExecutorName, SeamlineMethod, StepName, WorkingDtype
 from .._validation import (
     BOOLEAN,
     NONE,
@@ -31,7 +31,7 @@ from ..masks.base import combine
 from ..masks.raster import RasterMask
 from ..ops.merge import merge_rasters
 from ..ops.seamline import Seamline
-from ..raster.collection import ImageCollection
+from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import resolve_outputs
 from ..stats.overlap import OverlapStatistics
@@ -44,7 +44,6 @@ from .histogram_match import HistogramMatch
 from .persistence import ModelDocument, read_model, write_model
 from .pif import ChangeDetector, select_pseudo_invariant
 
-ImagesLike = ImageCollection | Image | PathsLike
 WORKING_DTYPES: tuple[WorkingDtype, ...] = get_args(WorkingDtype)
 
 #: Fits one step on the statistics it asked for.
@@ -132,7 +131,7 @@ class Mosaic(Estimator):
         steps: Sequence[Adjuster] | None = None,
         window_size: int = DEFAULT_WINDOW_SIZE,
         threads: int | None = None,
-        executor: str | Executor = "threads",
+        executor: ExecutorName | Executor = "threads",
         progress: bool = False,
         pif: ChangeDetector | None = None,
         pif_dir: str | os.PathLike | None = None,
@@ -173,11 +172,11 @@ class Mosaic(Estimator):
     def _statistics_pass(self) -> StatisticsPass:
         cache = None
         if self.cache:
-            cache = StatisticsCache(None if self.cache is True else self.cache)  # type: ignore[arg-type]
+            cache = StatisticsCache(None if self.cache is True else self.cache)
         return StatisticsPass(self.window_size, self._executor(), self.progress, cache)
 
     def _executor(self) -> Executor:
-        return as_executor(self.executor, self.threads)  # type: ignore[arg-type]
+        return as_executor(self.executor, self.threads)
 
     # ---------------------------------------------------------------- fit
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
-from typing import get_args
+from collections.abc import Callable
+from typing import Any, get_args
 
 import numpy as np
 from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from .._typing import OutputsLike, PathsLike, ResamplingName, ResolutionName
+from .._typing import OutputsLike, ResamplingName, ResolutionName
 from .._validation import BOOLEAN, POSITIVE, POSITIVE_INTEGER, Options, check
 from ..errors import SpectralMatchError
 from ..geo.grid import split_window
-from ..raster.collection import ImageCollection
+from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import output_arguments, resolve_outputs
 from ..raster.write import output_profile, write_raster
@@ -27,9 +28,13 @@ def target_resolution(
 ) -> tuple[float, float]:
     """(x, y) pixel size: ``"highest"``, ``"lowest"``, ``"average"`` or a given pair."""
     sizes = np.array([(abs(i.transform.a), abs(i.transform.e)) for i in collection])
-    choose = {"highest": sizes.min, "lowest": sizes.max, "average": sizes.mean}
+    choose: dict[str, Callable[..., Any]] = {
+        "highest": np.min,
+        "lowest": np.max,
+        "average": np.mean,
+    }
     if isinstance(resolution, str) and resolution in choose:
-        x, y = choose[resolution](axis=0)
+        x, y = choose[resolution](sizes, axis=0)
         return float(x), float(y)
     if (
         isinstance(resolution, (tuple, list))
@@ -64,7 +69,7 @@ def aligned_grid(
 
 
 def align_rasters(
-    input_images: PathsLike,
+    input_images: ImagesLike,
     output_images: OutputsLike,
     *,
     resolution: ResolutionName | tuple[float, float] = "highest",

@@ -9,18 +9,18 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from .._typing import MaskMode, OutputsLike, PathsLike
+from .._typing import MaskMode, OutputsLike
 from .._validation import BOOLEAN, POSITIVE_INTEGER, check
 from ..errors import SpectralMatchError
 from ..masks.vector import VectorMask
-from ..raster.collection import ImageCollection
+from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import output_arguments, resolve_outputs
 from ..raster.write import output_profile, write_raster
 
 
 def mask_rasters(
-    input_images: PathsLike,
+    input_images: ImagesLike,
     output_images: OutputsLike,
     *,
     vector_mask: tuple[MaskMode, str | os.PathLike] | tuple[MaskMode, str | os.PathLike, str],

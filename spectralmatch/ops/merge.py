@@ -13,18 +13,17 @@ from rasterio.transform import Affine
 from rasterio.windows import Window, from_bounds
 from rasterio.windows import bounds as window_bounds
 
-from .._typing import PathsLike
 from .._validation import BOOLEAN, NON_NEGATIVE, POSITIVE_INTEGER, check
 from ..errors import SpectralMatchError
 from ..geo.grid import split_window
-from ..raster.collection import ImageCollection
+from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.image import DEFAULT_WINDOW_SIZE
 from ..raster.write import output_profile, write_raster
 from .seamline import Seamline
 
 
 def merge_rasters(
-    input_images: PathsLike,
+    input_images: ImagesLike,
     output_image_path: str | os.PathLike,
     *,
     seamlines: Seamline | str | os.PathLike | None = None,

@@ -10,9 +10,8 @@ from typing import Any
 import numpy as np
 from attrs import define
 
-from .._typing import PathsLike
 from ..masks.vector import polygons_by_name
-from ..raster.collection import ImageCollection
+from ..raster.collection import ImageCollection, ImagesLike
 
 
 @define
@@ -31,7 +30,7 @@ class Seamline:
     crs: Any
 
     @classmethod
-    def voronoi(cls, images: ImageCollection | PathsLike) -> Seamline:
+    def voronoi(cls, images: ImagesLike) -> Seamline:
         """Split every overlap by nearest footprint centre, within the footprints.
 
         A point of the union goes to the image, among those covering it, whose footprint
@@ -61,7 +60,7 @@ class Seamline:
         return cls(polygons, collection.crs)
 
     @classmethod
-    def least_cost(cls, images: ImageCollection | PathsLike, decimation: int = 4) -> Seamline:
+    def least_cost(cls, images: ImagesLike, decimation: int = 4) -> Seamline:
         """Voronoi-centre seamlines whose cuts are moved to where the images differ least.
 
         On a grid ``decimation`` times coarser than the finest image, the cut between
@@ -219,7 +218,7 @@ def _half_plane(own, other, reach: float):
 
 
 def voronoi_center_seamline(
-    input_images: PathsLike, output_mask: str | os.PathLike, *, image_field_name: str = "image"
+    input_images: ImagesLike, output_mask: str | os.PathLike, *, image_field_name: str = "image"
 ) -> str:
     """Write Voronoi-centre seamlines of the images as polygons (GeoPackage or any OGR
     format by extension), one feature per image with its name in ``image_field_name``."""

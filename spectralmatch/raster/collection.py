@@ -178,3 +178,7 @@ def _same_file(text: str, path: Path) -> bool:
         return os.path.exists(text) and os.path.samefile(text, path)
     except OSError:
         return False
+
+
+#: What a function taking images accepts: a collection, one image, or paths.
+ImagesLike = ImageCollection | Image | PathsLike

@@ -60,7 +60,7 @@ def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | 
         low += exact_nodata and nodata == low
         high -= exact_nodata and nodata == high
     np.clip(values, low, high, out=values)
-    if exact_nodata and low < nodata < high:
+    if nodata is not None and exact_nodata and low < nodata < high:
         clash = valid & (values.astype(target) == target.type(nodata))
         values[clash] = np.nextafter(target.type(nodata), target.type(high))
     result = values.astype(target)

@@ -62,14 +62,14 @@ class Histogram:
     counts: list[np.ndarray]
     origin: float = 0.0
     max_bins: int = DEFAULT_BINS
-    gains: np.ndarray | None = field(default=None)
-    offsets: np.ndarray | None = field(default=None)
+    gains: np.ndarray = field(factory=lambda: np.zeros(0), converter=_float_array)
+    offsets: np.ndarray = field(factory=lambda: np.zeros(0), converter=_float_array)
 
     def __attrs_post_init__(self) -> None:
         n_bands = len(self.counts)
         self.counts = [np.asarray(c, dtype=np.float64) for c in self.counts]
-        self.gains = np.ones(n_bands) if self.gains is None else _float_array(self.gains)
-        self.offsets = np.zeros(n_bands) if self.offsets is None else _float_array(self.offsets)
+        if not self.gains.size:  # reported as they were counted
+            self.gains, self.offsets = np.ones(n_bands), np.zeros(n_bands)
 
     @classmethod
     def empty(cls, n_bands: int, integer: bool, max_bins: int = DEFAULT_BINS) -> Histogram:
@@ -158,7 +158,6 @@ class Histogram:
         """
         levels = np.clip(np.asarray(levels, dtype=np.float64), 0.0, 1.0)
         result = np.full((self.n_bands, levels.size), np.nan)
-        assert self.gains is not None and self.offsets is not None
         for band in range(self.n_bands):
             counts = self.counts[band]
             total = counts.sum()
@@ -174,7 +173,6 @@ class Histogram:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Flat arrays (for a cache entry); inverse: :meth:`from_arrays`."""
-        assert self.gains is not None and self.offsets is not None
         lengths = np.array([len(c) for c in self.counts])
         return {
             "exponents": self.exponents,

@@ -88,7 +88,7 @@ class Moments:
         n_bands = values.shape[0]
         flat = values.reshape(n_bands, -1)
         mask = valid.reshape(n_bands, -1)
-        everywhere = mask.all(axis=1)
+        everywhere = np.asarray(mask.all(axis=1))
         moments = np.zeros((5, n_bands))
         for band in range(n_bands):
             selected = flat[band] if everywhere[band] else flat[band][mask[band]]
@@ -147,7 +147,12 @@ class Moments:
         delta = other.mean - self.mean
         mean = self.mean + delta * other.count / safe
         m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / safe
-        if self.minimum is None or other.minimum is None:
+        if (
+            self.minimum is None
+            or other.minimum is None
+            or self.maximum is None
+            or other.maximum is None
+        ):
             return Moments(count, mean, m2)
         return Moments(
             count,
