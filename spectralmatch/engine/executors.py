@@ -125,7 +125,7 @@ class ProcessExecutor(_PoolExecutor):
     ) -> list[R]:
         items = list(items)
         try:
-            pickle.dumps((function, items[:1]))
+            pickle.dumps((function, items))
         except (pickle.PicklingError, AttributeError, TypeError) as error:
             raise SpectralMatchError(
                 f"the process executor cannot send this work to other processes ({error}); "
