@@ -1,6 +1,6 @@
 """A custom step in a model: rescale digital numbers, then fit the global model.
 
-The step (``rescale.Rescale``, beside this script) is linear, so it also maps the
+The step (``my_steps.Rescale``, beside this script) is linear, so it also maps the
 statistics and the global model still fits from the one read pass. It is defined in a
 module, not in this script, so the saved model can import it again.
 
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from rescale import Rescale
+from my_steps import Rescale
 
 import spectralmatch as sm
 
@@ -23,7 +23,7 @@ def main(out_dir: str) -> None:
     model.fit(ROOT / "data")
     print(model)
     print("gains after rescaling:\n", np.round(model.steps_[1].gains_, 3))
-    saved = model.save(Path(out_dir) / "model.json")  # the step is saved as rescale:Rescale
+    saved = model.save(Path(out_dir) / "model.json")  # the step is saved as my_steps:Rescale
     print(
         "saved", saved, "with steps", [type(step).__name__ for step in sm.Mosaic.load(saved).steps_]
     )
