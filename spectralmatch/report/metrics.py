@@ -68,13 +68,6 @@ def overlap_differences(images, window_size: int = DEFAULT_WINDOW_SIZE) -> list[
     return results
 
 
-def seam_error(differences: list[OverlapDifference]) -> np.ndarray:
-    """Count-weighted mean absolute difference over all overlaps, per band."""
-    count = np.sum([d.count for d in differences], axis=0)
-    total = np.sum([d.count * np.nan_to_num(d.mean_abs_difference) for d in differences], axis=0)
-    return np.divide(total, count, out=np.full_like(total, np.nan), where=count > 0)
-
-
 def seam_contrast(
     mosaic: str | os.PathLike,
     seamlines,

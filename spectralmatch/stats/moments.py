@@ -189,20 +189,6 @@ class Moments:
         """Population standard deviation."""
         return np.sqrt(self.variance)
 
-    def to_dict(self) -> dict:
-        """Plain lists, for JSON."""
-        names = ("count", "mean", "m2", "minimum", "maximum")
-        return {
-            name: getattr(self, name).tolist() for name in names if getattr(self, name) is not None
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Moments:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            data["count"], data["mean"], data["m2"], data.get("minimum"), data.get("maximum")
-        )
-
     def merge_at(self, index: np.ndarray, other: Moments) -> None:
         """Merge ``other`` into positions ``index`` of the last axis, in place."""
         merged = Moments(*(None if a is None else a[..., index] for a in self._arrays()))
