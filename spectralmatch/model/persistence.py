@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -224,15 +225,15 @@ def read_model(path: str | os.PathLike) -> ModelDocument:
 
 
 def _read_sidecar(path: Path, name: str) -> dict[str, np.ndarray]:
-    sidecar = path.with_name(name)
-    if Path(name).name != name:
+    if not name or Path(name).name != name or name in (".", ".."):
         raise ModelFileError(f"{path}: arrays: must name a file beside the model, got {name!r}")
+    sidecar = path.with_name(name)
     try:
         with np.load(sidecar, allow_pickle=False) as stored:
             return dict(stored)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: arrays: the sidecar {sidecar} is missing") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise ModelFileError(f"{sidecar}: not a readable array file ({error})") from None
 
 
@@ -256,14 +257,24 @@ def _step_from_dict(fields: Fields) -> Adjuster:
     params = fields.mapping("params")
     try:
         step = cls(**params)
+        step._validate_params()
     except TypeError as error:
         raise fields.error("params", f"not the parameters of {cls.__name__} ({error})") from None
+    except SpectralMatchError as error:
+        raise fields.error("params", str(error)) from None
     state = fields.mapping("state")
     try:
         step.set_state(state)
     except StateError as error:
         raise fields.error(f"state.{error.field}", error.problem) from None
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        IndexError,
+        AttributeError,
+        NotImplementedError,
+    ) as error:
         detail = f"missing field {error}" if isinstance(error, KeyError) else str(error)
         raise fields.error("state", f"{cls.__name__}: {detail}") from None
     return step
@@ -287,7 +298,7 @@ def _step_class(fields: Fields, text: str) -> type[Adjuster]:
             ) from None
         # a step of this package saved under a module path that has since moved
         found = getattr(importlib.import_module("spectralmatch"), qualname, None)
-    if not (isinstance(found, type) and issubclass(found, Adjuster)):
+    if not (isinstance(found, type) and issubclass(found, Adjuster)) or found is Adjuster:
         raise fields.error("class", f"{text!r} is not a spectralmatch Adjuster; refused")
     return found
 

@@ -10,9 +10,9 @@ import numpy as np
 from rasterio.windows import Window
 
 from .._typing import MaskMode, OutputsLike
-from .._validation import BOOLEAN, POSITIVE_INTEGER, check
+from .._validation import BOOLEAN, POSITIVE_INTEGER, Options, check
 from ..errors import SpectralMatchError
-from ..masks.vector import VectorMask
+from ..masks.vector import MASK_MODES, VectorMask
 from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import output_arguments, resolve_outputs
@@ -41,6 +41,7 @@ def mask_rasters(
     check("mask_rasters", "window_size", window_size, POSITIVE_INTEGER)
     check("mask_rasters", "save_as_cog", save_as_cog, BOOLEAN)
     mode, path, *field = vector_mask
+    check("mask_rasters", "vector_mask mode", mode, Options(MASK_MODES))
     mask = VectorMask(path, mode=mode, field=field[0] if field else None)
     collection = ImageCollection.coerce(input_images)
     paths = resolve_outputs(collection, **output_arguments(collection, output_images))
