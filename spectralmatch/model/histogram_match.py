@@ -21,6 +21,9 @@ from .adjuster import Adjuster
 from .base import check_is_fitted, reference_indices
 from .persistence import StateError, state_array, state_names
 
+#: Rounds of raising a curve's slope floor to its new mean slope (converges in a few).
+MAX_FLOOR_ROUNDS = 200
+
 
 class HistogramMatch(Adjuster):
     """Per image and band, a monotone curve that makes overlapping images' distributions
@@ -44,8 +47,8 @@ class HistogramMatch(Adjuster):
     images of the group, restore the collection's level and spread: the images' mean
     quantile and mean quantile spread over their overlaps are those of the input. The
     system is solved per band and connected group of images; each curve is then made to
-    rise at least ``min_slope`` times its mean slope everywhere (the closest such curve,
-    by pooling adjacent violators), so no stretch of values is flattened into one.
+    rise at least ``min_slope`` times its mean slope everywhere (pooling adjacent
+    violators above a slope floor), so no stretch of values is flattened into one.
 
     The quantiles come from histograms of the overlaps, measured in the one read pass
     together with the other steps' statistics; after a linear step they are mapped
@@ -288,15 +291,23 @@ def _curve(x: np.ndarray, knots: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _monotone(knots: np.ndarray, values: np.ndarray, min_slope: float) -> np.ndarray:
-    """Each curve (last axis) replaced by the closest one whose slope is at least
-    ``min_slope`` times its mean slope everywhere (least squares, by pooling adjacent
-    violators): no stretch of values is flattened into one."""
+    """Each curve (last axis) replaced by a nearby one whose slope is at least
+    ``min_slope`` times its own mean slope everywhere: the least-squares monotone curve
+    above a slope floor (pooling adjacent violators), the floor raised to the result's
+    mean slope until it holds. No stretch of values is flattened into one."""
     result = values.copy()
-    for curve, x in zip(
+    curves = zip(
         result.reshape(-1, result.shape[-1]), knots.reshape(-1, knots.shape[-1]), strict=True
-    ):
-        floor = min_slope * max((curve[-1] - curve[0]) / (x[-1] - x[0]), 0.0)
-        curve[:] = _pool_adjacent_violators(curve - floor * x) + floor * x
+    )
+    for curve, x in curves:
+        original, span = curve.copy(), x[-1] - x[0]
+        slope = max((curve[-1] - curve[0]) / span, 0.0)
+        for _ in range(MAX_FLOOR_ROUNDS):
+            floor = min_slope * slope
+            curve[:] = _pool_adjacent_violators(original - floor * x) + floor * x
+            slope, previous = (curve[-1] - curve[0]) / span, slope
+            if slope - previous <= 1e-12 * max(abs(slope), 1e-300):
+                break
     return result
 
 
