@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import INPUTS_HELP, report_errors, write_options
+from .options import inputs_command, output_folder_option, write_options
 
 
 def _resolution(context, parameter, value: str):
@@ -18,16 +18,8 @@ def _resolution(context, parameter, value: str):
         raise click.BadParameter("highest, lowest, average, or X[,Y]") from None
 
 
-@click.command(epilog=INPUTS_HELP)
-@click.argument("inputs", nargs=-1, required=True)
-@click.option(
-    "--output",
-    "-o",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output folder; outputs keep the input file names.",
-)
+@inputs_command
+@output_folder_option
 @click.option(
     "--resolution",
     default="highest",
@@ -48,7 +40,6 @@ def _resolution(context, parameter, value: str):
     type=click.Choice(("nearest", "bilinear", "cubic", "average", "mode")),
 )
 @write_options
-@report_errors
 def align(inputs, out_dir, resolution, tap, resampling, cog):
     """Put INPUTS on one pixel grid and write them to OUTPUT.
 

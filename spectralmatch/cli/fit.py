@@ -6,11 +6,10 @@ from typing import Any
 
 import click
 
-from .options import INPUTS_HELP, build_model, engine_options, model_options, report_errors
+from .options import build_model, engine_options, inputs_command, model_options
 
 
-@click.command(epilog=INPUTS_HELP)
-@click.argument("inputs", nargs=-1, required=True)
+@inputs_command
 @click.option(
     "--model",
     "model_path",
@@ -20,7 +19,6 @@ from .options import INPUTS_HELP, build_model, engine_options, model_options, re
 )
 @model_options
 @engine_options
-@report_errors
 def fit(inputs: tuple[str, ...], model_path: str, **options: Any) -> None:
     """Fit a model on INPUTS and save it, without writing images.
 

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .options import INPUTS_HELP, report_errors, write_options
+from .options import inputs_command, output_folder_option, write_options
 
 
-@click.command(epilog=INPUTS_HELP)
-@click.argument("inputs", nargs=-1, required=True)
-@click.option(
-    "--output",
-    "-o",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output folder; outputs keep the input file names.",
-)
+@inputs_command
+@output_folder_option
 @click.option(
     "--vector",
     required=True,
@@ -34,7 +26,6 @@ from .options import INPUTS_HELP, report_errors, write_options
     "--field", default=None, help="Use only the features whose FIELD holds the image's name."
 )
 @write_options
-@report_errors
 def mask(inputs, out_dir, vector, mode, field, cog):
     """Set the pixels of INPUTS outside (or inside) polygons to nodata.
 

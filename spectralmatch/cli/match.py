@@ -7,32 +7,23 @@ from typing import Any
 import click
 
 from .options import (
-    INPUTS_HELP,
     build_model,
     engine_options,
+    inputs_command,
     model_options,
-    report_errors,
+    output_folder_option,
     write_options,
 )
 
 
-@click.command(epilog=INPUTS_HELP)
-@click.argument("inputs", nargs=-1, required=True)
-@click.option(
-    "--output",
-    "-o",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output folder; outputs keep the input file names.",
-)
+@inputs_command
+@output_folder_option
 @click.option(
     "--save-model", type=click.Path(dir_okay=False), help="Also save the fitted model (JSON) there."
 )
 @model_options
 @write_options
 @engine_options
-@report_errors
 def match(
     inputs: tuple[str, ...], out_dir: str, save_model: str | None, cog: bool, **options: Any
 ) -> None:

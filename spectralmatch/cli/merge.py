@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .options import INPUTS_HELP, report_errors, write_options
+from .options import inputs_command, output_file_option, write_options
 
 
-@click.command(epilog=INPUTS_HELP)
-@click.argument("inputs", nargs=-1, required=True)
-@click.option(
-    "--output",
-    "-o",
-    "out_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="The mosaic to write.",
-)
+@inputs_command
+@output_file_option("The mosaic to write.")
 @click.option(
     "--seamlines",
     type=click.Path(exists=True, dir_okay=False),
@@ -43,7 +35,6 @@ from .options import INPUTS_HELP, report_errors, write_options
     "differences across cuts over those inside images, per band; ~1 = unseen.",
 )
 @write_options
-@report_errors
 def merge(inputs, out_path, seamlines, field, feather, report, cog):
     """Merge INPUTS (on one grid) into one raster.
 

@@ -35,6 +35,30 @@ def report_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def inputs_command(function: Callable[..., Any]) -> click.Command:
+    """A command whose arguments are INPUTS (raster files, globs, folders), with expected
+    failures reported in one line (exit code 1)."""
+    inputs = click.argument("inputs", nargs=-1, required=True)
+    return click.command(epilog=INPUTS_HELP)(inputs(report_errors(function)))
+
+
+output_folder_option = click.option(
+    "--output",
+    "-o",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Output folder; outputs keep the input file names.",
+)
+
+
+def output_file_option(help: str) -> Decorator:
+    """``--output`` / ``-o``: one file to write."""
+    return click.option(
+        "--output", "-o", "out_path", required=True, type=click.Path(dir_okay=False), help=help
+    )
+
+
 def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 

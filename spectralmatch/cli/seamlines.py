@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import click
 
-from .options import INPUTS_HELP, report_errors
+from .options import inputs_command, output_file_option
 
 
-@click.command(epilog=INPUTS_HELP)
-@click.argument("inputs", nargs=-1, required=True)
-@click.option(
-    "--output",
-    "-o",
-    "out_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="Vector file to write (e.g. seams.gpkg).",
-)
+@inputs_command
+@output_file_option("Vector file to write (e.g. seams.gpkg).")
 @click.option(
     "--field", default="image", show_default=True, help="Field holding each polygon's image name."
 )
@@ -27,7 +19,6 @@ from .options import INPUTS_HELP, report_errors
     show_default=True,
     help="Nearest footprint centre, or cuts moved to where the images differ least.",
 )
-@report_errors
 def seamlines(inputs, out_path, field, method):
     """Seamlines of INPUTS: one polygon per image, no gaps, no overlaps.
 

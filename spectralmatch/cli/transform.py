@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import click
 
-from .options import INPUTS_HELP, engine_options, report_errors, show_progress, write_options
+from .options import (
+    engine_options,
+    inputs_command,
+    output_folder_option,
+    show_progress,
+    write_options,
+)
 
 
-@click.command(epilog=INPUTS_HELP)
-@click.argument("inputs", nargs=-1, required=True)
+@inputs_command
 @click.option(
     "--model",
     "model_path",
@@ -16,14 +21,7 @@ from .options import INPUTS_HELP, engine_options, report_errors, show_progress, 
     type=click.Path(exists=True, dir_okay=False),
     help="A model saved by fit or match.",
 )
-@click.option(
-    "--output",
-    "-o",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Output folder; outputs keep the input file names.",
-)
+@output_folder_option
 @click.option(
     "--update-model",
     is_flag=True,
@@ -31,7 +29,6 @@ from .options import INPUTS_HELP, engine_options, report_errors, show_progress, 
 )
 @write_options
 @engine_options
-@report_errors
 def transform(
     inputs, model_path, out_dir, update_model, cog, threads, window_size, quiet, cache, cache_dir
 ):

@@ -76,6 +76,9 @@ class _PoolExecutor(Executor):
     def _pool(self, workers: int) -> FuturesExecutor:
         raise NotImplementedError
 
+    def _check(self, function: Callable[[T], R], items: Sequence[T]) -> None:
+        """Refuse, before anything runs, work the pool cannot take."""
+
     def map(
         self,
         function: Callable[[T], R],
@@ -85,6 +88,7 @@ class _PoolExecutor(Executor):
         label: str = "",
     ) -> list[R]:
         items = list(items)
+        self._check(function, items)
         workers = min(self.workers, len(items))
         if workers <= 1:
             return SerialExecutor().map(function, items, progress=progress, label=label)
@@ -115,15 +119,7 @@ class ProcessExecutor(_PoolExecutor):
     def _pool(self, workers: int) -> FuturesExecutor:
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
-    def map(
-        self,
-        function: Callable[[T], R],
-        items: Sequence[T],
-        *,
-        progress: bool = False,
-        label: str = "",
-    ) -> list[R]:
-        items = list(items)
+    def _check(self, function: Callable[[T], R], items: Sequence[T]) -> None:
         try:
             pickle.dumps((function, items))
         except (pickle.PicklingError, AttributeError, TypeError) as error:
@@ -131,7 +127,6 @@ class ProcessExecutor(_PoolExecutor):
                 f"the process executor cannot send this work to other processes ({error}); "
                 "define masks and steps in an importable module, or use executor='threads'"
             ) from None
-        return super().map(function, items, progress=progress, label=label)
 
 
 def as_executor(executor: ExecutorName | Executor | None, workers: int | None = None) -> Executor:

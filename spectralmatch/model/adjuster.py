@@ -15,7 +15,7 @@ from ..raster.collection import ImageCollection
 from ..raster.image import Image
 from ..stats.overlap import OverlapStatistics
 from ..stats.requests import ImageMoments, OverlapMoments, Request
-from .base import Estimator
+from .base import Estimator, check_is_fitted
 
 
 class Adjuster(Estimator):
@@ -83,6 +83,17 @@ class Adjuster(Estimator):
 
     def set_state(self, state: dict[str, Any]) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement set_state(state)")
+
+    def _image_row(self, name: str) -> int:
+        """Position of image ``name`` in the learned ``images_``, or a clear error."""
+        check_is_fitted(self)
+        images: list[str] = getattr(self, "images_", [])
+        try:
+            return images.index(name)
+        except ValueError:
+            raise SpectralMatchError(
+                f"{name}: not in this {type(self).__name__} (fitted on {', '.join(images)})"
+            ) from None
 
     def _statistics(self, statistics: Any) -> OverlapStatistics:
         """``statistics`` as given, or measured for this step alone when images are

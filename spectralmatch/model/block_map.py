@@ -238,10 +238,7 @@ class BlockMap(Adjuster):
         check_is_fitted(self, "shifts_")
         if image.name in self.reference_:
             return values
-        try:
-            row = self.images_.index(image.name)
-        except ValueError:
-            raise SpectralMatchError(f"{image.name}: not in this BlockMap") from None
+        row = self._image_row(image.name)
         dtype = values.dtype
         cells = image.grid.window_grid(window).resampled(values.shape[1:])
         if self.correction == "gamma":

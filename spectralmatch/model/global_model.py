@@ -238,20 +238,11 @@ class GlobalModel(Adjuster):
 
     # ---------------------------------------------------------------- transform
 
-    def _row(self, name: str) -> int:
-        check_is_fitted(self, "gains_")
-        try:
-            return self.images_.index(name)
-        except ValueError:
-            raise SpectralMatchError(
-                f"{name}: not in this GlobalModel (fitted on {', '.join(self.images_)})"
-            ) from None
-
     def transform_window(
         self, image: Image, window: Window, values: np.ndarray, valid: np.ndarray
     ) -> np.ndarray:
         """``gain * values + offset`` per band (unchanged for a reference image)."""
-        row = self._row(image.name)
+        row = self._image_row(image.name)
         gain = self.gains_[row].astype(values.dtype)[:, None, None]
         offset = self.offsets_[row].astype(values.dtype)[:, None, None]
         values *= gain
@@ -260,7 +251,7 @@ class GlobalModel(Adjuster):
 
     def transform_statistics(self, statistics: OverlapStatistics) -> OverlapStatistics:
         """Statistics after this step: exact algebra on the moments."""
-        rows = [self._row(name) for name in statistics.names]
+        rows = [self._image_row(name) for name in statistics.names]
         return statistics.affine(self.gains_[rows], self.offsets_[rows])
 
     # ---------------------------------------------------------------- state

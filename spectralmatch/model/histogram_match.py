@@ -10,7 +10,6 @@ import numpy as np
 from rasterio.windows import Window
 
 from .._validation import Constraint, Interval, References
-from ..errors import SpectralMatchError
 from ..geo.overlap import connected_groups
 from ..raster.collection import ImageCollection
 from ..raster.image import Image
@@ -204,10 +203,7 @@ class HistogramMatch(Adjuster):
         check_is_fitted(self, "values_")
         if image.name in self.reference_:
             return values
-        try:
-            row = self.images_.index(image.name)
-        except ValueError:
-            raise SpectralMatchError(f"{image.name}: not in this HistogramMatch") from None
+        row = self._image_row(image.name)
         for band in range(values.shape[0]):
             values[band] = _curve(values[band], self.knots_[row, band], self.values_[row, band])
         return values
