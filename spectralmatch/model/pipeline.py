@@ -192,10 +192,10 @@ class Mosaic(Estimator):
         collection = ImageCollection.coerce(images)
         edges = OverlapGraph.from_collection(collection).edges
         steps = self._new_steps()
-        reads = self._fit_steps(steps, collection, edges, _fit)
-        if self.pif is not None:
-            steps = self._new_steps()
-            reads += self._refit_on_pseudo_invariant(steps, collection, edges)
+        if self.pif is None:
+            reads = self._fit_steps(steps, collection, edges, _fit)
+        else:
+            reads = self._fit_on_pseudo_invariant(steps, self.pif, collection, edges)
         self.steps_ = steps
         self.images_ = [
             {"name": image.name, "path": str(image.path.resolve())} for image in collection
@@ -204,8 +204,12 @@ class Mosaic(Estimator):
         self.reads_ = {name: reads.get(name, 0) for name in collection.names}
         return self
 
-    def _refit_on_pseudo_invariant(
-        self, steps: list[Adjuster], collection: ImageCollection, edges: list[OverlapEdge]
+    def _fit_on_pseudo_invariant(
+        self,
+        steps: list[Adjuster],
+        detector: ChangeDetector,
+        collection: ImageCollection,
+        edges: list[OverlapEdge],
     ) -> Counter[str]:
         """Fit the whole-image steps, mark the changed pixels of every overlap after them,
         then fit ``steps`` without those pixels."""
@@ -217,11 +221,10 @@ class Mosaic(Estimator):
             if not any(isinstance(r, BlockMoments) for r in step.requests(collection))
         ] or self._new_steps()[:1]
         reads = self._fit_steps(detection, collection, edges, _fit)
-        assert self.pif is not None
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(self.pif_dir) if self.pif_dir is not None else Path(scratch)
             select_pseudo_invariant(
-                collection, edges, StepChain(tuple(detection)), self.pif, folder
+                collection, edges, StepChain(tuple(detection)), detector, folder
             )
             change = RasterMask(str(folder / "{name}.tif"))
             masked = ImageCollection(
