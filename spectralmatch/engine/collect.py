@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from attrs import define
+from attrs import define, field
 
 from ..errors import SpectralMatchError
 from ..geo.grid import intersect
@@ -26,7 +26,7 @@ class StatisticsPass:
     """How a pass is run: window size, executor, progress bars and the cache."""
 
     window_size: int = DEFAULT_WINDOW_SIZE
-    executor: Executor = SerialExecutor()
+    executor: Executor = field(factory=SerialExecutor)
     progress: bool = False
     cache: StatisticsCache | None = None
 
