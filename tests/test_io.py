@@ -10,7 +10,8 @@ from rasterio.enums import Compression
 
 from spectralmatch import Image, SpectralMatchError
 from spectralmatch.raster.paths import check_not_input
-from spectralmatch.raster.write import atomic_path, output_profile, to_dtype, translate_to_cog
+from spectralmatch.raster.files import atomic_path
+from spectralmatch.raster.write import output_profile, to_dtype, translate_to_cog
 
 
 def test_output_profile_is_tiled_deflate_on_the_input_grid(data_dir):

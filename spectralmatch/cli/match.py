@@ -6,13 +6,15 @@ from typing import Any
 
 import click
 
+from ..raster.lock import folder_lock
 from .options import (
     build_model,
+    correction_write_options,
     engine_options,
     inputs_command,
     model_options,
     output_folder_option,
-    write_options,
+    write_settings,
 )
 
 
@@ -22,11 +24,9 @@ from .options import (
     "--save-model", type=click.Path(dir_okay=False), help="Also save the fitted model (JSON) there."
 )
 @model_options
-@write_options
+@correction_write_options
 @engine_options
-def match(
-    inputs: tuple[str, ...], out_dir: str, save_model: str | None, cog: bool, **options: Any
-) -> None:
+def match(inputs: tuple[str, ...], out_dir: str, save_model: str | None, **options: Any) -> None:
     """Fit a model on INPUTS and write the matched images to OUTPUT.
 
     \b
@@ -34,9 +34,10 @@ def match(
       spectralmatch match data/*.tif -o matched/ --reference tile_00
     """
     model, collection = build_model(inputs, options)
-    model.fit(collection)
-    if save_model:
-        model.save(save_model)
-    written = model.transform(collection, out_dir, cog=cog)
+    with folder_lock([out_dir]):
+        model.fit(collection)
+        if save_model:
+            model.save(save_model)
+        written = model.transform(collection, out_dir, **write_settings(options))
     if not options["quiet"]:
         click.echo(f"matched {len(written)} images into {out_dir}", err=True)

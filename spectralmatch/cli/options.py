@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any, get_args
 
 import click
 
-from .._typing import DEFAULT_STEPS, Correction, StepName
+from .._interrupt import Interrupted, raise_on_sigterm
+from .._typing import DEFAULT_STEPS, Correction, StepName, WorkingDtype
 from ..errors import SpectralMatchError
 
 CORRECTIONS = get_args(Correction)
+WORKING_DTYPES = get_args(WorkingDtype)
+OUTPUT_DTYPES = (
+    "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64",
+)  # fmt: skip
 STEP_NAMES = get_args(StepName)
 
 INPUTS_HELP = "INPUTS are raster files, glob patterns or folders (their .tif files)."
@@ -21,18 +28,35 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 def report_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn expected failures into a one-line error and exit code 1."""
+    """Turn expected failures into a one-line error and exit code 1, warnings into
+    one-line notices, and an interrupt (SIGINT, SIGTERM) into one line and the shell's
+    exit code (130, 143) once the running tasks have stopped and cleaned up."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         import rasterio.errors
 
+        raise_on_sigterm()
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return command(*args, **kwargs)
         except (SpectralMatchError, rasterio.errors.RasterioError, OSError) as error:
             raise click.ClickException(str(error).splitlines()[0]) from None
+        except KeyboardInterrupt as error:
+            signum = error.signum if isinstance(error, Interrupted) else signal.SIGINT
+            click.echo(
+                f"spectralmatch: stopped by {signal.Signals(signum).name}; complete outputs "
+                "were kept, partial ones removed",
+                err=True,
+            )
+            raise click.exceptions.Exit(128 + signum) from None
 
     return wrapper
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"Warning: {str(message).splitlines()[0]}", err=True)
 
 
 def inputs_command(function: Callable[..., Any]) -> click.Command:
@@ -103,6 +127,14 @@ engine_options = _apply(
             default=True,
             show_default=True,
             help="Reuse the statistics of unchanged images from earlier runs.",
+        ),
+        click.option(
+            "--nodata",
+            type=float,
+            default=None,
+            help="Take this value as nodata in every input (overrides the files' own); "
+            "without it, an input with neither a nodata value nor a mask is taken as "
+            "valid everywhere.",
         ),
         click.option(
             "--cache-dir",
@@ -188,6 +220,43 @@ def write_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--cog", is_flag=True, help="Write Cloud Optimized GeoTIFFs.")(command)
 
 
+correction_write_options = _apply(
+    [
+        write_options,
+        click.option(
+            "--output-dtype",
+            type=click.Choice(OUTPUT_DTYPES),
+            default=None,
+            help="Data type of the outputs [default: each input's own; required when the "
+            "inputs' types differ].",
+        ),
+        click.option(
+            "--working-dtype",
+            type=click.Choice(WORKING_DTYPES),
+            default=None,
+            help="Precision of the computation [default: float64 for float64 and 32-bit "
+            "integer data, float32 otherwise].",
+        ),
+        click.option(
+            "--resume",
+            is_flag=True,
+            help="Keep the outputs an interrupted run of the same model and settings "
+            "completed (checked by size and checksum); write only the others.",
+        ),
+    ]
+)
+
+
+def write_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The keywords of ``Mosaic.transform`` that :data:`correction_write_options` set."""
+    return {
+        "cog": options["cog"],
+        "output_dtype": options["output_dtype"],
+        "working_dtype": options["working_dtype"],
+        "resume": options["resume"],
+    }
+
+
 def build_model(inputs: tuple[str, ...], options: dict[str, Any]) -> tuple[Any, Any]:
     """The model and the collection the options of :data:`model_options` and
     :data:`engine_options` describe."""
@@ -197,7 +266,9 @@ def build_model(inputs: tuple[str, ...], options: dict[str, Any]) -> tuple[Any, 
     from ..raster.image import Image
 
     paths = resolve_paths(inputs)
-    collection = ImageCollection([Image(path, mask=options["exclude"]) for path in paths])
+    collection = ImageCollection(
+        [Image(path, mask=options["exclude"], nodata=options["nodata"]) for path in paths]
+    )
     named = [collection.names[collection.index(key)] for key in options["references"]]
     reference = named or None
     settings = {

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
+from ..raster.lock import folder_lock
 from .options import (
+    correction_write_options,
     engine_options,
     inputs_command,
     output_folder_option,
     show_progress,
-    write_options,
+    write_settings,
 )
 
 
@@ -27,11 +29,9 @@ from .options import (
     is_flag=True,
     help="Save the model back with the parameters solved for new images.",
 )
-@write_options
+@correction_write_options
 @engine_options
-def transform(
-    inputs, model_path, out_dir, update_model, cog, threads, window_size, quiet, cache, cache_dir
-):
+def transform(inputs, model_path, out_dir, update_model, **options):
     """Apply a saved model to INPUTS and write them to OUTPUT.
 
     Images that were not in the fit (new scenes) are first solved against the frozen
@@ -42,16 +42,19 @@ def transform(
       spectralmatch transform new_scene.tif --model model.json -o matched/
     """
     from ..model.pipeline import Mosaic
-    from ..raster.collection import ImageCollection
+    from ..raster.collection import ImageCollection, resolve_paths
+    from ..raster.image import Image
 
     model = Mosaic.load(model_path).set_params(
-        threads=threads,
-        window_size=window_size,
-        progress=show_progress(quiet),
-        cache=(cache_dir or True) if cache else False,
+        threads=options["threads"],
+        window_size=options["window_size"],
+        progress=show_progress(options["quiet"]),
+        cache=(options["cache_dir"] or True) if options["cache"] else False,
     )
-    written = model.transform(ImageCollection.from_paths(inputs), out_dir, cog=cog)
+    images = [Image(path, nodata=options["nodata"]) for path in resolve_paths(inputs)]
+    with folder_lock([out_dir]):
+        written = model.transform(ImageCollection(images), out_dir, **write_settings(options))
     if update_model:
         model.save(model_path)
-    if not quiet:
+    if not options["quiet"]:
         click.echo(f"transformed {len(written)} images into {out_dir}", err=True)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor as FuturesExecutor
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from .. import _interrupt
 from .._typing import ExecutorName
 from ..errors import SpectralMatchError
 
@@ -68,13 +70,21 @@ class SerialExecutor(Executor):
 
 
 class _PoolExecutor(Executor):
-    """Tasks on a pool from :mod:`concurrent.futures`, results in submission order."""
+    """Tasks on a pool from :mod:`concurrent.futures`, results in submission order.
+
+    If the pass fails or is interrupted, the tasks not started are cancelled and the
+    running ones stop at their next window (:mod:`spectralmatch._interrupt`).
+    """
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = max(1, workers or os.cpu_count() or 1)
 
-    def _pool(self, workers: int) -> FuturesExecutor:
+    def _pool(self, workers: int) -> tuple[FuturesExecutor, Any]:
+        """A pool and the flag that stops its tasks."""
         raise NotImplementedError
+
+    def _submit(self, pool: FuturesExecutor, flag: Any, function: Callable[[T], R], item: T):
+        return pool.submit(function, item)
 
     def _check(self, function: Callable[[T], R], items: Sequence[T]) -> None:
         """Refuse, before anything runs, work the pool cannot take."""
@@ -92,11 +102,18 @@ class _PoolExecutor(Executor):
         workers = min(self.workers, len(items))
         if workers <= 1:
             return SerialExecutor().map(function, items, progress=progress, label=label)
-        with _progress_bar(len(items), progress, label) as bar, self._pool(workers) as pool:
-            futures = [pool.submit(function, item) for item in items]
+        pool, flag = self._pool(workers)
+        with _progress_bar(len(items), progress, label) as bar, pool:
+            futures = [self._submit(pool, flag, function, item) for item in items]
             for future in futures:
                 future.add_done_callback(lambda _: bar.update())
-            return [future.result() for future in futures]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                flag.set()
+                for future in futures:
+                    future.cancel()
+                raise
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(workers={self.workers})"
@@ -105,8 +122,11 @@ class _PoolExecutor(Executor):
 class ThreadExecutor(_PoolExecutor):
     """Tasks on a thread pool (rasterio and numpy release the GIL): the default."""
 
-    def _pool(self, workers: int) -> FuturesExecutor:
-        return ThreadPoolExecutor(workers)
+    def _pool(self, workers: int) -> tuple[FuturesExecutor, Any]:
+        return ThreadPoolExecutor(workers), threading.Event()
+
+    def _submit(self, pool: FuturesExecutor, flag: Any, function: Callable[[T], R], item: T):
+        return pool.submit(_interrupt.run_with_flag, flag, function, item)
 
 
 class ProcessExecutor(_PoolExecutor):
@@ -116,8 +136,13 @@ class ProcessExecutor(_PoolExecutor):
     ``__main__`` of an interactive session does not; use threads for those.
     """
 
-    def _pool(self, workers: int) -> FuturesExecutor:
-        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    def _pool(self, workers: int) -> tuple[FuturesExecutor, Any]:
+        context = multiprocessing.get_context("spawn")
+        flag = context.Event()
+        pool = ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_interrupt.use_flag, initargs=(flag,)
+        )
+        return pool, flag
 
     def _check(self, function: Callable[[T], R], items: Sequence[T]) -> None:
         try:

@@ -19,12 +19,14 @@ import numpy as np
 from attrs import define, field, frozen
 from rasterio.windows import Window
 
+from .._interrupt import check_interrupted
 from .._typing import WorkingDtype
 from ..geo.blocks import BlockGrid
 from ..geo.grid import PixelGrid, intersect, local_slices
 from ..geo.overlap import OverlapEdge
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
-from ..raster.write import output_profile, to_dtype, write_raster
+from ..raster.records import forget_record, write_record
+from ..raster.write import count_clipped, output_profile, to_dtype, write_raster
 from ..stats.histogram import Histogram
 from ..stats.moments import Moments
 from ..stats.requests import Plan
@@ -111,6 +113,7 @@ def measure(task: MeasureTask) -> Measurement:
     whole = _WholeImage(image.count, plan) if task.whole else None
     with image.open() as dataset, _PartnerReader() as reader:
         for window in task.windows:
+            check_interrupted()
             values, valid = image.read(window, dataset)
             valid = image.included(values, valid, image.grid.window_grid(window))
             if task.correct is not None:
@@ -207,41 +210,75 @@ def window_groups(windows: Sequence[Window], groups: int) -> list[list[Window]]:
 # ---------------------------------------------------------------------- transform
 
 
+def working_dtype_for(dtype: str) -> WorkingDtype:
+    """The precision that holds every value of ``dtype`` exactly: float64 for float64 and
+    for integers wider than 16 bits (float32 has a 24-bit mantissa), else float32."""
+    kind, size = np.dtype(dtype).kind, np.dtype(dtype).itemsize
+    return "float64" if size > (4 if kind == "f" else 2) else "float32"
+
+
 @define
 class WriteTask:
-    """Write ``image`` through ``correct`` to ``path``."""
+    """Write ``image`` through ``correct`` to ``path``, in ``dtype`` (default: the
+    image's), computing in ``working_dtype`` (default: :func:`working_dtype_for`); with
+    ``records``, record the output as complete there, made by ``digest``
+    (:mod:`spectralmatch.raster.records`)."""
 
     image: Image
     path: Path
     correct: Correction
     cog: bool = False
     window_size: int = DEFAULT_WINDOW_SIZE
-    working_dtype: WorkingDtype = "float32"
+    working_dtype: WorkingDtype | None = None
     creation_options: dict[str, Any] = field(factory=dict)
+    dtype: str | None = None
+    records: Path | None = None
+    digest: str = ""
 
 
-def write_corrected(task: WriteTask) -> Path:
+@frozen
+class Written:
+    """An output written: its path, and how many of its valid values (pixels x bands)
+    were clipped to the output dtype's range."""
+
+    path: Path
+    valid: int
+    clipped: int
+
+
+def write_corrected(task: WriteTask) -> Written:
     """Write the corrected image, window by window, atomically (a task).
 
-    The output keeps the input's grid, dtype, nodata, band descriptions and valid mask;
-    it appears under ``task.path`` only once complete (as a Cloud Optimized GeoTIFF with
-    ``cog``).
+    The output keeps the input's grid, nodata, band descriptions and valid mask, and its
+    dtype unless the task gives one; it appears under ``task.path`` only once complete
+    (as a Cloud Optimized GeoTIFF with ``cog``).
     """
     image = task.image
-    profile = output_profile(image, **task.creation_options)
+    dtype = task.dtype or image.dtype
+    working = task.working_dtype or working_dtype_for(
+        max(image.dtype, dtype, key=lambda d: np.dtype(d).itemsize)
+    )
+    profile = output_profile(image, dtype, **task.creation_options)
     tile = profile["blockxsize"]
     window_size = max(tile, task.window_size // tile * tile)
+    counts = np.zeros(2, dtype=np.int64)  # valid, clipped
+    if task.records is not None:
+        forget_record(task.records, task.path)
     with image.open() as source:
 
         def pieces() -> Iterator[tuple[Window, np.ndarray, np.ndarray | None]]:
             for window in image.windows(window_size):
                 values, valid = image.read(window, source)
-                corrected = task.correct(image, window, values.astype(task.working_dtype), valid)
+                corrected = task.correct(image, window, values.astype(working), valid)
+                counts[:] += valid.sum(), count_clipped(corrected, valid, dtype)
                 mask = None
                 if image.nodata is None and image.profile["dataset_mask"]:
                     mask = valid.any(axis=0).astype(np.uint8) * 255
-                yield window, to_dtype(corrected, valid, image.dtype, image.nodata), mask
+                yield window, to_dtype(corrected, valid, dtype, image.nodata), mask
 
-        return write_raster(
+        path = write_raster(
             task.path, profile, pieces(), descriptions=image.descriptions, cog=task.cog
         )
+    if task.records is not None:
+        write_record(task.records, path, task.digest)
+    return Written(path, int(counts[0]), int(counts[1]))

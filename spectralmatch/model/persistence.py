@@ -10,6 +10,7 @@ the reader call anything else.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -156,6 +157,27 @@ def _step_to_dict(step: Adjuster) -> dict[str, Any]:
         "params": step.get_params(deep=False),
         "state": step.get_state(),
     }
+
+
+def steps_digest(steps: list[Adjuster]) -> str:
+    """SHA-256 of fitted steps: their classes, hyper-parameters and learned state (arrays
+    by their bytes), so two models that correct alike have the same digest."""
+    arrays: dict[str, np.ndarray] = {}
+    described = [
+        {
+            "class": f"{type(step).__module__}:{type(step).__qualname__}",
+            "params": step.get_params(deep=False),
+            "state": step.get_state(),
+        }
+        for step in steps
+    ]
+    data = _extract_arrays(described, "steps", arrays)
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=repr).encode())
+    for key in sorted(arrays):
+        array = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}:{array.dtype.str}:{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def _extract_arrays(value: Any, key: str, arrays: dict[str, np.ndarray]) -> Any:

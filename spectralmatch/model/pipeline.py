@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 import tempfile
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, get_args
+
+import numpy as np
 
 from .._typing import DEFAULT_STEPS, ExecutorName, SeamlineMethod, StepName, WorkingDtype
 from .._validation import (
@@ -24,8 +29,8 @@ from .._validation import (
 from ..engine.cache import StatisticsCache
 from ..engine.collect import StatisticsPass
 from ..engine.executors import EXECUTOR_NAMES, Executor, as_executor
-from ..engine.passes import WriteTask, write_corrected
-from ..errors import SpectralMatchError
+from ..engine.passes import WriteTask, Written, write_corrected
+from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.overlap import OverlapEdge, OverlapGraph
 from ..masks.base import combine
 from ..masks.raster import RasterMask
@@ -33,7 +38,9 @@ from ..ops.merge import merge_rasters
 from ..ops.seamline import Seamline
 from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
+from ..raster.lock import folder_lock
 from ..raster.paths import resolve_outputs
+from ..raster.records import is_complete
 from ..stats.overlap import OverlapStatistics
 from ..stats.requests import BlockMoments, Request
 from .adjuster import Adjuster, StepChain
@@ -41,10 +48,19 @@ from .base import Estimator, check_is_fitted, clone
 from .block_map import BlockMap
 from .global_model import GlobalModel
 from .histogram_match import HistogramMatch
-from .persistence import ModelDocument, read_model, write_model
+from .persistence import ModelDocument, read_model, steps_digest, write_model
 from .pif import ChangeDetector, select_pseudo_invariant
 
 WORKING_DTYPES: tuple[WorkingDtype, ...] = get_args(WorkingDtype)
+
+#: The data types an output can have (what GeoTIFF stores).
+OUTPUT_DTYPES = (
+    "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
+    "float32", "float64",
+)  # fmt: skip
+
+#: Warn when more than this fraction of an image's valid values were clipped on output.
+CLIPPED_WARNING_FRACTION = 0.001
 
 #: Fits one step on the statistics it asked for.
 FitOne = Callable[[Adjuster, OverlapStatistics], Any]
@@ -175,6 +191,12 @@ class Mosaic(Estimator):
             cache = StatisticsCache(None if self.cache is True else self.cache)
         return StatisticsPass(self.window_size, self._executor(), self.progress, cache)
 
+    def _records_folder(self) -> Path | None:
+        """Where completion records of outputs are kept: in the cache folder, if any."""
+        if not self.cache:
+            return None
+        return StatisticsCache(None if self.cache is True else self.cache).folder / "outputs"
+
     def _executor(self) -> Executor:
         return as_executor(self.executor, self.threads)
 
@@ -190,6 +212,7 @@ class Mosaic(Estimator):
         """
         self._validate_params()
         collection = ImageCollection.coerce(images)
+        _notice_all_valid(collection)
         edges = OverlapGraph.from_collection(collection).edges
         steps = self._new_steps()
         if self.pif is None:
@@ -312,7 +335,9 @@ class Mosaic(Estimator):
         *,
         outputs: Sequence[str | os.PathLike] | None = None,
         cog: bool = False,
-        working_dtype: WorkingDtype = "float32",
+        working_dtype: WorkingDtype | None = None,
+        output_dtype: str | None = None,
+        resume: bool = False,
         **creation_options: Any,
     ) -> ImageCollection:
         """Write the corrected images; returns them as a new collection.
@@ -323,6 +348,10 @@ class Mosaic(Estimator):
         new images in only once every output is written: a failed transform leaves it
         as it was.
 
+        While it writes, the output folders are locked against other runs
+        (:mod:`spectralmatch.raster.lock`); each output appears under its name only
+        once complete, and with the cache on, a completion record is kept for ``resume``.
+
         Parameters
         ----------
         images : ImageCollection, Image, folder, glob or list of paths
@@ -332,52 +361,91 @@ class Mosaic(Estimator):
             One output path per image, instead of ``out_dir``.
         cog : bool, default False
             Write Cloud Optimized GeoTIFFs (GDAL's COG driver) instead of tiled GeoTIFFs.
-        working_dtype : {"float32", "float64"}
-            Precision of the computation.
+        working_dtype : {"float32", "float64"}, optional
+            Precision of the computation; default: float64 for float64 data and integers
+            wider than 16 bits, float32 otherwise (each exact for its data).
+        output_dtype : str, optional
+            Data type of every output (e.g. ``"uint16"``, ``"float32"``); default: each
+            input's own. Required when the inputs' dtypes differ.
+        resume : bool, default False
+            Keep outputs that a previous run of the same model, inputs and settings
+            completed (verified by their completion records: size and checksum), and
+            write only the others. Needs the cache, where the records are kept.
         **creation_options
             GDAL GeoTIFF creation options that override the defaults (e.g. ``compress``).
+
+        Warns
+        -----
+        SpectralMatchWarning
+            For an image of which more than 0.1 % of the valid values were clipped to
+            the output dtype's range.
 
         Raises
         ------
         NotFittedError
             If the model was not fitted or loaded.
         SpectralMatchError
-            If an output would overwrite an input, or an image does not fit the model.
+            If an output would overwrite an input, an image does not fit the model, the
+            inputs' dtypes differ without ``output_dtype``, or another run is writing
+            into an output folder.
         """
         check_is_fitted(self)
         self._validate_params()
-        if working_dtype not in WORKING_DTYPES:
-            raise SpectralMatchError(
-                f"Mosaic.transform: working_dtype must be one of {', '.join(WORKING_DTYPES)}, "
-                f"got {working_dtype!r}"
-            )
-        if not BOOLEAN.accepts(cog):
-            raise SpectralMatchError(f"Mosaic.transform: cog must be True or False, got {cog!r}")
+        _check_transform_options(working_dtype, output_dtype, cog, resume)
         collection = ImageCollection.coerce(images)
         if collection.count != self.n_bands_:
             raise SpectralMatchError(
                 f"{collection.images[0].path}: has {collection.count} bands, "
                 f"the model was fitted on {self.n_bands_}"
             )
+        if output_dtype is None:
+            _check_same_dtype(collection)
+        if resume and not self.cache:
+            raise SpectralMatchError(
+                "Mosaic.transform: resume needs the cache (cache=True or a folder), where "
+                "the completion records of the outputs are kept"
+            )
         paths = resolve_outputs(collection, out_dir, outputs)
-        known = {entry["name"] for entry in self.images_}
-        new = [i for i, name in enumerate(collection.names) if name not in known]
-        steps, images_ = self.steps_, self.images_
-        if new:
-            steps = copy.deepcopy(self.steps_)
-            images_ = self._fit_new_images(steps, collection, new)
-        correct = StepChain(tuple(steps))
-        tasks = [
-            WriteTask(image, path, correct, cog, self.window_size, working_dtype, creation_options)
-            for image, path in zip(collection, paths, strict=True)
-        ]
-        written = self._executor().map(
-            write_corrected, tasks, progress=self.progress, label="transform"
-        )
+        with folder_lock(path.parent for path in paths):
+            steps, images_ = self._steps_for(collection)
+            correct = StepChain(tuple(steps))
+            settings = [cog, working_dtype, output_dtype, sorted(creation_options.items())]
+            records = self._records_folder()
+            tasks = [
+                WriteTask(
+                    image,
+                    path,
+                    correct,
+                    cog,
+                    self.window_size,
+                    working_dtype,
+                    creation_options,
+                    output_dtype,
+                    records,
+                    _output_digest(steps, image, settings) if records else "",
+                )
+                for image, path in zip(collection, paths, strict=True)
+            ]
+            todo = [t for t in tasks if not (resume and _completed(t))]
+            written = self._executor().map(
+                write_corrected, todo, progress=self.progress, label="transform"
+            )
+        for result, task in zip(written, todo, strict=True):
+            _warn_if_clipped(result, task.image.name, output_dtype or task.image.dtype)
         self.steps_, self.images_ = steps, images_
         return ImageCollection(
-            [Image(path, name=name) for path, name in zip(written, collection.names, strict=True)]
+            [Image(path, name=name) for path, name in zip(paths, collection.names, strict=True)]
         )
+
+    def _steps_for(self, collection: ImageCollection) -> tuple[list[Adjuster], list[dict]]:
+        """The steps (and ``images_``) that transform ``collection``: the fitted ones, or
+        copies extended by the images that were not in the fit."""
+        known = {entry["name"] for entry in self.images_}
+        new = [i for i, name in enumerate(collection.names) if name not in known]
+        if not new:
+            return self.steps_, self.images_
+        steps = copy.deepcopy(self.steps_)
+        return steps, self._fit_new_images(steps, collection, new)
 
     def fit_transform(
         self, images: ImagesLike, out_dir: str | os.PathLike | None = None, **kwargs: Any
@@ -458,3 +526,75 @@ class Mosaic(Estimator):
 
 def _fit(step: Adjuster, statistics: OverlapStatistics) -> None:
     step.fit(statistics)
+
+
+def _check_transform_options(working_dtype: Any, output_dtype: Any, cog: Any, resume: Any) -> None:
+    if working_dtype is not None and working_dtype not in WORKING_DTYPES:
+        raise SpectralMatchError(
+            f"Mosaic.transform: working_dtype must be one of {', '.join(WORKING_DTYPES)}, "
+            f"got {working_dtype!r}"
+        )
+    if output_dtype is not None and output_dtype not in OUTPUT_DTYPES:
+        raise SpectralMatchError(
+            f"Mosaic.transform: output_dtype must be one of {', '.join(OUTPUT_DTYPES)}, "
+            f"got {output_dtype!r}"
+        )
+    for name, value in (("cog", cog), ("resume", resume)):
+        if not BOOLEAN.accepts(value):
+            raise SpectralMatchError(
+                f"Mosaic.transform: {name} must be True or False, got {value!r}"
+            )
+
+
+def _notice_all_valid(collection: ImageCollection) -> None:
+    """Say which images have neither a nodata value nor a mask: all their pixels count."""
+    names = [
+        image.path.name
+        for image in collection
+        if image.nodata is None and not image.profile["dataset_mask"]
+    ]
+    if names:
+        listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        warnings.warn(
+            f"{listed}: no nodata value and no mask, so every pixel is taken as valid "
+            "(set one with nodata= / --nodata)",
+            SpectralMatchWarning,
+            stacklevel=3,
+        )
+
+
+def _check_same_dtype(collection: ImageCollection) -> None:
+    """Refuse inputs of different dtypes when each output would keep its own: the
+    matched values of one would not fit the range of another."""
+    dtypes = {image.dtype for image in collection}
+    if len(dtypes) > 1:
+        listing = ", ".join(f"{image.path.name} ({image.dtype})" for image in collection)
+        common = np.result_type(*dtypes).name
+        raise SpectralMatchError(
+            f"{collection.images[0].path.parent}: the images have different data types "
+            f"({listing}); matched values may not fit the smaller ones. Give one output "
+            f"data type: output_dtype={common!r} (--output-dtype {common})"
+        )
+
+
+def _output_digest(steps: list[Adjuster], image: Image, settings: list[Any]) -> str:
+    """What identifies an output's content: the model, the input file and the settings."""
+    status = image.path.stat()
+    source = [str(image.path.resolve()), status.st_size, status.st_mtime_ns, image.name]
+    parts = json.dumps([steps_digest(steps), source, settings], default=repr)
+    return hashlib.sha256(parts.encode()).hexdigest()
+
+
+def _completed(task: WriteTask) -> bool:
+    return task.records is not None and is_complete(task.records, task.path, task.digest)
+
+
+def _warn_if_clipped(result: Written, name: str, dtype: str) -> None:
+    if result.valid and result.clipped / result.valid > CLIPPED_WARNING_FRACTION:
+        warnings.warn(
+            f"{name}: {result.clipped / result.valid:.2%} of the valid values were clipped "
+            f"to the range of {dtype} ({result.path}); give a wider output dtype "
+            "(output_dtype / --output-dtype) to keep them",
+            SpectralMatchWarning,
+            stacklevel=3,
+        )

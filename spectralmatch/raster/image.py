@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Iterator
@@ -47,6 +48,9 @@ class Image:
         Pixels to leave out of every statistic of a fit (they are still transformed):
         a :class:`~spectralmatch.masks.base.Mask`, a raster (non-zero = excluded) or
         vector file (polygons = excluded), or a function of the window's values.
+    nodata : float, optional
+        The value to take as nodata, instead of the file's own (outputs carry it too).
+        Without either, and without an internal mask, every pixel is valid.
 
     Examples
     --------
@@ -58,10 +62,13 @@ class Image:
     path: Path = field(converter=_as_path)
     name: str = field(default=None)
     mask: Mask | None = field(default=None, converter=as_mask)
+    _nodata: float | None = field(default=None, alias="nodata", kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         if self.name is None:
             self.name = self.path.stem
+        if self._nodata is not None and not isinstance(self._nodata, (int, float)):
+            raise SpectralMatchError(f"{self.path}: nodata must be a number, got {self._nodata!r}")
 
     # ------------------------------------------------------------------ metadata
 
@@ -75,6 +82,8 @@ class Image:
                 profile["dataset_mask"] = _uses_dataset_mask(dataset)
         except rasterio.errors.RasterioIOError as error:
             raise SpectralMatchError(f"{self.path}: cannot be read as a raster ({error})") from None
+        if self._nodata is not None:
+            profile["nodata"] = _representable_nodata(self.path, self._nodata, profile["dtype"])
         return profile
 
     @property
@@ -156,8 +165,9 @@ class Image:
         if dataset is None:
             with self.open() as dataset:
                 return self.read(window, dataset)
-        values = dataset.read(window=window)
-        return values, self.valid_mask(values, dataset, window)
+        with self._reading(window):
+            values = dataset.read(window=window)
+            return values, self.valid_mask(values, dataset, window)
 
     def read_on_grid(
         self, grid: PixelGrid, dataset: DatasetReader
@@ -171,15 +181,29 @@ class Image:
         exact = from_bounds(*grid.bounds, transform=self.transform)
         offsets = np.array([exact.col_off, exact.row_off, exact.width, exact.height])
         aligned = np.allclose(offsets, np.round(offsets), atol=1e-6)
-        if aligned and (round(exact.height), round(exact.width)) == grid.shape:
-            window = Window(*(int(v) for v in np.round(offsets)))
-            values = dataset.read(window=window)
-        else:
-            window = exact
-            values = dataset.read(
-                window=exact, out_shape=(self.count, *grid.shape), resampling=Resampling.nearest
-            )
-        return values, self.valid_mask(values, dataset, window)
+        with self._reading(exact):
+            if aligned and (round(exact.height), round(exact.width)) == grid.shape:
+                window = Window(*(int(v) for v in np.round(offsets)))
+                values = dataset.read(window=window)
+            else:
+                window = exact
+                values = dataset.read(
+                    window=exact,
+                    out_shape=(self.count, *grid.shape),
+                    resampling=Resampling.nearest,
+                )
+            return values, self.valid_mask(values, dataset, window)
+
+    @contextlib.contextmanager
+    def _reading(self, window: Window | None) -> Iterator[None]:
+        """Turn a failed read (a corrupt tile, a truncated file) into a clear error."""
+        try:
+            yield
+        except rasterio.errors.RasterioError as error:
+            where = "" if window is None else f" at rows {int(window.row_off)}, columns "
+            where += "" if window is None else f"{int(window.col_off)}"
+            cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise SpectralMatchError(f"{self.path}: cannot be read{where} ({cause})") from None
 
     def valid_mask(
         self, values: np.ndarray, dataset: DatasetReader, window: Window | None = None
@@ -240,7 +264,7 @@ class Image:
 
         factor = max(1, max(self.shape) // 512)
         out_shape = (self.count, math.ceil(self.height / factor), math.ceil(self.width / factor))
-        with self.open() as dataset:
+        with self.open() as dataset, self._reading(None):
             values = dataset.read(out_shape=out_shape)
             valid = self.valid_mask(values, dataset).any(axis=0).astype(np.uint8)
         cells = self.grid.resampled(out_shape[1:])
@@ -253,6 +277,17 @@ class Image:
 
     def __repr__(self) -> str:
         return f"Image({str(self.path)!r})"
+
+
+def _representable_nodata(path: Path, nodata: float, dtype: str) -> float:
+    """``nodata`` if ``dtype`` can hold it exactly, else a clear error."""
+    if math.isnan(nodata):
+        if np.dtype(dtype).kind != "f":
+            raise SpectralMatchError(f"{path}: nodata NaN cannot be held by {dtype} data")
+        return nodata
+    if np.array(nodata).astype(dtype) != nodata:
+        raise SpectralMatchError(f"{path}: nodata {nodata:g} cannot be held by {dtype} data")
+    return nodata
 
 
 def _uses_dataset_mask(dataset: DatasetReader) -> bool:

@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._interrupt import check_interrupted
+from ..errors import SpectralMatchError
+from .files import atomic_path, temporary_folder
 from .image import Image
 
 TILE_SIZE = 256
 
 
-def output_profile(image: Image, **creation_options: Any) -> dict[str, Any]:
-    """Profile of a tiled, DEFLATE-compressed GeoTIFF on ``image``'s grid, dtype and nodata."""
-    is_float = np.dtype(image.dtype).kind == "f"
+def output_profile(
+    image: Image, dtype: str | None = None, **creation_options: Any
+) -> dict[str, Any]:
+    """Profile of a tiled, DEFLATE-compressed GeoTIFF on ``image``'s grid and nodata, in
+    ``dtype`` (default: the image's)."""
+    dtype = dtype or image.dtype
+    is_float = np.dtype(dtype).kind == "f"
     profile = {
         "driver": "GTiff",
-        "dtype": image.dtype,
+        "dtype": dtype,
         "nodata": image.nodata,
         "count": image.count,
         "width": image.width,
@@ -68,22 +72,18 @@ def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | 
     return result
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside ``path``, renamed onto it only if the block succeeds.
-
-    On any error the temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.tif", dir=path.parent)
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-        Path(f"{temporary}.aux.xml").unlink(missing_ok=True)
+def count_clipped(values: np.ndarray, valid: np.ndarray, dtype: str) -> int:
+    """How many valid ``values`` lie outside the range ``dtype`` can hold (after rounding,
+    for integers); NaN and infinities count as clipped."""
+    target = np.dtype(dtype)
+    if target.kind == "f":
+        info = np.finfo(target)
+        low, high = float(info.min), float(info.max)
+    else:
+        integer = np.iinfo(target)
+        low, high = integer.min - 0.5, integer.max + 0.5
+    inside = (values >= low) & (values <= high)
+    return int(np.count_nonzero(valid & ~inside))
 
 
 #: One piece of output: the window, its values and, where the format needs one, a mask.
@@ -103,16 +103,28 @@ def write_raster(
     The file appears under ``path`` only once complete; with ``cog`` it is converted to
     a Cloud Optimized GeoTIFF by GDAL's COG driver on the way.
     """
+    import rasterio.errors
+
     path = Path(path)
-    with atomic_path(path) as temporary:
-        if not cog:
-            _write_pieces(temporary, profile, pieces, descriptions)
-            return path
-        with tempfile.TemporaryDirectory(prefix=".", dir=path.parent) as scratch:
-            tiled = Path(scratch) / path.name
-            _write_pieces(tiled, profile, pieces, descriptions)
-            translate_to_cog(tiled, temporary, profile)
+    try:
+        with atomic_path(path) as temporary:
+            if not cog:
+                _write_pieces(temporary, profile, pieces, descriptions)
+                return path
+            with temporary_folder(path.parent) as scratch:
+                tiled = scratch / "tiled.tif"
+                _write_pieces(tiled, profile, pieces, descriptions)
+                translate_to_cog(tiled, temporary, profile)
+    except (rasterio.errors.RasterioError, OSError) as error:
+        raise SpectralMatchError(f"{path}: cannot be written ({_cause(error)})") from None
     return path
+
+
+def _cause(error: Exception) -> str:
+    """The first line of a GDAL or OS error, without the temporary file's name."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _write_pieces(path: Path, profile, pieces, descriptions) -> None:
@@ -123,6 +135,7 @@ def _write_pieces(path: Path, profile, pieces, descriptions) -> None:
             if description:
                 destination.set_band_description(index, description)
         for window, values, mask in pieces:
+            check_interrupted()
             destination.write(values, window=window)
             if mask is not None:
                 destination.write_mask(mask, window=window)
