@@ -34,14 +34,14 @@ def report_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import rasterio.errors
+        from ..raster.image import GDAL_ERRORS
 
         raise_on_sigterm()
         try:
             with warnings.catch_warnings():
                 warnings.showwarning = _show_warning
                 return command(*args, **kwargs)
-        except (SpectralMatchError, rasterio.errors.RasterioError, OSError) as error:
+        except (SpectralMatchError, *GDAL_ERRORS) as error:
             raise click.ClickException(str(error).splitlines()[0]) from None
         except KeyboardInterrupt as error:
             signum = error.signum if isinstance(error, Interrupted) else signal.SIGINT

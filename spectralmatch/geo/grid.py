@@ -52,6 +52,22 @@ class PixelGrid:
         """(left, bottom, right, top) in CRS units."""
         return window_bounds(Window(0, 0, self.width, self.height), self.transform)
 
+    @property
+    def envelope(self) -> Bounds:
+        """(left, bottom, right, top) of the four corners: the bounds also of a rotated
+        or sheared grid."""
+        corners = [
+            self.transform * (col, row) for col in (0, self.width) for row in (0, self.height)
+        ]
+        xs, ys = zip(*corners, strict=True)
+        return min(xs), min(ys), max(xs), max(ys)
+
+    @property
+    def pixel_size(self) -> tuple[float, float]:
+        """(x, y) size of a pixel along its columns and rows, also of a rotated grid."""
+        a, b, _, d, e, _ = self.transform[:6]
+        return math.hypot(a, d), math.hypot(b, e)
+
     def window_grid(self, window: Window) -> PixelGrid:
         """The grid of the pixels of ``window``."""
         return PixelGrid(

@@ -25,6 +25,7 @@ from attrs import define
 
 from .._version import __version__
 from ..errors import SpectralMatchError
+from ..raster.files import atomic_path, write_atomically
 from .adjuster import Adjuster
 
 MODEL_FORMAT = "spectralmatch.Mosaic"
@@ -116,12 +117,9 @@ def write_model(document: ModelDocument, path: str | os.PathLike) -> Path:
     sidecar = path.with_suffix(".npz")
     if arrays:
         data["arrays"] = sidecar.name
-        temporary = sidecar.with_name(f".{sidecar.stem}.tmp.npz")
-        np.savez_compressed(temporary, **arrays)
-        os.replace(temporary, sidecar)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=1))
-    os.replace(temporary, path)
+        with atomic_path(sidecar, suffix=".npz") as temporary:
+            np.savez_compressed(temporary, **arrays)
+    write_atomically(path, json.dumps(data, indent=1).encode())
     return path
 
 

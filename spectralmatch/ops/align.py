@@ -14,7 +14,7 @@ from rasterio.windows import Window
 from .._typing import OutputsLike, ResamplingName, ResolutionName
 from .._validation import BOOLEAN, POSITIVE, POSITIVE_INTEGER, Options, check
 from ..errors import SpectralMatchError
-from ..geo.grid import split_window
+from ..geo.grid import PixelGrid, split_window
 from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import output_arguments, resolve_outputs
@@ -27,7 +27,7 @@ def target_resolution(
     collection: ImageCollection, resolution: ResolutionName | tuple[float, float]
 ) -> tuple[float, float]:
     """(x, y) pixel size: ``"highest"``, ``"lowest"``, ``"average"`` or a given pair."""
-    sizes = np.array([(abs(i.transform.a), abs(i.transform.e)) for i in collection])
+    sizes = np.array([PixelGrid(i.transform, i.width, i.height).pixel_size for i in collection])
     choose: dict[str, Callable[..., Any]] = {
         "highest": np.min,
         "lowest": np.max,
@@ -79,6 +79,9 @@ def align_rasters(
     save_as_cog: bool = False,
 ) -> list[str]:
     """Put every image on one pixel grid (same pixel size and aligned lines).
+
+    Images with a rotated or sheared geotransform are warped onto the north-up grid
+    (the only operation that takes them).
 
     Each output covers its input's extent on the common grid; values are resampled with
     ``resampling`` (a rasterio/GDAL name such as ``"nearest"``, ``"bilinear"``,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from attrs import define, field
 
 from .._typing import Bounds, PathsLike
-from ..errors import SpectralMatchError
+from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.blocks import union_bounds
 from .image import Image
 
@@ -33,7 +34,7 @@ def resolve_paths(inputs: PathsLike) -> list[Path]:
     for entry in entries:
         text = os.fspath(entry)
         if os.path.isdir(text):
-            found = sorted(
+            found = _files_only(
                 p
                 for p in Path(text).iterdir()
                 if p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith(".")
@@ -41,7 +42,7 @@ def resolve_paths(inputs: PathsLike) -> list[Path]:
             if not found:
                 raise SpectralMatchError(f"{text}: folder holds no raster files")
         elif glob.has_magic(text):
-            found = sorted(Path(p) for p in glob.glob(text))
+            found = _files_only(Path(p) for p in glob.glob(text))
             if not found:
                 raise SpectralMatchError(f"{text}: pattern matches no file")
         elif os.path.exists(text):
@@ -50,6 +51,18 @@ def resolve_paths(inputs: PathsLike) -> list[Path]:
             raise SpectralMatchError(f"{text}: no such file or folder")
         paths.extend(found)
     return paths
+
+
+def _files_only(paths: Iterable[Path]) -> list[Path]:
+    """The files among ``paths``, sorted; a folder (named like a raster) is skipped with
+    a warning."""
+    files = []
+    for path in sorted(paths):
+        if path.is_dir():
+            warnings.warn(f"{path}: skipped, a folder, not a raster", SpectralMatchWarning, 3)
+        else:
+            files.append(path)
+    return files
 
 
 def _as_images(images: Iterable[Image | str | os.PathLike]) -> list[Image]:

@@ -10,10 +10,13 @@ with the permissions the user's umask gives, as any other program's would be.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import secrets
 import shutil
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,3 +105,32 @@ def remove_leftovers(folder: Path) -> list[Path]:
     for path in leftovers:
         _remove(path)
     return leftovers
+
+
+#: Paths longer than this are handed to GDAL through a short symbolic link (GDAL's
+#: path buffers hold about 2,000 characters; the OS allows 4,096).
+LONG_PATH = 1000
+_links: dict[Path, Path] = {}
+
+
+def gdal_path(path: str | os.PathLike) -> str:
+    """``path`` as GDAL can open it: itself, or when longer than :data:`LONG_PATH`, the
+    same file through a short link to its folder (made once per folder and process, in
+    the system's temporary folder, removed when the process exits)."""
+    text = os.fspath(path)
+    if len(text) <= LONG_PATH or sys.platform == "win32":
+        return text
+    folder = Path(text).parent
+    if folder not in _links:
+        if not _links:
+            atexit.register(_remove_links)
+        link = Path(tempfile.mkdtemp(prefix="spectralmatch-")) / "folder"
+        link.symlink_to(folder, target_is_directory=True)
+        _links[folder] = link
+    return os.fspath(_links[folder] / Path(text).name)
+
+
+def _remove_links() -> None:
+    for link in _links.values():
+        shutil.rmtree(link.parent, ignore_errors=True)
+    _links.clear()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import rasterio
 from attrs import define, field
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import MaskFlags, Resampling
 from rasterio.windows import Window, from_bounds
 
@@ -22,12 +23,16 @@ from ..geo.grid import PixelGrid
 from ..masks.base import Mask
 from ..masks.convert import as_mask
 from ..stats.moments import Moments
+from .files import gdal_path
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
     from shapely.geometry.base import BaseGeometry
 
 DEFAULT_WINDOW_SIZE = 1024
+
+#: What a failed GDAL read or write raises (CPLE errors are not all RasterioErrors).
+GDAL_ERRORS = (rasterio.errors.RasterioError, CPLE_BaseError, OSError)
 
 
 def _as_path(value: str | os.PathLike) -> Path:
@@ -76,12 +81,14 @@ class Image:
     def profile(self) -> dict[str, Any]:
         """The rasterio profile (driver, dtype, nodata, size, CRS, transform, ...)."""
         try:
-            with rasterio.open(self.path) as dataset:
+            with rasterio.open(gdal_path(self.path)) as dataset:
                 profile = dict(dataset.profile)
                 profile["descriptions"] = dataset.descriptions
                 profile["dataset_mask"] = _uses_dataset_mask(dataset)
-        except rasterio.errors.RasterioIOError as error:
-            raise SpectralMatchError(f"{self.path}: cannot be read as a raster ({error})") from None
+        except GDAL_ERRORS as error:
+            raise SpectralMatchError(
+                f"{self.path}: cannot be read as a raster ({error_cause(error)})"
+            ) from None
         if self._nodata is not None:
             profile["nodata"] = _representable_nodata(self.path, self._nodata, profile["dtype"])
         return profile
@@ -122,13 +129,27 @@ class Image:
 
     @property
     def grid(self) -> PixelGrid:
-        """The image's pixel grid."""
-        return PixelGrid(self.transform, self.width, self.height)
+        """The image's pixel grid.
+
+        Raises
+        ------
+        SpectralMatchError
+            If the geotransform is rotated or sheared: only :func:`align_rasters` takes
+            such an image (it puts it on a north-up grid).
+        """
+        transform = self.transform
+        if transform.b != 0 or transform.d != 0:
+            raise SpectralMatchError(
+                f"{self.path}: has a rotated or sheared geotransform; put it on a north-up "
+                "grid first (spectralmatch align, or align_rasters)"
+            )
+        return PixelGrid(transform, self.width, self.height)
 
     @property
     def bounds(self) -> Bounds:
-        """(left, bottom, right, top) in CRS units."""
-        return self.grid.bounds
+        """(left, bottom, right, top) in CRS units (of all four corners, for a rotated
+        geotransform)."""
+        return PixelGrid(self.transform, self.width, self.height).envelope
 
     @property
     def descriptions(self) -> tuple[str | None, ...]:
@@ -139,7 +160,7 @@ class Image:
 
     def open(self) -> DatasetReader:
         """Open the file with rasterio (use as a context manager)."""
-        return rasterio.open(self.path)
+        return rasterio.open(gdal_path(self.path))
 
     def windows(self, size: int = DEFAULT_WINDOW_SIZE) -> Iterator[Window]:
         """Square windows of ``size`` pixels covering the image, row by row."""
@@ -199,11 +220,12 @@ class Image:
         """Turn a failed read (a corrupt tile, a truncated file) into a clear error."""
         try:
             yield
-        except rasterio.errors.RasterioError as error:
+        except GDAL_ERRORS as error:
             where = "" if window is None else f" at rows {int(window.row_off)}, columns "
             where += "" if window is None else f"{int(window.col_off)}"
-            cause = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise SpectralMatchError(f"{self.path}: cannot be read{where} ({cause})") from None
+            raise SpectralMatchError(
+                f"{self.path}: cannot be read{where} ({error_cause(error)})"
+            ) from None
 
     def valid_mask(
         self, values: np.ndarray, dataset: DatasetReader, window: Window | None = None
@@ -277,6 +299,13 @@ class Image:
 
     def __repr__(self) -> str:
         return f"Image({str(self.path)!r})"
+
+
+def error_cause(error: Exception) -> str:
+    """The cause a GDAL or OS error gives, in one line (without the file's name)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _representable_nodata(path: Path, nodata: float, dtype: str) -> float:

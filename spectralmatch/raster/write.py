@@ -11,8 +11,8 @@ import numpy as np
 
 from .._interrupt import check_interrupted
 from ..errors import SpectralMatchError
-from .files import atomic_path, temporary_folder
-from .image import Image
+from .files import atomic_path, gdal_path, temporary_folder
+from .image import GDAL_ERRORS, Image, error_cause
 
 TILE_SIZE = 256
 
@@ -103,8 +103,6 @@ def write_raster(
     The file appears under ``path`` only once complete; with ``cog`` it is converted to
     a Cloud Optimized GeoTIFF by GDAL's COG driver on the way.
     """
-    import rasterio.errors
-
     path = Path(path)
     try:
         with atomic_path(path) as temporary:
@@ -115,22 +113,15 @@ def write_raster(
                 tiled = scratch / "tiled.tif"
                 _write_pieces(tiled, profile, pieces, descriptions)
                 translate_to_cog(tiled, temporary, profile)
-    except (rasterio.errors.RasterioError, OSError) as error:
-        raise SpectralMatchError(f"{path}: cannot be written ({_cause(error)})") from None
+    except GDAL_ERRORS as error:
+        raise SpectralMatchError(f"{path}: cannot be written ({error_cause(error)})") from None
     return path
-
-
-def _cause(error: Exception) -> str:
-    """The first line of a GDAL or OS error, without the temporary file's name."""
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _write_pieces(path: Path, profile, pieces, descriptions) -> None:
     import rasterio
 
-    with rasterio.open(path, "w", **profile) as destination:
+    with rasterio.open(gdal_path(path), "w", **profile) as destination:
         for index, description in enumerate(descriptions, start=1):
             if description:
                 destination.set_band_description(index, description)
@@ -150,8 +141,8 @@ def translate_to_cog(source: Path, destination: Path, profile: dict[str, Any]) -
 
     predictor = "YES" if str(profile.get("predictor", "1")) in ("2", "3") else "NO"
     rasterio.shutil.copy(
-        source,
-        destination,
+        gdal_path(source),
+        gdal_path(destination),
         driver="COG",
         compress=str(profile.get("compress", "deflate")).upper(),
         predictor=predictor,
