@@ -1,10 +1,11 @@
 """Statistics cache: a second fit reads nothing; a changed or new image is read again; a bad
-entry is ignored with a warning and rebuilt."""
+entry is ignored with a warning and rebuilt; entries get the permissions of the umask."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import warnings
 from pathlib import Path
 
@@ -246,3 +247,16 @@ def test_any_damage_to_an_entry_is_detected_or_harmless(tiles, tmp_path):
                 np.testing.assert_array_equal(getattr(loaded["whole"], name), stored)
 
     check()
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_entries_get_the_permissions_of_the_umask(tiles, tmp_path, umask, mode):
+    folder = tmp_path / "cache"
+    previous = os.umask(umask)
+    try:
+        model(folder).fit(tiles.paths)
+    finally:
+        os.umask(previous)
+    entries = list(folder.iterdir())
+    assert entries and all(path.suffix == ".npz" for path in entries)  # no temporary left
+    assert {stat.S_IMODE(path.stat().st_mode) for path in entries} == {mode}

@@ -11,7 +11,8 @@ An entry also holds its key and a SHA-256 checksum of everything in it. An entry
 cannot be read, has no checksum or a wrong one (truncated, emptied, altered, not ours),
 or was stored under another key (copied or renamed) is ignored with a warning, deleted
 and measured again. Images with a mask, and statistics of corrected values (a second
-pass), are not cached.
+pass), are not cached. Entries are written to a temporary file (``.spectralmatch-tmp-*``)
+created with the permissions the umask gives, then renamed into place.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ _MOMENT_FIELDS = ("count", "mean", "m2", "minimum", "maximum")
 _FORMAT = "spectralmatch-statistics-2"
 #: Reserved array names in an entry (an entry's own arrays are named ``entry.field``).
 _KEY, _CHECKSUM = "__key__", "__checksum__"
+#: How the temporary files of unfinished writes are named.
+_TEMPORARY_PREFIX = ".spectralmatch-tmp-"
 
 #: What an entry holds: named moments and histograms.
 Entry = dict[str, Moments | Histogram]
@@ -150,9 +153,11 @@ class StatisticsCache:
         }
         arrays[_KEY] = np.array(key.text)
         arrays[_CHECKSUM] = np.array(_checksum(arrays))
+        temporary = self.folder / f"{_TEMPORARY_PREFIX}{uuid.uuid4().hex}"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(prefix=".", suffix=".npz", dir=self.folder)
+            # mode 0o666 is masked by the umask, as for any file the user creates
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except OSError:
             return
         try:
@@ -160,7 +165,7 @@ class StatisticsCache:
                 np.savez(file, **arrays)
             os.replace(temporary, self.folder / key.file_name)
         except OSError:
-            Path(temporary).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
 
 
 def _checksum(arrays: dict[str, np.ndarray]) -> str:
