@@ -9,8 +9,8 @@ from conftest import folder_listing, write_raster
 from rasterio.enums import Compression
 
 from spectralmatch import Image, SpectralMatchError
-from spectralmatch.raster.paths import check_not_input
 from spectralmatch.raster.files import atomic_path
+from spectralmatch.raster.paths import check_not_input
 from spectralmatch.raster.write import output_profile, to_dtype, translate_to_cog
 
 

@@ -1,24 +1,35 @@
 """A cache of image statistics, so re-runs read only what changed.
 
-Each entry is a small ``.npz`` file in the cache folder, named by a hash of what it
-depends on: the file's resolved path, size and modification time (of both images, for
-an overlap), the overlap's bounds, and what was measured (block grids, histogram bins).
-A changed file therefore never matches its old entries. Images with a mask, and
-statistics of corrected values (a second pass), are not cached.
+Each entry is a small ``.npz`` file in the cache folder, named by a hash of its key: what
+the statistics depend on. For each file read, that is its resolved path, size, inode,
+device and modification and change times in nanoseconds (of both images, for an
+overlap); then the overlap's bounds and what was measured (block grids, histogram bins).
+A changed file therefore never matches its old entries, even when its modification time
+was set back (``os.utime``): the change time cannot be set back.
+
+An entry also holds its key and a SHA-256 checksum of everything in it. An entry that
+cannot be read, has no checksum or a wrong one (truncated, emptied, altered, not ours),
+or was stored under another key (copied or renamed) is ignored with a warning, deleted
+and measured again. Images with a mask, and statistics of corrected values (a second
+pass), are not cached. Entries are written to a temporary file (``.spectralmatch-tmp-*``)
+created with the permissions the umask gives, then renamed into place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from attrs import asdict
+from attrs import asdict, frozen
 
+from ..errors import SpectralMatchWarning
 from ..geo.overlap import OverlapEdge
 from ..raster.image import Image
 from ..stats.histogram import Histogram
@@ -26,6 +37,13 @@ from ..stats.moments import Moments
 from ..stats.requests import Plan
 
 _MOMENT_FIELDS = ("count", "mean", "m2", "minimum", "maximum")
+
+#: Entries of another layout never share a key (nor a file name) with these.
+_FORMAT = "spectralmatch-statistics-2"
+#: Reserved array names in an entry (an entry's own arrays are named ``entry.field``).
+_KEY, _CHECKSUM = "__key__", "__checksum__"
+#: How the temporary files of unfinished writes are named.
+_TEMPORARY_PREFIX = ".spectralmatch-tmp-"
 
 #: What an entry holds: named moments and histograms.
 Entry = dict[str, Moments | Histogram]
@@ -37,6 +55,22 @@ def default_cache_folder() -> Path:
         return Path(os.environ["SPECTRALMATCH_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "spectralmatch"
+
+
+@frozen
+class CacheKey:
+    """What an entry's statistics depend on, as JSON text."""
+
+    text: str
+
+    @classmethod
+    def of(cls, parts: list[Any]) -> CacheKey:
+        return cls(json.dumps([_FORMAT, *parts]))
+
+    @property
+    def file_name(self) -> str:
+        """The entry's file name in the cache folder."""
+        return hashlib.sha256(self.text.encode()).hexdigest() + ".npz"
 
 
 class StatisticsCache:
@@ -53,19 +87,28 @@ class StatisticsCache:
     @staticmethod
     def _file_key(image: Image) -> list[Any]:
         status = image.path.stat()
-        return [str(image.path.resolve()), status.st_size, status.st_mtime_ns]
+        return [
+            str(image.path.resolve()),
+            status.st_size,
+            status.st_mtime_ns,
+            status.st_ctime_ns,
+            status.st_ino,
+            status.st_dev,
+        ]
 
-    def whole_key(self, image: Image, plan: Plan) -> str | None:
+    def whole_key(self, image: Image, plan: Plan) -> CacheKey | None:
         """Key of an image's whole-image statistics (None: not cacheable)."""
         if image.mask is not None:
             return None
-        return _digest(["whole", self._file_key(image), plan.image_bins])
+        return CacheKey.of(["whole", self._file_key(image), plan.image_bins])
 
-    def pair_key(self, image: Image, partner: Image, edge: OverlapEdge, plan: Plan) -> str | None:
+    def pair_key(
+        self, image: Image, partner: Image, edge: OverlapEdge, plan: Plan
+    ) -> CacheKey | None:
         """Key of ``image``'s side of an overlap with ``partner`` (None: not cacheable)."""
         if image.mask is not None or partner.mask is not None:
             return None
-        return _digest(
+        return CacheKey.of(
             [
                 "pair",
                 self._file_key(image),
@@ -78,22 +121,28 @@ class StatisticsCache:
 
     # ---------------------------------------------------------------- entries
 
-    def load(self, key: str | None) -> Entry | None:
-        """The statistics stored under ``key``, or None."""
+    def load(self, key: CacheKey | None) -> Entry | None:
+        """The statistics stored under ``key``, or None.
+
+        A bad entry (unreadable, without or with a wrong checksum, or stored under another
+        key) is deleted with a :class:`~spectralmatch.errors.SpectralMatchWarning`, and
+        None is returned so that the statistics are measured again.
+        """
         if key is None:
             return None
+        path = self.folder / key.file_name
         try:
-            with np.load(self.folder / f"{key}.npz") as stored:
-                arrays = dict(stored)
-        except (OSError, ValueError, EOFError):
+            return _entry(_read(path, key))
+        except FileNotFoundError:
             return None
-        groups: dict[str, dict[str, np.ndarray]] = {}
-        for name, array in arrays.items():
-            entry, _, field = name.rpartition(".")
-            groups.setdefault(entry, {})[field] = array
-        return {name: _from_arrays(fields) for name, fields in groups.items()}
+        except _BadEntry as bad:
+            message = f"{path}: statistics cache entry {bad}; ignored and rebuilt"
+            warnings.warn(message, SpectralMatchWarning, stacklevel=2)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
 
-    def store(self, key: str | None, entry: Entry) -> None:
+    def store(self, key: CacheKey | None, entry: Entry) -> None:
         """Keep ``entry`` under ``key`` (written atomically; a failure is harmless)."""
         if key is None:
             return
@@ -102,17 +151,75 @@ class StatisticsCache:
             for name, value in entry.items()
             for field, array in _to_arrays(value).items()
         }
+        arrays[_KEY] = np.array(key.text)
+        arrays[_CHECKSUM] = np.array(_checksum(arrays))
+        temporary = self.folder / f"{_TEMPORARY_PREFIX}{uuid.uuid4().hex}"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(prefix=".", suffix=".npz", dir=self.folder)
+            # mode 0o666 is masked by the umask, as for any file the user creates
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except OSError:
             return
         try:
             with os.fdopen(handle, "wb") as file:
                 np.savez(file, **arrays)
-            os.replace(temporary, self.folder / f"{key}.npz")
+            os.replace(temporary, self.folder / key.file_name)
         except OSError:
-            Path(temporary).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 of the arrays' names, dtypes, shapes and bytes, in the order of their names."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.asarray(arrays[name])
+        digest.update(json.dumps([name, array.dtype.str, array.shape]).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+class _BadEntry(Exception):
+    """A cache entry that must not be used; the message says why."""
+
+
+def _read(path: Path, key: CacheKey) -> dict[str, np.ndarray]:
+    """The arrays of the entry at ``path``, checked against its checksum and ``key``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such entry.
+    _BadEntry
+        If the entry cannot be read, has no checksum or a wrong one, or was stored under
+        another key.
+    """
+    try:
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as stored:
+            arrays = {name: np.asarray(value) for name, value in stored.items()}
+    except FileNotFoundError:
+        raise
+    # Reading arbitrary bytes through zipfile and numpy raises many kinds of errors
+    # (BadZipFile, ValueError, EOFError, NotImplementedError, ...): all mean a bad entry.
+    except Exception as error:
+        raise _BadEntry(f"cannot be read ({type(error).__name__}: {error})") from error
+    if _CHECKSUM not in arrays:
+        raise _BadEntry("has no checksum (not a statistics entry)")
+    content = {name: array for name, array in arrays.items() if name != _CHECKSUM}
+    if str(arrays[_CHECKSUM]) != _checksum(content):
+        raise _BadEntry("does not match its checksum (truncated or altered)")
+    if str(arrays.get(_KEY)) != key.text:
+        raise _BadEntry("was stored under another key (copied or renamed from another entry)")
+    return arrays
+
+
+def _entry(arrays: dict[str, np.ndarray]) -> Entry:
+    groups: dict[str, dict[str, np.ndarray]] = {}
+    for name, array in arrays.items():
+        if name in (_KEY, _CHECKSUM):
+            continue
+        entry, _, field = name.rpartition(".")
+        groups.setdefault(entry, {})[field] = array
+    return {name: _from_arrays(fields) for name, fields in groups.items()}
 
 
 def _to_arrays(value: Moments | Histogram) -> dict[str, np.ndarray]:
@@ -125,7 +232,3 @@ def _from_arrays(fields: dict[str, np.ndarray]) -> Moments | Histogram:
     if "count" in fields:
         return Moments(*(fields.get(f) for f in _MOMENT_FIELDS))
     return Histogram.from_arrays(fields)
-
-
-def _digest(parts: list[Any]) -> str:
-    return hashlib.sha1(json.dumps(parts).encode()).hexdigest()
