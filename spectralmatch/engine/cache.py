@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import json
 import os
-import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,9 @@ from typing import Any
 import numpy as np
 from attrs import asdict, frozen
 
-from ..errors import SpectralMatchWarning
+from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.overlap import OverlapEdge
+from ..raster.files import atomic_path
 from ..raster.image import Image
 from ..stats.histogram import Histogram
 from ..stats.moments import Moments
@@ -43,8 +43,6 @@ _FORMAT = "spectralmatch-statistics-2"
 #: Reserved array names in an entry (an entry's own arrays are named ``entry.field``).
 _KEY, _CHECKSUM = "__key__", "__checksum__"
 #: How the temporary files of unfinished writes are named.
-_TEMPORARY_PREFIX = ".spectralmatch-tmp-"
-
 #: What an entry holds: named moments and histograms.
 Entry = dict[str, Moments | Histogram]
 
@@ -153,19 +151,12 @@ class StatisticsCache:
         }
         arrays[_KEY] = np.array(key.text)
         arrays[_CHECKSUM] = np.array(_checksum(arrays))
-        temporary = self.folder / f"{_TEMPORARY_PREFIX}{uuid.uuid4().hex}"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            # mode 0o666 is masked by the umask, as for any file the user creates
-            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except OSError:
-            return
-        try:
-            with os.fdopen(handle, "wb") as file:
-                np.savez(file, **arrays)
-            os.replace(temporary, self.folder / key.file_name)
-        except OSError:
-            temporary.unlink(missing_ok=True)
+            with atomic_path(self.folder / key.file_name, suffix=".npz") as temporary:
+                np.savez(temporary, **arrays)
+        except (OSError, SpectralMatchError):
+            pass
 
 
 def _checksum(arrays: dict[str, np.ndarray]) -> str:
