@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import signal
 import sys
 import warnings
@@ -37,6 +38,7 @@ def report_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         from ..raster.image import GDAL_ERRORS
 
         raise_on_sigterm()
+        _quiet_gdal_log()
         try:
             with warnings.catch_warnings():
                 warnings.showwarning = _show_warning
@@ -53,6 +55,15 @@ def report_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             raise click.exceptions.Exit(128 + signum) from None
 
     return wrapper
+
+
+def _quiet_gdal_log() -> None:
+    """GDAL's messages reach the user as the one-line error of the failure they cause,
+    not also as bare lines from Python's last-resort log handler (unless the user
+    configured logging)."""
+    logger = logging.getLogger("rasterio")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -18,6 +18,8 @@ from ..errors import SpectralMatchError
 from ..geo.grid import split_window
 from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.image import DEFAULT_WINDOW_SIZE
+from ..raster.lock import folder_lock
+from ..raster.paths import check_not_input
 from ..raster.write import output_profile, write_raster
 from .seamline import Seamline
 
@@ -85,12 +87,14 @@ def merge_rasters(
     blend = _Blend(collection, transform, polygons, feather if polygons else 0)
     out = Path(output_image_path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    check_not_input(out, [image.path for image in collection])
     with blend:
         pieces = (
             (window, blend.window(window), None)
             for window in split_window(Window(0, 0, width, height), window_size)
         )
-        write_raster(out, profile, pieces, descriptions=first.descriptions, cog=save_as_cog)
+        with folder_lock([out.parent]):
+            write_raster(out, profile, pieces, descriptions=first.descriptions, cog=save_as_cog)
     return str(output_image_path)
 
 

@@ -301,11 +301,16 @@ class Image:
         return f"Image({str(self.path)!r})"
 
 
-def error_cause(error: Exception) -> str:
-    """The cause a GDAL or OS error gives, in one line (without the file's name)."""
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
+def error_cause(error: BaseException) -> str:
+    """The cause a GDAL or OS error gives, in one line (without the file's name): the
+    innermost error's, where rasterio says "See previous exception for details"."""
+    innermost = error
+    while (inner := innermost.__cause__ or innermost.__context__) is not None:
+        innermost = inner
+    if isinstance(innermost, OSError) and innermost.strerror:
+        return innermost.strerror
+    text = str(innermost).splitlines()[0].strip() if str(innermost) else ""
+    return text.rstrip(".") or type(innermost).__name__
 
 
 def _representable_nodata(path: Path, nodata: float, dtype: str) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -114,8 +115,19 @@ def write_raster(
                 _write_pieces(tiled, profile, pieces, descriptions)
                 translate_to_cog(tiled, temporary, profile)
     except GDAL_ERRORS as error:
-        raise SpectralMatchError(f"{path}: cannot be written ({error_cause(error)})") from None
+        cause = error_cause(error)
+        if _disk_full(path.parent):
+            cause = f"no space left on the device; {cause}"
+        raise SpectralMatchError(f"{path}: cannot be written ({cause})") from None
     return path
+
+
+def _disk_full(folder: Path) -> bool:
+    """Less than a MiB left where ``folder`` is (the likely cause of a failed write)."""
+    try:
+        return shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        return False
 
 
 def _write_pieces(path: Path, profile, pieces, descriptions) -> None:
