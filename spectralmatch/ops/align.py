@@ -100,7 +100,7 @@ def align_rasters(
     check("align_rasters", "tap", tap, BOOLEAN)
     check("align_rasters", "window_size", window_size, POSITIVE_INTEGER)
     check("align_rasters", "save_as_cog", save_as_cog, BOOLEAN)
-    collection = ImageCollection.coerce(input_images)
+    collection = ImageCollection.coerce(input_images, allow_rotated=True)
     size = target_resolution(collection, resolution)
     left, _, _, top = collection.bounds
     method = Resampling[resampling]

@@ -77,6 +77,8 @@ class ImageCollection:
     ----------
     images : sequence of Image or paths
         Validated on construction (metadata only; no pixel is read).
+    allow_rotated : bool, default False
+        Accept images with a rotated or sheared geotransform (only alignment does).
 
     Raises
     ------
@@ -91,11 +93,15 @@ class ImageCollection:
     """
 
     images: list[Image] = field(converter=_as_images)
+    allow_rotated: bool = field(default=False, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         if not self.images:
             raise SpectralMatchError("no images given")
         validate_compatible(self.images)
+        if not self.allow_rotated:
+            for image in self.images:
+                image.grid  # noqa: B018 - raises the one clear error for a rotated image
 
     @classmethod
     def from_paths(cls, inputs: PathsLike) -> ImageCollection:
@@ -103,18 +109,20 @@ class ImageCollection:
         return cls(resolve_paths(inputs))
 
     @classmethod
-    def coerce(cls, images: ImageCollection | Image | PathsLike) -> ImageCollection:
+    def coerce(
+        cls, images: ImageCollection | Image | PathsLike, *, allow_rotated: bool = False
+    ) -> ImageCollection:
         """Accept a collection, one image, or anything :func:`resolve_paths` takes."""
         if isinstance(images, ImageCollection):
-            return images
+            if allow_rotated == images.allow_rotated:
+                return images
+            return cls(images.images, allow_rotated=allow_rotated)
         if isinstance(images, Image):
-            return cls([images])
-        if isinstance(images, (str, os.PathLike)):
-            return cls.from_paths(images)
-        items = list(images)
+            return cls([images], allow_rotated=allow_rotated)
+        items = [images] if isinstance(images, (str, os.PathLike)) else list(images)
         if all(isinstance(item, Image) for item in items):
-            return cls(items)
-        return cls.from_paths(items)
+            return cls(items, allow_rotated=allow_rotated)
+        return cls(resolve_paths(items), allow_rotated=allow_rotated)
 
     @property
     def names(self) -> list[str]:
