@@ -127,6 +127,18 @@ def _truncated_cog(tiles: Path) -> list:
     return [tiles]
 
 
+def _corrupt_tile(tiles: Path) -> list:
+    """The compressed bytes of one internal tile zeroed (a damaged sector)."""
+    path = tiles / "tile_01.tif"
+    with rasterio.open(path) as dataset:
+        offset = int(dataset.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+        size = int(dataset.get_tag_item("BLOCK_SIZE_0_0", "TIFF", bidx=1))
+    data = bytearray(path.read_bytes())
+    data[offset + 10 : offset + size - 10] = bytes(size - 20)
+    path.write_bytes(bytes(data))
+    return [tiles]
+
+
 def _other_band_count(tiles: Path) -> list:
     rewrite(tiles / "tile_03.tif", read(tiles / "tile_03.tif")[:1])
     return [tiles]
@@ -202,7 +214,8 @@ ERRORS: list[tuple[str, Callable[[Path], list], tuple[str, ...]]] = [
     ("text file named .tif", _text_file, ("tile_01.tif", "cannot be read as a raster")),
     ("empty file", _empty_file, ("tile_01.tif", "cannot be read as a raster")),
     ("truncated GeoTIFF", _truncated_geotiff, ("tile_01.tif", "cannot be read")),
-    ("truncated COG", _truncated_cog, ("tile_02.tif", "cannot be read at rows", "Read error")),
+    ("truncated COG", _truncated_cog, ("tile_02.tif", "cannot be read at row", "Read error")),
+    ("corrupt tile", _corrupt_tile, ("tile_01.tif", "cannot be read at row", "Decoding error")),
     ("different band counts", _other_band_count, ("tile_03.tif", "has 1 bands")),
     ("different CRS", _other_crs, ("tile_03.tif", "CRS EPSG:32622 differs")),
     ("one image without CRS", _no_crs, ("tile_03.tif", "CRS none differs")),
@@ -321,21 +334,25 @@ def test_read_only_parent_of_a_new_output_folder(runner, tiles, read_only_folder
     assert_one_line_error(result, "new: cannot write there")
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A folder on a 400 kB file system (a tmpfs), or in a process whose files may not
-    grow past 400 kB where no tmpfs can be mounted."""
+@pytest.fixture(params=["full disk", "file-size limit"])
+def small_disk(request, tmp_path):
+    """A folder on a 400 kB file system (a tmpfs, where one can be mounted), or one in
+    which the process's files may not grow past 400 kB (RLIMIT_FSIZE)."""
     folder = tmp_path / "small"
     folder.mkdir()
+    if request.param == "file-size limit":
+        yield folder, False
+        return
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", folder], capture_output=True
     )
-    yield folder, mounted.returncode == 0
-    if mounted.returncode == 0:
-        subprocess.run(["umount", folder], check=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root); the file-size case runs")
+    yield folder, True
+    subprocess.run(["umount", folder], check=True)
 
 
-def test_a_full_disk_is_one_line_naming_the_file(data_dir, small_disk):
+def test_a_full_disk_or_a_file_size_limit_is_one_line_naming_the_file(data_dir, small_disk):
     folder, is_tmpfs = small_disk
     script = (
         "import resource, signal, sys\n"

@@ -221,8 +221,8 @@ class Image:
         try:
             yield
         except GDAL_ERRORS as error:
-            where = "" if window is None else f" at rows {int(window.row_off)}, columns "
-            where += "" if window is None else f"{int(window.col_off)}"
+            where = "" if window is None else f" at row {window.row_off:.0f}, column "
+            where += "" if window is None else f"{window.col_off:.0f}"
             raise SpectralMatchError(
                 f"{self.path}: cannot be read{where} ({error_cause(error)})"
             ) from None
