@@ -30,6 +30,10 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
+    def __reduce__(self) -> tuple[type[Interrupted], tuple[int]]:
+        # a worker process sends it back pickled: rebuild it from the signal number
+        return type(self), (self.signum,)
+
     @property
     def exit_code(self) -> int:
         """The shell's code for death by this signal: 130 for SIGINT, 143 for SIGTERM."""

@@ -19,6 +19,7 @@ import rasterio
 from conftest import SAMPLE_TILES, file_digest, folder_listing
 
 from spectralmatch import GlobalModel, Mosaic
+from spectralmatch._interrupt import Interrupted
 from spectralmatch.errors import SpectralMatchError
 from spectralmatch.raster.files import TEMPORARY_PREFIX
 from spectralmatch.raster.lock import folder_lock
@@ -272,3 +273,37 @@ def test_folder_lock_is_reentrant_in_one_process(tmp_path):
     with folder_lock([tmp_path]), folder_lock([tmp_path, tmp_path / "other"]):
         pass
     assert folder_listing(tmp_path) == ["other"]
+
+
+def test_interrupted_survives_the_trip_back_from_a_worker_process():
+    import pickle
+
+    error = pickle.loads(pickle.dumps(Interrupted(signal.SIGTERM)))
+    assert isinstance(error, Interrupted) and error.exit_code == 143
+
+
+PROCESS_RUN = """
+import sys
+from spectralmatch import GlobalModel, Mosaic
+from spectralmatch._interrupt import Interrupted
+if __name__ == "__main__":
+    model = Mosaic(steps=[GlobalModel()], executor="processes", threads=2, window_size=64)
+    model.fit(sys.argv[1])
+    try:
+        model.transform(sys.argv[1], sys.argv[2])
+    except KeyboardInterrupt:
+        print("interrupted")
+"""
+
+
+def test_an_interrupt_stops_worker_processes_and_cleans_up(big_tiles, tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(PROCESS_RUN)
+    out = tmp_path / "out"
+    process = start([sys.executable, script, big_tiles, out])
+    assert wait_for(writing_started(out), process), process.communicate()
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert stdout.strip() == "interrupted", stderr
+    assert temporaries(out) == []
+    assert len(finals(out)) < len(SAMPLE_TILES)
