@@ -22,6 +22,7 @@ References = Sequence[str | int] | None
 
 Correction = Literal["wallis", "offset", "gain", "gamma"]
 WorkingDtype = Literal["float32", "float64"]
+OutputDtype = Literal["uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"]
 MaskMode = Literal["include", "exclude"]
 ResolutionName = Literal["highest", "lowest", "average"]
 ResamplingName = Literal[

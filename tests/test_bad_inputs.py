@@ -36,13 +36,9 @@ def runner() -> CliRunner:
 
 
 @pytest.fixture
-def tiles(tmp_path, data_dir) -> Path:
+def tiles(sample_copy) -> Path:
     """A private copy of the sample tiles (cases damage or add files beside them)."""
-    folder = tmp_path / "tiles"
-    folder.mkdir()
-    for name in SAMPLE_TILES:
-        shutil.copy(data_dir / f"{name}.tif", folder / f"{name}.tif")
-    return folder
+    return sample_copy
 
 
 @pytest.fixture(autouse=True)

@@ -13,14 +13,12 @@ from typing import Any, get_args
 import click
 
 from .._interrupt import Interrupted, raise_on_sigterm
-from .._typing import DEFAULT_STEPS, Correction, StepName, WorkingDtype
+from .._typing import DEFAULT_STEPS, Correction, OutputDtype, StepName, WorkingDtype
 from ..errors import SpectralMatchError
 
 CORRECTIONS = get_args(Correction)
 WORKING_DTYPES = get_args(WorkingDtype)
-OUTPUT_DTYPES = (
-    "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64",
-)  # fmt: skip
+OUTPUT_DTYPES = get_args(OutputDtype)
 STEP_NAMES = get_args(StepName)
 
 INPUTS_HELP = "INPUTS are raster files, glob patterns or folders (their .tif files)."

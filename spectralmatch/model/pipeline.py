@@ -15,7 +15,14 @@ from typing import Any, ClassVar, get_args
 
 import numpy as np
 
-from .._typing import DEFAULT_STEPS, ExecutorName, SeamlineMethod, StepName, WorkingDtype
+from .._typing import (
+    DEFAULT_STEPS,
+    ExecutorName,
+    OutputDtype,
+    SeamlineMethod,
+    StepName,
+    WorkingDtype,
+)
 from .._validation import (
     BOOLEAN,
     NONE,
@@ -53,11 +60,8 @@ from .pif import ChangeDetector, select_pseudo_invariant
 
 WORKING_DTYPES: tuple[WorkingDtype, ...] = get_args(WorkingDtype)
 
-#: The data types an output can have (what GeoTIFF stores).
-OUTPUT_DTYPES = (
-    "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
-    "float32", "float64",
-)  # fmt: skip
+#: The data types an output can have.
+OUTPUT_DTYPES: tuple[OutputDtype, ...] = get_args(OutputDtype)
 
 #: Warn when more than this fraction of an image's valid values were clipped on output.
 CLIPPED_WARNING_FRACTION = 0.001
@@ -336,7 +340,7 @@ class Mosaic(Estimator):
         outputs: Sequence[str | os.PathLike] | None = None,
         cog: bool = False,
         working_dtype: WorkingDtype | None = None,
-        output_dtype: str | None = None,
+        output_dtype: OutputDtype | None = None,
         resume: bool = False,
         **creation_options: Any,
     ) -> ImageCollection:
