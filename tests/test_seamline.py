@@ -1,17 +1,22 @@
 """Seamlines: clean polygons that partition the footprints, cuts moved to where images
-agree."""
+agree, and files written as one polygon layer, atomically."""
 
 from __future__ import annotations
 
+import os
+import stat
+
+import geopandas
 import numpy as np
+import pyogrio
 import pytest
 import shapely
-from conftest import DATA_DIR, write_raster
+from conftest import DATA_DIR, file_digest, folder_listing, write_raster
 from rasterio.transform import from_origin
 from shapely.geometry import LineString
 from shapely.ops import unary_union
 
-from spectralmatch import ImageCollection, Seamline, merge_rasters
+from spectralmatch import ImageCollection, Seamline, SpectralMatchError, merge_rasters
 
 BUILDERS = {
     "voronoi": Seamline.voronoi,
@@ -56,6 +61,39 @@ def assert_clean_partition(seams: Seamline, collection: ImageCollection) -> None
 def test_seamlines_are_clean_polygons_partitioning_the_footprints(tiles, method, matched):
     collection = ImageCollection.from_paths(DATA_DIR) if tiles == "input" else matched
     assert_clean_partition(BUILDERS[method](collection), collection)
+
+
+def test_seamline_file_is_one_multipolygon_layer_in_the_images_crs(tmp_path, matched):
+    seams = Seamline.least_cost(matched, decimation=2)
+    path = seams.to_file(tmp_path / "seams.gpkg", field="img")
+    assert pyogrio.read_info(path)["geometry_type"] == "MultiPolygon"
+    layer = geopandas.read_file(path)
+    assert layer.crs == matched.crs
+    assert set(layer.geom_type) == {"MultiPolygon"} and layer.is_valid.all()
+    assert list(layer["img"]) == list(seams.polygons)
+    for name, region in zip(layer["img"], layer.geometry, strict=True):
+        assert region.symmetric_difference(seams.polygons[name]).area < 1e-6
+
+
+def test_seamline_file_is_written_atomically_with_the_umask_permissions(tmp_path):
+    voronoi, least = Seamline.voronoi(DATA_DIR), Seamline.least_cost(DATA_DIR)
+    path = tmp_path / "seams.gpkg"
+    previous = os.umask(0o027)
+    try:
+        voronoi.to_file(path)
+        least.to_file(path)  # replaces the file
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    written = geopandas.read_file(path).set_index("image").geometry
+    assert all(written[name].equals(least.polygons[name]) for name in least.polygons)
+    before = file_digest(path)
+    # GeoPackage reserves "fid": the driver fails once the file has been created
+    for target in (path, tmp_path / "other.gpkg"):
+        with pytest.raises(SpectralMatchError, match=f"{target.name}: cannot write seamlines"):
+            voronoi.to_file(target, field="fid")
+    assert file_digest(path) == before
+    assert folder_listing(tmp_path) == ["seams.gpkg"]
 
 
 def test_least_cost_cut_follows_the_line_where_the_images_agree(tmp_path):

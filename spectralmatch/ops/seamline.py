@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from attrs import define
 
+from ..errors import SpectralMatchError
 from ..masks.vector import polygons_by_name
 from ..raster.collection import ImageCollection, ImagesLike
 
@@ -90,20 +93,38 @@ class Seamline:
         return cls(polygons_by_name(seamlines, field, crs, "seamlines"), crs)
 
     def to_geodataframe(self, field: str = "image"):
-        """A GeoDataFrame with one row per image: ``field`` (its name) and the polygon."""
+        """A GeoDataFrame with one row per image: ``field`` (its name) and its region as
+        a MultiPolygon (one geometry type for the whole layer)."""
         import geopandas
+        from shapely.geometry import MultiPolygon
 
+        geometries = [
+            MultiPolygon([region]) if region.geom_type == "Polygon" else region
+            for region in self.polygons.values()
+        ]
         return geopandas.GeoDataFrame(
-            {field: list(self.polygons)}, geometry=list(self.polygons.values()), crs=self.crs
+            {field: list(self.polygons)}, geometry=geometries, crs=self.crs
         )
 
     def to_file(self, path: str | os.PathLike, field: str = "image") -> Path:
-        """Write the polygons (e.g. a GeoPackage) with ``field`` naming the image."""
+        """Write the polygons as a MultiPolygon layer (e.g. a GeoPackage; the format
+        follows the extension) with ``field`` naming the image.
+
+        The file is written under a temporary name beside ``path`` and renamed when
+        complete: a failure leaves ``path`` as it was.
+
+        Raises
+        ------
+        SpectralMatchError
+            If the file cannot be written.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            path.unlink()
-        self.to_geodataframe(field).to_file(path)
+        frame = self.to_geodataframe(field)
+        try:
+            _write_atomically(path, lambda temporary: frame.to_file(temporary, layer=path.stem))
+        except Exception as error:  # noqa: BLE001 - any writer failure names the file
+            raise SpectralMatchError(f"{path}: cannot write seamlines ({error})") from error
         return path
 
 
@@ -304,6 +325,32 @@ def _tidy(regions: dict[str, Any], footprints: dict[str, Any], side: float) -> d
         parts = _polygon_parts(region, side)
         tidy[name] = parts[0] if len(parts) == 1 else MultiPolygon(parts) if parts else Polygon()
     return tidy
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Call ``write`` on a temporary name beside ``path`` (same extension), then rename
+    what it wrote (with any companion files, e.g. a shapefile's) onto ``path``.
+
+    On any error the temporary files are removed and ``path`` is left as it was. The
+    files are created by ``write``, so they get the permissions the umask gives.
+    """
+    stem = f".{path.stem}.{secrets.token_hex(4)}.tmp"
+    temporary = path.with_name(stem + path.suffix)
+    try:
+        write(temporary)
+        for file in sorted(_named(path.parent, stem), key=lambda file: file == temporary):
+            os.replace(file, path.with_name(path.stem + file.name[len(stem) :]))  # main last
+    finally:
+        for file in _named(path.parent, stem):
+            if file.is_dir():  # a driver that writes a folder (e.g. shapefiles)
+                shutil.rmtree(file)
+            else:
+                file.unlink()
+
+
+def _named(folder: Path, stem: str) -> list[Path]:
+    """The files of ``folder`` named ``stem`` plus an extension."""
+    return [file for file in folder.iterdir() if file.name.startswith(f"{stem}.")]
 
 
 def _half_plane(own, other, reach: float):
