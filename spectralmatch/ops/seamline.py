@@ -99,7 +99,7 @@ class Seamline:
         from shapely.geometry import MultiPolygon
 
         geometries = [
-            MultiPolygon([region]) if region.geom_type == "Polygon" else region
+            MultiPolygon([region]) if getattr(region, "geom_type", None) == "Polygon" else region
             for region in self.polygons.values()
         ]
         return geopandas.GeoDataFrame(
