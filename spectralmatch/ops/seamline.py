@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import math
 import os
+import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from attrs import define
 
+from ..errors import SpectralMatchError
 from ..masks.vector import polygons_by_name
 from ..raster.collection import ImageCollection, ImagesLike
+
+#: Fraction of a pixel's side within which two regions are taken to touch.
+_TOUCH = 1e-3
 
 
 @define
@@ -22,7 +28,7 @@ class Seamline:
     Attributes
     ----------
     polygons : dict of str to shapely geometry
-        Image name -> polygon, in the images' CRS.
+        Image name -> Polygon or MultiPolygon, in the images' CRS.
     crs : rasterio CRS
     """
 
@@ -36,6 +42,9 @@ class Seamline:
         A point of the union goes to the image, among those covering it, whose footprint
         centroid is nearest: each image keeps its footprint less the parts of other
         footprints that lie on their side of the perpendicular bisector of the centres.
+        Then every part of a region but its largest (and a largest part under a pixel)
+        goes to the neighbour that covers it and borders it most, if there is one: each
+        region is a valid Polygon or MultiPolygon without stray islands or slivers.
 
         Examples
         --------
@@ -45,19 +54,8 @@ class Seamline:
         """
         collection = ImageCollection.coerce(images)
         footprints = {image.name: image.footprint for image in collection}
-        centres = {name: footprint.centroid for name, footprint in footprints.items()}
-        left, bottom, right, top = collection.bounds
-        reach = 4 * math.hypot(right - left, top - bottom)
-        polygons = {}
-        for name, footprint in footprints.items():
-            region = footprint
-            for other, other_footprint in footprints.items():
-                if other == name or not region.intersects(other_footprint):
-                    continue
-                nearer = _half_plane(centres[name], centres[other], reach)
-                region = region.difference(other_footprint.intersection(nearer))
-            polygons[name] = region
-        return cls(polygons, collection.crs)
+        regions = _voronoi_regions(collection)
+        return cls(_tidy(regions, footprints, _pixel_side(collection)), collection.crs)
 
     @classmethod
     def least_cost(cls, images: ImagesLike, decimation: int = 4) -> Seamline:
@@ -67,36 +65,22 @@ class Seamline:
         each pair of neighbouring images is replaced by the least-cost path (Dijkstra)
         between the ends of its Voronoi cut, through their overlap, the cost of a cell
         being the images' absolute difference summed over the bands (each band scaled by
-        its spread). The cells that change sides move between the polygons, so the
-        result is still an exact partition of the union of the footprints.
+        its spread): see :func:`least_cost_labels`. Where cells change sides, and in the
+        cells around them, each image's region follows the cells it is given (within
+        its footprint); elsewhere it is its Voronoi region. What that leaves to no image
+        (cells straddling a footprint's edge) goes to the covering image that borders it
+        most. The regions are then tidied as in :meth:`voronoi`: they partition the union
+        of the footprints, each within its own footprint.
         """
         collection = ImageCollection.coerce(images)
-        voronoi = cls.voronoi(collection)
         grid = _CoarseGrid.over(collection, decimation)
         values, cover = grid.sample(collection)
-        labels = grid.nearest_centre_labels(collection, cover)
-        spread = np.nanstd(values, axis=(0, 2, 3))
-        n = len(collection)
-        difference = np.zeros((n, n, *labels.shape))
-        for i in range(n):
-            for j in range(i + 1, n):
-                gap = np.abs(values[i] - values[j]) / np.maximum(spread, 1e-12)[:, None, None]
-                difference[i, j] = np.where(cover[i] & cover[j], np.nansum(gap, axis=0), 1e3)
-        moved = least_cost_labels(labels, difference, cover)
-        polygons = dict(voronoi.polygons)
-        names = collection.names
-        for i in range(n):
-            for j in range(n):
-                if i == j:
-                    continue
-                region = grid.polygon((labels == j + 1) & (moved == i + 1))
-                if region.is_empty:
-                    continue
-                taken = region.intersection(collection.images[i].footprint)
-                taken = taken.intersection(polygons[names[j]])
-                polygons[names[j]] = polygons[names[j]].difference(taken)
-                polygons[names[i]] = polygons[names[i]].union(taken)
-        return cls(polygons, collection.crs)
+        start = grid.nearest_centre_labels(collection, cover)
+        labels = least_cost_labels(start, _differences(values, cover), cover)
+        footprints = {image.name: image.footprint for image in collection}
+        side = _pixel_side(collection)
+        regions = _redrawn(_voronoi_regions(collection), grid, (start, labels), footprints, side)
+        return cls(_tidy(regions, footprints, side), collection.crs)
 
     @classmethod
     def coerce(
@@ -109,20 +93,38 @@ class Seamline:
         return cls(polygons_by_name(seamlines, field, crs, "seamlines"), crs)
 
     def to_geodataframe(self, field: str = "image"):
-        """A GeoDataFrame with one row per image: ``field`` (its name) and the polygon."""
+        """A GeoDataFrame with one row per image: ``field`` (its name) and its region as
+        a MultiPolygon (one geometry type for the whole layer)."""
         import geopandas
+        from shapely.geometry import MultiPolygon
 
+        geometries = [
+            MultiPolygon([region]) if getattr(region, "geom_type", None) == "Polygon" else region
+            for region in self.polygons.values()
+        ]
         return geopandas.GeoDataFrame(
-            {field: list(self.polygons)}, geometry=list(self.polygons.values()), crs=self.crs
+            {field: list(self.polygons)}, geometry=geometries, crs=self.crs
         )
 
     def to_file(self, path: str | os.PathLike, field: str = "image") -> Path:
-        """Write the polygons (e.g. a GeoPackage) with ``field`` naming the image."""
+        """Write the polygons as a MultiPolygon layer (e.g. a GeoPackage; the format
+        follows the extension) with ``field`` naming the image.
+
+        The file is written under a temporary name beside ``path`` and renamed when
+        complete: a failure leaves ``path`` as it was.
+
+        Raises
+        ------
+        SpectralMatchError
+            If the file cannot be written.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            path.unlink()
-        self.to_geodataframe(field).to_file(path)
+        frame = self.to_geodataframe(field)
+        try:
+            _write_atomically(path, lambda temporary: frame.to_file(temporary, layer=path.stem))
+        except Exception as error:  # noqa: BLE001 - any writer failure names the file
+            raise SpectralMatchError(f"{path}: cannot write seamlines ({error})") from error
         return path
 
 
@@ -138,7 +140,7 @@ class _CoarseGrid:
         from rasterio.transform import from_origin
 
         left, bottom, right, top = collection.bounds
-        size = decimation * min(min(abs(i.transform.a), abs(i.transform.e)) for i in collection)
+        size = decimation * _pixel_side(collection)
         shape = (math.ceil((top - bottom) / size), math.ceil((right - left) / size))
         return cls(from_origin(left, top, size, size), shape)
 
@@ -196,6 +198,159 @@ class _CoarseGrid:
                 if value
             ]
         )
+
+
+def _pixel_side(collection: ImageCollection) -> float:
+    """The shortest pixel side of the collection's images."""
+    return min(min(abs(i.transform.a), abs(i.transform.e)) for i in collection)
+
+
+def _voronoi_regions(collection: ImageCollection) -> dict[str, Any]:
+    """Image name -> its footprint less the parts of other footprints whose centroid is
+    nearer (before :func:`_tidy`)."""
+    footprints = {image.name: image.footprint for image in collection}
+    centres = {name: footprint.centroid for name, footprint in footprints.items()}
+    left, bottom, right, top = collection.bounds
+    reach = 4 * math.hypot(right - left, top - bottom)
+    regions = {}
+    for name, footprint in footprints.items():
+        region = footprint
+        for other, other_footprint in footprints.items():
+            if other == name or not region.intersects(other_footprint):
+                continue
+            nearer = _half_plane(centres[name], centres[other], reach)
+            region = region.difference(other_footprint.intersection(nearer))
+        regions[name] = region
+    return regions
+
+
+def _differences(values: np.ndarray, cover: np.ndarray) -> np.ndarray:
+    """Cost of a cut through each cell between images i < j: their absolute difference
+    summed over the bands, each scaled by its spread (1000 where they do not overlap)."""
+    spread = np.maximum(np.nanstd(values, axis=(0, 2, 3)), 1e-12)[:, None, None]
+    n = len(values)
+    difference = np.zeros((n, n, *values.shape[2:]))
+    for i in range(n):
+        for j in range(i + 1, n):
+            gap = np.nansum(np.abs(values[i] - values[j]) / spread, axis=0)
+            difference[i, j] = np.where(cover[i] & cover[j], gap, 1e3)
+    return difference
+
+
+def _redrawn(voronoi, grid: _CoarseGrid, relabelling, footprints, side: float):
+    """The Voronoi regions (in label order) redrawn from the cells' new labels where the
+    labels changed (``relabelling`` is the labels before and after) and in the cells
+    around; what this leaves to no image goes to the covering image that borders it most.
+    """
+    from scipy import ndimage
+
+    before, after = relabelling
+    around = ndimage.binary_dilation(after != before, structure=np.ones((3, 3), bool))
+    zone = grid.polygon(around)
+    regions = {
+        name: region.difference(zone).union(
+            grid.polygon((after == k + 1) & around).intersection(footprints[name])
+        )
+        for k, (name, region) in enumerate(voronoi.items())
+    }
+    claimed = _union(regions.values())
+    rest = [
+        (name, part)
+        for name, region in voronoi.items()
+        for part in _polygon_parts(region.difference(claimed), side)
+    ]
+    _hand_over(regions, rest, footprints, side)
+    return regions
+
+
+def _polygon_parts(geometry, side: float) -> list[Any]:
+    """The polygons of ``geometry`` (made valid first); lines, points and polygons of no
+    more area than floating-point dust (a square of a thousandth of a pixel ``side``)
+    dropped."""
+    import shapely
+
+    if not geometry.is_valid:
+        geometry = shapely.make_valid(geometry)
+    parts = shapely.get_parts(shapely.get_parts(geometry))  # a collection's multi-parts too
+    dust = (_TOUCH * side) ** 2
+    return [part for part in parts if part.geom_type == "Polygon" and part.area > dust]
+
+
+def _union(geometries) -> Any:
+    """The union of ``geometries``."""
+    import shapely
+
+    return shapely.union_all(list(geometries))
+
+
+def _hand_over(regions: dict[str, Any], pieces, footprints: dict[str, Any], side: float) -> None:
+    """Add every ``(owner, piece)`` to the region, among those whose image's footprint
+    covers the piece, that shares the longest boundary with it; to its owner's region if
+    no such region borders it along more than a point."""
+    tolerance = _TOUCH * side
+    for owner, piece in pieces:
+        near = piece.buffer(tolerance)
+        shared = {
+            name: region.intersection(near).area / tolerance
+            for name, region in regions.items()
+            if region.intersects(near)
+            and piece.difference(footprints[name]).area <= tolerance * piece.length
+        }
+        taker = max(shared, key=shared.__getitem__, default=owner)
+        if shared.get(taker, 0.0) <= 4 * tolerance:  # a corner only: about 1.6 tolerances
+            taker = owner
+        regions[taker] = regions[taker].union(piece)
+
+
+def _tidy(regions: dict[str, Any], footprints: dict[str, Any], side: float) -> dict[str, Any]:
+    """The regions as valid Polygons or MultiPolygons, each its largest part plus the
+    other parts that no neighbour can take.
+
+    Lines and points (slivers of overlay arithmetic) are dropped; every part but the
+    largest, and a largest part under a pixel, is handed over to the neighbour that
+    covers it and borders it most (see :func:`_hand_over`).
+    """
+    from shapely.geometry import MultiPolygon, Polygon
+
+    regions = dict(regions)
+    offered = []
+    for name, region in regions.items():
+        parts = sorted(_polygon_parts(region, side), key=lambda part: part.area, reverse=True)
+        kept = 1 if parts and parts[0].area >= side * side else 0
+        regions[name] = parts[0] if kept else Polygon()
+        offered += [(name, part) for part in parts[kept:]]
+    _hand_over(regions, offered, footprints, side)
+    tidy = {}
+    for name, region in regions.items():
+        parts = _polygon_parts(region, side)
+        tidy[name] = parts[0] if len(parts) == 1 else MultiPolygon(parts) if parts else Polygon()
+    return tidy
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Call ``write`` on a temporary name beside ``path`` (same extension), then rename
+    what it wrote (with any companion files, e.g. a shapefile's) onto ``path``.
+
+    On any error the temporary files are removed and ``path`` is left as it was. The
+    files are created by ``write``, so they get the permissions the umask gives.
+    """
+    stem = f".{path.stem}.{secrets.token_hex(4)}.tmp"
+    temporary = path.with_name(stem + path.suffix)
+    try:
+        write(temporary)
+        for file in sorted(_named(path.parent, stem), key=lambda file: file == temporary):
+            os.replace(file, path.with_name(path.stem + file.name[len(stem) :]))  # main last
+    finally:
+        for file in _named(path.parent, stem):
+            if file.is_dir():  # a driver that writes a folder (e.g. shapefiles)
+                shutil.rmtree(file)
+            else:
+                file.unlink()
+
+
+def _named(folder: Path, stem: str) -> list[Path]:
+    """The files of ``folder`` named ``stem`` plus an extension."""
+    return [file for file in folder.iterdir() if file.name.startswith(f"{stem}.")]
 
 
 def _half_plane(own, other, reach: float):
