@@ -1,11 +1,15 @@
-"""Match the sample mosaic in data/ and show it before and after (docs/images/).
+"""Match the sample mosaic in data/ and show it before and after.
 
-    python examples/sample_before_after.py
+    python examples/sample_before_after.py [FOLDER]
+
+Writes the figure ``sample_before_after.png`` into FOLDER (default: a new temporary folder;
+``docs/images`` regenerates the README's figure).
 
 Prints a Markdown table of the mean absolute difference between overlapping tiles,
 before, after the global model alone, and after global + local adjustment.
 """
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,6 +24,13 @@ def cells(values) -> str:
     return " / ".join(f"{value:.0f}" for value in values)
 
 
+def figure_folder() -> Path:
+    """The folder given on the command line, or a new temporary one."""
+    if len(sys.argv) > 1:
+        return Path(sys.argv[1])
+    return Path(tempfile.mkdtemp(prefix="spectralmatch-figures-"))
+
+
 def main() -> None:
     images = sm.ImageCollection.from_paths(ROOT / "data")
     with tempfile.TemporaryDirectory() as folder:
@@ -30,7 +41,7 @@ def main() -> None:
         path = plot_before_after(
             images,
             matched,
-            ROOT / "docs/images/sample_before_after.png",
+            figure_folder() / "sample_before_after.png",
             titles=("Input tiles", "After spectralmatch match"),
         )
         columns = [overlap_differences(c) for c in (images, global_only, matched)]

@@ -1,12 +1,16 @@
-"""Merge the sample into one mosaic, before and after matching (docs/images/).
+"""Merge the sample into one mosaic, before and after matching.
 
-    python examples/sample_mosaic.py
+    python examples/sample_mosaic.py [FOLDER]
+
+Writes the figure ``sample_mosaic_before_after.png`` into FOLDER (default: a new temporary folder;
+``docs/images`` regenerates the README's figure).
 
 Prints the seam contrast of each mosaic: the mean absolute difference between
 neighbouring pixels across the cut lines over the same inside the images, per band
 (about 1 when the cuts cannot be seen).
 """
 
+import sys
 import tempfile
 from pathlib import Path
 
@@ -15,6 +19,13 @@ from spectralmatch.report.metrics import seam_contrast
 from spectralmatch.report.plots import plot_before_after
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def figure_folder() -> Path:
+    """The folder given on the command line, or a new temporary one."""
+    if len(sys.argv) > 1:
+        return Path(sys.argv[1])
+    return Path(tempfile.mkdtemp(prefix="spectralmatch-figures-"))
 
 
 def main() -> None:
@@ -41,7 +52,7 @@ def main() -> None:
         picture = plot_before_after(
             [rows[0][1]],
             [rows[-1][1]],
-            ROOT / "docs/images/sample_mosaic_before_after.png",
+            figure_folder() / "sample_mosaic_before_after.png",
             titles=("Merged input tiles", "Merged after matching"),
         )
     print(f"wrote {picture}\n")

@@ -15,6 +15,7 @@ from attrs import define
 from ..errors import SpectralMatchError
 from ..masks.vector import polygons_by_name
 from ..raster.collection import ImageCollection, ImagesLike
+from ..raster.files import TEMPORARY_PREFIX
 
 #: Fraction of a pixel's side within which two regions are taken to touch.
 _TOUCH = 1e-3
@@ -334,7 +335,7 @@ def _write_atomically(path: Path, write) -> None:
     On any error the temporary files are removed and ``path`` is left as it was. The
     files are created by ``write``, so they get the permissions the umask gives.
     """
-    stem = f".{path.stem}.{secrets.token_hex(4)}.tmp"
+    stem = f"{TEMPORARY_PREFIX}{secrets.token_hex(6)}"  # removed by the next run if killed
     temporary = path.with_name(stem + path.suffix)
     try:
         write(temporary)
