@@ -1,0 +1,262 @@
+"""Properties of the math on inputs drawn by hypothesis.
+
+- The accumulators (moments, block moments, histograms) of an array split into any
+  pieces and merged in any order and tree shape equal the statistics of the whole.
+
+Hypothesis keeps no example database here (``database=None``): each run draws afresh,
+and a failure prints the falsifying example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from spectralmatch.stats.histogram import DEFAULT_BINS, Histogram
+from spectralmatch.stats.moments import Moments
+
+#: Shared by every property: no example database, no per-example deadline (a fit reads
+#: files), and the fixtures used are session- or module-scoped (built once).
+PROPERTY = settings(
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+# ---------------------------------------------------------------------- accumulators
+
+DTYPES = ("uint16", "int16", "float32", "float64")
+
+#: Largest magnitude of drawn float values; the tolerances below scale with the data.
+FLOAT_RANGE = 1e9
+
+
+@st.composite
+def rasters(draw, max_side: int = 24) -> tuple[np.ndarray, np.ndarray]:
+    """(bands, rows, cols) values of a raster dtype and an arbitrary validity mask
+    (NaN-free: validity is the mask alone; bands or parts may hold no valid value)."""
+    dtype = np.dtype(draw(st.sampled_from(DTYPES)))
+    shape = (
+        draw(st.integers(1, 3)),
+        draw(st.integers(1, max_side)),
+        draw(st.integers(1, max_side)),
+    )
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        elements = st.integers(int(info.min), int(info.max))
+    else:
+        elements = st.floats(
+            -FLOAT_RANGE,
+            FLOAT_RANGE,
+            allow_nan=False,
+            allow_infinity=False,
+            width=dtype.itemsize * 8,
+        )
+    values = draw(arrays(dtype, shape, elements=elements))
+    valid = draw(arrays(np.bool_, shape))
+    return values, valid
+
+
+Box = tuple[int, int, int, int]  # row start, row stop, col start, col stop
+
+
+@st.composite
+def partitions(draw, rows: int, cols: int, allow_empty: bool, depth: int = 4) -> list[Box]:
+    """The window (0, rows, 0, cols) cut recursively into pieces along rows or columns at
+    drawn positions (with ``allow_empty``, a cut may leave an empty piece)."""
+
+    def cut(box: Box, depth: int) -> list[Box]:
+        if depth == 0 or not draw(st.booleans()):
+            return [box]
+        axis = draw(st.sampled_from((0, 1)))
+        low, high = box[2 * axis], box[2 * axis + 1]
+        if allow_empty:
+            position = draw(st.integers(low, high))
+        elif high - low >= 2:
+            position = draw(st.integers(low + 1, high - 1))
+        else:
+            return [box]
+        first, second = list(box), list(box)
+        first[2 * axis + 1], second[2 * axis] = position, position
+        return cut(tuple(first), depth - 1) + cut(tuple(second), depth - 1)  # type: ignore[arg-type]
+
+    return cut((0, rows, 0, cols), depth)
+
+
+def merge_in_any_tree(draw, parts: list, merge: Callable[[Any, Any], Any]) -> Any:
+    """Merge ``parts`` two at a time, both drawn (any order, any tree shape)."""
+    parts = list(parts)
+    while len(parts) > 1:
+        i, j = draw(st.permutations(range(len(parts))))[:2]
+        merged = merge(parts[i], parts[j])
+        parts = [part for k, part in enumerate(parts) if k not in (i, j)] + [merged]
+    return parts[0]
+
+
+def piece(array: np.ndarray, box: Box) -> np.ndarray:
+    return array[:, box[0] : box[1], box[2] : box[3]]
+
+
+def exact_moments(selected: np.ndarray) -> tuple[Fraction, Fraction]:
+    """Mean and M2 of ``selected`` in exact rational arithmetic."""
+    exact = [Fraction(float(value)) for value in selected]
+    mean = sum(exact, Fraction(0)) / len(exact)
+    return mean, sum(((value - mean) ** 2 for value in exact), Fraction(0))
+
+
+def magnitudes(values: np.ndarray, valid: np.ndarray) -> list[tuple[Fraction, Fraction]]:
+    """Per band: the largest absolute valid value and the range of the valid values."""
+    result = []
+    for band in range(values.shape[0]):
+        selected = values[band][valid[band]].astype(np.float64)
+        if not selected.size:
+            result.append((Fraction(0), Fraction(0)))
+        else:
+            result.append((Fraction(np.abs(selected).max()), Fraction(np.ptp(selected))))
+    return result
+
+
+def assert_moments_close(
+    merged: Moments,
+    values: np.ndarray,
+    valid: np.ndarray,
+    scales: list[tuple[Fraction, Fraction]] | None = None,
+) -> None:
+    """``merged`` against the exact statistics of the valid values of each band: counts
+    and extremes (where tracked) equal, mean and M2 within a few hundred float64
+    roundings of the magnitude ``scale`` of the data (M2 within ``n * scale * spread``
+    of them: a naive sum of squares would miss it by ``n * scale**2`` roundings, far more
+    on a pedestal, where the spread is small beside the scale). ``scales`` (per band) are
+    those of the values measured together, by default the values themselves."""
+    eps = 500 * Fraction(float(np.finfo(np.float64).eps))
+    underflow = Fraction(float(np.finfo(np.float64).smallest_subnormal))
+    scales = scales or magnitudes(values, valid)
+    for band, (scale, spread) in enumerate(scales):
+        selected = values[band][valid[band]].astype(np.float64)
+        n = selected.size
+        assert merged.count[band] == n
+        if not n:
+            assert merged.mean[band] == 0.0 and merged.m2[band] == 0.0
+            if merged.minimum is not None:
+                assert merged.minimum[band] == np.inf and merged.maximum[band] == -np.inf
+            continue
+        mean, m2 = exact_moments(selected)
+        assert abs(Fraction(merged.mean[band]) - mean) <= eps * scale + underflow
+        m2_tolerance = eps * n * scale * (spread + eps * scale) + n * underflow
+        assert abs(Fraction(merged.m2[band]) - m2) <= m2_tolerance
+        if merged.minimum is not None:
+            assert merged.minimum[band] == selected.min()
+            assert merged.maximum[band] == selected.max()
+
+
+@settings(PROPERTY, max_examples=150)
+@given(raster=rasters(), data=st.data())
+def test_moments_merged_from_any_pieces_in_any_order_equal_the_whole(raster, data):
+    values, valid = raster
+    boxes = data.draw(partitions(values.shape[1], values.shape[2], allow_empty=True))
+    parts = [Moments.from_array(piece(values, box), piece(valid, box)) for box in boxes]
+    merged = merge_in_any_tree(data.draw, parts, Moments.merge)
+    assert_moments_close(merged, values, valid)
+    assert_moments_close(Moments.from_array(values, valid), values, valid)
+
+
+def block_edges(draw, size: int) -> np.ndarray:
+    """Block boundaries along one axis: 0, drawn cuts, ``size``."""
+    cuts = draw(st.sets(st.integers(1, size - 1), max_size=4)) if size > 1 else set()
+    return np.array([0, *sorted(cuts), size])
+
+
+def blocks_of(edges: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Blocks meeting [start, stop) and their first index inside it."""
+    blocks = np.flatnonzero((edges[:-1] < stop) & (edges[1:] > start))
+    return blocks, np.maximum(edges[blocks] - start, 0)
+
+
+@settings(PROPERTY, max_examples=100)
+@given(raster=rasters(), data=st.data())
+def test_block_moments_merged_from_any_windows_equal_each_block(raster, data):
+    """As the statistics pass does: each window measures the blocks it meets
+    (``from_blocks``) and merges them into the grid's moments (``merge_at``). Each
+    window's sums are shifted by one pivot per band, near its values' mean, so a block's
+    accuracy is that of the data measured with it (here, bounded by the whole array's):
+    a block of zeros beside values of 1e9 has its M2 within 1e9-sized roundings."""
+    values, valid = raster
+    n_bands, rows, cols = values.shape
+    row_edges, col_edges = block_edges(data.draw, rows), block_edges(data.draw, cols)
+    n_block_cols = len(col_edges) - 1
+    grid = Moments.empty((n_bands, (len(row_edges) - 1) * n_block_cols), extremes=False)
+    boxes = data.draw(partitions(rows, cols, allow_empty=False))
+    scales = magnitudes(values, valid)
+    for position in data.draw(st.permutations(range(len(boxes)))):
+        box = boxes[position]
+        block_rows, row_starts = blocks_of(row_edges, box[0], box[1])
+        block_cols, col_starts = blocks_of(col_edges, box[2], box[3])
+        measured = Moments.from_blocks(
+            piece(values, box), piece(valid, box), row_starts, col_starts
+        )
+        grid.merge_at((block_rows[:, None] * n_block_cols + block_cols).ravel(), measured)
+    for row in range(len(row_edges) - 1):
+        for col in range(n_block_cols):
+            block = (row_edges[row], row_edges[row + 1], col_edges[col], col_edges[col + 1])
+            index = row * n_block_cols + col
+            one = Moments(grid.count[:, index], grid.mean[:, index], grid.m2[:, index])
+            assert_moments_close(one, piece(values, block), piece(valid, block), scales)
+
+
+def assert_same_histogram(a: Histogram, b: Histogram) -> None:
+    np.testing.assert_array_equal(a.exponents, b.exponents)
+    np.testing.assert_array_equal(a.firsts, b.firsts)
+    for x, y in zip(a.counts, b.counts, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@settings(PROPERTY, max_examples=150)
+@given(
+    raster=rasters(),
+    max_bins=st.integers(2, 64) | st.just(DEFAULT_BINS),
+    data=st.data(),
+)
+def test_histograms_merged_from_any_pieces_in_any_order_equal_the_whole(raster, max_bins, data):
+    values, valid = raster
+    boxes = data.draw(partitions(values.shape[1], values.shape[2], allow_empty=True))
+    parts = [Histogram.from_array(piece(values, b), piece(valid, b), max_bins) for b in boxes]
+    merged = merge_in_any_tree(data.draw, parts, Histogram.merge)
+    whole = Histogram.from_array(values, valid, max_bins)
+    assert_same_histogram(merged, whole)
+    np.testing.assert_array_equal(merged.count, valid.reshape(len(valid), -1).sum(axis=1))
+    for band, counts in enumerate(whole.counts):
+        assert len(counts) <= max_bins
+        if counts.size:  # the extreme values lie in the first and last bins
+            assert counts[0] > 0 and counts[-1] > 0
+            selected = values[band][valid[band]].astype(np.float64)
+            width = 2.0 ** int(whole.exponents[band])
+            low = whole.origin + int(whole.firsts[band]) * width
+            assert low <= selected.min() < low + width
+            assert selected.max() < low + len(counts) * width
+
+
+@pytest.mark.parametrize(
+    ("dtype", "one", "other"),
+    [
+        ("float32", 0.0, None),  # a window of zeros (float data without nodata)
+        ("float64", 1e6, np.nextafter(1e6, 2e6)),  # two neighbouring floats on a pedestal
+    ],
+)
+def test_a_part_holding_one_value_merges_to_the_histogram_of_the_whole(truth, dtype, one, other):
+    """A part whose values are all equal could take a far finer lattice than the whole:
+    merging it overflowed (zeros beside data) or gave a finer histogram than the whole's."""
+    values = (truth.data / 10000.0).astype(dtype) if other is None else np.full((3, 8, 8), other)
+    values[:, :4] = one
+    valid = np.ones(values.shape, dtype=bool)
+    parts = [Histogram.from_array(values[:, a:b], valid[:, a:b]) for a, b in ((0, 4), (4, None))]
+    whole = Histogram.from_array(values, valid)
+    assert_same_histogram(parts[0].merge(parts[1]), whole)
+    assert_same_histogram(parts[1].merge(parts[0]), whole)
+    np.testing.assert_array_equal(whole.count, np.full(3, values[0].size))
