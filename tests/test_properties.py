@@ -6,6 +6,8 @@
   affine map that keeps the collection's central tendency.
 - A model fitted on its own outputs changes nothing beyond rounding (``GlobalModel``);
   the default model's local step leaves a measured residual that shrinks on refitting.
+- Model files mutated at random (and their sidecars spoiled) raise nothing but
+  ``SpectralMatchError`` when loaded; what the fuzz found is pinned by explicit tests.
 
 Hypothesis keeps no example database here (``database=None``): each run draws afresh,
 and a failure prints the falsifying example.
@@ -13,7 +15,11 @@ and a failure prints the falsifying example.
 
 from __future__ import annotations
 
+import copy
+import gc
+import json
 import tempfile
+import warnings
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -21,12 +27,23 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import LAYOUT, make_tiles, read_raster
+import rasterio
+from conftest import LAYOUT, SAMPLE_TILES, make_tiles, read_raster
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from rasterio.windows import Window
 
-from spectralmatch import GlobalModel, ImageCollection, Mosaic
+from spectralmatch import (
+    BlockMap,
+    GlobalModel,
+    HistogramMatch,
+    ImageCollection,
+    Mosaic,
+    SpectralMatchError,
+)
+from spectralmatch.model.adjuster import StepChain
+from spectralmatch.raster.image import Image
 from spectralmatch.stats.histogram import DEFAULT_BINS, Histogram
 from spectralmatch.stats.moments import Moments
 
@@ -382,3 +399,338 @@ def test_default_model_refitted_on_its_own_outputs_leaves_a_shrinking_residual(d
     )
     assert (refit < 0.02 * first).all()
     assert (second < refit).all()
+
+
+# ---------------------------------------------------------------------- loader fuzz
+
+#: Class paths a mutated file may name: steps, other classes of the package, modules
+#: that do not exist, callables that must never be called, malformed paths.
+CLASS_PATHS = (
+    "spectralmatch:GlobalModel",
+    "spectralmatch:HistogramMatch",
+    "spectralmatch:BlockMap",
+    "spectralmatch.model.block_map:BlockMap",
+    "spectralmatch.model.moved_away:GlobalModel",
+    "spectralmatch:Adjuster",
+    "spectralmatch:Mosaic",
+    "spectralmatch:ResidualPIF",
+    "spectralmatch:NoSuchStep",
+    "spectralmatch.errors:SpectralMatchError",
+    "spectralmatch.model.persistence:Fields",
+    "spectralmatch:GlobalModel.fit",
+    "no_such_module_anywhere:Step",
+    "os:system",
+    "builtins:eval",
+    "numpy:ndarray",
+    "spectralmatch",
+    ":",
+    "a:b:c",
+    "",
+)
+HUGE_NUMBERS = (10**400, -(10**400), 2**63, 2**64, -(2**63) - 1, 1e308, -1e308, 5e-324)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from(HUGE_NUMBERS)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(CLASS_PATHS)
+)
+
+Path_ = tuple[Any, ...]  # keys and indices from the document's root
+
+
+def paths_of(value: Any, prefix: Path_ = ()) -> list[Path_]:
+    """Every position in a JSON document, the root first."""
+    found = [prefix]
+    items: list[tuple[Any, Any]] = []
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    for key, item in items:
+        found += paths_of(item, (*prefix, key))
+    return found
+
+
+#: Stands for a value buried in lists deeper than json.dumps writes (spliced into the
+#: text by ``document_text``).
+BURIED = "value buried in lists"
+
+
+def get_at(data: Any, path: Path_) -> Any:
+    for key in path:
+        data = data[key]
+    return data
+
+
+def set_at(data: Any, path: Path_, value: Any) -> Any:
+    if not path:
+        return value
+    get_at(data, path[:-1])[path[-1]] = value
+    return data
+
+
+def garbage(keys: list[str]) -> st.SearchStrategy:
+    """JSON values of any shape, with the document's own keys among the object keys."""
+    return st.recursive(
+        SCALARS,
+        lambda inner: (
+            st.lists(inner, max_size=4)
+            | st.dictionaries(st.sampled_from(keys) | st.text(max_size=8), inner, max_size=4)
+        ),
+        max_leaves=12,
+    )
+
+
+def retyped(value: Any) -> list[Any]:
+    """The same content in the wrong shape or type."""
+    options = [[value], {"value": value}, {"array": value}, json.dumps(value)]
+    if isinstance(value, list):
+        options += [value[:-1], value + value[-1:], [], [[item] for item in value]]
+        options += [[item for part in value if isinstance(part, list) for item in part]]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        options += [-value, 0, 1e300, float("nan"), float("inf"), str(value)]
+    return options
+
+
+@st.composite
+def mutated(draw, document: dict, array_keys: list[str]) -> tuple[Any, int | None]:
+    """``document`` changed in one to three places (replaced, deleted, retyped,
+    reshaped, pointed at another sidecar array, given a new key, or buried deep in
+    lists; a change that does not apply where it falls replaces the value by garbage),
+    and the depth of the burial, if any."""
+    keys = sorted({key for path in paths_of(document) for key in path if isinstance(key, str)})
+    data: Any = copy.deepcopy(document)
+    buried = None
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(paths_of(data)))
+        kind = draw(st.sampled_from(("replace", "delete", "retype", "array", "insert", "bury")))
+        old = get_at(data, path)
+        if kind == "delete" and path:
+            parent = get_at(data, path[:-1])
+            del parent[path[-1]]
+            continue
+        if kind == "insert" and isinstance(old, dict):
+            old[draw(st.sampled_from(keys) | st.text(max_size=8))] = draw(garbage(keys))
+            continue
+        if kind == "retype":
+            new = draw(st.sampled_from(retyped(old)))
+        elif kind == "array":
+            new = {"array": draw(st.sampled_from([*array_keys, "missing", 3, None]))}
+        elif kind == "bury" and buried is None:
+            buried = draw(st.sampled_from((2, 60, 80, 200, 900, 5000)))
+            new = BURIED
+        else:
+            new = draw(garbage(keys))
+        data = set_at(data, path, new)
+    return data, buried
+
+
+def document_text(data: Any, buried: int | None) -> str:
+    """``data`` as JSON, with ``BURIED`` replaced by a number ``buried`` lists deep."""
+    text = json.dumps(data)
+    if buried is not None:
+        text = text.replace(json.dumps(BURIED), "[" * buried + "1.5" + "]" * buried, 1)
+    return text
+
+
+@st.composite
+def sidecars(draw, arrays: dict[str, np.ndarray]) -> Callable[[Path, bytes], None]:
+    """How to write the ``.npz`` sidecar: as saved, missing, truncated, garbage, a
+    folder, a single ``.npy`` array, or with one array dropped, reshaped, retyped or
+    spoiled."""
+    # mostly as saved, so that the document's own mutations reach the steps' set_state
+    kinds = ("keep",) * 6 + ("arrays",) * 3 + ("missing", "truncate", "bytes", "folder", "npy")
+    kind = draw(st.sampled_from(kinds))
+    if kind == "keep":
+        return lambda path, saved: path.write_bytes(saved)
+    if kind == "missing":
+        return lambda path, saved: None
+    if kind == "truncate":
+        fraction = draw(st.floats(0.0, 0.999))
+        return lambda path, saved: path.write_bytes(saved[: int(len(saved) * fraction)])
+    if kind == "bytes":
+        junk = draw(st.binary(max_size=64))
+        return lambda path, saved: path.write_bytes(junk)
+    if kind == "folder":
+        return lambda path, saved: path.mkdir()
+    if kind == "npy":  # one array, not an archive of them
+
+        def write_one(path: Path, saved: bytes) -> None:
+            with path.open("wb") as file:
+                np.save(file, next(iter(arrays.values())))
+
+        return write_one
+    changed = dict(arrays)
+    key = draw(st.sampled_from(sorted(arrays)))
+    array = arrays[key]
+    spoiled = {
+        "drop": None,
+        "transpose": array.T,
+        "flat": array.ravel(),
+        "short": array[:-1],
+        "extra axis": array[None],
+        "scalar": np.float64(array.ravel()[0]),
+        "empty": np.zeros((0,) + array.shape[1:]),
+        "boolean": array > array.mean(),
+        "integer": array.astype(np.int8),
+        "complex": array * (1 + 1j),
+        "text": array.astype(str),
+        "objects": array.astype(object),
+        "nan": np.where(array == array.flat[0], np.nan, array),
+        "inf": np.full(array.shape, np.inf),
+        "negative": -array,
+        "zero": np.zeros_like(array),
+    }
+    change = draw(st.sampled_from(sorted(spoiled)))
+    if spoiled[change] is None:
+        del changed[key]
+    else:
+        changed[key] = spoiled[change]
+
+    def write(path: Path, saved: bytes) -> None:
+        with path.open("wb") as file:
+            np.savez(file, **changed)
+
+    return write
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory, data_dir) -> tuple[dict, bytes, dict[str, np.ndarray]]:
+    """A model of every kind of step fitted on the sample tiles and saved: its JSON
+    document, its sidecar's bytes and arrays."""
+    steps = [GlobalModel(), HistogramMatch(), BlockMap(block_size=64)]
+    model = Mosaic(steps=steps, threads=2).fit(data_dir)
+    path = model.save(tmp_path_factory.mktemp("saved") / "model.json")
+    sidecar = path.with_suffix(".npz")
+    with np.load(sidecar) as stored:
+        arrays = dict(stored)
+    return json.loads(path.read_text()), sidecar.read_bytes(), arrays
+
+
+def use(model: Mosaic, data_dir: Path) -> None:
+    """Correct a window of a sample tile with the loaded steps, under the name of the
+    first image of the model."""
+    name = model.images_[0]["name"] if model.images_ else SAMPLE_TILES[0]
+    image = Image(data_dir / f"{SAMPLE_TILES[0]}.tif", name=name)
+    window = Window(100, 100, 16, 16)
+    with rasterio.open(image.path) as dataset:
+        values = dataset.read(window=window).astype(np.float32)
+    StepChain(tuple(model.steps_))(image, window, values, values != 0)
+
+
+@settings(PROPERTY, max_examples=200)
+@given(data=st.data())
+def test_a_mutated_model_file_raises_nothing_but_spectralmatch_errors(saved_model, data_dir, data):
+    """A saved model with random fields replaced, deleted, retyped, reshaped or buried,
+    and its sidecar missing, truncated or spoiled: ``Mosaic.load`` (``read_model``)
+    raises only ``SpectralMatchError``; a model it accepts can be used and saved again."""
+    document, saved, arrays = saved_model
+    content, buried = data.draw(mutated(document, sorted(arrays)))
+    write_sidecar = data.draw(sidecars(arrays))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.json"
+        path.write_text(document_text(content, buried))
+        write_sidecar(path.with_suffix(".npz"), saved)
+        try:
+            model = Mosaic.load(path)
+        except SpectralMatchError:
+            return
+        try:
+            use(model, data_dir)
+        except SpectralMatchError:
+            pass
+        Mosaic.load(model.save(Path(folder) / "again.json"))
+
+
+# What the fuzz found, pinned: each was an exception other than SpectralMatchError (or
+# a value accepted that the steps cannot use), now an error naming the file and field.
+
+GAIN = ("steps", 0, "state", "gains", 0, 0)
+
+
+def load_message(path: Path) -> str:
+    with pytest.raises(SpectralMatchError) as caught:
+        Mosaic.load(path)
+    message = str(caught.value)
+    assert str(path.parent) in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "buried", "expected"),
+    [
+        (GAIN, BURIED, 5000, "nested more than 100 deep"),  # RecursionError in json
+        (GAIN, BURIED, 300, "nested more than 100 deep"),
+        (GAIN, 10**400, None, "steps[0].state.gains: expected numbers"),  # OverflowError
+        (GAIN, "1.5", None, "steps[0].state.gains: expected numbers"),  # was read as 1.5
+        (("steps", 0, "params", "mean_weight"), 10**400, None, "mean_weight must be a number"),
+        (  # ValueError: an array compared element-wise with the options
+            ("steps", 2, "params", "correction"),
+            {"array": "steps.1.state.knots"},
+            None,
+            "steps[2].params: BlockMap: correction must be one of",
+        ),
+        (("steps", 2, "state", "range", 0), 0.0, None, "steps[2].state.range: must be positive"),
+    ],
+    ids=["5000 deep", "300 deep", "huge int", "text", "huge weight", "array param", "range 0"],
+)
+def test_a_model_file_the_fuzz_broke_is_refused_by_field(
+    saved_model, tmp_path, where, value, buried, expected
+):
+    document, saved, _ = saved_model
+    path = tmp_path / "model.json"
+    path.write_text(document_text(set_at(copy.deepcopy(document), where, value), buried))
+    path.with_suffix(".npz").write_bytes(saved)
+    assert expected in load_message(path)
+
+
+def spoil(arrays: dict[str, np.ndarray], key: str, change: Callable) -> dict[str, np.ndarray]:
+    return {**arrays, key: change(arrays[key])}
+
+
+KNOTS, SPREAD = "steps.1.state.knots", "steps.2.state.spread_factors"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda a: spoil(a, KNOTS, lambda k: k * (1 + 1j)),
+            "steps[1].state.knots: expected numbers",
+        ),
+        (  # equal knots: the curve's slope divides by zero
+            lambda a: spoil(a, KNOTS, lambda k: np.concatenate([k[..., :1], k[..., :-1]], -1)),
+            "steps[1].state.knots: must be strictly increasing",
+        ),
+        (lambda a: spoil(a, SPREAD, np.zeros_like), "spread_factors: must be positive"),
+        (lambda a: a[KNOTS], "one array, not an .npz archive"),  # TypeError in np.load
+    ],
+    ids=["complex", "equal knots", "zero spread", "npy"],
+)
+def test_a_sidecar_the_fuzz_broke_is_refused_by_field(saved_model, tmp_path, change, expected):
+    document, _, arrays = saved_model
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(document))
+    with path.with_suffix(".npz").open("wb") as file:
+        changed = change(arrays)
+        if isinstance(changed, dict):
+            np.savez(file, **changed)
+        else:
+            np.save(file, changed)
+    assert expected in load_message(path)
+
+
+def test_a_sidecar_that_is_not_an_archive_is_refused_and_closed(saved_model, tmp_path):
+    """np.load left the file open when the archive it found could not be read."""
+    document, _, _ = saved_model
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(document))
+    path.with_suffix(".npz").write_bytes(b"PK\x03\x04 not an archive")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert "not a readable array file" in load_message(path)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
