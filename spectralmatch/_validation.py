@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 from attrs import frozen
@@ -50,7 +50,10 @@ class Interval(Constraint):
         kind = numbers.Integral if self.integer else numbers.Real
         if isinstance(value, bool) or not isinstance(value, kind):
             return False
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond the range of floats
+            return False
         if math.isnan(value):
             return False
         if self.low is not None:
@@ -78,6 +81,8 @@ class Options(Constraint):
     values: tuple[Any, ...]
 
     def accepts(self, value: Any) -> bool:
+        if not isinstance(value, Hashable):  # e.g. an array, which compares element-wise
+            return False
         return any(
             value is option or (option is not None and value == option) for option in self.values
         )

@@ -306,6 +306,9 @@ class BlockMap(Adjuster):
         }
         if not set(reference) <= set(images):
             raise StateError("reference", "names images the model does not hold")
+        for name, values in (("range", range_), ("spread_factors", surfaces["spread_factors"])):
+            if (values <= 0).any():
+                raise StateError(name, "must be positive")
         self.grid_, self.crs_ = grid, _crs_from_state(state)
         self.images_, self.reference_, self.pivot_, self.range_ = images, reference, pivot, range_
         for name, surface in surfaces.items():

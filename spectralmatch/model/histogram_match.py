@@ -226,8 +226,10 @@ class HistogramMatch(Adjuster):
         values = state_array(state, "values", 3, knots.shape)
         if not set(reference) <= set(images):
             raise StateError("reference", "names images the model does not hold")
-        if (np.diff(knots, axis=-1) < 0).any() or (np.diff(values, axis=-1) < 0).any():
-            raise StateError("knots", "curves must be non-decreasing")
+        if (np.diff(knots, axis=-1) <= 0).any():
+            raise StateError("knots", "must be strictly increasing along each curve")
+        if (np.diff(values, axis=-1) < 0).any():
+            raise StateError("values", "curves must be non-decreasing")
         self.images_, self.reference_, self.knots_, self.values_ = images, reference, knots, values
 
 

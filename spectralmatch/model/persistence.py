@@ -31,6 +31,10 @@ from .adjuster import Adjuster
 MODEL_FORMAT = "spectralmatch.Mosaic"
 MODEL_VERSION = 1
 
+#: Deepest nesting of lists and objects a model file may have (a saved model has under
+#: ten; reading follows it by recursion).
+MAX_NESTING = 100
+
 #: The Mosaic hyper-parameters a model file keeps (how it runs, not what it fits).
 SAVED_PARAMS = ("window_size", "threads")
 
@@ -61,9 +65,13 @@ def state_array(
     if name not in state:
         raise StateError(name, "missing")
     try:
-        array = np.asarray(state[name], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise StateError(name, f"expected numbers, got {state[name]!r:.60}") from None
+        array: np.ndarray | None = np.asarray(state[name])
+    except (TypeError, ValueError):  # ragged lists
+        array = None
+    # not booleans, complex numbers, text, or objects (such as ints too large for floats)
+    if array is None or array.dtype.kind not in "iuf":
+        raise StateError(name, f"expected numbers, got {state[name]!r:.60}")
+    array = array.astype(np.float64)
     if array.ndim != ndim:
         raise StateError(name, f"expected {ndim} dimensions, got shape {array.shape}")
     if shape is not None and any(
@@ -202,12 +210,7 @@ def read_model(path: str | os.PathLike) -> ModelDocument:
         Naming the file and the field, for anything missing, mistyped or not allowed.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as error:
-        raise ModelFileError(f"{path}: cannot read model ({error.strerror or error})") from None
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ModelFileError(f"{path}: cannot read model (invalid JSON: {error})") from None
+    data = _read_json(path)
     fields = Fields(path, data, "")
     fields.require_dict()
     if data.get("format") != MODEL_FORMAT:
@@ -244,17 +247,53 @@ def read_model(path: str | os.PathLike) -> ModelDocument:
     return ModelDocument(params, n_bands, images, steps)
 
 
+def _read_json(path: Path) -> Any:
+    """The content of the JSON file ``path``, nested at most ``MAX_NESTING`` deep."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot read model ({error.strerror or error})") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ModelFileError(f"{path}: cannot read model (invalid JSON: {error})") from None
+    except RecursionError:  # nested deeper than the parser follows
+        pass
+    else:
+        if _nesting(data) <= MAX_NESTING:
+            return data
+    raise ModelFileError(
+        f"{path}: cannot read model (lists or objects nested more than {MAX_NESTING} deep)"
+    )
+
+
+def _nesting(data: Any) -> int:
+    """How deep lists and objects nest in ``data`` (without recursion)."""
+    deepest, level = 0, [(data, 0)]
+    while level:
+        value, depth = level.pop()
+        deepest = max(deepest, depth)
+        if isinstance(value, dict):
+            level += [(item, depth + 1) for item in value.values()]
+        elif isinstance(value, list):
+            level += [(item, depth + 1) for item in value]
+    return deepest
+
+
 def _read_sidecar(path: Path, name: str) -> dict[str, np.ndarray]:
     if not name or Path(name).name != name or name in (".", ".."):
         raise ModelFileError(f"{path}: arrays: must name a file beside the model, got {name!r}")
     sidecar = path.with_name(name)
     try:
-        with np.load(sidecar, allow_pickle=False) as stored:
-            return dict(stored)
+        # opened here, so that it is closed however np.load fails
+        with sidecar.open("rb") as file:
+            stored = np.load(file, allow_pickle=False)
+            if isinstance(stored, np.lib.npyio.NpzFile):
+                with stored:
+                    return dict(stored)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: arrays: the sidecar {sidecar} is missing") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         raise ModelFileError(f"{sidecar}: not a readable array file ({error})") from None
+    raise ModelFileError(f"{sidecar}: not a readable array file (one array, not an .npz archive)")
 
 
 def _restore_arrays(value: Any, arrays: dict[str, np.ndarray], path: Path) -> Any:

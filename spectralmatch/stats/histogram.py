@@ -22,6 +22,11 @@ import numpy as np
 from attrs import define, field
 
 DEFAULT_BINS = 4096
+#: Bins are never finer than 2 ** -RELATIVE_BITS of the largest magnitude counted (so
+#: lattice indices stay below 2 ** RELATIVE_BITS).
+RELATIVE_BITS = 40
+#: The width of the smallest float: no bin is finer.
+FINEST_EXPONENT = -1074
 
 
 def _int_array(values: Any) -> np.ndarray:
@@ -212,12 +217,18 @@ def _span(low: float, high: float, exponent: int, origin: float) -> int:
 
 
 def _finest_exponent(low: float, high: float, origin: float, max_bins: int, integer: bool) -> int:
-    """The smallest exponent whose bins hold [low, high] in ``max_bins`` bins."""
+    """The smallest exponent whose bins hold [low, high] in ``max_bins`` bins, and no finer
+    than ``2 ** -RELATIVE_BITS`` of the largest magnitude. That bound depends on the values
+    alone and grows with them, so every part of a set of values gets an exponent no coarser
+    than the whole set's, and the parts' histograms merge to the set's own (a part holding
+    one value would otherwise get a width finer than any the whole could use)."""
+    exponent = FINEST_EXPONENT
+    magnitude = max(abs(low), abs(high))
+    if magnitude > 0:
+        exponent = max(exponent, math.frexp(magnitude)[1] - RELATIVE_BITS)
     spread = high - low
     if spread > 0:
-        exponent = math.ceil(math.log2(spread / max_bins))
-    else:
-        exponent = math.frexp(max(abs(low), 1e-300))[1] - 40  # any fine width holds one value
+        exponent = max(exponent, math.ceil(math.log2(spread / max_bins)))
     if integer:
         exponent = max(exponent, 0)
     while _span(low, high, exponent, origin) > max_bins:
@@ -250,10 +261,12 @@ def _merge_band(
 def _coarsened(part: tuple[int, int, np.ndarray], exponent: int) -> tuple[int, np.ndarray]:
     """Counts of ``part`` on the lattice of width ``2 ** exponent`` (adjacent bins added)."""
     own_exponent, first, counts = int(part[0]), int(part[1]), part[2]
-    factor = 1 << (exponent - own_exponent)
-    if factor == 1:
+    shift = exponent - own_exponent
+    if shift == 0:
         return first, counts
-    index = (first + np.arange(len(counts))) // factor
+    # a right shift floors the division by 2 ** shift; beyond 63 every int64 index gives
+    # 0 or -1, as it does at 63 (a part on a far finer lattice, e.g. of zeros alone)
+    index = (first + np.arange(len(counts))) >> min(shift, 63)
     return int(index[0]), np.bincount(index - index[0], weights=counts)
 
 
