@@ -737,8 +737,8 @@ def test_rotated_grids_are_refused_naming_the_file(tmp_path, grid_images, transf
     odd = write_raster(
         tmp_path / "odd_one.tif", np.ones((1, 20, 20), np.uint8), transform=transform
     )
-    collection = ImageCollection([*grid_images.images, Image(odd)])
     with pytest.raises(SpectralMatchError, match="odd_one.tif") as error:
+        collection = ImageCollection([*grid_images.images, Image(odd)])
         Mosaic(steps=[BlockMap(block_size=16, correction="offset")]).fit(collection)
     assert "north-up" in str(error.value)
 

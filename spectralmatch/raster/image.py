@@ -302,15 +302,27 @@ class Image:
 
 
 def error_cause(error: BaseException) -> str:
-    """The cause a GDAL or OS error gives, in one line (without the file's name): the
-    innermost error's, where rasterio says "See previous exception for details"."""
-    innermost = error
-    while (inner := innermost.__cause__ or innermost.__context__) is not None:
-        innermost = inner
-    if isinstance(innermost, OSError) and innermost.strerror:
-        return innermost.strerror
-    text = str(innermost).splitlines()[0].strip() if str(innermost) else ""
-    return text.rstrip(".") or type(innermost).__name__
+    """The cause a GDAL or OS error gives, in one line: rasterio's own diagnosis where it
+    gives one, else the innermost GDAL message (the root cause, where rasterio only says
+    "See previous exception for details")."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    messages = [(item, _first_line(item)) for item in chain]
+    for item, text in messages:
+        if isinstance(item, rasterio.errors.RasterioError) and text:
+            return text
+    return next((text for _, text in reversed(messages) if text), type(error).__name__)
+
+
+def _first_line(error: BaseException) -> str:
+    """The message of ``error`` in one line; empty where it only points elsewhere."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error).splitlines()[0].strip().rstrip(".") if str(error) else ""
+    return "" if "See previous exception" in text else text
 
 
 def _representable_nodata(path: Path, nodata: float, dtype: str) -> float:
