@@ -9,3 +9,7 @@ class SpectralMatchError(ValueError):
 
 class NotFittedError(SpectralMatchError, AttributeError):
     """A model or step was used before ``fit`` was called."""
+
+
+class SpectralMatchWarning(UserWarning):
+    """Something was clipped, skipped or assumed; the message says what and where."""
