@@ -9,6 +9,7 @@ absolute difference between overlapping tiles over their jointly valid pixels.
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -35,11 +36,13 @@ from spectralmatch import (
     BlockGrid,
     BlockMap,
     GlobalModel,
+    HistogramMatch,
     Image,
     ImageCollection,
     Mosaic,
     SpectralMatchError,
 )
+from spectralmatch.errors import SpectralMatchWarning
 from spectralmatch.model.block_map import MAX_SPREAD_FACTOR
 from spectralmatch.model.surface import fill_from_neighbours
 
@@ -269,13 +272,66 @@ def test_an_image_that_overlaps_nothing_is_left_unchanged(tmp_path, truth, corre
         dtype="uint16",
     )
     model = Mosaic(steps=[BlockMap(block_size=16, correction=correction)], threads=2)
-    outputs = output_paths(model.fit_transform([*tiles.paths, alone], tmp_path / "out"))
+    with pytest.warns(SpectralMatchWarning, match="with any other image: alone$"):
+        outputs = output_paths(model.fit_transform([*tiles.paths, alone], tmp_path / "out"))
     step = model.steps_[0]
     assert step.images_[2] == "alone" and (step.counts_[2] == 0).all()
     assert (step.shifts_[2] == 0).all() and (step.spread_factors_[2] == 1).all()
     assert np.abs(step.shifts_[:2]).max() > 50
     difference = read_raster(outputs[2]).astype(np.int64) - read_raster(alone).astype(np.int64)
     assert np.abs(difference).max() <= 1
+
+
+def _far_copy(source, path, east):
+    """A copy of the raster ``source`` moved ``east`` metres east."""
+    with rasterio.open(source) as dataset:
+        profile, data = dataset.profile, dataset.read()
+    profile["transform"] = Affine.translation(east, 0.0) @ profile["transform"]
+    with rasterio.open(path, "w", **profile) as dataset:
+        dataset.write(data)
+    return path
+
+
+@pytest.mark.parametrize("steps", [None, [HistogramMatch()]], ids=["default", "histogram"])
+@pytest.mark.parametrize("layout", ["single", "apart"])
+def test_images_that_overlap_nothing_come_out_unchanged(tmp_path, data_dir, steps, layout):
+    """One sample tile alone, or with another 100 km away: nothing to match, one warning."""
+    paths = [data_dir / "tile_00.tif"]
+    if layout == "apart":
+        paths.append(_far_copy(data_dir / "tile_03.tif", tmp_path / "far.tif", 100_000.0))
+    model = Mosaic(steps=steps, threads=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # as a user sees them: a repeated warning once
+        outputs = model.fit_transform(paths, tmp_path / "out")
+    names = ", ".join(path.stem for path in paths)
+    assert [str(w.message) for w in caught if w.category is SpectralMatchWarning] == [
+        f"left unchanged, no usable overlap with any other image: {names}"
+    ]
+    for path, output in zip(paths, outputs, strict=True):
+        assert np.array_equal(read_raster(output.path), read_raster(path))
+    if steps is None:  # the local step still holds the grid it asked for (for new scenes)
+        grid = BlockGrid.covering(ImageCollection.coerce(paths).images)
+        assert model.steps_[1].grid_ == grid
+
+
+def test_blocks_too_small_for_min_pixels_warn(tmp_path, truth):
+    """8 x 8 px blocks hold 64 pixels, fewer than min_pixels: the local step does nothing."""
+    tiles = field_tiles(tmp_path / "in", truth)
+    model = Mosaic(steps=[GlobalModel(), BlockMap(block_size=8)], threads=2)
+    with pytest.warns(SpectralMatchWarning) as record:
+        model.fit(tiles.paths)
+    (message,) = [str(w.message) for w in record if w.category is SpectralMatchWarning]
+    assert "min_pixels=100" in message and "at most 64" in message
+    assert "block_size=8 px" in message and "changes nothing" in message
+    step = model.steps_[1]
+    assert (step.counts_ == 0).all() and (step.shifts_ == 0).all()
+    assert (step.spread_factors_ == 1).all()
+    outputs = model.transform(tiles.paths, tmp_path / "out")
+    global_only = Mosaic(steps=[GlobalModel()], threads=2).fit_transform(
+        tiles.paths, tmp_path / "g"
+    )
+    for ours, theirs in zip(outputs, global_only, strict=True):
+        assert np.array_equal(read_raster(ours.path), read_raster(theirs.path))
 
 
 # ---------------------------------------------------------------------- clipped data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from functools import reduce
 from pathlib import Path
@@ -22,7 +23,7 @@ from .._validation import (
     Options,
     References,
 )
-from ..errors import SpectralMatchError
+from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.blocks import BlockGrid
 from ..geo.grid import is_north_up
 from ..raster.collection import ImageCollection
@@ -30,7 +31,7 @@ from ..raster.image import Image
 from ..stats.moments import Moments
 from ..stats.overlap import OverlapStatistics, PairMoments
 from ..stats.requests import BlockMoments, ImageMoments, Request
-from .adjuster import Adjuster
+from .adjuster import Adjuster, warn_left_unchanged
 from .base import check_is_fitted, reference_indices
 from .persistence import StateError, state_array, state_names
 from .surface import fill_from_neighbours
@@ -76,6 +77,10 @@ class BlockMap(Adjuster):
     of the image's least or greatest value (more than half of the pixels clipped or
     saturated there). Spread factors are bounded to [1/2, 2] (``MAX_SPREAD_FACTOR``).
 
+    Images with no overlap of ``min_pixels`` jointly valid pixels are left unchanged, and
+    when no block of any overlap has ``min_pixels`` the step changes nothing; a warning
+    says so.
+
     Parameters
     ----------
     block_size : int, optional
@@ -89,7 +94,8 @@ class BlockMap(Adjuster):
         differences a multiplicative haze or illumination field leaves; it scored best
         on the benchmark (docs/benchmarks.md).
     min_pixels : int, default 100
-        Overlaps with fewer jointly valid pixels in a block are not used there.
+        Overlaps with fewer jointly valid pixels in a block are not used there (a
+        warning says when that leaves no block at all: make the blocks larger).
     smoothing : float, default 0.0
         Standard deviation, in blocks, of a Gaussian filter applied to the block values.
     reference : sequence of str or int, optional
@@ -183,6 +189,7 @@ class BlockMap(Adjuster):
         fixed = np.zeros(len(names), dtype=bool)
         fixed[sorted(reference_indices(self.reference, names))] = True
         overlaps = _BlockOverlaps.gather(statistics, self.grid_, self.min_pixels)
+        self._warn_unused(statistics, overlaps, fixed)
         shifts = overlaps.solve(overlaps.means, overlaps.pair_counts, fixed)
         log_factors = overlaps.solve(overlaps.log_stds, overlaps.spread_counts, fixed)
         self.images_ = list(names)
@@ -192,6 +199,35 @@ class BlockMap(Adjuster):
         self.pivot_ = np.where(low >= 0, 0.0, low - 0.01 * (high - low))
         self.range_ = np.maximum(high - self.pivot_, 1e-12)
         return self
+
+    def _warn_unused(
+        self, statistics: OverlapStatistics, overlaps: _BlockOverlaps, fixed: np.ndarray
+    ) -> None:
+        """Warn about images without a usable overlap, and when no block is usable."""
+        usable = [p for p in statistics.pairs if p.first.count.min() >= self.min_pixels]
+        linked = {index for pair in usable for index in (pair.edge.first, pair.edge.second)}
+        alone = [
+            name
+            for index, name in enumerate(statistics.names)
+            if index not in linked and not fixed[index]
+        ]
+        if alone:
+            warn_left_unchanged(alone)
+        if usable and not overlaps.pair_counts.any():
+            sides = [pair.blocks[self.grid_] for pair in usable]
+            largest = max(int(np.minimum(a.count, b.count).max()) for a, b in sides)
+            size = (
+                f"block_size={self.block_size} px"
+                if self.block_size is not None
+                else f"blocks of {self.grid_.block_width:g} CRS units"
+            )
+            warnings.warn(
+                f"BlockMap: no block of any overlap has min_pixels={self.min_pixels} "
+                f"jointly valid pixels (at most {largest}, {size}), so the local step "
+                "changes nothing; use a larger block_size",
+                SpectralMatchWarning,
+                stacklevel=3,
+            )
 
     def _set_surfaces(self, counts, local_means, shifts, log_factors) -> None:
         known = counts >= self.min_pixels
@@ -478,13 +514,14 @@ class _BlockOverlaps:
         """
         n_pairs = len(self.first)
         cell_shape = self.pair_counts.shape[1:]
+        n_cells = int(np.prod(cell_shape))  # explicit: there may be no pair at all
         if fixed_values is None:
             fixed_values = np.zeros((self.n_images, *cell_shape))
         shifts = (fixed_values * fixed[:, None, None]).reshape(self.n_images, -1)
         known_values = fixed_values.reshape(self.n_images, -1)
         sizes = self.totals(pair_weights).reshape(self.n_images, -1)
-        weights = pair_weights.reshape(n_pairs, -1).T
-        targets = (values[1] - values[0]).reshape(n_pairs, -1).T
+        weights = pair_weights.reshape(n_pairs, n_cells).T
+        targets = (values[1] - values[0]).reshape(n_pairs, n_cells).T
         active = weights > 0
         cells = np.flatnonzero(active.any(axis=1))
         if not len(cells):
