@@ -9,6 +9,7 @@ absolute difference between overlapping tiles over their jointly valid pixels.
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -35,11 +36,14 @@ from spectralmatch import (
     BlockGrid,
     BlockMap,
     GlobalModel,
+    HistogramMatch,
     Image,
     ImageCollection,
     Mosaic,
     SpectralMatchError,
 )
+from spectralmatch.errors import SpectralMatchWarning
+from spectralmatch.model.block_map import MAX_SPREAD_FACTOR
 from spectralmatch.model.surface import fill_from_neighbours
 
 CORRECTIONS = ("offset", "gain", "gamma", "wallis")
@@ -268,13 +272,169 @@ def test_an_image_that_overlaps_nothing_is_left_unchanged(tmp_path, truth, corre
         dtype="uint16",
     )
     model = Mosaic(steps=[BlockMap(block_size=16, correction=correction)], threads=2)
-    outputs = output_paths(model.fit_transform([*tiles.paths, alone], tmp_path / "out"))
+    with pytest.warns(SpectralMatchWarning, match="with any other image: alone$"):
+        outputs = output_paths(model.fit_transform([*tiles.paths, alone], tmp_path / "out"))
     step = model.steps_[0]
     assert step.images_[2] == "alone" and (step.counts_[2] == 0).all()
     assert (step.shifts_[2] == 0).all() and (step.spread_factors_[2] == 1).all()
     assert np.abs(step.shifts_[:2]).max() > 50
     difference = read_raster(outputs[2]).astype(np.int64) - read_raster(alone).astype(np.int64)
     assert np.abs(difference).max() <= 1
+
+
+def _far_copy(source, path, east):
+    """A copy of the raster ``source`` moved ``east`` metres east."""
+    with rasterio.open(source) as dataset:
+        profile, data = dataset.profile, dataset.read()
+    profile["transform"] = Affine.translation(east, 0.0) @ profile["transform"]
+    with rasterio.open(path, "w", **profile) as dataset:
+        dataset.write(data)
+    return path
+
+
+@pytest.mark.parametrize("steps", [None, [HistogramMatch()]], ids=["default", "histogram"])
+@pytest.mark.parametrize("layout", ["single", "apart"])
+def test_images_that_overlap_nothing_come_out_unchanged(tmp_path, data_dir, steps, layout):
+    """One sample tile alone, or with another 100 km away: nothing to match, one warning."""
+    paths = [data_dir / "tile_00.tif"]
+    if layout == "apart":
+        paths.append(_far_copy(data_dir / "tile_03.tif", tmp_path / "far.tif", 100_000.0))
+    model = Mosaic(steps=steps, threads=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # as a user sees them: a repeated warning once
+        outputs = model.fit_transform(paths, tmp_path / "out")
+    names = ", ".join(path.stem for path in paths)
+    assert [str(w.message) for w in caught if w.category is SpectralMatchWarning] == [
+        f"left unchanged, no usable overlap with any other image: {names}"
+    ]
+    for path, output in zip(paths, outputs, strict=True):
+        assert np.array_equal(read_raster(output.path), read_raster(path))
+    if steps is None:  # the local step still holds the grid it asked for (for new scenes)
+        grid = BlockGrid.covering(ImageCollection.coerce(paths).images)
+        assert model.steps_[1].grid_ == grid
+
+
+def test_blocks_too_small_for_min_pixels_warn(tmp_path, truth):
+    """8 x 8 px blocks hold 64 pixels, fewer than min_pixels: the local step does nothing."""
+    tiles = field_tiles(tmp_path / "in", truth)
+    model = Mosaic(steps=[GlobalModel(), BlockMap(block_size=8)], threads=2)
+    with pytest.warns(SpectralMatchWarning) as record:
+        model.fit(tiles.paths)
+    (message,) = [str(w.message) for w in record if w.category is SpectralMatchWarning]
+    assert "min_pixels=100" in message and "at most 64" in message
+    assert "block_size=8 px" in message and "changes nothing" in message
+    step = model.steps_[1]
+    assert (step.counts_ == 0).all() and (step.shifts_ == 0).all()
+    assert (step.spread_factors_ == 1).all()
+    outputs = model.transform(tiles.paths, tmp_path / "out")
+    global_only = Mosaic(steps=[GlobalModel()], threads=2).fit_transform(
+        tiles.paths, tmp_path / "g"
+    )
+    for ours, theirs in zip(outputs, global_only, strict=True):
+        assert np.array_equal(read_raster(ours.path), read_raster(theirs.path))
+
+
+# ---------------------------------------------------------------------- clipped data
+
+
+def eight_bit_sample(folder, data_dir, saturated=0.2):
+    """The sample tiles as one 8-bit product: one linear stretch per band over the whole
+    mosaic (its 0.5 % - 99.5 % to 1 - 255), except that the red band saturates its
+    brightest ``saturated`` fraction at 255. Nodata stays 0."""
+    paths = sorted(data_dir.glob("tile_*.tif"))
+    arrays = [read_raster(path).astype(np.float64) for path in paths]
+    pooled = [np.concatenate([a[band][a[band] != 0] for a in arrays]) for band in range(3)]
+    low = np.array([np.percentile(values, 0.5) for values in pooled])
+    high = np.array([np.percentile(values, 99.5) for values in pooled])
+    high[0] = np.percentile(pooled[0], 100 * (1 - saturated))
+    written = []
+    for path, data in zip(paths, arrays, strict=True):
+        stretched = 1 + 254 * (data - low[:, None, None]) / (high - low)[:, None, None]
+        values = np.where(data != 0, np.clip(np.rint(stretched), 1, 255), 0)
+        with rasterio.open(path) as dataset:
+            transform = dataset.transform
+        written.append(
+            write_raster(folder / path.name, values, transform=transform, nodata=0, dtype="uint8")
+        )
+    return written
+
+
+def _red_on_union_grid(paths):
+    """Band 1 of rasters on one pixel grid, placed on the union of their extents
+    (float64, NaN where not valid), and the pixel size."""
+    datasets = [rasterio.open(path) for path in paths]
+    size = datasets[0].transform.a
+    left = min(d.bounds.left for d in datasets)
+    top = max(d.bounds.top for d in datasets)
+    width = round((max(d.bounds.right for d in datasets) - left) / size)
+    height = round((top - min(d.bounds.bottom for d in datasets)) / size)
+    placed = []
+    for dataset in datasets:
+        row = round((top - dataset.bounds.top) / size)
+        col = round((dataset.bounds.left - left) / size)
+        canvas = np.full((height, width), np.nan)
+        data = dataset.read(1).astype(np.float64)
+        canvas[row : row + dataset.height, col : col + dataset.width] = np.where(
+            data != dataset.nodata, data, np.nan
+        )
+        placed.append(canvas)
+        dataset.close()
+    return placed, size
+
+
+def test_clipped_band_gets_no_spread_factor_where_it_is_saturated(tmp_path, data_dir):
+    """Real 8-bit tiles whose red band saturates a fifth of the mosaic at 255.
+
+    Before saturated blocks were recognized, their spreads gave factors from 3e-5 to 2e7
+    (applied as 1/10 and 10): 4669 pixels went to DN 1-5 where the offset correction
+    kept them above 40, and pixels ended up to 172 DN away from the offset result.
+    """
+    paths = eight_bit_sample(tmp_path / "in", data_dir)
+    wallis = Mosaic(threads=2)
+    outputs = output_paths(wallis.fit_transform(paths, tmp_path / "wallis"))
+    offset = Mosaic(steps=[GlobalModel(), BlockMap(correction="offset")], threads=2)
+    shifted = output_paths(offset.fit_transform(paths, tmp_path / "offset"))
+    for path, ours, theirs in zip(paths, outputs, shifted, strict=True):
+        data = read_raster(path).astype(int)
+        valid = data != 0
+        w, o = read_raster(ours).astype(int), read_raster(theirs).astype(int)
+        assert not (valid & (w <= 5) & (o >= 40)).any()  # nothing pushed to black
+        assert np.abs(w - o)[valid].max() <= 40  # a sixth of the range at most
+        saturated = valid & (data == 255)
+        assert (w[saturated] >= o[saturated] - 32).all()  # saturated stays bright
+
+    # numpy: the blocks where, in every overlap of an image, more than half of its
+    # pixels or of its partner's sit at 255 or at 1 get no spread factor (a shift only)
+    step, grid = wallis.steps_[1], wallis.steps_[1].grid_
+    red, size = _red_on_union_grid(paths)
+    rows = ((np.arange(red[0].shape[0]) + 0.5) * size // grid.block_height).astype(int)
+    cols = ((np.arange(red[0].shape[1]) + 0.5) * size // grid.block_width).astype(int)
+    block = rows[:, None] * grid.cols + cols[None, :]
+
+    def per_block(mask):
+        return np.bincount(block[mask], minlength=grid.size)
+
+    checked = 0
+    for i, own in enumerate(red):
+        used_somewhere, all_clipped = np.zeros(grid.size, bool), np.ones(grid.size, bool)
+        for other in red[:i] + red[i + 1 :]:
+            joint = np.isfinite(own) & np.isfinite(other)
+            count = per_block(joint)
+            at_limit = np.max(
+                [per_block(joint & (side == value)) for side in (own, other) for value in (1, 255)],
+                axis=0,
+            )
+            used = count >= step.min_pixels
+            used_somewhere |= used
+            all_clipped &= ~used | (2 * at_limit > count)
+        fallback = used_somewhere & all_clipped
+        assert (step.spread_factors_[i, 0].ravel()[fallback] == 1.0).all()
+        checked += fallback.sum()
+    assert checked >= 10
+    # elsewhere the spreads are still matched, within the bound
+    factors = step.spread_factors_[step.counts_ >= step.min_pixels]
+    assert (np.abs(np.log(factors)) > 0.05).mean() > 0.3
+    assert factors.min() >= 1 / MAX_SPREAD_FACTOR and factors.max() <= MAX_SPREAD_FACTOR
 
 
 # ---------------------------------------------------------------------- 3. references

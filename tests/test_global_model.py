@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import rasterio
 from conftest import (
+    GAINS,
     LAYOUT,
+    OFFSETS,
     cast_to_dtype,
     inverse,
     make_tiles,
@@ -22,7 +24,12 @@ from rasterio.warp import reproject
 from rasterio.windows import Window
 
 from spectralmatch import GlobalModel, ImageCollection, Mosaic, OverlapGraph, SpectralMatchError
-from spectralmatch.model.global_model import MIN_ROBUST_WEIGHT, robust_weights
+from spectralmatch.errors import SpectralMatchWarning
+from spectralmatch.model.global_model import (
+    MIN_OVERLAP_PIXELS,
+    MIN_ROBUST_WEIGHT,
+    robust_weights,
+)
 
 
 def fit_model(paths, **kwargs) -> tuple[Mosaic, GlobalModel]:
@@ -237,12 +244,40 @@ def test_image_that_overlaps_nothing_is_left_unchanged(tmp_path, truth):
         transform=rasterio.Affine.translation(300_000.0, 0.0) @ transform,
         nodata=0,
     )
-    with pytest.warns(UserWarning, match="2 groups"):
+    with pytest.warns(SpectralMatchWarning, match="left unchanged") as record:
         model, step = fit_model(tiles.paths)
+    assert [str(w.message) for w in record if "left unchanged" in str(w.message)] == [
+        "left unchanged, no usable overlap with any other image: alone"
+    ]
+    assert not [w for w in record if "groups" in str(w.message)]  # one group is matched
     assert step.gains_[2].tolist() == [1.0, 1.0, 1.0]
     assert step.offsets_[2].tolist() == [0.0, 0.0, 0.0]
     outputs = model.transform(tiles.paths, tmp_path / "out")
     np.testing.assert_array_equal(read_raster(outputs.images[2].path), data)
+
+
+def test_an_overlap_of_a_few_pixels_is_left_out_with_a_warning(tmp_path, truth):
+    # tile_0 and tile_1 overlap by 50 x 100 px; tile_2 touches tile_0 in a 3 x 3 px corner
+    windows = [Window(0, 0, 110, 110), Window(60, 0, 110, 100), Window(107, 107, 93, 93)]
+    tiles = make_tiles(
+        tmp_path / "t",
+        truth,
+        windows=windows,
+        gains=GAINS[:3],
+        offsets=OFFSETS[:3],
+        cut_corners=False,
+    )
+    with pytest.warns(SpectralMatchWarning) as record:
+        model, step = fit_model(tiles.paths, reference=["tile_0"])
+    assert [str(w.message) for w in record if w.category is SpectralMatchWarning] == [
+        f"overlaps with fewer than {MIN_OVERLAP_PIXELS} jointly valid pixels are left out of "
+        "the fit: tile_0 - tile_2 (9 px)",
+        "left unchanged, no usable overlap with any other image: tile_2",
+    ]
+    assert step.diagnostics_.pairs == [("tile_0", "tile_1")]
+    expected_gain, _ = inverse(tiles.gains, tiles.offsets)
+    np.testing.assert_allclose(step.gains_[1], expected_gain[1], rtol=5e-3)
+    assert step.gains_[2].tolist() == [1.0] * 3 and step.offsets_[2].tolist() == [0.0] * 3
 
 
 # ---------------------------------------------------------------------- 10. grids
@@ -411,7 +446,7 @@ def test_images_that_share_no_valid_pixel_are_left_unchanged(tmp_path, truth):
     with rasterio.open(tiles.paths[1]) as dataset:
         transform = dataset.transform
     write_raster(tiles.paths[1], data, transform=transform, nodata=0)
-    with pytest.warns(UserWarning, match="2 groups"):
+    with pytest.warns(SpectralMatchWarning, match="other image: tile_0, tile_1"):
         model, step = fit_model(tiles.paths)
     np.testing.assert_array_equal(step.gains_, np.ones((2, 3)))
     np.testing.assert_array_equal(step.offsets_, np.zeros((2, 3)))

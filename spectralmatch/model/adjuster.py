@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -9,7 +11,7 @@ from attrs import frozen
 from rasterio.windows import Window
 
 from ..engine.collect import StatisticsPass
-from ..errors import SpectralMatchError
+from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.overlap import OverlapGraph
 from ..raster.collection import ImageCollection
 from ..raster.image import Image
@@ -108,7 +110,22 @@ class Adjuster(Estimator):
                 f"collection, folder, glob or list of paths), got {statistics!r} ({error})"
             ) from None
         edges = OverlapGraph.from_collection(collection).edges
-        return StatisticsPass().collect(collection, edges, self.requests(collection))
+        requests = self.requests(collection)
+        return StatisticsPass().collect(collection, edges, requests).select(requests)
+
+
+def warn_left_unchanged(names: Sequence[str]) -> None:
+    """Warn that the images ``names`` have no usable overlap with any other image, so a
+    step leaves them unchanged.
+
+    Every step words it the same and issues it from here, so that in a model whose steps
+    all leave the same images unchanged Python's default filter shows it once.
+    """
+    warnings.warn(
+        f"left unchanged, no usable overlap with any other image: {', '.join(names)}",
+        SpectralMatchWarning,
+        stacklevel=1,
+    )
 
 
 @frozen

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
+from functools import reduce
 from pathlib import Path
 from typing import Any, ClassVar, get_args
 
@@ -21,20 +23,27 @@ from .._validation import (
     Options,
     References,
 )
-from ..errors import SpectralMatchError
+from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.blocks import BlockGrid
 from ..geo.grid import is_north_up
 from ..raster.collection import ImageCollection
 from ..raster.image import Image
-from ..stats.overlap import OverlapStatistics
+from ..stats.moments import Moments
+from ..stats.overlap import OverlapStatistics, PairMoments
 from ..stats.requests import BlockMoments, ImageMoments, Request
-from .adjuster import Adjuster
+from .adjuster import Adjuster, warn_left_unchanged
 from .base import check_is_fitted, reference_indices
 from .persistence import StateError, state_array, state_names
 from .surface import fill_from_neighbours
 
 CORRECTIONS: tuple[Correction, ...] = get_args(Correction)
 _MAX_RATIO = 10.0
+#: A block's spread in an image at or below this fraction of the band's spread over all
+#: the overlaps is degenerate (flat), as is that of a block mostly at the image's least or
+#: greatest value (clipped, saturated): the overlap sets no spread factor there.
+MIN_RELATIVE_SPREAD = 0.05
+#: Spread factors are bounded to [1 / MAX_SPREAD_FACTOR, MAX_SPREAD_FACTOR].
+MAX_SPREAD_FACTOR = 2.0
 
 
 class BlockMap(Adjuster):
@@ -61,6 +70,17 @@ class BlockMap(Adjuster):
     bounded to [1/10, 10], so zeros, negative values and empty blocks never produce NaN
     or inf.
 
+    Where an image's spread in a block is degenerate, that overlap sets no spread factor
+    in the block: there ``wallis`` falls back to a shift (``f = 1``) unless another
+    overlap sets one. Degenerate is at most ``MIN_RELATIVE_SPREAD`` (5 %) of the band's
+    spread over all the overlaps (flat), or a block mean within one standard deviation
+    of the image's least or greatest value (more than half of the pixels clipped or
+    saturated there). Spread factors are bounded to [1/2, 2] (``MAX_SPREAD_FACTOR``).
+
+    Images with no overlap of ``min_pixels`` jointly valid pixels are left unchanged, and
+    when no block of any overlap has ``min_pixels`` the step changes nothing; a warning
+    says so.
+
     Parameters
     ----------
     block_size : int, optional
@@ -74,7 +94,8 @@ class BlockMap(Adjuster):
         differences a multiplicative haze or illumination field leaves; it scored best
         on the benchmark (docs/benchmarks.md).
     min_pixels : int, default 100
-        Overlaps with fewer jointly valid pixels in a block are not used there.
+        Overlaps with fewer jointly valid pixels in a block are not used there (a
+        warning says when that leaves no block at all: make the blocks larger).
     smoothing : float, default 0.0
         Standard deviation, in blocks, of a Gaussian filter applied to the block values.
     reference : sequence of str or int, optional
@@ -168,8 +189,9 @@ class BlockMap(Adjuster):
         fixed = np.zeros(len(names), dtype=bool)
         fixed[sorted(reference_indices(self.reference, names))] = True
         overlaps = _BlockOverlaps.gather(statistics, self.grid_, self.min_pixels)
-        shifts = overlaps.solve(overlaps.means, fixed)
-        log_factors = overlaps.solve(overlaps.log_stds, fixed)
+        self._warn_unused(statistics, overlaps, fixed)
+        shifts = overlaps.solve(overlaps.means, overlaps.pair_counts, fixed)
+        log_factors = overlaps.solve(overlaps.log_stds, overlaps.spread_counts, fixed)
         self.images_ = list(names)
         self.reference_ = [name for name, is_fixed in zip(names, fixed, strict=True) if is_fixed]
         self._set_surfaces(overlaps.counts, overlaps.local_means(), shifts, log_factors)
@@ -178,12 +200,42 @@ class BlockMap(Adjuster):
         self.range_ = np.maximum(high - self.pivot_, 1e-12)
         return self
 
+    def _warn_unused(
+        self, statistics: OverlapStatistics, overlaps: _BlockOverlaps, fixed: np.ndarray
+    ) -> None:
+        """Warn about images without a usable overlap, and when no block is usable."""
+        usable = [p for p in statistics.pairs if p.first.count.min() >= self.min_pixels]
+        linked = {index for pair in usable for index in (pair.edge.first, pair.edge.second)}
+        alone = [
+            name
+            for index, name in enumerate(statistics.names)
+            if index not in linked and not fixed[index]
+        ]
+        if alone:
+            warn_left_unchanged(alone)
+        if usable and not overlaps.pair_counts.any():
+            sides = [pair.blocks[self.grid_] for pair in usable]
+            largest = max(int(np.minimum(a.count, b.count).max()) for a, b in sides)
+            size = (
+                f"block_size={self.block_size} px"
+                if self.block_size is not None
+                else f"blocks of {self.grid_.block_width:g} CRS units"
+            )
+            warnings.warn(
+                f"BlockMap: no block of any overlap has min_pixels={self.min_pixels} "
+                f"jointly valid pixels (at most {largest}, {size}), so the local step "
+                "changes nothing; use a larger block_size",
+                SpectralMatchWarning,
+                stacklevel=3,
+            )
+
     def _set_surfaces(self, counts, local_means, shifts, log_factors) -> None:
         known = counts >= self.min_pixels
+        bound = np.log(MAX_SPREAD_FACTOR)
         self.counts_ = self._grid_shaped(counts)
         self.local_means_ = self._fill(local_means, known)
         self.shifts_ = self._fill(shifts, known)
-        self.spread_factors_ = np.exp(self._fill(log_factors, known))
+        self.spread_factors_ = np.exp(self._fill(np.clip(log_factors, -bound, bound), known))
 
     def fit_new(self, statistics: OverlapStatistics, names: list[str]) -> None:
         """Shifts and factors of new images against the frozen, corrected fitted images."""
@@ -194,8 +246,8 @@ class BlockMap(Adjuster):
         rows = [position.get(name, 0) for name in statistics.names]
         frozen_shifts = self.shifts_[rows].reshape(len(rows), *overlaps.counts.shape[1:])
         frozen_logs = np.log(self.spread_factors_[rows]).reshape(frozen_shifts.shape)
-        shifts = overlaps.solve(overlaps.means, fitted, frozen_shifts)
-        log_factors = overlaps.solve(overlaps.log_stds, fitted, frozen_logs)
+        shifts = overlaps.solve(overlaps.means, overlaps.pair_counts, fitted, frozen_shifts)
+        log_factors = overlaps.solve(overlaps.log_stds, overlaps.spread_counts, fitted, frozen_logs)
         new = [statistics.names.index(name) for name in names]
         existing = (self.counts_, self.local_means_, self.shifts_, self.spread_factors_)
         self._set_surfaces(
@@ -268,7 +320,7 @@ class BlockMap(Adjuster):
             pivot = self.pivot_[:, None, None]
             gain = _bounded_ratio(local + shift - pivot, local - pivot)
             return gain, pivot * (1 - gain)
-        gain = np.clip(self.spread_factors_[row], 1 / _MAX_RATIO, _MAX_RATIO)
+        gain = np.clip(self.spread_factors_[row], 1 / MAX_SPREAD_FACTOR, MAX_SPREAD_FACTOR)
         return gain, local + shift - gain * local
 
     def _gamma_surfaces(self, row: int) -> tuple[np.ndarray, np.ndarray]:
@@ -392,6 +444,7 @@ class _BlockOverlaps:
     first: np.ndarray  # (n_pairs,) image index of each pair's first image
     second: np.ndarray
     pair_counts: np.ndarray  # (n_pairs, n_bands, n_blocks), 0 below min_pixels
+    spread_counts: np.ndarray  # the same, 0 also where either spread is degenerate
     means: tuple[np.ndarray, np.ndarray]  # first's and second's block means
     log_stds: tuple[np.ndarray, np.ndarray]
 
@@ -403,30 +456,37 @@ class _BlockOverlaps:
         n_bands = statistics.n_bands
         shape = (len(pairs), n_bands, grid.size)
         counts, means, log_stds = np.zeros(shape), np.zeros((2, *shape)), np.zeros((2, *shape))
+        degenerate = np.zeros(shape, dtype=bool)
+        floor = MIN_RELATIVE_SPREAD * _overlap_spread(pairs, n_bands)[:, None]
         for p, pair in enumerate(pairs):
             a, b = pair.blocks[grid]
             counts[p] = np.minimum(a.count, b.count)
             means[:, p] = a.mean, b.mean
-            spreads = np.stack([a.std, b.std])
-            log_stds[:, p] = np.log(np.maximum(spreads, 1e-12))
-            counts[p][(spreads <= 0).any(axis=0)] = 0
+            log_stds[:, p] = np.log(np.maximum([a.std, b.std], 1e-12))
+            degenerate[p] = _degenerate(a, statistics.images[pair.edge.first], floor)
+            degenerate[p] |= _degenerate(b, statistics.images[pair.edge.second], floor)
         counts[counts < min_pixels] = 0
         return cls(
             len(statistics.names),
             np.array([p.edge.first for p in pairs], dtype=int),
             np.array([p.edge.second for p in pairs], dtype=int),
             counts,
+            np.where(degenerate, 0.0, counts),
             (means[0], means[1]),
             (log_stds[0], log_stds[1]),
         )
 
+    def totals(self, weights: np.ndarray) -> np.ndarray:
+        """(n_images, n_bands, n_blocks): each image's sum of the pairs' ``weights``."""
+        totals = np.zeros((self.n_images, *weights.shape[1:]))
+        np.add.at(totals, self.first, weights)
+        np.add.at(totals, self.second, weights)
+        return totals
+
     @property
     def counts(self) -> np.ndarray:
         """(n_images, n_bands, n_blocks): each image's overlap pixels per block."""
-        totals = np.zeros((self.n_images, *self.pair_counts.shape[1:]))
-        np.add.at(totals, self.first, self.pair_counts)
-        np.add.at(totals, self.second, self.pair_counts)
-        return totals
+        return self.totals(self.pair_counts)
 
     def local_means(self) -> np.ndarray:
         """(n_images, n_bands, n_blocks): each image's count-weighted mean over its overlaps."""
@@ -439,11 +499,13 @@ class _BlockOverlaps:
     def solve(
         self,
         values: tuple[np.ndarray, np.ndarray],
+        pair_weights: np.ndarray,
         fixed: np.ndarray,
         fixed_values: np.ndarray | None = None,
     ) -> np.ndarray:
         """Per band and block, shifts ``s`` with ``values_i + s_i = values_j + s_j`` for
-        every pair in the least-squares sense (weighted by pixel counts).
+        every pair in the least-squares sense, weighted by ``pair_weights`` (pixel
+        counts, 0 where a pair is not used).
 
         Images in ``fixed`` keep ``fixed_values`` (default 0); in blocks without a fixed
         image, the count-weighted sum of the shifts is zero. Blocks with the same set of
@@ -455,13 +517,14 @@ class _BlockOverlaps:
         """
         n_pairs = len(self.first)
         cell_shape = self.pair_counts.shape[1:]
+        n_cells = int(np.prod(cell_shape))  # explicit: there may be no pair at all
         if fixed_values is None:
             fixed_values = np.zeros((self.n_images, *cell_shape))
         shifts = (fixed_values * fixed[:, None, None]).reshape(self.n_images, -1)
         known_values = fixed_values.reshape(self.n_images, -1)
-        sizes = self.counts.reshape(self.n_images, -1)
-        weights = self.pair_counts.reshape(n_pairs, -1).T
-        targets = (values[1] - values[0]).reshape(n_pairs, -1).T
+        sizes = self.totals(pair_weights).reshape(self.n_images, -1)
+        weights = pair_weights.reshape(n_pairs, n_cells).T
+        targets = (values[1] - values[0]).reshape(n_pairs, n_cells).T
         active = weights > 0
         cells = np.flatnonzero(active.any(axis=1))
         if not len(cells):
@@ -484,6 +547,27 @@ class _BlockOverlaps:
             )
             shifts[np.ix_(members, chosen)] = solution.T
         return shifts.reshape(self.n_images, *cell_shape)
+
+
+def _overlap_spread(pairs: Sequence[PairMoments], n_bands: int) -> np.ndarray:
+    """Per band, the spread of both images' pixels over every overlap together."""
+    sides = [side for pair in pairs for side in (pair.first, pair.second)]
+    return reduce(Moments.merge, sides, Moments.empty(n_bands, extremes=False)).std
+
+
+def _degenerate(blocks: Moments, image: Moments | None, floor: np.ndarray) -> np.ndarray:
+    """Blocks whose spread says nothing of the image's contrast: at most ``floor``, or
+    mostly at the image's least or greatest value (clipped or saturated).
+
+    "Mostly" is a mean within one standard deviation of the extreme, which holds for
+    every block with more than half of its pixels there. Without the image's extremes
+    (images a new one is solved against), only the floor is checked.
+    """
+    flat = blocks.std <= floor
+    if image is None or image.minimum is None or image.maximum is None:
+        return flat
+    low, high = image.minimum[:, None], image.maximum[:, None]
+    return flat | (high - blocks.mean < blocks.std) | (blocks.mean - low < blocks.std)
 
 
 def _solve_cells(design, weights, targets, known, known_values, sizes) -> np.ndarray:

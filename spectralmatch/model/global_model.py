@@ -11,11 +11,11 @@ from attrs import define
 from rasterio.windows import Window
 
 from .._validation import BOOLEAN, POSITIVE, Constraint, References
-from ..errors import SpectralMatchError
+from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.overlap import connected_groups
 from ..raster.image import Image
 from ..stats.overlap import OverlapStatistics, PairMoments
-from .adjuster import Adjuster
+from .adjuster import Adjuster, warn_left_unchanged
 from .base import check_is_fitted, reference_indices
 from .persistence import StateError, state_array, state_names
 
@@ -50,6 +50,10 @@ BISQUARE_THRESHOLD = 4.685
 MAX_ROBUST_ITERATIONS = 50
 DOWN_WEIGHTED = 0.5
 MIN_ROBUST_WEIGHT = 1e-6
+#: Overlaps with fewer jointly valid pixels (in any band) are left out of the fit: their
+#: mean and spread are too noisy to set a gain (the spread's relative error is about
+#: 1 / sqrt(2 n), 7 % at 100 pixels, more where neighbouring pixels are alike).
+MIN_OVERLAP_PIXELS = 100
 
 
 class GlobalModel(Adjuster):
@@ -67,9 +71,11 @@ class GlobalModel(Adjuster):
     of their corrected means and standard deviations equals that of the inputs, as exact
     constraints (no shrinking of contrast, no drift).
 
-    Images fall into connected groups by their overlaps; each group is solved on its own
-    (a warning names the groups); a group without a reference keeps its own central
-    tendency, and an image that overlaps nothing is left unchanged.
+    Overlaps with fewer than ``MIN_OVERLAP_PIXELS`` (100) jointly valid pixels are left
+    out, with a warning naming them. Images fall into connected groups by the remaining
+    overlaps; each group is solved on its own (a warning names the groups); a group
+    without a reference keeps its own central tendency, and an image that overlaps
+    nothing is left unchanged (a warning names it).
 
     Parameters
     ----------
@@ -135,7 +141,7 @@ class GlobalModel(Adjuster):
         statistics = self._statistics(statistics)
         names = statistics.names
         fixed = reference_indices(self.reference, names)
-        pairs = [pair for pair in statistics.pairs if (pair.first.count > 0).all()]
+        pairs = _usable_pairs(statistics.pairs, names)
         groups = connected_groups(len(names), [pair.edge for pair in pairs])
         _warn_about_groups(groups, names, fixed)
         n_bands = statistics.n_bands
@@ -210,11 +216,12 @@ class GlobalModel(Adjuster):
             self.offsets_ = np.vstack([self.offsets_, offset])
 
     def _solve_new(self, index, pairs, names, position) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [pair for pair in pairs if (pair.of(index).count > 0).all()]
+        pairs = _usable_pairs(pairs, names)
         if not pairs:
             raise SpectralMatchError(
-                f"{names[index]}: shares no valid pixel with any image of the "
-                "fitted model, so it cannot be normalized against it"
+                f"{names[index]}: shares no valid pixel, or fewer than {MIN_OVERLAP_PIXELS} "
+                "in every overlap, with the images of the fitted model, so it cannot be "
+                "normalized against them"
             )
         n_bands = len(pairs[0].first.count)
         gains, offsets = np.ones(n_bands), np.zeros(n_bands)
@@ -368,22 +375,47 @@ class _BandSystem:
         return gain, self.scale * offset + self.centre - gain * self.centre, weights
 
 
+def _usable_pairs(pairs: list[PairMoments], names: list[str]) -> list[PairMoments]:
+    """The pairs with at least ``MIN_OVERLAP_PIXELS`` jointly valid pixels in every band;
+    a warning names the others that share some pixels."""
+    counts = [int(pair.first.count.min()) for pair in pairs]
+    small = [
+        f"{names[pair.edge.first]} - {names[pair.edge.second]} ({count} px)"
+        for pair, count in zip(pairs, counts, strict=True)
+        if count < MIN_OVERLAP_PIXELS and pair.first.count.any()
+    ]
+    if small:
+        warnings.warn(
+            f"overlaps with fewer than {MIN_OVERLAP_PIXELS} jointly valid pixels are left "
+            f"out of the fit: {', '.join(small)}",
+            SpectralMatchWarning,
+            stacklevel=3,
+        )
+    return [pair for pair, count in zip(pairs, counts, strict=True) if count >= MIN_OVERLAP_PIXELS]
+
+
 def _warn_about_groups(groups: list[list[int]], names: list[str], fixed: set[int]) -> None:
     def listing(group: list[int]) -> str:
         return ", ".join(names[i] for i in group)
 
-    if len(groups) > 1:
+    alone = [names[group[0]] for group in groups if len(group) == 1 and group[0] not in fixed]
+    if alone:
+        warn_left_unchanged(alone)
+    matched = [group for group in groups if len(group) > 1]
+    if len(matched) > 1:
         warnings.warn(
-            f"the images form {len(groups)} groups that do not overlap each other; "
+            f"the images form {len(matched)} groups that do not overlap each other; "
             "each group is matched on its own: "
-            + "; ".join(f"[{listing(group)}]" for group in groups),
+            + "; ".join(f"[{listing(group)}]" for group in matched),
+            SpectralMatchWarning,
             stacklevel=3,
         )
-    for group in groups:
-        if fixed and len(group) > 1 and not fixed & set(group):
+    for group in matched:
+        if fixed and not fixed & set(group):
             warnings.warn(
                 f"no reference image among [{listing(group)}]: that group keeps its "
                 "own central tendency",
+                SpectralMatchWarning,
                 stacklevel=3,
             )
 

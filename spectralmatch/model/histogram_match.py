@@ -10,13 +10,14 @@ import numpy as np
 from rasterio.windows import Window
 
 from .._validation import Constraint, Interval, References
-from ..geo.overlap import connected_groups
+from ..errors import SpectralMatchWarning
+from ..geo.overlap import OverlapGraph, connected_groups
 from ..raster.collection import ImageCollection
 from ..raster.image import Image
 from ..stats.histogram import DEFAULT_BINS, Histogram
 from ..stats.overlap import OverlapStatistics, PairMoments
-from ..stats.requests import OverlapHistogram, Request
-from .adjuster import Adjuster
+from ..stats.requests import ImageMoments, OverlapHistogram, Request
+from .adjuster import Adjuster, warn_left_unchanged
 from .base import check_is_fitted, reference_indices
 from .persistence import StateError, state_array, state_names
 
@@ -114,7 +115,10 @@ class HistogramMatch(Adjuster):
         self.min_slope = min_slope
 
     def requests(self, collection: ImageCollection) -> list[Request]:
-        """Histograms of both images of every overlap."""
+        """Histograms of both images of every overlap; where no two images' bounds even
+        intersect, whole-image moments instead (they tell :meth:`fit` the bands)."""
+        if not OverlapGraph.from_collection(collection).edges:
+            return [ImageMoments()]
         return [OverlapHistogram(self.bins)]
 
     @property
@@ -178,6 +182,7 @@ class HistogramMatch(Adjuster):
                 warnings.warn(
                     f"{statistics.names[index]}: shares no valid pixel with the fitted "
                     "images; its curve is left as the identity",
+                    SpectralMatchWarning,
                     stacklevel=2,
                 )
                 continue
@@ -428,16 +433,13 @@ def _warn_unmatched(groups: list[list[int]], names: list[str], fixed: set[int]) 
     """Say which images stay unchanged: alone, or in a group without a reference."""
     alone = [names[group[0]] for group in groups if len(group) == 1 and group[0] not in fixed]
     if alone:
-        warnings.warn(
-            f"HistogramMatch: {', '.join(alone)} share no valid pixel with any other image "
-            "and are left unchanged",
-            stacklevel=3,
-        )
+        warn_left_unchanged(alone)
     if fixed:
         loose = [g for g in groups if len(g) > 1 and not fixed & set(g)]
         for group in loose:
             warnings.warn(
                 "HistogramMatch: no reference image among "
                 f"[{', '.join(names[i] for i in group)}]: that group keeps its own distribution",
+                SpectralMatchWarning,
                 stacklevel=3,
             )

@@ -99,6 +99,9 @@ class OverlapStatistics:
         The images' coordinate reference system.
     reads : dict
         Windows read from each image to measure these statistics.
+    grids : list of BlockGrid
+        The block grids asked for (``BlockMoments``), as :meth:`select` keeps them: known
+        even where no pair was measured on them.
     """
 
     names: list[str]
@@ -107,6 +110,7 @@ class OverlapStatistics:
     image_histograms: list[Histogram | None] = field(factory=list)
     crs: Any = None
     reads: dict[str, int] = field(factory=dict)
+    grids: list[BlockGrid] = field(factory=list)
 
     def __attrs_post_init__(self) -> None:
         if not self.image_histograms:
@@ -125,8 +129,9 @@ class OverlapStatistics:
 
     @property
     def block_grids(self) -> list[BlockGrid]:
-        """The block grids the pairs were measured on."""
-        return list(self.pairs[0].blocks) if self.pairs else []
+        """The block grids the pairs were measured on (those asked for when nothing
+        overlaps)."""
+        return list(self.pairs[0].blocks) if self.pairs else list(self.grids)
 
     def affine(self, gains: np.ndarray, offsets: np.ndarray) -> OverlapStatistics:
         """The statistics after ``gains[i] * x + offsets[i]`` on image ``i`` (per band)."""
@@ -144,7 +149,7 @@ class OverlapStatistics:
     def select(self, requests: Iterable[Request]) -> OverlapStatistics:
         """Only the results of ``requests`` (what one step asked for)."""
         requests = list(requests)
-        grids = {r.grid for r in requests if isinstance(r, BlockMoments)}
+        grids = list(dict.fromkeys(r.grid for r in requests if isinstance(r, BlockMoments)))
         histograms = any(isinstance(r, OverlapHistogram) for r in requests)
         pairs = [
             PairMoments(
@@ -166,4 +171,5 @@ class OverlapStatistics:
             images=self.images if keep_moments else [None] * len(self.names),
             pairs=pairs if keep_pairs else [],
             image_histograms=self.image_histograms if keep_histograms else [None] * len(self.names),
+            grids=grids,
         )
