@@ -711,3 +711,42 @@ def test_two_disconnected_groups_warn_and_are_matched_within_each(runner, tiles,
     result = invoke(runner, "match", tiles, "-o", tmp_path / "out", "--no-cache", "--no-local")
     assert result.exit_code == 0, result.output
     assert "Warning: " in result.stderr and "group" in result.stderr
+
+
+def test_a_single_image_comes_out_unchanged_with_a_warning(runner, tiles, tmp_path):
+    result = invoke(runner, "match", tiles / "tile_00.tif", "-o", tmp_path / "out", "--no-cache")
+    assert result.exit_code == 0, result.output
+    assert "left unchanged" in result.stderr and "tile_00" in result.stderr
+    assert (read(tmp_path / "out" / "tile_00.tif") == read(tiles / "tile_00.tif")).all()
+
+
+def test_images_that_overlap_nothing_come_out_unchanged_with_a_warning(runner, tiles, tmp_path):
+    transform = profile_of(tiles / "tile_03.tif")["transform"]
+    rewrite(tiles / "tile_03.tif", transform=Affine.translation(2e5, 0) * transform)
+    result = invoke(runner, "match", tiles, "-o", tmp_path / "out", "--no-cache")
+    assert result.exit_code == 0, result.output
+    assert "left unchanged" in result.stderr and "tile_03" in result.stderr
+    assert (read(tmp_path / "out" / "tile_03.tif") == read(tiles / "tile_03.tif")).all()
+    assert not (read(tmp_path / "out" / "tile_01.tif") == read(tiles / "tile_01.tif")).all()
+
+
+def test_an_overlap_of_a_handful_of_pixels_is_named_and_left_out(runner, tiles, tmp_path):
+    data = read(tiles / "tile_00.tif")
+    patch = np.zeros_like(data)
+    patch[:, 150:153, 150:153] = data[:, 150:153, 150:153]  # 9 valid pixels
+    shutil.copy(tiles / "tile_00.tif", tiles / "patch.tif")
+    rewrite(tiles / "patch.tif", patch)
+    inputs = [tiles / "tile_00.tif", tiles / "tile_01.tif", tiles / "patch.tif"]
+    result = invoke(runner, "match", *inputs, "-o", tmp_path / "out", "--no-cache", "--no-local")
+    assert result.exit_code == 0, result.output
+    named = [line for line in result.stderr.splitlines() if "patch" in line]
+    assert named and any("9" in line and "left out" in line for line in named), result.stderr
+    assert (read(tmp_path / "out" / "patch.tif") == patch).all()
+
+
+def test_a_block_size_too_small_for_any_block_is_named(runner, tiles, tmp_path):
+    result = invoke(
+        runner, "match", tiles, "-o", tmp_path / "out", "--no-cache", "--block-size", "4"
+    )
+    assert result.exit_code == 0, result.output
+    assert "Warning: " in result.stderr and "block" in result.stderr and "4" in result.stderr
