@@ -213,7 +213,7 @@ ERRORS: list[tuple[str, Callable[[Path], list], tuple[str, ...]]] = [
     ("truncated COG", _truncated_cog, ("tile_02.tif", "cannot be read at row", "Read error")),
     ("corrupt tile", _corrupt_tile, ("tile_01.tif", "cannot be read at row", "Decoding error")),
     ("different band counts", _other_band_count, ("tile_03.tif", "has 1 bands")),
-    ("different CRS", _other_crs, ("tile_03.tif", "CRS EPSG:32622 differs")),
+    ("different CRS", _other_crs, ("tile_03.tif", "CRS EPSG:32622 differs", "align --dst-crs")),
     ("one image without CRS", _no_crs, ("tile_03.tif", "CRS none differs")),
     ("all-nodata image", _all_nodata, ("tile_01.tif", "has no valid pixels")),
     ("rotated geotransform", _rotated, ("tile_02.tif", "rotated or sheared geotransform")),

@@ -547,3 +547,12 @@ def test_pif_with_the_default_local_step(runner, tmp_path, truth):
     assert folder_listing(tmp_path / "pifs") == [f"date_{k}.tif" for k in range(4)]
     steps = json.loads((tmp_path / "m.json").read_text())["steps"]
     assert len(steps) == 2
+
+
+def test_align_reprojects_with_dst_crs(runner, data_dir, tmp_path):
+    result = invoke(runner, "align", data_dir, "-o", tmp_path / "out", "--dst-crs", "EPSG:3857")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "out" / "tile_00.tif") as dataset:
+        assert dataset.crs.to_epsg() == 3857
+    bad = invoke(runner, "align", data_dir, "-o", tmp_path / "bad", "--dst-crs", "EPSG:0")
+    assert_one_line_error(bad, "crs must be a CRS", "EPSG:0")

@@ -48,6 +48,89 @@ def test_align_puts_every_image_on_one_tapped_grid(tmp_path):
         align_rasters(tmp_path / "in", tmp_path / "bad", resolution="finest")
 
 
+def test_align_by_default_leaves_co_registered_tiles_where_they_are(tmp_path):
+    outputs = align_rasters(DATA_DIR, tmp_path / "out")
+    for path in outputs:
+        source = DATA_DIR / Path(path).name
+        with rasterio.open(source) as before, rasterio.open(path) as after:
+            assert after.transform == before.transform and after.crs == before.crs
+            assert np.array_equal(after.read(), before.read())
+
+
+def reproject_file(source: Path, target: Path, crs: str) -> Path:
+    """A real reprojection of ``source`` with GDAL (as another tool would deliver it)."""
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    with rasterio.open(source) as dataset:
+        transform, width, height = calculate_default_transform(
+            dataset.crs, crs, dataset.width, dataset.height, *dataset.bounds
+        )
+        profile = dict(dataset.profile, crs=crs, transform=transform, width=width, height=height)
+        with rasterio.open(target, "w", **profile) as out:
+            for band in range(1, dataset.count + 1):
+                reproject(
+                    rasterio.band(dataset, band),
+                    rasterio.band(out, band),
+                    resampling=Resampling.nearest,
+                )
+    return target
+
+
+def test_align_reprojects_images_in_another_crs_onto_one_grid(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("tile_00", "tile_02", "tile_03"):
+        (folder / f"{name}.tif").write_bytes((DATA_DIR / f"{name}.tif").read_bytes())
+    reproject_file(DATA_DIR / "tile_01.tif", folder / "tile_01.tif", "EPSG:3857")
+    with pytest.raises(SpectralMatchError, match="align --dst-crs"):
+        ImageCollection.from_paths(folder)
+    outputs = align_rasters(folder, tmp_path / "out")
+    collection = ImageCollection.from_paths(outputs)  # one CRS, one grid: accepted
+    assert collection.crs == Image(DATA_DIR / "tile_00.tif").crs
+    for image in collection:
+        assert (image.transform.a, image.transform.e) == (30.0, -30.0)
+    # the reprojected tile is back on its original grid, with its original values almost
+    # everywhere (two nearest-neighbour resamplings move some pixels by one)
+    with rasterio.open(DATA_DIR / "tile_01.tif") as original:
+        before, window_transform = original.read(), original.transform
+    back = Image(tmp_path / "out" / "tile_01.tif")
+    offset = ~back.transform * (window_transform.c, window_transform.f)
+    rows, cols = round(offset[1]), round(offset[0])
+    after = read_raster(back.path)[:, rows : rows + before.shape[1], cols : cols + before.shape[2]]
+    both = (before != 0) & (after != 0)
+    assert both.mean() > 0.8
+    assert np.median(np.abs(after[both].astype(float) - before[both])) == 0
+    matched = sm_match(tmp_path / "out", tmp_path / "matched")
+    assert len(matched) == 4
+
+
+def sm_match(inputs, out):
+    from spectralmatch import GlobalModel, Mosaic
+
+    return Mosaic(steps=[GlobalModel()]).fit_transform(inputs, out)
+
+
+def test_align_to_a_given_crs_and_a_bad_crs(tmp_path):
+    outputs = align_rasters(DATA_DIR, tmp_path / "out", crs="EPSG:3857")
+    images = ImageCollection.from_paths(outputs)
+    assert images.crs.to_epsg() == 3857
+    assert len({(i.transform.a, i.transform.e) for i in images}) == 1
+    with pytest.raises(SpectralMatchError, match="align_rasters: crs must be a CRS"):
+        align_rasters(DATA_DIR, tmp_path / "bad", crs="EPSG:0")
+
+
+def test_align_gives_an_image_without_nodata_a_mask_of_its_data(tmp_path):
+    source = tmp_path / "in" / "plain.tif"
+    values = np.full((1, 400, 400), 7, "uint16")  # 300 km from the central meridian
+    write_raster(source, values, transform=from_origin(800000.0, -2800000.0, 30, 30))
+    (out,) = align_rasters([source], tmp_path / "out", crs="EPSG:4326")
+    with rasterio.open(out) as dataset:
+        mask = dataset.dataset_mask()
+        data = dataset.read(1)
+    assert 0 < (mask > 0).mean() < 1  # the reprojected square does not fill its box
+    assert (data[mask > 0] == 7).mean() > 0.99
+
+
 def test_voronoi_seamlines_partition_the_union_of_footprints(tmp_path):
     collection = ImageCollection.from_paths(DATA_DIR)
     seams = Seamline.voronoi(collection)

@@ -9,7 +9,7 @@ from .options import inputs_command, output_folder_option, write_options
 
 def _resolution(context, parameter, value: str):
     """``--resolution``: a keyword, or X[,Y] in CRS units."""
-    if value in ("highest", "lowest", "average"):
+    if value is None or value in ("highest", "lowest", "average"):
         return value
     try:
         x, _, y = value.partition(",")
@@ -22,16 +22,23 @@ def _resolution(context, parameter, value: str):
 @output_folder_option
 @click.option(
     "--resolution",
-    default="highest",
-    show_default=True,
+    default=None,
     callback=_resolution,
-    help="Pixel size: highest, lowest, average, or X[,Y] in CRS units.",
+    help="Pixel size: highest, lowest, average, or X[,Y] in CRS units [default: the "
+    "finest of the images already in the target CRS].",
+)
+@click.option(
+    "--dst-crs",
+    default=None,
+    metavar="CRS",
+    help="Reproject to this CRS (EPSG:32621, a WKT...) [default: the images' most common CRS].",
 )
 @click.option(
     "--tap/--no-tap",
-    default=True,
+    default=False,
     show_default=True,
-    help="Grid lines on multiples of the pixel size (target-aligned pixels).",
+    help="Grid lines on multiples of the pixel size (target-aligned pixels) instead of "
+    "through the first image's corner.",
 )
 @click.option(
     "--resampling",
@@ -40,18 +47,19 @@ def _resolution(context, parameter, value: str):
     type=click.Choice(("nearest", "bilinear", "cubic", "average", "mode")),
 )
 @write_options
-def align(inputs, out_dir, resolution, tap, resampling, cog):
-    """Put INPUTS on one pixel grid and write them to OUTPUT.
+def align(inputs, out_dir, resolution, dst_crs, tap, resampling, cog):
+    """Put INPUTS on one pixel grid (one CRS, one pixel size) and write them to OUTPUT.
 
     \b
     Example:
-      spectralmatch align matched/ -o aligned/ --resolution highest
+      spectralmatch align scenes/ -o aligned/ --dst-crs EPSG:32621
     """
     from ..ops.align import align_rasters
 
     align_rasters(
         list(inputs),
         out_dir,
+        crs=dst_crs,
         resolution=resolution,
         tap=tap,
         resampling=resampling,

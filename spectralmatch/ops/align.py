@@ -1,17 +1,21 @@
-"""Put images on one pixel grid: same pixel size, aligned grid lines."""
+"""Put images on one pixel grid: one CRS, one pixel size, aligned grid lines."""
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any, get_args
 
 import numpy as np
+from attrs import frozen
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from .._typing import OutputsLike, ResamplingName, ResolutionName
+from .._typing import Bounds, OutputsLike, ResamplingName, ResolutionName
 from .._validation import BOOLEAN, POSITIVE, POSITIVE_INTEGER, Options, check
 from ..errors import SpectralMatchError
 from ..geo.grid import PixelGrid, split_window
@@ -23,11 +27,63 @@ from ..raster.write import output_profile, write_raster
 RESAMPLINGS: tuple[ResamplingName, ...] = get_args(ResamplingName)
 
 
+@frozen
+class NativeGrid:
+    """An image's extent and pixel size as they are in the target CRS (before any
+    choice of a common grid)."""
+
+    bounds: Bounds
+    pixel_size: tuple[float, float]
+
+    @classmethod
+    def of(cls, image: Image, crs: CRS) -> NativeGrid:
+        """``image``'s native grid in ``crs`` (GDAL's default for a reprojection)."""
+        from rasterio.transform import array_bounds
+        from rasterio.warp import calculate_default_transform
+
+        grid = PixelGrid(image.transform, image.width, image.height)
+        if image.crs == crs:
+            return cls(grid.envelope, grid.pixel_size)
+        if image.crs is None:
+            raise SpectralMatchError(
+                f"{image.path}: has no CRS, so it cannot be reprojected to {crs.to_string()}"
+            )
+        transform, width, height = calculate_default_transform(
+            image.crs, crs, image.width, image.height, *grid.envelope
+        )
+        left, bottom, right, top = array_bounds(height, width, transform)
+        return cls((left, bottom, right, top), (transform.a, -transform.e))
+
+
+def target_crs(collection: ImageCollection, crs: Any = None) -> CRS | None:
+    """The CRS to align to: ``crs`` as given (anything rasterio reads: ``"EPSG:32621"``,
+    a WKT, a CRS), else the most common CRS of the images (the first image's on a tie)."""
+    if crs is not None:
+        try:
+            return CRS.from_user_input(crs)
+        except Exception as error:  # rasterio raises several kinds for a bad CRS
+            raise SpectralMatchError(
+                f"align_rasters: crs must be a CRS (e.g. 'EPSG:32621'), got {crs!r} ({error})"
+            ) from None
+    keys = [image.crs.to_wkt() if image.crs else None for image in collection]
+    counts = Counter(keys)
+    most = max(counts.values())
+    return next(i.crs for i, key in zip(collection, keys, strict=True) if counts[key] == most)
+
+
 def target_resolution(
-    collection: ImageCollection, resolution: ResolutionName | tuple[float, float]
+    grids: list[NativeGrid],
+    resolution: ResolutionName | tuple[float, float] | None,
+    unmoved: list[bool] | None = None,
 ) -> tuple[float, float]:
-    """(x, y) pixel size: ``"highest"``, ``"lowest"``, ``"average"`` or a given pair."""
-    sizes = np.array([PixelGrid(i.transform, i.width, i.height).pixel_size for i in collection])
+    """(x, y) pixel size: ``"highest"``, ``"lowest"``, ``"average"`` of the images' native
+    pixel sizes in the target CRS, or a given pair. None: the finest pixel size of the
+    images already in the target CRS (``unmoved``; all where none is), so that they keep
+    their pixel size and a reprojected image does not impose a near-miss one."""
+    if resolution is None:
+        kept = [grid for grid, keep in zip(grids, unmoved or [], strict=False) if keep]
+        return target_resolution(kept or grids, "highest")
+    sizes = np.array([grid.pixel_size for grid in grids])
     choose: dict[str, Callable[..., Any]] = {
         "highest": np.min,
         "lowest": np.max,
@@ -49,15 +105,15 @@ def target_resolution(
 
 
 def aligned_grid(
-    image: Image, resolution: tuple[float, float], tap: bool, origin: tuple[float, float]
+    bounds: Bounds, resolution: tuple[float, float], tap: bool, origin: tuple[float, float]
 ) -> tuple[Affine, int, int]:
-    """Transform and size of ``image``'s extent on the target grid.
+    """Transform and size of ``bounds`` on the target grid.
 
     With ``tap`` the grid's lines fall on multiples of the pixel size (GDAL's -tap);
-    otherwise on the lines through ``origin`` (the collection's top-left corner).
+    otherwise on the lines through ``origin`` (the top-left corner of the first image).
     """
     x_size, y_size = resolution
-    left, bottom, right, top = image.bounds
+    left, bottom, right, top = bounds
     x0, y0 = (0.0, 0.0) if tap else origin
     left = x0 + math.floor((left - x0) / x_size + 1e-9) * x_size
     right = x0 + math.ceil((right - x0) / x_size - 1e-9) * x_size
@@ -72,20 +128,42 @@ def align_rasters(
     input_images: ImagesLike,
     output_images: OutputsLike,
     *,
-    resolution: ResolutionName | tuple[float, float] = "highest",
-    tap: bool = True,
+    crs: Any = None,
+    resolution: ResolutionName | tuple[float, float] | None = None,
+    tap: bool = False,
     resampling: ResamplingName = "nearest",
     window_size: int = DEFAULT_WINDOW_SIZE,
     save_as_cog: bool = False,
 ) -> list[str]:
-    """Put every image on one pixel grid (same pixel size and aligned lines).
+    """Put every image on one pixel grid: one CRS, one pixel size, aligned lines.
 
-    Images with a rotated or sheared geotransform are warped onto the north-up grid
-    (the only operation that takes them).
+    Images in another CRS are reprojected, and images with a rotated or sheared
+    geotransform are warped north-up (the only operation that takes them), window by
+    window. Images already on the common grid keep their pixels where they are.
 
-    Each output covers its input's extent on the common grid; values are resampled with
-    ``resampling`` (a rasterio/GDAL name such as ``"nearest"``, ``"bilinear"``,
-    ``"average"``); nodata, dtype, bands and their descriptions are kept.
+    Parameters
+    ----------
+    input_images : folder, glob pattern or list of paths
+    output_images : folder, pattern with ``*`` or list of paths
+    crs : CRS, optional
+        The target CRS (``"EPSG:32621"``, a WKT, a rasterio CRS); default: the most
+        common CRS of the images (the first image's on a tie).
+    resolution : {"highest", "lowest", "average"} or (x, y), optional
+        The pixel size, chosen among the images' native pixel sizes in the target CRS,
+        or given in its units; default: the finest pixel size of the images already in
+        the target CRS (of all images where none is).
+    tap : bool, default False
+        Put the grid lines on multiples of the pixel size (GDAL's -tap); by default
+        they run through the top-left corner of the first image already in the target
+        CRS.
+    resampling : str, default "nearest"
+        A rasterio/GDAL resampling name (``"nearest"``, ``"bilinear"``, ``"average"``...).
+    window_size, save_as_cog
+        Windowed writing and COG output.
+
+    Each output covers its input's extent on the common grid; nodata, dtype, bands and
+    their descriptions are kept. An image without a nodata value gets a mask of where
+    it has data (reprojection leaves empty corners).
 
     Examples
     --------
@@ -94,34 +172,51 @@ def align_rasters(
     >>> Image(outputs[0]).transform.a
     60.0
     """
-    from rasterio.vrt import WarpedVRT
-
     check("align_rasters", "resampling", resampling, Options(RESAMPLINGS))
     check("align_rasters", "tap", tap, BOOLEAN)
     check("align_rasters", "window_size", window_size, POSITIVE_INTEGER)
     check("align_rasters", "save_as_cog", save_as_cog, BOOLEAN)
-    collection = ImageCollection.coerce(input_images, allow_rotated=True)
-    size = target_resolution(collection, resolution)
-    left, _, _, top = collection.bounds
-    method = Resampling[resampling]
+    collection = ImageCollection.coerce(input_images, any_grid=True)
+    crs = target_crs(collection, crs)
+    grids = [NativeGrid.of(image, crs) for image in collection]
+    unmoved = [image.crs == crs for image in collection]
+    size = target_resolution(grids, resolution, unmoved)
+    first = grids[unmoved.index(True)] if any(unmoved) else grids[0]
+    origin = (first.bounds[0], first.bounds[3])
     paths = resolve_outputs(collection, **output_arguments(collection, output_images))
-    for image, path in zip(collection, paths, strict=True):
-        transform, width, height = aligned_grid(image, size, tap, (left, top))
-        profile = output_profile(image, width=width, height=height, transform=transform)
-        with (
-            image.open() as source,
-            WarpedVRT(
-                source,
-                transform=transform,
-                width=width,
-                height=height,
-                resampling=method,
-                nodata=image.nodata,
-            ) as warped,
-        ):
-            pieces = (
-                (window, warped.read(window=window), None)
-                for window in split_window(Window(0, 0, width, height), window_size)
-            )
+    for image, grid, path in zip(collection, grids, paths, strict=True):
+        transform, width, height = aligned_grid(grid.bounds, size, tap, origin)
+        profile = output_profile(image, width=width, height=height, transform=transform, crs=crs)
+        with _warped(image, crs, transform, width, height, Resampling[resampling]) as warped:
+            pieces = _pieces(warped, image, width, height, window_size)
             write_raster(path, profile, pieces, descriptions=image.descriptions, cog=save_as_cog)
     return [str(path) for path in paths]
+
+
+@contextlib.contextmanager
+def _warped(image: Image, crs, transform, width, height, resampling) -> Iterator[Any]:
+    """``image`` read through a warped VRT onto the target grid."""
+    from rasterio.vrt import WarpedVRT
+
+    options: dict[str, Any] = {"crs": crs, "nodata": image.nodata}
+    if image.nodata is None:
+        options["add_alpha"] = True  # so the VRT knows where the image has no data
+    with (
+        image.open() as source,
+        WarpedVRT(
+            source,
+            transform=transform,
+            width=width,
+            height=height,
+            resampling=resampling,
+            **{key: value for key, value in options.items() if value is not None},
+        ) as warped,
+    ):
+        yield warped
+
+
+def _pieces(warped, image: Image, width: int, height: int, window_size: int) -> Iterator[tuple]:
+    bands = list(range(1, image.count + 1))
+    for window in split_window(Window(0, 0, width, height), window_size):
+        mask = warped.dataset_mask(window=window) if image.nodata is None else None
+        yield window, warped.read(bands, window=window), mask

@@ -77,8 +77,10 @@ class ImageCollection:
     ----------
     images : sequence of Image or paths
         Validated on construction (metadata only; no pixel is read).
-    allow_rotated : bool, default False
-        Accept images with a rotated or sheared geotransform (only alignment does).
+    any_grid : bool, default False
+        Accept images on any grid: in different CRSs, with other band counts, or with a
+        rotated or sheared geotransform (only alignment, which puts them on one grid,
+        takes such a collection).
 
     Raises
     ------
@@ -93,13 +95,14 @@ class ImageCollection:
     """
 
     images: list[Image] = field(converter=_as_images)
-    allow_rotated: bool = field(default=False, kw_only=True)
+    any_grid: bool = field(default=False, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         if not self.images:
             raise SpectralMatchError("no images given")
-        validate_compatible(self.images)
-        if not self.allow_rotated:
+        validate_unique_names(self.images)
+        if not self.any_grid:
+            validate_compatible(self.images)
             for image in self.images:
                 image.grid  # noqa: B018 - raises the one clear error for a rotated image
 
@@ -110,19 +113,19 @@ class ImageCollection:
 
     @classmethod
     def coerce(
-        cls, images: ImageCollection | Image | PathsLike, *, allow_rotated: bool = False
+        cls, images: ImageCollection | Image | PathsLike, *, any_grid: bool = False
     ) -> ImageCollection:
         """Accept a collection, one image, or anything :func:`resolve_paths` takes."""
         if isinstance(images, ImageCollection):
-            if allow_rotated == images.allow_rotated:
+            if any_grid == images.any_grid:
                 return images
-            return cls(images.images, allow_rotated=allow_rotated)
+            return cls(images.images, any_grid=any_grid)
         if isinstance(images, Image):
-            return cls([images], allow_rotated=allow_rotated)
+            return cls([images], any_grid=any_grid)
         items = [images] if isinstance(images, (str, os.PathLike)) else list(images)
         if all(isinstance(item, Image) for item in items):
-            return cls(items, allow_rotated=allow_rotated)
-        return cls(resolve_paths(items), allow_rotated=allow_rotated)
+            return cls(items, any_grid=any_grid)
+        return cls(resolve_paths(items), any_grid=any_grid)
 
     @property
     def names(self) -> list[str]:
@@ -164,9 +167,8 @@ class ImageCollection:
         return self.images[self.index(key)]
 
 
-def validate_compatible(images: Sequence[Image]) -> None:
-    """Raise a clear error unless the images can be normalized together."""
-    first = images[0]
+def validate_unique_names(images: Sequence[Image]) -> None:
+    """Raise a clear error if two images have one name (their outputs would collide)."""
     seen: dict[str, Path] = {}
     for image in images:
         if image.name in seen:
@@ -175,6 +177,12 @@ def validate_compatible(images: Sequence[Image]) -> None:
                 "names are file stems and must be unique"
             )
         seen[image.name] = image.path
+
+
+def validate_compatible(images: Sequence[Image]) -> None:
+    """Raise a clear error unless the images can be normalized together."""
+    first = images[0]
+    for image in images:
         if image.count != first.count:
             raise SpectralMatchError(
                 f"{image.path}: has {image.count} bands, {first.path} has {first.count}; "
@@ -183,8 +191,8 @@ def validate_compatible(images: Sequence[Image]) -> None:
         if image.crs != first.crs:
             raise SpectralMatchError(
                 f"{image.path}: CRS {_crs_name(image.crs)} differs from {first.path} "
-                f"({_crs_name(first.crs)}); align the images to one CRS first "
-                "(spectralmatch.align_rasters or gdalwarp)"
+                f"({_crs_name(first.crs)}); reproject the images to one CRS first "
+                "(spectralmatch align --dst-crs, or align_rasters(crs=...))"
             )
 
 
