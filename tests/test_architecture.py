@@ -25,7 +25,7 @@ LAYERS = [
     ["model"],
     ["report"],
     ["workflow"],
-    ["cli"],
+    ["cli", "__main__"],
 ]
 
 

@@ -556,3 +556,20 @@ def test_align_reprojects_with_dst_crs(runner, data_dir, tmp_path):
         assert dataset.crs.to_epsg() == 3857
     bad = invoke(runner, "align", data_dir, "-o", tmp_path / "bad", "--dst-crs", "EPSG:0")
     assert_one_line_error(bad, "crs must be a CRS", "EPSG:0")
+
+
+def test_python_dash_m_spectralmatch_is_the_command(data_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "spectralmatch", "match", data_dir, "-o", tmp_path / "out", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"tile_0{i}.tif" for i in range(4)
+    ]
+    usage = subprocess.run([sys.executable, "-m", "spectralmatch", "--help"], capture_output=True)
+    assert (
+        b"Usage: python -m spectralmatch" in usage.stdout or b"Usage: spectralmatch" in usage.stdout
+    )
