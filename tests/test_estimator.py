@@ -398,9 +398,9 @@ def test_step_fit_on_its_own_validates_parameters(tiles, step, fragments):
 
 def test_align_rasters_validates_resampling(tiles, tmp_path):
     with pytest.raises(SpectralMatchError) as caught:
-        align_rasters(tiles.paths, tmp_path / "aligned", resampling="foo")
+        align_rasters(tiles.paths, tmp_path / "aligned", resampling_method="foo")
     message = str(caught.value)
-    assert message.startswith("align_rasters: resampling must be one of 'nearest'")
+    assert message.startswith("align_rasters: resampling_method must be one of 'nearest'")
     assert message.endswith("got 'foo'")
     assert not (tmp_path / "aligned").exists()
 

@@ -62,6 +62,6 @@ def align(inputs, out_dir, resolution, dst_crs, tap, resampling, cog):
         crs=dst_crs,
         resolution=resolution,
         tap=tap,
-        resampling=resampling,
+        resampling_method=resampling,
         save_as_cog=cog,
     )

@@ -131,7 +131,7 @@ def align_rasters(
     crs: Any = None,
     resolution: ResolutionName | tuple[float, float] | None = None,
     tap: bool = False,
-    resampling: ResamplingName = "nearest",
+    resampling_method: ResamplingName = "nearest",
     window_size: int = DEFAULT_WINDOW_SIZE,
     save_as_cog: bool = False,
 ) -> list[str]:
@@ -156,8 +156,10 @@ def align_rasters(
         Put the grid lines on multiples of the pixel size (GDAL's -tap); by default
         they run through the top-left corner of the first image already in the target
         CRS.
-    resampling : str, default "nearest"
-        A rasterio/GDAL resampling name (``"nearest"``, ``"bilinear"``, ``"average"``...).
+    resampling_method : str, default "nearest"
+        A rasterio/GDAL resampling name (``"nearest"``, ``"bilinear"``, ``"average"``...);
+        nearest keeps every value as it was (the published package's default is
+        bilinear).
     window_size, save_as_cog
         Windowed writing and COG output.
 
@@ -172,7 +174,7 @@ def align_rasters(
     >>> Image(outputs[0]).transform.a
     60.0
     """
-    check("align_rasters", "resampling", resampling, Options(RESAMPLINGS))
+    check("align_rasters", "resampling_method", resampling_method, Options(RESAMPLINGS))
     check("align_rasters", "tap", tap, BOOLEAN)
     check("align_rasters", "window_size", window_size, POSITIVE_INTEGER)
     check("align_rasters", "save_as_cog", save_as_cog, BOOLEAN)
@@ -187,7 +189,7 @@ def align_rasters(
     for image, grid, path in zip(collection, grids, paths, strict=True):
         transform, width, height = aligned_grid(grid.bounds, size, tap, origin)
         profile = output_profile(image, width=width, height=height, transform=transform, crs=crs)
-        with _warped(image, crs, transform, width, height, Resampling[resampling]) as warped:
+        with _warped(image, crs, transform, width, height, Resampling[resampling_method]) as warped:
             pieces = _pieces(warped, image, width, height, window_size)
             write_raster(path, profile, pieces, descriptions=image.descriptions, cog=save_as_cog)
     return [str(path) for path in paths]
