@@ -19,6 +19,7 @@ from .ops.merge import merge_rasters
 from .ops.seamline import Seamline, voronoi_center_seamline
 from .raster.collection import ImageCollection
 from .raster.image import Image
+from .raster.paths import create_paths, match_paths, search_paths
 from .stats.moments import Moments
 from .stats.overlap import OverlapStatistics
 from .workflow import global_regression, local_block_adjustment
@@ -47,9 +48,12 @@ __all__ = [
     "VectorMask",
     "__version__",
     "align_rasters",
+    "create_paths",
     "global_regression",
     "local_block_adjustment",
     "mask_rasters",
+    "match_paths",
     "merge_rasters",
+    "search_paths",
     "voronoi_center_seamline",
 ]

@@ -11,11 +11,15 @@ from rasterio import Affine
 #: (left, bottom, right, top) in CRS units.
 Bounds = tuple[float, float, float, float]
 
-#: A raster file, folder or glob pattern, or a list of them.
-PathsLike = str | os.PathLike | Iterable[str | os.PathLike]
+#: A folder and a file pattern inside it: ``("data", "*.tif")``, ``("out", "$_Global.tif")``.
+FolderPattern = tuple[str | os.PathLike, str]
 
-#: An output folder, a pattern with ``*`` standing for each input's name, or one path per image.
-OutputsLike = str | os.PathLike | Sequence[str | os.PathLike]
+#: A raster file, folder or glob pattern, a (folder, pattern) pair, or a list of them.
+PathsLike = str | os.PathLike | FolderPattern | Iterable[str | os.PathLike | FolderPattern]
+
+#: An output folder; a template where ``$`` (or ``*``) stands for each input's name, alone or
+#: as a (folder, template) pair; one output file (one image only); or one path per image.
+OutputsLike = str | os.PathLike | FolderPattern | Sequence[str | os.PathLike]
 
 #: Image references: names or positions in the collection.
 References = Sequence[str | int] | None

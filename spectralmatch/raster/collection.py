@@ -7,6 +7,7 @@ import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 from attrs import define, field
 
@@ -18,39 +19,73 @@ from .image import Image
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 
 
-def resolve_paths(inputs: PathsLike) -> list[Path]:
-    """Raster paths from a folder, a glob pattern, a file, or a list of any of these.
+def resolve_paths(inputs: PathsLike, *, recursive: bool = True) -> list[Path]:
+    """Raster paths from a folder, a glob pattern, a file, a ``(folder, pattern)`` pair,
+    or a list of any of these.
 
     Folders give their raster files (``.tif``, ``.tiff``, ``.vrt``, ``.img``, ``.jp2``)
-    in sorted order; globs are expanded and sorted; order is otherwise kept.
+    in sorted order; globs are expanded and sorted, ``**`` reaching into subfolders when
+    ``recursive``; a pair ``(folder, "*.tif")`` is the pattern inside that folder (its
+    first item an existing folder, its second a relative glob pattern); order is
+    otherwise kept.
 
     Raises
     ------
     SpectralMatchError
-        When an entry matches nothing.
+        When an entry matches nothing, or is neither a path nor such a pair.
     """
-    entries = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-    paths: list[Path] = []
-    for entry in entries:
+    if isinstance(inputs, (str, os.PathLike)) or is_folder_pattern(inputs):
+        return _resolve_entry(inputs, recursive)
+    return [path for entry in inputs for path in _resolve_entry(entry, recursive)]
+
+
+def is_folder_pattern(entry: object) -> bool:
+    """Whether ``entry`` is a ``(folder, pattern)`` pair: an existing folder and a relative
+    glob pattern."""
+    if not (isinstance(entry, tuple) and len(entry) == 2):
+        return False
+    folder, pattern = entry
+    return (
+        isinstance(folder, (str, os.PathLike))
+        and os.path.isdir(folder)
+        and isinstance(pattern, str)
+        and glob.has_magic(pattern)
+        and not os.path.isabs(pattern)
+    )
+
+
+def folder_pattern(folder: str | os.PathLike, pattern: str) -> str:
+    """The glob pattern ``pattern`` inside ``folder`` (whose name is taken literally)."""
+    return os.path.join(glob.escape(os.fspath(folder)), pattern)
+
+
+def _resolve_entry(entry: object, recursive: bool) -> list[Path]:
+    """The raster files one entry of :func:`resolve_paths` stands for."""
+    if isinstance(entry, tuple) and is_folder_pattern(entry):
+        text = folder_pattern(*entry)
+    elif isinstance(entry, (str, os.PathLike)):
         text = os.fspath(entry)
-        if os.path.isdir(text):
-            found = _files_only(
-                p
-                for p in Path(text).iterdir()
-                if p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith(".")
-            )
-            if not found:
-                raise SpectralMatchError(f"{text}: folder holds no raster files")
-        elif glob.has_magic(text):
-            found = _files_only(Path(p) for p in glob.glob(text))
-            if not found:
-                raise SpectralMatchError(f"{text}: pattern matches no file")
-        elif os.path.exists(text):
-            found = [Path(text)]
-        else:
-            raise SpectralMatchError(f"{text}: no such file or folder")
-        paths.extend(found)
-    return paths
+    else:
+        raise SpectralMatchError(
+            f"{entry!r}: not a path, nor a (folder, pattern) pair such as ('data', '*.tif')"
+        )
+    if os.path.isdir(text):
+        found = _files_only(
+            p
+            for p in Path(text).iterdir()
+            if p.suffix.lower() in RASTER_SUFFIXES and not p.name.startswith(".")
+        )
+        if not found:
+            raise SpectralMatchError(f"{text}: folder holds no raster files")
+        return found
+    if glob.has_magic(text):
+        found = _files_only(Path(p) for p in glob.glob(text, recursive=recursive))
+        if not found:
+            raise SpectralMatchError(f"{text}: pattern matches no file")
+        return found
+    if os.path.exists(text):
+        return [Path(text)]
+    raise SpectralMatchError(f"{text}: no such file or folder")
 
 
 def _files_only(paths: Iterable[Path]) -> list[Path]:
@@ -122,9 +157,11 @@ class ImageCollection:
             return cls(images.images, any_grid=any_grid)
         if isinstance(images, Image):
             return cls([images], any_grid=any_grid)
-        items = [images] if isinstance(images, (str, os.PathLike)) else list(images)
+        if isinstance(images, (str, os.PathLike)) or is_folder_pattern(images):
+            return cls(resolve_paths(images), any_grid=any_grid)
+        items = list(images)
         if all(isinstance(item, Image) for item in items):
-            return cls(items, any_grid=any_grid)
+            return cls(cast(list[Image], items), any_grid=any_grid)
         return cls(resolve_paths(items), any_grid=any_grid)
 
     @property
