@@ -274,7 +274,7 @@ def build_model(inputs: tuple[str, ...], options: dict[str, Any]) -> tuple[Any, 
     from ..raster.collection import ImageCollection, resolve_paths
     from ..raster.image import Image
 
-    paths = resolve_paths(inputs)
+    paths = resolve_paths(list(inputs))
     collection = ImageCollection(
         [Image(path, mask=options["exclude"], nodata=options["nodata"]) for path in paths]
     )

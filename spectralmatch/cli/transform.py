@@ -51,7 +51,7 @@ def transform(inputs, model_path, out_dir, update_model, **options):
         progress=show_progress(options["quiet"]),
         cache=(options["cache_dir"] or True) if options["cache"] else False,
     )
-    images = [Image(path, nodata=options["nodata"]) for path in resolve_paths(inputs)]
+    images = [Image(path, nodata=options["nodata"]) for path in resolve_paths(list(inputs))]
     with folder_lock([out_dir]):
         written = model.transform(ImageCollection(images), out_dir, **write_settings(options))
     if update_model:

@@ -17,15 +17,21 @@ TEMPLATE_SYMBOLS = ("$", "*")
 
 
 def output_arguments(collection: ImageCollection, output_images: OutputsLike) -> dict:
-    """``out_dir`` or ``outputs`` for :func:`resolve_outputs` (and ``Mosaic.transform``).
-
-    One path (a folder, a template or a file) or a ``(folder, template)`` pair is passed
-    as ``out_dir``; a list gives one path per image.
+    """``out_dir`` or ``outputs`` for :func:`resolve_outputs` (and ``Mosaic.transform``)
+    from what the function API takes: a folder (the outputs keep the input file names), a
+    template where ``$`` or ``*`` stands for each image's name (``"out/$_Global.tif"``) or
+    a ``(folder, template)`` pair, for one image the output file itself (a path with a
+    suffix that is not a folder), or a list of one path per image.
     """
+    text = None
     if isinstance(output_images, (str, os.PathLike)):
-        return {"out_dir": os.fspath(output_images)}
-    if _is_folder_template(output_images):
-        return {"out_dir": os.path.join(*output_images)}
+        text = os.fspath(output_images)
+    elif _is_folder_template(output_images):
+        text = os.path.join(*output_images)
+    if text is not None:
+        if any(symbol in text for symbol in TEMPLATE_SYMBOLS) or names_a_file(text):
+            return {"outputs": _paths_from(text, collection)}
+        return {"out_dir": text}
     return {"outputs": list(output_images)}
 
 
@@ -34,11 +40,9 @@ def resolve_outputs(
     out_dir: str | os.PathLike | None = None,
     outputs: Sequence[str | os.PathLike] | None = None,
 ) -> list[Path]:
-    """Output paths: given one per image, or from ``out_dir``.
+    """Output paths: given one per image, or the input file names (as ``.tif``) in the
+    folder ``out_dir``.
 
-    ``out_dir`` is a folder (the outputs keep the input file names, as ``.tif``), a
-    template where ``$`` or ``*`` stands for each image's name (``"out/$_Global.tif"``),
-    or, for one image, the output file itself (a path with a suffix that is not a folder).
     Creates the output folders; refuses two images written to one path and paths that are
     inputs.
     """
@@ -50,7 +54,7 @@ def resolve_outputs(
             raise SpectralMatchError(f"{len(paths)} output paths for {len(collection)} images")
     else:
         assert out_dir is not None
-        paths = _paths_from(os.fspath(out_dir), collection)
+        paths = [Path(out_dir) / image.path.with_suffix(".tif").name for image in collection]
     check_unique(paths, collection.names)
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,18 +63,16 @@ def resolve_outputs(
 
 
 def _paths_from(text: str, collection: ImageCollection) -> list[Path]:
-    """The output paths one folder, template or file stands for."""
+    """The output paths a template or a file name stands for."""
     if any(symbol in text for symbol in TEMPLATE_SYMBOLS):
         return fill_template(text, collection.names, TEMPLATE_SYMBOLS)
-    if names_a_file(text):
-        if len(collection) > 1:
-            raise SpectralMatchError(
-                f"{text}: one output file for {len(collection)} images; give a folder, or a "
-                f"template where $ stands for each image's name (such as "
-                f"{Path(text).with_stem('$_' + Path(text).stem)})"
-            )
-        return [Path(text)]
-    return [Path(text) / image.path.with_suffix(".tif").name for image in collection]
+    if len(collection) > 1:
+        raise SpectralMatchError(
+            f"{text}: one output file for {len(collection)} images; give a folder, or a "
+            f"template where $ stands for each image's name (such as "
+            f"{Path(text).with_stem('$_' + Path(text).stem)})"
+        )
+    return [Path(text)]
 
 
 def _literal_path(path: str | os.PathLike) -> Path:
