@@ -23,16 +23,17 @@ def output_arguments(collection: ImageCollection, output_images: OutputsLike) ->
     a ``(folder, template)`` pair, for one image the output file itself (a path with a
     suffix that is not a folder), or a list of one path per image.
     """
-    text = None
     if isinstance(output_images, (str, os.PathLike)):
-        text = os.fspath(output_images)
-    elif _is_folder_template(output_images):
-        text = os.path.join(*output_images)
-    if text is not None:
-        if any(symbol in text for symbol in TEMPLATE_SYMBOLS) or names_a_file(text):
-            return {"outputs": _paths_from(text, collection)}
-        return {"out_dir": text}
+        return _one_path_arguments(os.fspath(output_images), collection)
+    if _is_folder_template(output_images):
+        return _one_path_arguments(os.path.join(*output_images), collection)
     return {"outputs": list(output_images)}
+
+
+def _one_path_arguments(text: str, collection: ImageCollection) -> dict:
+    if any(symbol in text for symbol in TEMPLATE_SYMBOLS) or names_a_file(text):
+        return {"outputs": _paths_from(text, collection)}
+    return {"out_dir": text}
 
 
 def resolve_outputs(
