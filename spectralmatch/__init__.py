@@ -16,7 +16,8 @@ from .model.pipeline import Mosaic
 from .ops.align import align_rasters
 from .ops.clip import mask_rasters
 from .ops.merge import merge_rasters
-from .ops.seamline import Seamline, voronoi_center_seamline
+from .ops.seamline import Seamline, voronoi_center_seamline, weighted_seamline
+from .ops.vectors import merge_vectors
 from .raster.collection import ImageCollection
 from .raster.image import Image
 from .stats.moments import Moments
@@ -51,5 +52,7 @@ __all__ = [
     "local_block_adjustment",
     "mask_rasters",
     "merge_rasters",
+    "merge_vectors",
     "voronoi_center_seamline",
+    "weighted_seamline",
 ]
