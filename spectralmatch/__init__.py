@@ -16,7 +16,8 @@ from .model.pipeline import Mosaic
 from .ops.align import align_rasters
 from .ops.clip import mask_rasters
 from .ops.merge import merge_rasters
-from .ops.seamline import Seamline, voronoi_center_seamline
+from .ops.seamline import Seamline, voronoi_center_seamline, weighted_seamline
+from .ops.vectors import merge_vectors
 from .raster.collection import ImageCollection
 from .raster.image import Image
 from .raster.paths import create_paths, match_paths, search_paths
@@ -54,6 +55,8 @@ __all__ = [
     "mask_rasters",
     "match_paths",
     "merge_rasters",
+    "merge_vectors",
     "search_paths",
     "voronoi_center_seamline",
+    "weighted_seamline",
 ]

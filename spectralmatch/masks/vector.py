@@ -18,12 +18,13 @@ from .base import Mask, MaskTarget
 MASK_MODES: tuple[MaskMode, ...] = ("include", "exclude")
 
 
-def read_layer(path: str | os.PathLike, what: str = "vector file") -> Any:
-    """The features of a vector file as a GeoDataFrame; a clear error if unreadable."""
+def read_layer(path: str | os.PathLike, what: str = "vector file", layer: str | None = None) -> Any:
+    """The features of a vector file (of its ``layer``, default the first) as a
+    GeoDataFrame; a clear error if unreadable."""
     import geopandas
 
     try:
-        return geopandas.read_file(path)
+        return geopandas.read_file(path, layer=layer)
     except Exception as error:  # noqa: BLE001 - any reader failure is a bad input file
         raise SpectralMatchError(f"{path}: cannot read {what} ({error})") from None
 
@@ -48,13 +49,15 @@ class VectorMask(Mask):
     ``mode="include"`` keeps only those.
 
     With ``field``, only the features whose ``field`` equals the image's name (or
-    ``value``, when given) are used.
+    ``value``, when given) are used. With ``all_touched``, every pixel a polygon touches
+    counts as inside it (else only those whose centre it covers).
     """
 
     path: Path = field(converter=Path)
     mode: MaskMode = "exclude"
     field: str | None = None
     value: Any = None
+    all_touched: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.mode not in MASK_MODES:
@@ -82,7 +85,13 @@ class VectorMask(Mask):
 
         geometries = self._geometries(target)
         inside = (
-            geometry_mask(geometries, out_shape=grid.shape, transform=grid.transform, invert=True)
+            geometry_mask(
+                geometries,
+                out_shape=grid.shape,
+                transform=grid.transform,
+                invert=True,
+                all_touched=self.all_touched,
+            )
             if geometries
             else np.zeros(grid.shape, dtype=bool)
         )

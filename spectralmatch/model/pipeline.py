@@ -480,7 +480,10 @@ class Mosaic(Estimator):
             Write a Cloud Optimized GeoTIFF.
         """
         collection = ImageCollection.coerce(images)
-        builders = {"least-cost": Seamline.least_cost, "voronoi": Seamline.voronoi}
+        builders: dict[str, Callable[[ImageCollection], Seamline]] = {
+            "least-cost": Seamline.least_cost,
+            "voronoi": Seamline.voronoi,
+        }
         if isinstance(seamlines, str) and seamlines in builders:
             seamlines = builders[seamlines](collection)
         return Path(

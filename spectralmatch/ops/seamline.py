@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import ast
 import math
+import operator
 import os
-import secrets
-import shutil
+import re
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from attrs import define
 
-from ..errors import SpectralMatchError
-from ..masks.vector import polygons_by_name
+from .._validation import BOOLEAN, NON_NEGATIVE, NONE, PATH, POSITIVE, AnyOf, InstanceOf, check
+from ..errors import SpectralMatchError, SpectralMatchWarning
+from ..masks.vector import polygons_by_name, read_layer
 from ..raster.collection import ImageCollection, ImagesLike
-from ..raster.files import TEMPORARY_PREFIX
+from .vectors import write_atomically, write_frame
+
+#: The name of a field or a layer.
+NAME = InstanceOf((str,), "a name (a string)")
+OPTIONAL_PATH = AnyOf((NONE, PATH))
 
 #: Fraction of a pixel's side within which two regions are taken to touch.
 _TOUCH = 1e-3
@@ -37,7 +45,18 @@ class Seamline:
     crs: Any
 
     @classmethod
-    def voronoi(cls, images: ImagesLike) -> Seamline:
+    def voronoi(
+        cls,
+        input_images: ImagesLike,
+        output_mask: str | os.PathLike | None = None,
+        *,
+        aoi_path: str | os.PathLike | None = None,
+        vector_mask: tuple[str | os.PathLike, str] | None = None,
+        image_field_name: str = "image",
+        min_point_spacing: float = 10.0,
+        min_cut_length: float = 0.0,
+        debug_vectors_path: str | os.PathLike | None = None,
+    ) -> Seamline:
         """Split every overlap by nearest footprint centre, within the footprints.
 
         A point of the union goes to the image, among those covering it, whose footprint
@@ -47,16 +66,114 @@ class Seamline:
         goes to the neighbour that covers it and borders it most, if there is one: each
         region is a valid Polygon or MultiPolygon without stray islands or slivers.
 
+        Parameters
+        ----------
+        input_images : folder, glob pattern, list of paths or ImageCollection
+        output_mask : path, optional
+            Also write the seamlines there (layer ``"seamlines"``), one feature per image
+            with its name in ``image_field_name``.
+        aoi_path : path, optional
+            A vector file whose polygons bound the result: each region is clipped to them,
+            and an image left with nothing gets no polygon (with a warning).
+        vector_mask : (path, field), optional
+            Take each image's footprint from the polygons of this file whose ``field``
+            equals the image's name (or, failing that, is part of it), instead of
+            tracing its valid pixels.
+        image_field_name : str
+            The field of ``output_mask`` (and of the debug layers) holding the names.
+        min_point_spacing, min_cut_length : float
+            Accepted for the published call (> 0 and >= 0); they tune the sampling of the
+            published cut, a path through a Voronoi diagram of points spaced along each
+            overlap. Here each cut is the exact bisector of two footprint centres, which
+            has neither points nor short edges to drop, so they change nothing.
+        debug_vectors_path : path, optional
+            Write the intermediate geometries there, one layer each: ``footprints``,
+            ``centres``, ``voronoi_regions`` (before tidying) and ``cutlines`` (the shared
+            edge of each pair of neighbouring regions).
+
+        Returns
+        -------
+        Seamline
+
         Examples
         --------
         >>> seams = Seamline.voronoi("data/")
         >>> sorted(seams.polygons)[:2]
         ['tile_00', 'tile_01']
         """
-        collection = ImageCollection.coerce(images)
-        footprints = {image.name: image.footprint for image in collection}
-        regions = _voronoi_regions(collection)
-        return cls(_tidy(regions, footprints, _pixel_side(collection)), collection.crs)
+        _check_voronoi_options(
+            aoi_path, vector_mask, image_field_name, min_point_spacing, min_cut_length
+        )
+        collection = ImageCollection.coerce(input_images)
+        if vector_mask is None:
+            footprints = {image.name: image.footprint for image in collection}
+        else:
+            footprints = _footprints_from_file(collection, *vector_mask)
+        regions = _voronoi_regions(footprints)
+        seams = cls(_tidy(regions, footprints, _pixel_side(collection)), collection.crs)
+        if aoi_path is not None:
+            seams = seams._clipped(aoi_path)
+        if debug_vectors_path is not None:
+            _write_debug_layers(debug_vectors_path, footprints, regions, seams, image_field_name)
+        if output_mask is not None:
+            seams.to_file(output_mask, image_field_name, layer="seamlines")
+        return seams
+
+    @classmethod
+    def weighted(
+        cls,
+        input_polygons: str | os.PathLike,
+        output_mask: str | os.PathLike | None = None,
+        *,
+        rank_function: str,
+        image_field_name: str = "image",
+        input_layer: str | None = None,
+        output_layer: str = "seamlines",
+        rank_descending: bool = True,
+    ) -> Seamline:
+        """Seamlines from ranked footprints: where footprints overlap, the best-ranked
+        image supplies the mosaic.
+
+        Parameters
+        ----------
+        input_polygons : path
+            A polygon layer of footprints with a CRS; features with the same
+            ``image_field_name`` are one image's (their union).
+        output_mask : path, optional
+            Also write the seamlines there, as layer ``output_layer``.
+        rank_function : str
+            An arithmetic expression of the footprints' numeric fields, each written in
+            braces, e.g. ``"{cloud_cover}"`` or ``"1 / ({sun_elevation} + 1)"``; it may use
+            ``+ - * / // % **`` and ``abs min max round sqrt log log10 exp``. An image's
+            score is computed from its first feature's values.
+        image_field_name : str
+            The field naming each footprint's image (also in ``output_mask``).
+        input_layer : str, optional
+            The layer of ``input_polygons`` to read (default: its first).
+        rank_descending : bool
+            True: the highest score wins; False: the lowest. Ties go to the image whose
+            name sorts first.
+
+        Returns
+        -------
+        Seamline
+            The regions in rank order: each image's footprint less those ranked above it.
+            An image wholly hidden by better ones gets no region (with a warning).
+        """
+        check("Seamline.weighted", "rank_descending", rank_descending, BOOLEAN)
+        check("Seamline.weighted", "output_layer", output_layer, NAME)
+        check("Seamline.weighted", "image_field_name", image_field_name, NAME)
+        score = _RankFunction.parse(rank_function)
+        layer = read_layer(input_polygons, "footprints", layer=input_layer)
+        if image_field_name not in layer.columns:
+            raise SpectralMatchError(f"{input_polygons}: no field {image_field_name!r}")
+        if layer.crs is None:
+            raise SpectralMatchError(f"{input_polygons}: footprints have no CRS")
+        ranked = _ranked_footprints(layer, image_field_name, score, rank_descending)
+        seams = cls(_painted(ranked), layer.crs)
+        if output_mask is not None:
+            seams.to_file(output_mask, image_field_name, layer=output_layer)
+        return seams
 
     @classmethod
     def least_cost(cls, images: ImagesLike, decimation: int = 4) -> Seamline:
@@ -80,7 +197,7 @@ class Seamline:
         labels = least_cost_labels(start, _differences(values, cover), cover)
         footprints = {image.name: image.footprint for image in collection}
         side = _pixel_side(collection)
-        regions = _redrawn(_voronoi_regions(collection), grid, (start, labels), footprints, side)
+        regions = _redrawn(_voronoi_regions(footprints), grid, (start, labels), footprints, side)
         return cls(_tidy(regions, footprints, side), collection.crs)
 
     @classmethod
@@ -96,20 +213,14 @@ class Seamline:
     def to_geodataframe(self, field: str = "image"):
         """A GeoDataFrame with one row per image: ``field`` (its name) and its region as
         a MultiPolygon (one geometry type for the whole layer)."""
-        import geopandas
-        from shapely.geometry import MultiPolygon
+        return _named_frame(self.polygons, field, self.crs)
 
-        geometries = [
-            MultiPolygon([region]) if getattr(region, "geom_type", None) == "Polygon" else region
-            for region in self.polygons.values()
-        ]
-        return geopandas.GeoDataFrame(
-            {field: list(self.polygons)}, geometry=geometries, crs=self.crs
-        )
-
-    def to_file(self, path: str | os.PathLike, field: str = "image") -> Path:
+    def to_file(
+        self, path: str | os.PathLike, field: str = "image", layer: str | None = None
+    ) -> Path:
         """Write the polygons as a MultiPolygon layer (e.g. a GeoPackage; the format
-        follows the extension) with ``field`` naming the image.
+        follows the extension) named ``layer`` (default: the file stem), with ``field``
+        naming the image.
 
         The file is written under a temporary name beside ``path`` and renamed when
         complete: a failure leaves ``path`` as it was.
@@ -119,14 +230,23 @@ class Seamline:
         SpectralMatchError
             If the file cannot be written.
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        frame = self.to_geodataframe(field)
-        try:
-            _write_atomically(path, lambda temporary: frame.to_file(temporary, layer=path.stem))
-        except Exception as error:  # noqa: BLE001 - any writer failure names the file
-            raise SpectralMatchError(f"{path}: cannot write seamlines ({error})") from error
-        return path
+        return write_frame(path, self.to_geodataframe(field), layer, "seamlines")
+
+    def _clipped(self, aoi_path: str | os.PathLike) -> Seamline:
+        """The regions within the polygons of ``aoi_path``; images outside it dropped."""
+        aoi = _union(read_layer(aoi_path, "area of interest").to_crs(self.crs).geometry)
+        clipped = {
+            name: _as_region(region.intersection(aoi)) for name, region in self.polygons.items()
+        }
+        outside = [name for name, region in clipped.items() if region.is_empty]
+        if outside:
+            warnings.warn(
+                f"{aoi_path}: {', '.join(outside)} lie outside the area of interest and "
+                "get no seamline polygon",
+                SpectralMatchWarning,
+                stacklevel=3,
+            )
+        return Seamline({k: v for k, v in clipped.items() if not v.is_empty}, self.crs)
 
 
 @define
@@ -206,12 +326,11 @@ def _pixel_side(collection: ImageCollection) -> float:
     return min(min(abs(i.transform.a), abs(i.transform.e)) for i in collection)
 
 
-def _voronoi_regions(collection: ImageCollection) -> dict[str, Any]:
+def _voronoi_regions(footprints: dict[str, Any]) -> dict[str, Any]:
     """Image name -> its footprint less the parts of other footprints whose centroid is
     nearer (before :func:`_tidy`)."""
-    footprints = {image.name: image.footprint for image in collection}
     centres = {name: footprint.centroid for name, footprint in footprints.items()}
-    left, bottom, right, top = collection.bounds
+    left, bottom, right, top = _union(footprints.values()).bounds
     reach = 4 * math.hypot(right - left, top - bottom)
     regions = {}
     for name, footprint in footprints.items():
@@ -311,7 +430,7 @@ def _tidy(regions: dict[str, Any], footprints: dict[str, Any], side: float) -> d
     largest, and a largest part under a pixel, is handed over to the neighbour that
     covers it and borders it most (see :func:`_hand_over`).
     """
-    from shapely.geometry import MultiPolygon, Polygon
+    from shapely.geometry import Polygon
 
     regions = dict(regions)
     offered = []
@@ -321,37 +440,16 @@ def _tidy(regions: dict[str, Any], footprints: dict[str, Any], side: float) -> d
         regions[name] = parts[0] if kept else Polygon()
         offered += [(name, part) for part in parts[kept:]]
     _hand_over(regions, offered, footprints, side)
-    tidy = {}
-    for name, region in regions.items():
-        parts = _polygon_parts(region, side)
-        tidy[name] = parts[0] if len(parts) == 1 else MultiPolygon(parts) if parts else Polygon()
-    return tidy
+    return {name: _as_region(region, side) for name, region in regions.items()}
 
 
-def _write_atomically(path: Path, write) -> None:
-    """Call ``write`` on a temporary name beside ``path`` (same extension), then rename
-    what it wrote (with any companion files, e.g. a shapefile's) onto ``path``.
+def _as_region(geometry, side: float = 0.0) -> Any:
+    """``geometry``'s polygons (see :func:`_polygon_parts`) as one Polygon or
+    MultiPolygon (an empty Polygon if it has none)."""
+    from shapely.geometry import MultiPolygon, Polygon
 
-    On any error the temporary files are removed and ``path`` is left as it was. The
-    files are created by ``write``, so they get the permissions the umask gives.
-    """
-    stem = f"{TEMPORARY_PREFIX}{secrets.token_hex(6)}"  # removed by the next run if killed
-    temporary = path.with_name(stem + path.suffix)
-    try:
-        write(temporary)
-        for file in sorted(_named(path.parent, stem), key=lambda file: file == temporary):
-            os.replace(file, path.with_name(path.stem + file.name[len(stem) :]))  # main last
-    finally:
-        for file in _named(path.parent, stem):
-            if file.is_dir():  # a driver that writes a folder (e.g. shapefiles)
-                shutil.rmtree(file)
-            else:
-                file.unlink()
-
-
-def _named(folder: Path, stem: str) -> list[Path]:
-    """The files of ``folder`` named ``stem`` plus an extension."""
-    return [file for file in folder.iterdir() if file.name.startswith(f"{stem}.")]
+    parts = _polygon_parts(geometry, side)
+    return parts[0] if len(parts) == 1 else MultiPolygon(parts) if parts else Polygon()
 
 
 def _half_plane(own, other, reach: float):
@@ -371,14 +469,6 @@ def _half_plane(own, other, reach: float):
             (mx + tx + nx * reach, my + ty + ny * reach),
         ]
     )
-
-
-def voronoi_center_seamline(
-    input_images: ImagesLike, output_mask: str | os.PathLike, *, image_field_name: str = "image"
-) -> str:
-    """Write Voronoi-centre seamlines of the images as polygons (GeoPackage or any OGR
-    format by extension), one feature per image with its name in ``image_field_name``."""
-    return str(Seamline.voronoi(input_images).to_file(output_mask, image_field_name))
 
 
 def least_cost_labels(labels: np.ndarray, difference: np.ndarray, cover: np.ndarray) -> np.ndarray:
@@ -468,3 +558,309 @@ def _cheapest_cut(labels, shared, cost, first, second):
         path[tuple(cells[node])] = True
         node = predecessors[node] if node != start else -1
     return path
+
+
+def voronoi_center_seamline(
+    input_images: ImagesLike,
+    output_mask: str | os.PathLike,
+    *,
+    aoi_path: str | os.PathLike | None = None,
+    vector_mask: tuple[str | os.PathLike, str] | None = None,
+    image_field_name: str = "image",
+    min_point_spacing: float = 10.0,
+    min_cut_length: float = 0.0,
+    debug_vectors_path: str | os.PathLike | None = None,
+) -> str:
+    """Write Voronoi-centre seamlines of the images to ``output_mask`` (GeoPackage or any
+    OGR format by extension, layer ``"seamlines"``), one feature per image with its name
+    in ``image_field_name``; the keywords are those of :meth:`Seamline.voronoi`.
+
+    Returns
+    -------
+    str
+        ``output_mask``.
+    """
+    Seamline.voronoi(
+        input_images,
+        output_mask,
+        aoi_path=aoi_path,
+        vector_mask=vector_mask,
+        image_field_name=image_field_name,
+        min_point_spacing=min_point_spacing,
+        min_cut_length=min_cut_length,
+        debug_vectors_path=debug_vectors_path,
+    )
+    return str(output_mask)
+
+
+def weighted_seamline(
+    input_polygons: str | os.PathLike,
+    output_mask: str | os.PathLike,
+    *,
+    rank_function: str,
+    image_field_name: str = "image",
+    input_layer: str | None = None,
+    output_layer: str = "seamlines",
+    rank_descending: bool = True,
+) -> str:
+    """Write seamlines from ranked footprints to ``output_mask`` (layer ``output_layer``):
+    where footprints overlap, the best-ranked image wins; the keywords are those of
+    :meth:`Seamline.weighted`.
+
+    Returns
+    -------
+    str
+        ``output_mask``.
+    """
+    Seamline.weighted(
+        input_polygons,
+        output_mask,
+        rank_function=rank_function,
+        image_field_name=image_field_name,
+        input_layer=input_layer,
+        output_layer=output_layer,
+        rank_descending=rank_descending,
+    )
+    return str(output_mask)
+
+
+def _check_voronoi_options(
+    aoi_path, vector_mask, image_field_name, min_point_spacing, min_cut_length
+) -> None:
+    owner = "Seamline.voronoi"
+    check(owner, "aoi_path", aoi_path, OPTIONAL_PATH)
+    check(owner, "image_field_name", image_field_name, NAME)
+    check(owner, "min_point_spacing", min_point_spacing, POSITIVE)
+    check(owner, "min_cut_length", min_cut_length, NON_NEGATIVE)
+    if vector_mask is not None and not (
+        isinstance(vector_mask, (tuple, list))
+        and len(vector_mask) == 2
+        and PATH.accepts(vector_mask[0])
+        and NAME.accepts(vector_mask[1])
+    ):
+        raise SpectralMatchError(
+            f"{owner}: vector_mask must be (path, field name), got {vector_mask!r}"
+        )
+
+
+def _footprints_from_file(
+    collection: ImageCollection, path: str | os.PathLike, field: str
+) -> dict[str, Any]:
+    """Image name -> the union of the polygons of ``path`` whose ``field`` equals the
+    name, or (if none does) is part of it; a clear error for an image with none."""
+    layer = read_layer(path, "footprints")
+    if field not in layer.columns:
+        raise SpectralMatchError(f"{path}: no field {field!r}")
+    if layer.crs is not None and collection.crs is not None:
+        layer = layer.to_crs(collection.crs)
+    values = layer[field].astype(str)
+    footprints = {}
+    for name in collection.names:
+        chosen = layer.geometry[values == name]
+        if chosen.empty:
+            chosen = layer.geometry[[value in name for value in values]]
+        region = _as_region(_union(chosen.dropna()))
+        if region.is_empty:
+            raise SpectralMatchError(f"{path}: no polygon whose {field!r} matches image {name}")
+        footprints[name] = region
+    return footprints
+
+
+def _write_debug_layers(
+    path: str | os.PathLike,
+    footprints: dict[str, Any],
+    regions: dict[str, Any],
+    seams: Seamline,
+    field: str,
+) -> None:
+    """Write the footprints, their centres, the raw Voronoi regions and the cut lines
+    between neighbouring seamline regions to ``path``, one layer each, atomically."""
+    import geopandas
+
+    centres = {name: footprint.centroid for name, footprint in footprints.items()}
+    names = list(seams.polygons)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    cuts = {pair: _cut_line(*(seams.polygons[name] for name in pair)) for pair in pairs}
+    cuts = {pair: line for pair, line in cuts.items() if not line.is_empty}
+    layers = {
+        "footprints": _named_frame(footprints, field, seams.crs),
+        "centres": geopandas.GeoDataFrame(
+            {field: list(centres)}, geometry=list(centres.values()), crs=seams.crs
+        ),
+        "voronoi_regions": _named_frame(
+            {name: _as_region(region) for name, region in regions.items()}, field, seams.crs
+        ),
+        "cutlines": geopandas.GeoDataFrame(
+            {"first": [a for a, _ in cuts], "second": [b for _, b in cuts]},
+            geometry=list(cuts.values()),
+            crs=seams.crs,
+        ),
+    }
+
+    def write(temporary: Path) -> None:
+        for name, frame in layers.items():
+            frame.to_file(temporary, layer=name)
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write_atomically(target, write)
+    except Exception as error:  # noqa: BLE001 - any writer failure names the file
+        raise SpectralMatchError(f"{path}: cannot write debug vectors ({error})") from error
+
+
+def _cut_line(first, second) -> Any:
+    """The shared edge of two regions as a MultiLineString (empty if they only touch at
+    points or not at all)."""
+    import shapely
+    from shapely.geometry import MultiLineString
+
+    shared = first.boundary.intersection(second.boundary)
+    lines = [
+        part
+        for part in shapely.get_parts(shared)
+        if part.geom_type == "LineString" and not part.is_empty
+    ]
+    merged = shapely.line_merge(MultiLineString(lines)) if lines else MultiLineString()
+    return MultiLineString([merged]) if merged.geom_type == "LineString" else merged
+
+
+def _named_frame(polygons: dict[str, Any], field: str, crs: Any) -> Any:
+    """A GeoDataFrame of ``polygons``: ``field`` holds the names, every geometry a
+    MultiPolygon (one geometry type for the whole layer)."""
+    import geopandas
+    from shapely.geometry import MultiPolygon
+
+    geometries = [
+        MultiPolygon([region]) if region.geom_type == "Polygon" else region
+        for region in polygons.values()
+    ]
+    return geopandas.GeoDataFrame({field: list(polygons)}, geometry=geometries, crs=crs)
+
+
+def _ranked_footprints(layer, field: str, score: _RankFunction, descending: bool):
+    """(name, footprint) of each image, best-ranked first."""
+    scored = []
+    for name, features in layer.groupby(field, sort=False):
+        values = features.iloc[0].drop(labels=[features.geometry.name]).to_dict()
+        value = score(values, f"image {name}")
+        scored.append((-value if descending else value, str(name), _union(features.geometry)))
+    return [(name, footprint) for _, name, footprint in sorted(scored, key=lambda s: s[:2])]
+
+
+def _painted(ranked: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Each footprint less the ones ranked above it; wholly hidden images dropped (with
+    a warning)."""
+    from shapely.geometry import Polygon
+
+    regions: dict[str, Any] = {}
+    covered = Polygon()
+    hidden = []
+    for name, footprint in ranked:
+        region = _as_region(footprint.difference(covered))
+        if region.is_empty:
+            hidden.append(name)
+            continue
+        regions[name] = region
+        covered = covered.union(footprint)
+    if hidden:
+        warnings.warn(
+            f"Seamline.weighted: {', '.join(hidden)} are wholly covered by better-ranked "
+            "images and get no seamline polygon",
+            SpectralMatchWarning,
+            stacklevel=4,
+        )
+    return regions
+
+
+_RANK_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "abs": abs,
+    "min": min,
+    "max": max,
+    "round": round,
+    "sqrt": math.sqrt,
+    "log": math.log,
+    "log10": math.log10,
+    "exp": math.exp,
+}
+_RANK_OPERATORS: dict[type, Callable[..., Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+}
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
+
+@define
+class _RankFunction:
+    """A parsed ``rank_function``: arithmetic over ``{field}`` placeholders, evaluated
+    on a feature's values without ``eval``."""
+
+    text: str
+    tree: ast.expr
+    fields: dict[str, str]  # variable name in the tree -> field name
+
+    @classmethod
+    def parse(cls, text: Any) -> _RankFunction:
+        if not isinstance(text, str) or not _PLACEHOLDER.search(text):
+            raise SpectralMatchError(
+                "Seamline.weighted: rank_function must be an expression of fields in "
+                f"braces, e.g. '{{cloud_cover}}', got {text!r}"
+            )
+        names: dict[str, str] = {}
+        for match in _PLACEHOLDER.finditer(text):
+            names.setdefault(match.group(1), f"field_{len(names)}")
+        rewritten = _PLACEHOLDER.sub(lambda match: names[match.group(1)], text)
+        try:
+            tree = ast.parse(rewritten, mode="eval").body
+        except SyntaxError as error:
+            raise SpectralMatchError(
+                f"Seamline.weighted: rank_function {text!r} is not an expression ({error.msg})"
+            ) from None
+        return cls(text, tree, {variable: field for field, variable in names.items()})
+
+    def __call__(self, values: dict[str, Any], what: str) -> float:
+        """The score of a feature with ``values`` (``what`` names it in errors)."""
+        missing = [field for field in self.fields.values() if field not in values]
+        if missing:
+            raise SpectralMatchError(
+                f"Seamline.weighted: rank_function {self.text!r} uses {missing[0]!r}, "
+                "which is not a field of input_polygons"
+            )
+        try:
+            score = float(self._evaluate(self.tree, values))
+        except (ArithmeticError, TypeError, ValueError) as error:
+            raise SpectralMatchError(
+                f"Seamline.weighted: rank_function {self.text!r} fails for {what} ({error})"
+            ) from None
+        if not math.isfinite(score):
+            raise SpectralMatchError(
+                f"Seamline.weighted: rank_function {self.text!r} gives {score} for {what}"
+            )
+        return score
+
+    def _evaluate(self, node: ast.expr, values: dict[str, Any]) -> Any:
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return node.value
+        if isinstance(node, ast.Name) and node.id in self.fields:
+            return values[self.fields[node.id]]
+        if isinstance(node, ast.BinOp) and type(node.op) in _RANK_OPERATORS:
+            left, right = self._evaluate(node.left, values), self._evaluate(node.right, values)
+            return _RANK_OPERATORS[type(node.op)](left, right)
+        if isinstance(node, ast.UnaryOp) and type(node.op) in _RANK_OPERATORS:
+            return _RANK_OPERATORS[type(node.op)](self._evaluate(node.operand, values))
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in _RANK_FUNCTIONS
+            and not node.keywords
+        ):
+            arguments = [self._evaluate(argument, values) for argument in node.args]
+            return _RANK_FUNCTIONS[node.func.id](*arguments)
+        raise ValueError(f"{ast.unparse(node)!r} is not allowed")

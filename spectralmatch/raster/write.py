@@ -68,7 +68,9 @@ def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | 
     np.clip(values, low, high, out=values)
     if nodata is not None and exact_nodata and low < nodata < high:
         clash = valid & (values.astype(target) == target.type(nodata))
-        values[clash] = np.nextafter(target.type(nodata), target.type(high))
+        # the next value up: nodata + 1 for integers (nextafter would round back to it)
+        up = nodata + 1 if target.kind in "iu" else np.nextafter(target.type(nodata), high)
+        values[clash] = up
     result = values.astype(target)
     np.copyto(result, target.type(0 if nodata is None else nodata), where=~valid)
     return result
