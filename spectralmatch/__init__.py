@@ -16,6 +16,7 @@ from .model.pipeline import Mosaic
 from .ops.align import align_rasters
 from .ops.clip import mask_rasters
 from .ops.merge import merge_rasters
+from .ops.overviews import compute_overviews
 from .ops.seamline import Seamline, voronoi_center_seamline
 from .raster.collection import ImageCollection
 from .raster.image import Image
@@ -47,6 +48,7 @@ __all__ = [
     "VectorMask",
     "__version__",
     "align_rasters",
+    "compute_overviews",
     "global_regression",
     "local_block_adjustment",
     "mask_rasters",
