@@ -16,6 +16,7 @@ from .model.pipeline import Mosaic
 from .ops.align import align_rasters
 from .ops.clip import mask_rasters
 from .ops.merge import merge_rasters
+from .ops.overviews import compute_overviews
 from .ops.seamline import Seamline, voronoi_center_seamline, weighted_seamline
 from .ops.vectors import merge_vectors
 from .raster.collection import ImageCollection
@@ -49,6 +50,7 @@ __all__ = [
     "VectorMask",
     "__version__",
     "align_rasters",
+    "compute_overviews",
     "create_paths",
     "global_regression",
     "local_block_adjustment",

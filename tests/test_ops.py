@@ -180,14 +180,18 @@ def test_merge_fills_the_union_first_image_first(tmp_path):
         assert dataset.nodata == 0 and dataset.profile["tiled"]
 
 
-def test_merge_refuses_images_on_different_grids(tmp_path):
-    values = np.ones((1, 10, 10), "uint16")
+def test_merge_puts_an_image_off_the_grid_onto_the_first_images_grid(tmp_path):
     folder = tmp_path / "in"
-    write_raster(folder / "a.tif", values, transform=from_origin(0.0, 100.0, 10, 10), nodata=0)
-    write_raster(folder / "b.tif", values, transform=from_origin(3.0, 100.0, 10, 10), nodata=0)
-    with pytest.raises(SpectralMatchError, match="align"):
-        merge_rasters(tmp_path / "in", tmp_path / "m.tif")
-    assert not (tmp_path / "m.tif").exists()
+    a = np.ones((1, 10, 10), "uint16")
+    write_raster(folder / "a.tif", a, transform=from_origin(0.0, 100.0, 10, 10), nodata=0)
+    write_raster(folder / "b.tif", a * 2, transform=from_origin(3.0, 90.0, 10, 10), nodata=0)
+    with rasterio.open(merge_rasters(folder, tmp_path / "m.tif")) as merged:
+        assert merged.transform == from_origin(0.0, 100.0, 10, 10)
+        values = merged.read(1)
+    assert values.shape == (11, 11)  # the union, 3 m wider and 10 m taller, on a's lines
+    assert (values[:10, :10] == 1).all()  # a first
+    # b alone below a: nearest to the centres 5, 15... of b's pixels at 3, 13...
+    assert (values[10, :10] == 2).all() and values[10, 10] == 0
 
 
 def test_the_published_six_step_workflow_runs_as_written(tmp_path):

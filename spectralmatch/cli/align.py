@@ -7,7 +7,7 @@ import click
 from .options import inputs_command, output_folder_option, write_options
 
 
-def _resolution(context, parameter, value: str):
+def resolution_option(context, parameter, value: str):
     """``--resolution``: a keyword, or X[,Y] in CRS units."""
     if value is None or value in ("highest", "lowest", "average"):
         return value
@@ -23,7 +23,7 @@ def _resolution(context, parameter, value: str):
 @click.option(
     "--resolution",
     default=None,
-    callback=_resolution,
+    callback=resolution_option,
     help="Pixel size: highest, lowest, average, or X[,Y] in CRS units [default: the "
     "finest of the images already in the target CRS].",
 )

@@ -189,14 +189,16 @@ def align_rasters(
     for image, grid, path in zip(collection, grids, paths, strict=True):
         transform, width, height = aligned_grid(grid.bounds, size, tap, origin)
         profile = output_profile(image, width=width, height=height, transform=transform, crs=crs)
-        with _warped(image, crs, transform, width, height, Resampling[resampling_method]) as warped:
+        with warped_onto(
+            image, crs, transform, width, height, Resampling[resampling_method]
+        ) as warped:
             pieces = _pieces(warped, image, width, height, window_size)
             write_raster(path, profile, pieces, descriptions=image.descriptions, cog=save_as_cog)
     return [str(path) for path in paths]
 
 
 @contextlib.contextmanager
-def _warped(image: Image, crs, transform, width, height, resampling) -> Iterator[Any]:
+def warped_onto(image: Image, crs, transform, width, height, resampling) -> Iterator[Any]:
     """``image`` read through a warped VRT onto the target grid."""
     from rasterio.vrt import WarpedVRT
 

@@ -101,21 +101,25 @@ def write_raster(
     *,
     descriptions: Sequence[str | None] = (),
     cog: bool = False,
+    overviews: Sequence[int] = (),
 ) -> Path:
     """Write ``pieces`` (window, values, optional dataset mask) to ``path`` atomically.
 
-    The file appears under ``path`` only once complete; with ``cog`` it is converted to
-    a Cloud Optimized GeoTIFF by GDAL's COG driver on the way.
+    The file appears under ``path`` only once complete, with its ``overviews`` (decimation
+    factors, see :func:`build_overviews`) built; with ``cog`` it is converted to a Cloud
+    Optimized GeoTIFF by GDAL's COG driver on the way (which keeps those overviews).
     """
     path = Path(path)
     try:
         with atomic_path(path) as temporary:
             if not cog:
                 _write_pieces(temporary, profile, pieces, descriptions)
+                build_overviews(temporary, overviews)
                 return path
             with temporary_folder(path.parent) as scratch:
                 tiled = scratch / "tiled.tif"
                 _write_pieces(tiled, profile, pieces, descriptions)
+                build_overviews(tiled, overviews)
                 translate_to_cog(tiled, temporary, profile)
     except GDAL_ERRORS as error:
         cause = re.sub(rf"\S*{TEMPORARY_PREFIX}[^\s:]*", path.name, error_cause(error))
@@ -145,6 +149,19 @@ def _write_pieces(path: Path, profile, pieces, descriptions) -> None:
             destination.write(values, window=window)
             if mask is not None:
                 destination.write_mask(mask, window=window)
+
+
+def build_overviews(path: Path, factors: Sequence[int]) -> None:
+    """Add internal overviews to the raster at ``path``, one per decimation factor in
+    ``factors`` (nothing when empty), each pixel the average of the valid pixels it
+    covers."""
+    if not factors:
+        return
+    import rasterio
+    from rasterio.enums import Resampling
+
+    with rasterio.open(gdal_path(path), "r+") as dataset:
+        dataset.build_overviews(list(factors), Resampling.average)
 
 
 def translate_to_cog(source: Path, destination: Path, profile: dict[str, Any]) -> None:
