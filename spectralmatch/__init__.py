@@ -21,7 +21,7 @@ from .raster.collection import ImageCollection
 from .raster.image import Image
 from .stats.moments import Moments
 from .stats.overlap import OverlapStatistics
-from .workflow import global_regression, local_block_adjustment
+from .workflow import Match, global_regression, local_block_adjustment
 
 __all__ = [
     "Adjuster",
@@ -34,6 +34,7 @@ __all__ = [
     "HistogramMatch",
     "Image",
     "ImageCollection",
+    "Match",
     "Moments",
     "Mosaic",
     "NotFittedError",
