@@ -214,7 +214,7 @@ class RunOptions:
             **output_arguments(collection, outputs),
         )
         paths = [str(image.path) for image in written]
-        if self.build_overviews and self.window_scales:
+        if self.build_overviews and self.window_scales and not self.save_as_cog:
             _build_overviews(paths, self.window_scales)
         LOGGER.debug("outputs: %s", paths)
         return paths
@@ -419,7 +419,7 @@ def global_regression(
     pif_feature_method : {"orb"}
         No effect.
     build_overviews : bool, default False
-        Add overviews at ``window_scales`` to the outputs.
+        Add overviews at ``window_scales`` to the outputs (a COG has its own).
     window_scales : tuple of int, optional
     resume_from_outputs : {"no", "yes", "validate"}
         ``"yes"`` and ``"validate"`` keep the outputs a previous run with the same model,
