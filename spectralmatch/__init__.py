@@ -24,7 +24,7 @@ from .raster.image import Image
 from .raster.paths import create_paths, match_paths, search_paths
 from .stats.moments import Moments
 from .stats.overlap import OverlapStatistics
-from .workflow import global_regression, local_block_adjustment
+from .workflow import Match, global_regression, local_block_adjustment
 
 __all__ = [
     "Adjuster",
@@ -37,6 +37,7 @@ __all__ = [
     "HistogramMatch",
     "Image",
     "ImageCollection",
+    "Match",
     "Moments",
     "Mosaic",
     "NotFittedError",

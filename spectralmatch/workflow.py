@@ -1,23 +1,495 @@
 """The function API: one call per step of the published folder-to-folder workflow.
 
 Each function is a thin wrapper over the classes: inputs and outputs may be a folder,
-a glob pattern or a list of paths, and outputs keep the input file names.
+a glob pattern or a list of paths, and outputs keep the input file names. Every keyword
+of the published ``global_regression`` and ``local_block_adjustment`` (spectralmatch
+1.6.0) is accepted with its default; where our engine works differently, the docstring
+says how the keyword is mapped, and a value that cannot be honoured raises
+:class:`SpectralMatchError` naming the keyword.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from functools import reduce
 from pathlib import Path
+from typing import Any, Literal
 
-from ._typing import Correction, OutputsLike
-from .errors import SpectralMatchError
+import numpy as np
+from attrs import frozen
+
+from ._typing import MaskMode, OutputDtype, OutputsLike, WorkingDtype
+from .errors import SpectralMatchError, SpectralMatchWarning
+from .masks.vector import VectorMask, read_layer
+from .model.adjuster import Adjuster
 from .model.block_map import BlockMap
 from .model.global_model import GlobalModel
+from .model.pif import IRMAD, ChangeDetector, ResidualPIF
 from .model.pipeline import Mosaic
 from .raster.collection import ImageCollection, ImagesLike
-from .raster.image import DEFAULT_WINDOW_SIZE
+from .raster.image import DEFAULT_WINDOW_SIZE, Image
 from .raster.paths import output_arguments
+from .stats.moments import Moments
+
+LOGGER = logging.getLogger("spectralmatch")
+
+Threads = Literal["cpu"] | int | None
+VectorMaskSpec = tuple[str, str] | tuple[str, str, str] | None
+NumberOfBlocks = int | tuple[int, int] | Literal["coefficient_of_variation"]
+
+#: Published correction names -> ours. The published "offset" is a gamma correction on
+#: values shifted above zero (for negative data): our "gamma" shifts by its pivot.
+CORRECTION_NAMES = {
+    "linear": "gain",
+    "gamma": "gamma",
+    "offset": "gamma",
+    "gain": "gain",
+    "wallis": "wallis",
+}
+#: Published PIF methods (and ours) -> a change detector (None: every overlap pixel).
+PIF_METHODS = ("entire", "flood_from_match_points", "residual", "irmad")
+BACKENDS = ("process_pool", "thread", "process", "dask")
+RESUME_MODES = ("no", "yes", "validate")
+#: The published coefficient-of-variation rule: (rows, cols) = 10 x CV / (45 / 125).
+CV_REFERENCE = 45.0 / 125.0
+CV_BASE_BLOCKS = 10
+
+
+def _fail(keyword: str, problem: str) -> SpectralMatchError:
+    return SpectralMatchError(f"{keyword}: {problem}")
+
+
+def _warn_no_effect(keyword: str, value: Any, default: Any, why: str) -> None:
+    if value != default:
+        warnings.warn(
+            f"{keyword}={value!r} has no effect: {why}", SpectralMatchWarning, stacklevel=4
+        )
+
+
+@contextlib.contextmanager
+def _debug_logging(enabled: bool) -> Iterator[None]:
+    """The "spectralmatch" logger at DEBUG while the call runs, when ``enabled``."""
+    if not isinstance(enabled, bool):
+        raise _fail("debug_logs", f"must be True or False, got {enabled!r}")
+    previous = LOGGER.level
+    if enabled:
+        LOGGER.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(previous)
+
+
+@frozen
+class RunOptions:
+    """The keywords both matching functions share, checked and mapped to our engine."""
+
+    calculation_dtype: WorkingDtype = "float32"
+    output_dtype: OutputDtype | None = None
+    vector_mask: VectorMaskSpec = None
+    custom_nodata_value: float | None = None
+    cache: float | None = None
+    image_threads: Threads = None
+    io_threads: Threads = None
+    tile_threads: Threads = None
+    threads: int | None = None
+    concurrent_processing_backend: str = "process_pool"
+    dask_scheduler: tuple[str, str] | None = None
+    window_size: int | tuple[int, int] | None = None
+    save_as_cog: bool = False
+    resume_from_outputs: str = "no"
+    build_overviews: bool = False
+    window_scales: tuple[int, ...] | None = (2, 4, 8, 16, 32)
+    progress: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.calculation_dtype not in ("float32", "float64"):
+            raise _fail(
+                "calculation_dtype",
+                f"must be 'float32' or 'float64', got {self.calculation_dtype!r}",
+            )
+        if self.concurrent_processing_backend not in BACKENDS:
+            raise _fail(
+                "concurrent_processing_backend",
+                f"must be one of {', '.join(BACKENDS)}, got {self.concurrent_processing_backend!r}",
+            )
+        if self.concurrent_processing_backend == "dask" or self.dask_scheduler is not None:
+            keyword = "dask_scheduler" if self.dask_scheduler else "concurrent_processing_backend"
+            raise _fail(
+                keyword,
+                "a Dask executor does not exist yet; use 'thread' or 'process' (or give a "
+                "spectralmatch.engine.executors.Executor to Mosaic)",
+            )
+        if self.resume_from_outputs not in RESUME_MODES:
+            raise _fail(
+                "resume_from_outputs",
+                f"must be one of {', '.join(RESUME_MODES)}, got {self.resume_from_outputs!r}",
+            )
+        if self.cache is not None:
+            _warn_no_effect(
+                "cache", self.cache, None, "GDAL's block cache is left at its own setting"
+            )
+
+    def workers(self) -> int:
+        """``threads``, else the largest of the published thread counts, else one."""
+        if self.threads is not None:
+            return self.threads
+        counts = []
+        for keyword in ("image_threads", "io_threads", "tile_threads"):
+            value = getattr(self, keyword)
+            if value == "cpu":
+                counts.append(os.cpu_count() or 1)
+            elif isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                counts.append(value)
+            elif value is not None:
+                raise _fail(keyword, f"must be 'cpu', a positive int or None, got {value!r}")
+        return max(counts, default=1)
+
+    def mosaic_params(self) -> dict[str, Any]:
+        """Keywords of :class:`Mosaic` (the cache only when resuming)."""
+        workers = self.workers()
+        executor = "processes" if self.concurrent_processing_backend == "process" else "threads"
+        return {
+            "window_size": self._window_size(),
+            "threads": workers,
+            "executor": "serial" if workers == 1 else executor,
+            "cache": self.resume_from_outputs != "no",
+            "progress": self.progress,
+        }
+
+    def _window_size(self) -> int:
+        size = self.window_size
+        if size is None:
+            return DEFAULT_WINDOW_SIZE
+        if isinstance(size, tuple) and len(size) == 2:
+            size = max(size)
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+            raise _fail(
+                "window_size",
+                f"must be a positive int, (width, height) or None, got {self.window_size!r}",
+            )
+        return size
+
+    def collection(self, input_images: ImagesLike) -> ImageCollection:
+        """The inputs, with ``custom_nodata_value`` and ``vector_mask`` applied."""
+        paths = ImageCollection.coerce(input_images)
+        masks = self._masks(paths.names)
+        images = [
+            Image(image.path, mask=masks.get(image.name), nodata=self.custom_nodata_value)
+            for image in paths
+        ]
+        LOGGER.debug("inputs: %s", [str(image.path) for image in images])
+        return ImageCollection(images)
+
+    def _masks(self, names: list[str]) -> dict[str, VectorMask]:
+        """Per image, the published ``(mode, path[, field])`` vector mask; with a field,
+        the features whose field value contains the image's name."""
+        spec = self.vector_mask
+        if spec is None:
+            return {}
+        if not isinstance(spec, tuple) or len(spec) not in (2, 3):
+            raise _fail("vector_mask", f"must be (mode, path[, field]), got {spec!r}")
+        mode: MaskMode
+        mode, path, *field = spec  # type: ignore[assignment]
+        if mode not in ("include", "exclude"):
+            raise _fail("vector_mask", f"mode must be 'include' or 'exclude', got {mode!r}")
+        if not field:
+            return dict.fromkeys(names, VectorMask(path, mode))
+        values = _field_values(path, field[0])
+        return {name: VectorMask(path, mode, field[0], _value_for(name, values)) for name in names}
+
+    def transform(self, model: Mosaic, collection: ImageCollection, outputs: OutputsLike):
+        """Write the outputs (and their overviews); returns their paths."""
+        written = model.transform(
+            collection,
+            cog=self.save_as_cog,
+            working_dtype=self.calculation_dtype,
+            output_dtype=self.output_dtype,
+            resume=self.resume_from_outputs != "no",
+            **output_arguments(collection, outputs),
+        )
+        paths = [str(image.path) for image in written]
+        if self.build_overviews and self.window_scales and not self.save_as_cog:
+            _build_overviews(paths, self.window_scales)
+        LOGGER.debug("outputs: %s", paths)
+        return paths
+
+
+def _field_values(path: str, field: str) -> list[str]:
+    layer = read_layer(path, "vector mask")
+    if field not in layer.columns:
+        raise _fail("vector_mask", f"{path}: no field {field!r}")
+    return sorted({str(value) for value in layer[field]})
+
+
+def _value_for(name: str, values: list[str]) -> str:
+    """The one field value that contains ``name`` (the image's own name when none does)."""
+    matching = [value for value in values if name in value]
+    if len(matching) > 1:
+        raise _fail(
+            "vector_mask", f"several field values contain the image name {name!r}: {matching}"
+        )
+    if not matching:
+        warnings.warn(
+            f"vector_mask: no feature's field value contains {name!r}; for that image the "
+            "mask has no polygon",
+            SpectralMatchWarning,
+            stacklevel=5,
+        )
+    return matching[0] if matching else name
+
+
+def _build_overviews(paths: list[str], scales: tuple[int, ...]) -> None:
+    import rasterio
+    from rasterio.enums import Resampling
+
+    for path in paths:
+        with rasterio.open(path, "r+") as dataset:
+            dataset.build_overviews(list(scales), Resampling.average)
+
+
+def _pif_detector(method: str) -> ChangeDetector | None:
+    if method not in PIF_METHODS:
+        raise _fail("pif_method", f"must be one of {', '.join(PIF_METHODS)}, got {method!r}")
+    if method == "entire":
+        return None
+    return IRMAD() if method == "irmad" else ResidualPIF()
+
+
+def _check_pif_keywords(
+    red: int | None,
+    nir: int | None,
+    feature_method: str,
+    tie_points: str | None,
+    save_inz: str | None,
+    no_effect: dict[str, tuple[Any, Any]],
+) -> None:
+    """Refuse the published PIF options that need its tie-point method; warn about the
+    thresholds that have no counterpart in our detectors."""
+    refused = {
+        "pif_red_band_index": red,
+        "pif_nir_band_index": nir,
+        "pif_load_tie_points": tie_points,
+        "pif_save_inz": save_inz,
+    }
+    for keyword, value in refused.items():
+        if value is not None:
+            raise _fail(
+                keyword,
+                "the NDVI filter, tie points and INZ rasters of the published PIF method do "
+                "not exist here; PIFs come from ResidualPIF or IRMAD (pif_method)",
+            )
+    if feature_method != "orb":
+        raise _fail("pif_feature_method", f"must be 'orb', got {feature_method!r}")
+    for keyword, (value, default) in no_effect.items():
+        _warn_no_effect(keyword, value, default, "our change detectors have no such setting")
+
+
+def _loaded(path: str | os.PathLike, keyword: str, kind: type[Adjuster], run: RunOptions) -> Mosaic:
+    """A saved model of one ``kind`` step, set to run with ``run``'s options."""
+    model = Mosaic.load(path)
+    if [type(step) for step in model.steps_] != [kind]:
+        raise _fail(
+            keyword,
+            f"{path}: holds {[type(s).__name__ for s in model.steps_]}, not one {kind.__name__}",
+        )
+    for name, value in run.mosaic_params().items():
+        setattr(model, name, value)
+    LOGGER.debug("model loaded from %s: no statistics are read for its images", path)
+    return model
+
+
+def _fitted(
+    step: Adjuster, collection: ImageCollection, run: RunOptions, pif: ChangeDetector | None
+) -> Mosaic:
+    model = Mosaic(steps=[step], pif=pif, **run.mosaic_params()).fit(collection)
+    LOGGER.debug("fitted %s; windows read per image: %s", type(step).__name__, model.reads_)
+    return model
+
+
+def global_regression(
+    input_images: ImagesLike,
+    output_images: OutputsLike,
+    *,
+    calculation_dtype: WorkingDtype = "float32",
+    output_dtype: OutputDtype | None = None,
+    vector_mask: VectorMaskSpec = None,
+    debug_logs: bool = False,
+    custom_nodata_value: float | None = None,
+    cache: float | None = None,
+    image_threads: Threads = None,
+    io_threads: Threads = None,
+    tile_threads: Threads = None,
+    concurrent_processing_backend: str = "process_pool",
+    dask_scheduler: tuple[str, str] | None = None,
+    window_size: int | tuple[int, int] | None = None,
+    save_as_cog: bool = False,
+    estimate_stats: bool = True,
+    specify_model_images: tuple[str, Sequence[str]] | None = None,
+    custom_mean_factor: float = 1.0,
+    custom_std_factor: float = 1.0,
+    save_adjustments: str | os.PathLike | None = None,
+    load_adjustments: str | os.PathLike | None = None,
+    pif_method: str = "flood_from_match_points",
+    pif_red_band_index: int | None = None,
+    pif_nir_band_index: int | None = None,
+    pif_vegetation_threshold: float = 0.2,
+    pif_inz_threshold: float = 0.25,
+    pif_region_radius: int = 5,
+    pif_max_samples: int | None = 10000,
+    pif_min_samples: int | None = 10,
+    pif_feature_method: str = "orb",
+    pif_load_tie_points: str | None = None,
+    pif_save_inz: str | None = None,
+    build_overviews: bool = False,
+    window_scales: tuple[int, ...] | None = (2, 4, 8, 16, 32),
+    resume_from_outputs: str = "no",
+    reference_images: Sequence[str | int] | None = None,
+    weight_by_overlap: bool = True,
+    robust: bool = False,
+    threads: int | None = None,
+    progress: bool = False,
+) -> list[str]:
+    """Match images with one gain and offset per image and band (global model).
+
+    Parameters
+    ----------
+    input_images : folder, glob pattern or list of paths
+    output_images : folder, pattern with ``*`` or ``$``, or list of paths
+        A folder keeps the input file names.
+    calculation_dtype : {"float32", "float64"}, default "float32"
+        Precision of the correction (``Mosaic.transform(working_dtype=...)``).
+    output_dtype : str, optional
+        Data type of the outputs; default: the inputs'.
+    vector_mask : ("include" | "exclude", path[, field]), optional
+        Polygons whose pixels are kept in (``"include"``) or left out of (``"exclude"``)
+        the statistics of the fit; every pixel is still corrected. With ``field``, each
+        image uses the features whose field value contains its name.
+    debug_logs : bool, default False
+        Log what the call does at DEBUG on the ``"spectralmatch"`` logger (nothing is
+        printed; configure :mod:`logging` to see it).
+    custom_nodata_value : float, optional
+        Nodata value of the inputs, instead of their own.
+    cache : float, optional
+        The published GDAL cache size; no effect here (a warning says so).
+    image_threads, io_threads, tile_threads : "cpu", int or None
+        Our engine has one pool of workers over windows of all images: it gets the
+        largest of these (``"cpu"``: the number of CPUs); all None: one worker, as the
+        published runs one image at a time.
+    concurrent_processing_backend : {"process_pool", "thread", "process", "dask"}
+        ``"process_pool"`` (default) and ``"thread"`` run the workers in threads (the
+        published image work also runs in a thread pool), ``"process"`` in processes;
+        ``"dask"`` raises, as no Dask executor exists yet.
+    dask_scheduler : tuple, optional
+        Must be None (no Dask executor yet).
+    window_size : int, (width, height) or None
+        Pixels per side of the windows read and written (the larger side of a tuple);
+        None: 1024. It changes memory use, never the result.
+    save_as_cog : bool, default False
+        Write Cloud Optimized GeoTIFFs.
+    estimate_stats : bool, default True
+        Accepted for compatibility: statistics are always measured exactly, in one pass.
+    specify_model_images : ("include" | "exclude", list of names), optional
+        The images the model is built on (the reference images); the others are matched
+        to them.
+    custom_mean_factor, custom_std_factor : float, default 1.0
+        Weights of the mean and standard-deviation equations.
+    save_adjustments : path, optional
+        Save the fitted model there as JSON (our model file: its gains, offsets and
+        settings, not the published file of image and overlap statistics).
+    load_adjustments : path, optional
+        A model saved with ``save_adjustments``, used instead of fitting: its images
+        are not read for statistics; images it does not hold are solved against it.
+    pif_method : {"flood_from_match_points", "entire", "residual", "irmad"}
+        Pseudo-invariant features: ``"entire"`` fits on every overlap pixel. The default
+        ``"flood_from_match_points"`` (tie points grown into regions) is replaced by
+        :class:`~spectralmatch.ResidualPIF` (``"residual"``): the model is fitted, the
+        pixels whose residual is an outlier are left out, and it is fitted again, which
+        needs no feature matching; ``"irmad"`` uses :class:`~spectralmatch.IRMAD`.
+    pif_red_band_index, pif_nir_band_index, pif_load_tie_points, pif_save_inz
+        Must be None: the NDVI filter, tie points and INZ rasters do not exist here.
+    pif_vegetation_threshold, pif_inz_threshold, pif_region_radius, pif_max_samples,
+    pif_min_samples
+        No effect (a warning says so when one is changed).
+    pif_feature_method : {"orb"}
+        No effect.
+    build_overviews : bool, default False
+        Add overviews at ``window_scales`` to the outputs (a COG has its own).
+    window_scales : tuple of int, optional
+    resume_from_outputs : {"no", "yes", "validate"}
+        ``"yes"`` and ``"validate"`` keep the outputs a previous run with the same model,
+        inputs and settings completed (verified by size and checksum; their completion
+        records and the statistics live in the cache, ``$SPECTRALMATCH_CACHE``), and
+        write only the others.
+    reference_images : names or positions, optional
+        Another way to give the images held fixed.
+    weight_by_overlap : bool, default True
+        Weight each overlap by its pixel count.
+    robust : bool, default False
+        Down-weight overlaps that disagree with the rest (robust IRLS).
+    threads : int, optional
+        Workers, instead of the published thread counts.
+    progress : bool, default False
+        Show progress bars.
+
+    Returns
+    -------
+    list of str
+        The output paths.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> outputs = global_regression("data/", tempfile.mkdtemp(), pif_method="entire")
+    >>> [Path(path).name for path in outputs][:2]
+    ['tile_00.tif', 'tile_01.tif']
+    """
+    with _debug_logging(debug_logs):
+        run = RunOptions(
+            calculation_dtype, output_dtype, vector_mask, custom_nodata_value, cache,
+            image_threads, io_threads, tile_threads, threads, concurrent_processing_backend,
+            dask_scheduler, window_size, save_as_cog, resume_from_outputs, build_overviews,
+            window_scales, progress,
+        )  # fmt: skip
+        _check_pif_keywords(
+            pif_red_band_index,
+            pif_nir_band_index,
+            pif_feature_method,
+            pif_load_tie_points,
+            pif_save_inz,
+            {
+                "pif_vegetation_threshold": (pif_vegetation_threshold, 0.2),
+                "pif_inz_threshold": (pif_inz_threshold, 0.25),
+                "pif_region_radius": (pif_region_radius, 5),
+                "pif_max_samples": (pif_max_samples, 10000),
+                "pif_min_samples": (pif_min_samples, 10),
+            },
+        )
+        if not isinstance(estimate_stats, bool):
+            raise _fail("estimate_stats", f"must be True or False, got {estimate_stats!r}")
+        pif = _pif_detector(pif_method)
+        collection = run.collection(input_images)
+        if load_adjustments is not None:
+            model = _loaded(load_adjustments, "load_adjustments", GlobalModel, run)
+        else:
+            if reference_images is None:
+                reference_images = model_references(specify_model_images, collection.names)
+            step = GlobalModel(
+                reference=reference_images,
+                weight_by_overlap=weight_by_overlap,
+                mean_weight=custom_mean_factor,
+                std_weight=custom_std_factor,
+                robust=robust,
+            )
+            model = _fitted(step, collection, run, pif)
+        if save_adjustments is not None:
+            model.save(save_adjustments)
+        return run.transform(model, collection, output_images)
 
 
 def model_references(
@@ -37,85 +509,70 @@ def model_references(
     )
 
 
-def global_regression(
-    input_images: ImagesLike,
-    output_images: OutputsLike,
-    *,
-    reference_images: Sequence[str | int] | None = None,
-    specify_model_images: tuple[str, Sequence[str]] | None = None,
-    weight_by_overlap: bool = True,
-    custom_mean_factor: float = 1.0,
-    custom_std_factor: float = 1.0,
-    robust: bool = False,
-    window_size: int = DEFAULT_WINDOW_SIZE,
-    threads: int | None = None,
-    save_as_cog: bool = False,
-    save_model: str | os.PathLike | None = None,
-    progress: bool = False,
-) -> list[str]:
-    """Match images with one gain and offset per image and band (global model).
+def blocks_along_longer_side(collection: ImageCollection, number_of_blocks: NumberOfBlocks) -> int:
+    """Our ``BlockMap(n_blocks=...)`` for the published ``number_of_blocks``.
 
-    Parameters
-    ----------
-    input_images : folder, glob pattern or list of paths
-    output_images : folder, pattern with ``*`` or list of paths
-    reference_images : names or positions, optional
-        Images held fixed; the rest are matched to them. Default: all images together.
-    specify_model_images : ("include" | "exclude", list of names), optional
-        Another way to give the reference images (the published package's form).
-    weight_by_overlap : bool
-        Weight each overlap by its pixel count.
-    custom_mean_factor, custom_std_factor : float
-        Weights of the mean and standard-deviation equations.
-    robust : bool
-        Down-weight overlaps that disagree with the rest (robust IRLS).
-    window_size, threads, save_as_cog, progress
-        Passed to :class:`Mosaic`.
-    save_model : path, optional
-        Save the fitted model as JSON there.
-
-    Returns
-    -------
-    list of str
-        The output paths.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> outputs = global_regression("data/", tempfile.mkdtemp())
-    >>> [Path(path).name for path in outputs][:2]
-    ['tile_00.tif', 'tile_01.tif']
+    Our blocks are square: an int (blocks per image) gives blocks of the same area as
+    the published grid of ``number_of_blocks x images`` blocks over the union extent; a
+    (rows, cols) tuple keeps the count along the extent's longer side; and
+    ``"coefficient_of_variation"`` takes the published rule (band 1, 10 x CV / 0.36
+    blocks per side).
     """
-    collection = ImageCollection.coerce(input_images)
-    if reference_images is None:
-        reference_images = model_references(specify_model_images, collection.names)
-    step = GlobalModel(
-        reference=reference_images,
-        weight_by_overlap=weight_by_overlap,
-        mean_weight=custom_mean_factor,
-        std_weight=custom_std_factor,
-        robust=robust,
+    left, bottom, right, top = collection.bounds
+    width, height = right - left, top - bottom
+    if number_of_blocks == "coefficient_of_variation":
+        moments: Moments = reduce(Moments.merge, (image.statistics() for image in collection))
+        ratio = float(moments.std[0] / moments.mean[0]) / CV_REFERENCE
+        count = max(1, round(ratio * CV_BASE_BLOCKS))
+        number_of_blocks = (count, count)
+        LOGGER.debug("coefficient of variation: %d x %d blocks", count, count)
+    if isinstance(number_of_blocks, tuple) and len(number_of_blocks) == 2:
+        rows, cols = number_of_blocks
+        if all(isinstance(n, int) and n > 0 for n in number_of_blocks):
+            return cols if width >= height else rows
+    elif isinstance(number_of_blocks, int) and not isinstance(number_of_blocks, bool):
+        if number_of_blocks > 0:
+            side = math.sqrt(width * height / (number_of_blocks * len(collection)))
+            return max(1, round(max(width, height) / side))
+    raise _fail(
+        "number_of_blocks",
+        "must be a positive int (blocks per image), (rows, cols) or "
+        f"'coefficient_of_variation', got {number_of_blocks!r}",
     )
-    return _fit_transform(
-        step, collection, output_images, window_size, threads, save_as_cog, save_model, progress
-    )[1]
 
 
 def local_block_adjustment(
     input_images: ImagesLike,
     output_images: OutputsLike,
     *,
+    calculation_dtype: WorkingDtype = "float32",
+    output_dtype: OutputDtype | None = None,
+    vector_mask: VectorMaskSpec = None,
+    debug_logs: bool = False,
+    custom_nodata_value: float | None = None,
+    cache: float | None = None,
+    image_threads: Threads = None,
+    io_threads: Threads = None,
+    tile_threads: Threads = None,
+    concurrent_processing_backend: str = "process_pool",
+    dask_scheduler: tuple[str, str] | None = None,
+    window_size: int | tuple[int, int] | None = None,
+    save_as_cog: bool = False,
+    number_of_blocks: NumberOfBlocks = 100,
+    alpha: float = 1.0,
+    correction_method: str = "offset",
+    save_block_maps: tuple[str, str] | str | os.PathLike | None = None,
+    load_block_maps: tuple[str | None, list[str] | None] | None = None,
+    override_bounds_canvas_coords: tuple[float, float, float, float] | None = None,
+    build_overviews: bool = False,
+    window_scales: tuple[int, ...] | None = (2, 4, 8, 16, 32),
+    resume_from_outputs: str = "no",
     block_size: int | None = None,
-    number_of_blocks: int | None = None,
-    correction_method: Correction = "wallis",
     min_pixels: int = 100,
     smoothing: float = 0.0,
     reference_images: Sequence[str | int] | None = None,
-    window_size: int = DEFAULT_WINDOW_SIZE,
     threads: int | None = None,
-    save_as_cog: bool = False,
     save_model: str | os.PathLike | None = None,
-    save_block_maps: str | os.PathLike | None = None,
     progress: bool = False,
 ) -> list[str]:
     """Remove brightness that varies inside the images with a local block adjustment.
@@ -124,18 +581,41 @@ def local_block_adjustment(
     ----------
     input_images : folder, glob pattern or list of paths
         Usually the outputs of :func:`global_regression`.
-    output_images : folder, pattern with ``*`` or list of paths
-    block_size, number_of_blocks : int, optional
-        Block side in pixels, or blocks along the longer side (see :class:`BlockMap`).
-    correction_method : {"wallis", "offset", "gain", "gamma"}
+    output_images : folder, pattern with ``*`` or ``$``, or list of paths
+    calculation_dtype, output_dtype, vector_mask, debug_logs, custom_nodata_value, cache,
+    image_threads, io_threads, tile_threads, concurrent_processing_backend,
+    dask_scheduler, window_size, save_as_cog, build_overviews, window_scales,
+    resume_from_outputs, threads, progress
+        As in :func:`global_regression`.
+    number_of_blocks : int, (rows, cols) or "coefficient_of_variation", default 100
+        Blocks per image, a grid over the union extent, or the published rule from
+        the coefficient of variation; our blocks are square, see
+        :func:`blocks_along_longer_side` for the nearest grid taken.
+    alpha : float, default 1.0
+        Only 1.0 (the published default) is supported.
+    correction_method : {"offset", "gamma", "linear", "wallis", "gain"}, default "offset"
+        The published ``"linear"`` (a gain) is our ``"gain"``; its ``"gamma"`` is our
+        ``"gamma"``, and its ``"offset"`` (a gamma on values shifted above zero, for
+        negative data) is our ``"gamma"`` too, which shifts negative data by itself.
+        ``"wallis"`` (mean and spread, see :class:`BlockMap`) is ours.
+    save_block_maps : (reference path, local path with "$") or folder, optional
+        The tuple writes the reference block means (count-weighted over the images) and
+        each image's block means (NaN where it overlaps no other image), one band per
+        image band, and the fitted model beside the reference map, as
+        ``<reference stem>.json`` (and ``.npz``), for ``load_block_maps``. A folder
+        writes :meth:`BlockMap.to_rasters`.
+    load_block_maps : (reference path, list of paths or None), optional
+        Use the model saved beside that reference map instead of fitting (images it
+        does not hold are solved against it). Block maps alone, as the published
+        writes them, cannot drive our model: that raises.
+    override_bounds_canvas_coords : tuple, optional
+        Must be None: our block grid always covers the union of the images.
+    block_size : int, optional
+        Block side in pixels, used instead of ``number_of_blocks``.
     min_pixels, smoothing, reference_images
         See :class:`BlockMap`.
-    window_size, threads, save_as_cog, progress
-        Passed to :class:`Mosaic`.
     save_model : path, optional
         Save the fitted model (JSON and an ``.npz`` sidecar) there.
-    save_block_maps : folder, optional
-        Write the block surfaces there as GeoTIFFs (:meth:`BlockMap.to_rasters`).
 
     Returns
     -------
@@ -149,30 +629,103 @@ def local_block_adjustment(
     >>> len(outputs)
     4
     """
-    collection = ImageCollection.coerce(input_images)
-    step = BlockMap(
-        block_size=block_size,
-        n_blocks=number_of_blocks,
-        correction=correction_method,
-        min_pixels=min_pixels,
-        smoothing=smoothing,
-        reference=reference_images,
-    )
-    model, written = _fit_transform(
-        step, collection, output_images, window_size, threads, save_as_cog, save_model, progress
-    )
-    fitted = model.steps_[0]
-    if save_block_maps is not None and isinstance(fitted, BlockMap):
-        fitted.to_rasters(save_block_maps)
-    return written
+    with _debug_logging(debug_logs):
+        run = RunOptions(
+            calculation_dtype, output_dtype, vector_mask, custom_nodata_value, cache,
+            image_threads, io_threads, tile_threads, threads, concurrent_processing_backend,
+            dask_scheduler, window_size, save_as_cog, resume_from_outputs, build_overviews,
+            window_scales, progress,
+        )  # fmt: skip
+        if alpha != 1.0:
+            raise _fail("alpha", f"only 1.0 is supported, got {alpha!r}")
+        if override_bounds_canvas_coords is not None:
+            raise _fail(
+                "override_bounds_canvas_coords",
+                "not supported: the block grid covers the union of the images",
+            )
+        if correction_method not in CORRECTION_NAMES:
+            raise _fail(
+                "correction_method",
+                f"must be one of {', '.join(CORRECTION_NAMES)}, got {correction_method!r}",
+            )
+        collection = run.collection(input_images)
+        if load_block_maps is not None:
+            model = _loaded(_model_beside(load_block_maps), "load_block_maps", BlockMap, run)
+        else:
+            n_blocks = None
+            if block_size is None:
+                n_blocks = blocks_along_longer_side(collection, number_of_blocks)
+            step = BlockMap(
+                block_size=block_size,
+                n_blocks=n_blocks,
+                correction=CORRECTION_NAMES[correction_method],  # type: ignore[arg-type]
+                min_pixels=min_pixels,
+                smoothing=smoothing,
+                reference=reference_images,
+            )
+            model = _fitted(step, collection, run, None)
+        if save_model is not None:
+            model.save(save_model)
+        _save_block_maps(model, save_block_maps)
+        return run.transform(model, collection, output_images)
 
 
-def _fit_transform(
-    step, collection, output_images, window_size, threads, cog, save_model, progress
-) -> tuple[Mosaic, list[str]]:
-    model = Mosaic(steps=[step], window_size=window_size, threads=threads, progress=progress)
-    model.fit(collection)
-    if save_model is not None:
-        model.save(save_model)
-    written = model.transform(collection, cog=cog, **output_arguments(collection, output_images))
-    return model, [str(image.path) for image in written]
+def _model_beside(load_block_maps: Any) -> Path:
+    if not isinstance(load_block_maps, tuple) or len(load_block_maps) != 2:
+        raise _fail("load_block_maps", f"must be (reference path, paths), got {load_block_maps!r}")
+    reference = load_block_maps[0]
+    path = None if reference is None else Path(reference).with_suffix(".json")
+    if path is None or not path.is_file():
+        raise _fail(
+            "load_block_maps",
+            f"no model beside the reference map {reference!r} (written by save_block_maps); "
+            "block maps alone cannot drive our local model",
+        )
+    return path
+
+
+def _save_block_maps(model: Mosaic, target: Any) -> None:
+    if target is None:
+        return
+    step = model.steps_[0]
+    assert isinstance(step, BlockMap)
+    if isinstance(target, (str, os.PathLike)):
+        step.to_rasters(target)
+        return
+    if not isinstance(target, tuple) or len(target) != 2 or "$" not in str(target[1]):
+        raise _fail("save_block_maps", f"must be (reference path, path with '$'), got {target!r}")
+    reference, local = target
+    counts = step.counts_.astype(float)
+    totals = counts.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weighted = (counts * (step.local_means_ + step.shifts_)).sum(axis=0) / totals
+    _write_block_raster(reference, np.where(totals > 0, weighted, np.nan), step)
+    for name, means, count in zip(step.images_, step.local_means_, counts, strict=True):
+        _write_block_raster(str(local).replace("$", name), np.where(count > 0, means, np.nan), step)
+    model.save(Path(reference).with_suffix(".json"))
+
+
+def _write_block_raster(path: str | os.PathLike, surface: np.ndarray, step: BlockMap) -> None:
+    import rasterio
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=step.grid_.cols,
+        height=step.grid_.rows,
+        count=surface.shape[0],
+        dtype="float32",
+        transform=step.grid_.transform,
+        crs=step.crs_,
+        nodata=float("nan"),
+    ) as dataset:
+        dataset.write(surface.astype("float32"))
+
+
+class Match:
+    """The published namespace: ``Match.global_regression``, ``Match.local_block_adjustment``."""
+
+    global_regression = staticmethod(global_regression)
+    local_block_adjustment = staticmethod(local_block_adjustment)
