@@ -18,12 +18,12 @@ import warnings
 from collections.abc import Iterator, Sequence
 from functools import reduce
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from attrs import frozen
 
-from ._typing import MaskMode, OutputDtype, OutputsLike, WorkingDtype
+from ._typing import Correction, MaskMode, OutputDtype, OutputsLike, WorkingDtype
 from .errors import SpectralMatchError, SpectralMatchWarning
 from .masks.vector import VectorMask, read_layer
 from .model.adjuster import Adjuster
@@ -44,7 +44,7 @@ NumberOfBlocks = int | tuple[int, int] | Literal["coefficient_of_variation"]
 
 #: Published correction names -> ours. The published "offset" is a gamma correction on
 #: values shifted above zero (for negative data): our "gamma" shifts by its pivot.
-CORRECTION_NAMES = {
+CORRECTION_NAMES: dict[str, Correction] = {
     "linear": "gain",
     "gamma": "gamma",
     "offset": "gamma",
@@ -135,8 +135,9 @@ class RunOptions:
                 "cache", self.cache, None, "GDAL's block cache is left at its own setting"
             )
 
-    def workers(self) -> int:
-        """``threads``, else the largest of the published thread counts, else one."""
+    def workers(self) -> int | None:
+        """``threads``, else the largest of the published thread counts, else None (our
+        engine's default: every CPU)."""
         if self.threads is not None:
             return self.threads
         counts = []
@@ -148,7 +149,7 @@ class RunOptions:
                 counts.append(value)
             elif value is not None:
                 raise _fail(keyword, f"must be 'cpu', a positive int or None, got {value!r}")
-        return max(counts, default=1)
+        return max(counts, default=None)
 
     def mosaic_params(self) -> dict[str, Any]:
         """Keywords of :class:`Mosaic` (the cache only when resuming)."""
@@ -157,7 +158,7 @@ class RunOptions:
         return {
             "window_size": self._window_size(),
             "threads": workers,
-            "executor": "serial" if workers == 1 else executor,
+            "executor": "serial" if workers == 1 else executor,  # None: every CPU
             "cache": self.resume_from_outputs != "no",
             "progress": self.progress,
         }
@@ -194,10 +195,10 @@ class RunOptions:
             return {}
         if not isinstance(spec, tuple) or len(spec) not in (2, 3):
             raise _fail("vector_mask", f"must be (mode, path[, field]), got {spec!r}")
-        mode: MaskMode
-        mode, path, *field = spec  # type: ignore[assignment]
-        if mode not in ("include", "exclude"):
-            raise _fail("vector_mask", f"mode must be 'include' or 'exclude', got {mode!r}")
+        given, path, *field = spec
+        mode = next((m for m in get_args(MaskMode) if m == given), None)
+        if mode is None:
+            raise _fail("vector_mask", f"mode must be 'include' or 'exclude', got {given!r}")
         if not field:
             return dict.fromkeys(names, VectorMask(path, mode))
         values = _field_values(path, field[0])
@@ -379,8 +380,8 @@ def global_regression(
         The published GDAL cache size; no effect here (a warning says so).
     image_threads, io_threads, tile_threads : "cpu", int or None
         Our engine has one pool of workers over windows of all images: it gets the
-        largest of these (``"cpu"``: the number of CPUs); all None: one worker, as the
-        published runs one image at a time.
+        largest of these (``"cpu"``: the number of CPUs); all None: every CPU (the
+        published would run one image at a time; the results are the same).
     concurrent_processing_backend : {"process_pool", "thread", "process", "dask"}
         ``"process_pool"`` (default) and ``"thread"`` run the workers in threads (the
         published image work also runs in a thread pool), ``"process"`` in processes;
@@ -658,7 +659,7 @@ def local_block_adjustment(
             step = BlockMap(
                 block_size=block_size,
                 n_blocks=n_blocks,
-                correction=CORRECTION_NAMES[correction_method],  # type: ignore[arg-type]
+                correction=CORRECTION_NAMES[correction_method],
                 min_pixels=min_pixels,
                 smoothing=smoothing,
                 reference=reference_images,

@@ -163,7 +163,7 @@ def _in_crs(frame: Any, crs: Any) -> Any:
 def _pooled(frames: list[Any], crs: Any) -> Any:
     """Every feature of ``frames`` in one GeoDataFrame."""
     import geopandas
-    import pandas  # type: ignore[import-untyped]
+    import pandas
 
     return geopandas.GeoDataFrame(pandas.concat(frames, ignore_index=True), crs=crs)
 
