@@ -700,29 +700,10 @@ def _save_block_maps(model: Mosaic, target: Any) -> None:
     totals = counts.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         weighted = (counts * (step.local_means_ + step.shifts_)).sum(axis=0) / totals
-    _write_block_raster(reference, np.where(totals > 0, weighted, np.nan), step)
+    step.write_surface(reference, np.where(totals > 0, weighted, np.nan))
     for name, means, count in zip(step.images_, step.local_means_, counts, strict=True):
-        _write_block_raster(str(local).replace("$", name), np.where(count > 0, means, np.nan), step)
+        step.write_surface(str(local).replace("$", name), np.where(count > 0, means, np.nan))
     model.save(Path(reference).with_suffix(".json"))
-
-
-def _write_block_raster(path: str | os.PathLike, surface: np.ndarray, step: BlockMap) -> None:
-    import rasterio
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=step.grid_.cols,
-        height=step.grid_.rows,
-        count=surface.shape[0],
-        dtype="float32",
-        transform=step.grid_.transform,
-        crs=step.crs_,
-        nodata=float("nan"),
-    ) as dataset:
-        dataset.write(surface.astype("float32"))
 
 
 class Match:

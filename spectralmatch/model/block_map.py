@@ -28,6 +28,7 @@ from ..geo.blocks import BlockGrid
 from ..geo.grid import is_north_up
 from ..raster.collection import ImageCollection
 from ..raster.image import Image
+from ..raster.write import write_raster
 from ..stats.moments import Moments
 from ..stats.overlap import OverlapStatistics, PairMoments
 from ..stats.requests import BlockMoments, ImageMoments, Request
@@ -373,29 +374,33 @@ class BlockMap(Adjuster):
         ``<image>_reference.tif`` the means it is brought to, ``m + d``, as filled and
         used by the correction; one band per image band.
         """
-        import rasterio
-
         check_is_fitted(self, "shifts_")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written = []
         for name, local, shift in zip(self.images_, self.local_means_, self.shifts_, strict=True):
             for kind, surface in (("local", local), ("reference", local + shift)):
-                path = folder / f"{name}_{kind}.tif"
-                with rasterio.open(
-                    path,
-                    "w",
-                    driver="GTiff",
-                    width=self.grid_.cols,
-                    height=self.grid_.rows,
-                    count=surface.shape[0],
-                    dtype="float32",
-                    transform=self.grid_.transform,
-                    crs=self.crs_,
-                ) as dataset:
-                    dataset.write(surface.astype("float32"))
-                written.append(path)
+                written.append(self.write_surface(folder / f"{name}_{kind}.tif", surface))
         return written
+
+    def write_surface(self, path: str | os.PathLike, surface: np.ndarray) -> Path:
+        """Write ``surface`` (bands, rows, cols of the block grid; NaN where unknown) as a
+        float32 GeoTIFF on the block grid, atomically."""
+        check_is_fitted(self)
+        profile = {
+            "driver": "GTiff",
+            "width": self.grid_.cols,
+            "height": self.grid_.rows,
+            "count": surface.shape[0],
+            "dtype": "float32",
+            "transform": self.grid_.transform,
+            "crs": self.crs_,
+            "nodata": float("nan"),
+        }
+        window = Window(0, 0, self.grid_.cols, self.grid_.rows)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return write_raster(path, profile, [(window, surface.astype("float32"), None)])
 
 
 def _extremes(statistics: OverlapStatistics) -> tuple[np.ndarray, np.ndarray]:
