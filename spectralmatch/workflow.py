@@ -10,12 +10,10 @@ says how the keyword is mapped, and a value that cannot be honoured raises
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from functools import reduce
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -24,6 +22,13 @@ import numpy as np
 from attrs import frozen
 
 from ._typing import Correction, MaskMode, OutputDtype, OutputsLike, WorkingDtype
+from .engine.published import (
+    LOGGER,
+    EngineKeywords,
+    Threads,
+    keyword_error,
+    warn_no_effect,
+)
 from .errors import SpectralMatchError, SpectralMatchWarning
 from .masks.vector import VectorMask, read_layer
 from .model.adjuster import Adjuster
@@ -31,14 +36,12 @@ from .model.block_map import BlockMap
 from .model.global_model import GlobalModel
 from .model.pif import IRMAD, ChangeDetector, ResidualPIF
 from .model.pipeline import Mosaic
+from .ops.overviews import compute_overviews
 from .raster.collection import ImageCollection, ImagesLike
 from .raster.image import DEFAULT_WINDOW_SIZE, Image
 from .raster.paths import output_arguments
 from .stats.moments import Moments
 
-LOGGER = logging.getLogger("spectralmatch")
-
-Threads = Literal["cpu"] | int | None
 VectorMaskSpec = tuple[str, str] | tuple[str, str, str] | None
 NumberOfBlocks = int | tuple[int, int] | Literal["coefficient_of_variation"]
 
@@ -53,113 +56,42 @@ CORRECTION_NAMES: dict[str, Correction] = {
 }
 #: Published PIF methods (and ours) -> a change detector (None: every overlap pixel).
 PIF_METHODS = ("entire", "flood_from_match_points", "residual", "irmad")
-BACKENDS = ("process_pool", "thread", "process", "dask")
-RESUME_MODES = ("no", "yes", "validate")
 #: The published coefficient-of-variation rule: (rows, cols) = 10 x CV / (45 / 125).
 CV_REFERENCE = 45.0 / 125.0
 CV_BASE_BLOCKS = 10
-
-
-def _fail(keyword: str, problem: str) -> SpectralMatchError:
-    return SpectralMatchError(f"{keyword}: {problem}")
-
-
-def _warn_no_effect(keyword: str, value: Any, default: Any, why: str) -> None:
-    if value != default:
-        warnings.warn(
-            f"{keyword}={value!r} has no effect: {why}", SpectralMatchWarning, stacklevel=4
-        )
-
-
-@contextlib.contextmanager
-def _debug_logging(enabled: bool) -> Iterator[None]:
-    """The "spectralmatch" logger at DEBUG while the call runs, when ``enabled``."""
-    if not isinstance(enabled, bool):
-        raise _fail("debug_logs", f"must be True or False, got {enabled!r}")
-    previous = LOGGER.level
-    if enabled:
-        LOGGER.setLevel(logging.DEBUG)
-    try:
-        yield
-    finally:
-        LOGGER.setLevel(previous)
 
 
 @frozen
 class RunOptions:
     """The keywords both matching functions share, checked and mapped to our engine."""
 
+    engine: EngineKeywords
     calculation_dtype: WorkingDtype = "float32"
     output_dtype: OutputDtype | None = None
     vector_mask: VectorMaskSpec = None
     custom_nodata_value: float | None = None
-    cache: float | None = None
-    image_threads: Threads = None
-    io_threads: Threads = None
-    tile_threads: Threads = None
     threads: int | None = None
-    concurrent_processing_backend: str = "process_pool"
-    dask_scheduler: tuple[str, str] | None = None
     window_size: int | tuple[int, int] | None = None
     save_as_cog: bool = False
-    resume_from_outputs: str = "no"
     build_overviews: bool = False
     window_scales: tuple[int, ...] | None = (2, 4, 8, 16, 32)
     progress: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.calculation_dtype not in ("float32", "float64"):
-            raise _fail(
+            raise keyword_error(
                 "calculation_dtype",
                 f"must be 'float32' or 'float64', got {self.calculation_dtype!r}",
             )
-        if self.concurrent_processing_backend not in BACKENDS:
-            raise _fail(
-                "concurrent_processing_backend",
-                f"must be one of {', '.join(BACKENDS)}, got {self.concurrent_processing_backend!r}",
-            )
-        if self.concurrent_processing_backend == "dask" or self.dask_scheduler is not None:
-            keyword = "dask_scheduler" if self.dask_scheduler else "concurrent_processing_backend"
-            raise _fail(
-                keyword,
-                "a Dask executor does not exist yet; use 'thread' or 'process' (or give a "
-                "spectralmatch.engine.executors.Executor to Mosaic)",
-            )
-        if self.resume_from_outputs not in RESUME_MODES:
-            raise _fail(
-                "resume_from_outputs",
-                f"must be one of {', '.join(RESUME_MODES)}, got {self.resume_from_outputs!r}",
-            )
-        if self.cache is not None:
-            _warn_no_effect(
-                "cache", self.cache, None, "GDAL's block cache is left at its own setting"
-            )
-
-    def workers(self) -> int | None:
-        """``threads``, else the largest of the published thread counts, else None (our
-        engine's default: every CPU)."""
-        if self.threads is not None:
-            return self.threads
-        counts = []
-        for keyword in ("image_threads", "io_threads", "tile_threads"):
-            value = getattr(self, keyword)
-            if value == "cpu":
-                counts.append(os.cpu_count() or 1)
-            elif isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                counts.append(value)
-            elif value is not None:
-                raise _fail(keyword, f"must be 'cpu', a positive int or None, got {value!r}")
-        return max(counts, default=None)
 
     def mosaic_params(self) -> dict[str, Any]:
         """Keywords of :class:`Mosaic` (the cache only when resuming)."""
-        workers = self.workers()
-        executor = "processes" if self.concurrent_processing_backend == "process" else "threads"
+        workers = self.threads if self.threads is not None else self.engine.workers()
         return {
             "window_size": self._window_size(),
             "threads": workers,
-            "executor": "serial" if workers == 1 else executor,  # None: every CPU
-            "cache": self.resume_from_outputs != "no",
+            "executor": "serial" if workers == 1 else self.engine.executor_name(),
+            "cache": self.engine.resume_from_outputs != "no",
             "progress": self.progress,
         }
 
@@ -170,7 +102,7 @@ class RunOptions:
         if isinstance(size, tuple) and len(size) == 2:
             size = max(size)
         if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
-            raise _fail(
+            raise keyword_error(
                 "window_size",
                 f"must be a positive int, (width, height) or None, got {self.window_size!r}",
             )
@@ -194,11 +126,13 @@ class RunOptions:
         if spec is None:
             return {}
         if not isinstance(spec, tuple) or len(spec) not in (2, 3):
-            raise _fail("vector_mask", f"must be (mode, path[, field]), got {spec!r}")
+            raise keyword_error("vector_mask", f"must be (mode, path[, field]), got {spec!r}")
         given, path, *field = spec
         mode = next((m for m in get_args(MaskMode) if m == given), None)
         if mode is None:
-            raise _fail("vector_mask", f"mode must be 'include' or 'exclude', got {given!r}")
+            raise keyword_error(
+                "vector_mask", f"mode must be 'include' or 'exclude', got {given!r}"
+            )
         if not field:
             return dict.fromkeys(names, VectorMask(path, mode))
         values = _field_values(path, field[0])
@@ -211,12 +145,12 @@ class RunOptions:
             cog=self.save_as_cog,
             working_dtype=self.calculation_dtype,
             output_dtype=self.output_dtype,
-            resume=self.resume_from_outputs != "no",
+            resume=self.engine.resume_from_outputs != "no",
             **output_arguments(collection, outputs),
         )
         paths = [str(image.path) for image in written]
         if self.build_overviews and self.window_scales and not self.save_as_cog:
-            _build_overviews(paths, self.window_scales)
+            compute_overviews(paths, window_scales=self.window_scales)
         LOGGER.debug("outputs: %s", paths)
         return paths
 
@@ -224,7 +158,7 @@ class RunOptions:
 def _field_values(path: str, field: str) -> list[str]:
     layer = read_layer(path, "vector mask")
     if field not in layer.columns:
-        raise _fail("vector_mask", f"{path}: no field {field!r}")
+        raise keyword_error("vector_mask", f"{path}: no field {field!r}")
     return sorted({str(value) for value in layer[field]})
 
 
@@ -232,7 +166,7 @@ def _value_for(name: str, values: list[str]) -> str:
     """The one field value that contains ``name`` (the image's own name when none does)."""
     matching = [value for value in values if name in value]
     if len(matching) > 1:
-        raise _fail(
+        raise keyword_error(
             "vector_mask", f"several field values contain the image name {name!r}: {matching}"
         )
     if not matching:
@@ -245,18 +179,11 @@ def _value_for(name: str, values: list[str]) -> str:
     return matching[0] if matching else name
 
 
-def _build_overviews(paths: list[str], scales: tuple[int, ...]) -> None:
-    import rasterio
-    from rasterio.enums import Resampling
-
-    for path in paths:
-        with rasterio.open(path, "r+") as dataset:
-            dataset.build_overviews(list(scales), Resampling.average)
-
-
 def _pif_detector(method: str) -> ChangeDetector | None:
     if method not in PIF_METHODS:
-        raise _fail("pif_method", f"must be one of {', '.join(PIF_METHODS)}, got {method!r}")
+        raise keyword_error(
+            "pif_method", f"must be one of {', '.join(PIF_METHODS)}, got {method!r}"
+        )
     if method == "entire":
         return None
     return IRMAD() if method == "irmad" else ResidualPIF()
@@ -280,22 +207,22 @@ def _check_pif_keywords(
     }
     for keyword, value in refused.items():
         if value is not None:
-            raise _fail(
+            raise keyword_error(
                 keyword,
                 "the NDVI filter, tie points and INZ rasters of the published PIF method do "
                 "not exist here; PIFs come from ResidualPIF or IRMAD (pif_method)",
             )
     if feature_method != "orb":
-        raise _fail("pif_feature_method", f"must be 'orb', got {feature_method!r}")
+        raise keyword_error("pif_feature_method", f"must be 'orb', got {feature_method!r}")
     for keyword, (value, default) in no_effect.items():
-        _warn_no_effect(keyword, value, default, "our change detectors have no such setting")
+        warn_no_effect(keyword, value, default, "our change detectors have no such setting")
 
 
 def _loaded(path: str | os.PathLike, keyword: str, kind: type[Adjuster], run: RunOptions) -> Mosaic:
     """A saved model of one ``kind`` step, set to run with ``run``'s options."""
     model = Mosaic.load(path)
     if [type(step) for step in model.steps_] != [kind]:
-        raise _fail(
+        raise keyword_error(
             keyword,
             f"{path}: holds {[type(s).__name__ for s in model.steps_]}, not one {kind.__name__}",
         )
@@ -450,12 +377,14 @@ def global_regression(
     >>> [Path(path).name for path in outputs][:2]
     ['tile_00.tif', 'tile_01.tif']
     """
-    with _debug_logging(debug_logs):
+    engine = EngineKeywords(
+        debug_logs, cache, image_threads, io_threads, tile_threads,
+        concurrent_processing_backend, dask_scheduler, resume_from_outputs,
+    )  # fmt: skip
+    with engine.logging():
         run = RunOptions(
-            calculation_dtype, output_dtype, vector_mask, custom_nodata_value, cache,
-            image_threads, io_threads, tile_threads, threads, concurrent_processing_backend,
-            dask_scheduler, window_size, save_as_cog, resume_from_outputs, build_overviews,
-            window_scales, progress,
+            engine, calculation_dtype, output_dtype, vector_mask, custom_nodata_value,
+            threads, window_size, save_as_cog, build_overviews, window_scales, progress,
         )  # fmt: skip
         _check_pif_keywords(
             pif_red_band_index,
@@ -472,7 +401,7 @@ def global_regression(
             },
         )
         if not isinstance(estimate_stats, bool):
-            raise _fail("estimate_stats", f"must be True or False, got {estimate_stats!r}")
+            raise keyword_error("estimate_stats", f"must be True or False, got {estimate_stats!r}")
         pif = _pif_detector(pif_method)
         collection = run.collection(input_images)
         if load_adjustments is not None:
@@ -535,7 +464,7 @@ def blocks_along_longer_side(collection: ImageCollection, number_of_blocks: Numb
         if number_of_blocks > 0:
             side = math.sqrt(width * height / (number_of_blocks * len(collection)))
             return max(1, round(max(width, height) / side))
-    raise _fail(
+    raise keyword_error(
         "number_of_blocks",
         "must be a positive int (blocks per image), (rows, cols) or "
         f"'coefficient_of_variation', got {number_of_blocks!r}",
@@ -630,22 +559,24 @@ def local_block_adjustment(
     >>> len(outputs)
     4
     """
-    with _debug_logging(debug_logs):
+    engine = EngineKeywords(
+        debug_logs, cache, image_threads, io_threads, tile_threads,
+        concurrent_processing_backend, dask_scheduler, resume_from_outputs,
+    )  # fmt: skip
+    with engine.logging():
         run = RunOptions(
-            calculation_dtype, output_dtype, vector_mask, custom_nodata_value, cache,
-            image_threads, io_threads, tile_threads, threads, concurrent_processing_backend,
-            dask_scheduler, window_size, save_as_cog, resume_from_outputs, build_overviews,
-            window_scales, progress,
+            engine, calculation_dtype, output_dtype, vector_mask, custom_nodata_value,
+            threads, window_size, save_as_cog, build_overviews, window_scales, progress,
         )  # fmt: skip
         if alpha != 1.0:
-            raise _fail("alpha", f"only 1.0 is supported, got {alpha!r}")
+            raise keyword_error("alpha", f"only 1.0 is supported, got {alpha!r}")
         if override_bounds_canvas_coords is not None:
-            raise _fail(
+            raise keyword_error(
                 "override_bounds_canvas_coords",
                 "not supported: the block grid covers the union of the images",
             )
         if correction_method not in CORRECTION_NAMES:
-            raise _fail(
+            raise keyword_error(
                 "correction_method",
                 f"must be one of {', '.join(CORRECTION_NAMES)}, got {correction_method!r}",
             )
@@ -673,11 +604,13 @@ def local_block_adjustment(
 
 def _model_beside(load_block_maps: Any) -> Path:
     if not isinstance(load_block_maps, tuple) or len(load_block_maps) != 2:
-        raise _fail("load_block_maps", f"must be (reference path, paths), got {load_block_maps!r}")
+        raise keyword_error(
+            "load_block_maps", f"must be (reference path, paths), got {load_block_maps!r}"
+        )
     reference = load_block_maps[0]
     path = None if reference is None else Path(reference).with_suffix(".json")
     if path is None or not path.is_file():
-        raise _fail(
+        raise keyword_error(
             "load_block_maps",
             f"no model beside the reference map {reference!r} (written by save_block_maps); "
             "block maps alone cannot drive our local model",
@@ -694,7 +627,9 @@ def _save_block_maps(model: Mosaic, target: Any) -> None:
         step.to_rasters(target)
         return
     if not isinstance(target, tuple) or len(target) != 2 or "$" not in str(target[1]):
-        raise _fail("save_block_maps", f"must be (reference path, path with '$'), got {target!r}")
+        raise keyword_error(
+            "save_block_maps", f"must be (reference path, path with '$'), got {target!r}"
+        )
     reference, local = target
     counts = step.counts_.astype(float)
     totals = counts.sum(axis=0)

@@ -1,0 +1,133 @@
+"""The published package's engine keywords, which every one of its functions takes.
+
+``debug_logs``, ``cache``, ``image_threads``, ``io_threads``, ``tile_threads``,
+``concurrent_processing_backend``, ``dask_scheduler`` and ``resume_from_outputs`` tune
+how the published package runs (GDAL's cache, its thread pools, Dask). Here they are
+checked and mapped to our engine in one place: the number of workers, threads or
+processes, DEBUG logging on the ``spectralmatch`` logger; values that cannot be honoured
+fail with an error naming the keyword, and settings that change nothing here say so in a
+warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from attrs import fields, frozen
+
+from ..errors import SpectralMatchError, SpectralMatchWarning
+
+LOGGER = logging.getLogger("spectralmatch")
+
+Threads = Literal["cpu"] | int | None
+BACKENDS = ("process_pool", "thread", "process", "dask")
+RESUME_MODES = ("no", "yes", "validate")
+
+
+def keyword_error(keyword: str, problem: str) -> SpectralMatchError:
+    """The error for a value of ``keyword`` that cannot be used."""
+    return SpectralMatchError(f"{keyword}: {problem}")
+
+
+def warn_no_effect(keyword: str, value: Any, default: Any, why: str) -> None:
+    """Say that ``keyword`` changes nothing here, when it was changed from ``default``."""
+    if value != default:
+        warnings.warn(
+            f"{keyword}={value!r} has no effect: {why}", SpectralMatchWarning, stacklevel=4
+        )
+
+
+@frozen
+class EngineKeywords:
+    """The published engine keywords, checked on construction."""
+
+    debug_logs: bool = False
+    cache: float | None = None
+    image_threads: Threads = None
+    io_threads: Threads = None
+    tile_threads: Threads = None
+    concurrent_processing_backend: str = "process_pool"
+    dask_scheduler: tuple[str, str] | None = None
+    resume_from_outputs: str = "no"
+
+    @classmethod
+    def of(cls, function: str, keywords: dict[str, Any]) -> EngineKeywords:
+        """The engine keywords among ``keywords`` given to ``function``; any other
+        keyword is refused as Python refuses an unexpected one."""
+        names = {field.name for field in fields(cls)}
+        unknown = sorted(set(keywords) - names)
+        if unknown:
+            raise TypeError(f"{function}() got an unexpected keyword argument {unknown[0]!r}")
+        return cls(**keywords)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.debug_logs, bool):
+            raise keyword_error("debug_logs", f"must be True or False, got {self.debug_logs!r}")
+        if self.concurrent_processing_backend not in BACKENDS:
+            raise keyword_error(
+                "concurrent_processing_backend",
+                f"must be one of {', '.join(BACKENDS)}, got {self.concurrent_processing_backend!r}",
+            )
+        if self.concurrent_processing_backend == "dask" or self.dask_scheduler is not None:
+            keyword = "dask_scheduler" if self.dask_scheduler else "concurrent_processing_backend"
+            raise keyword_error(
+                keyword,
+                "a Dask executor does not exist yet; use 'thread' or 'process' (or give a "
+                "spectralmatch.engine.executors.Executor to Mosaic)",
+            )
+        if self.resume_from_outputs not in RESUME_MODES:
+            raise keyword_error(
+                "resume_from_outputs",
+                f"must be one of {', '.join(RESUME_MODES)}, got {self.resume_from_outputs!r}",
+            )
+        if self.cache is not None:
+            warn_no_effect(
+                "cache", self.cache, None, "GDAL's block cache is left at its own setting"
+            )
+        self.workers()
+
+    def workers(self) -> int | None:
+        """The largest of the published thread counts (``"cpu"``: the number of CPUs),
+        else None (our engine's default: every CPU)."""
+        counts = []
+        for keyword in ("image_threads", "io_threads", "tile_threads"):
+            value = getattr(self, keyword)
+            if value == "cpu":
+                counts.append(os.cpu_count() or 1)
+            elif isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                counts.append(value)
+            elif value is not None:
+                raise keyword_error(
+                    keyword, f"must be 'cpu', a positive int or None, got {value!r}"
+                )
+        return max(counts, default=None)
+
+    def executor_name(self) -> str:
+        """``"processes"`` for the published ``"process"`` backend, else ``"threads"``
+        (``"process_pool"``, the published default, runs its image work in threads)."""
+        return "processes" if self.concurrent_processing_backend == "process" else "threads"
+
+    def refuse_resume(self, function: str) -> None:
+        """For functions that cannot resume yet: an error if resuming was asked for."""
+        if self.resume_from_outputs != "no":
+            raise keyword_error(
+                "resume_from_outputs",
+                f"{function} cannot resume yet; run it again with 'no' (its outputs are "
+                "written atomically, so an interrupted run left no partial file)",
+            )
+
+    @contextlib.contextmanager
+    def logging(self) -> Iterator[None]:
+        """The ``spectralmatch`` logger at DEBUG while the block runs, with ``debug_logs``."""
+        previous = LOGGER.level
+        if self.debug_logs:
+            LOGGER.setLevel(logging.DEBUG)
+        try:
+            yield
+        finally:
+            LOGGER.setLevel(previous)
