@@ -12,11 +12,12 @@ warning.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import warnings
-from collections.abc import Iterator
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, TypeVar
 
 from attrs import fields, frozen
 
@@ -54,16 +55,6 @@ class EngineKeywords:
     concurrent_processing_backend: str = "process_pool"
     dask_scheduler: tuple[str, str] | None = None
     resume_from_outputs: str = "no"
-
-    @classmethod
-    def of(cls, function: str, keywords: dict[str, Any]) -> EngineKeywords:
-        """The engine keywords among ``keywords`` given to ``function``; any other
-        keyword is refused as Python refuses an unexpected one."""
-        names = {field.name for field in fields(cls)}
-        unknown = sorted(set(keywords) - names)
-        if unknown:
-            raise TypeError(f"{function}() got an unexpected keyword argument {unknown[0]!r}")
-        return cls(**keywords)
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.debug_logs, bool):
@@ -131,3 +122,28 @@ class EngineKeywords:
             yield
         finally:
             LOGGER.setLevel(previous)
+
+
+#: The names of the published engine keywords.
+ENGINE_KEYWORDS = tuple(field.name for field in fields(EngineKeywords))
+
+R = TypeVar("R")
+
+
+def takes_engine_keywords(function: Callable[..., R]) -> Callable[..., R]:
+    """Let ``function`` (an operation that works image by image) take the published
+    engine keywords as well: they are checked, ``debug_logs`` turns on DEBUG logging for
+    the call, the thread counts and the backend change nothing (the work is read and
+    written window by window in one pass), and ``resume_from_outputs`` other than
+    ``"no"`` is refused."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **keywords: Any) -> R:
+        given = {name: keywords.pop(name) for name in ENGINE_KEYWORDS if name in keywords}
+        engine = EngineKeywords(**given)
+        engine.refuse_resume(function.__name__)
+        with engine.logging():
+            LOGGER.debug("%s: %s", function.__name__, {**keywords, **given})
+            return function(*args, **keywords)
+
+    return wrapper

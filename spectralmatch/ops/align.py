@@ -17,6 +17,7 @@ from rasterio.windows import Window
 
 from .._typing import Bounds, OutputsLike, ResamplingName, ResolutionName
 from .._validation import BOOLEAN, POSITIVE, POSITIVE_INTEGER, Options, check
+from ..engine.published import takes_engine_keywords
 from ..errors import SpectralMatchError
 from ..geo.grid import PixelGrid, split_window
 from ..raster.collection import ImageCollection, ImagesLike
@@ -124,6 +125,7 @@ def aligned_grid(
     return Affine(x_size, 0.0, left, 0.0, -y_size, top), width, height
 
 
+@takes_engine_keywords
 def align_rasters(
     input_images: ImagesLike,
     output_images: OutputsLike,
@@ -136,6 +138,10 @@ def align_rasters(
     save_as_cog: bool = False,
 ) -> list[str]:
     """Put every image on one pixel grid: one CRS, one pixel size, aligned lines.
+
+    Also takes the published engine keywords (``debug_logs``, ``cache``, the thread
+    counts, ``concurrent_processing_backend``, ``dask_scheduler``,
+    ``resume_from_outputs``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
 
     Images in another CRS are reprojected, and images with a rotated or sheared
     geotransform are warped north-up (the only operation that takes them), window by

@@ -13,6 +13,7 @@ from rasterio.windows import Window
 
 from .._typing import MaskMode, OutputsLike
 from .._validation import BOOLEAN, NONE, POSITIVE_INTEGER, AnyOf, InstanceOf, Options, check
+from ..engine.published import takes_engine_keywords
 from ..errors import SpectralMatchError
 from ..masks.vector import MASK_MODES, VectorMask
 from ..raster.collection import ImageCollection, ImagesLike
@@ -26,6 +27,7 @@ VectorMaskSpec = tuple[MaskMode, str | os.PathLike] | tuple[MaskMode, str | os.P
 OPTIONAL_NUMBER = AnyOf((NONE, InstanceOf((numbers.Real,), "a number")))
 
 
+@takes_engine_keywords
 def mask_rasters(
     input_images: ImagesLike,
     output_images: OutputsLike,
@@ -37,6 +39,10 @@ def mask_rasters(
     save_as_cog: bool = False,
 ) -> list[str]:
     """Set pixels outside (``"include"``) or inside (``"exclude"``) polygons to nodata.
+
+    Also takes the published engine keywords (``debug_logs``, ``cache``, the thread
+    counts, ``concurrent_processing_backend``, ``dask_scheduler``,
+    ``resume_from_outputs``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
 
     Parameters
     ----------

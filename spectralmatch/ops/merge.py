@@ -21,6 +21,7 @@ from rasterio.windows import transform as window_transform
 
 from .._typing import ResolutionName
 from .._validation import BOOLEAN, NON_NEGATIVE, POSITIVE, POSITIVE_INTEGER, Options, check
+from ..engine.published import takes_engine_keywords
 from ..errors import SpectralMatchError
 from ..geo.grid import split_window
 from ..raster.collection import ImageCollection, ImagesLike
@@ -43,6 +44,7 @@ DEFAULT_VRT_NAME = "MergedImage.vrt"
 TILE_STEM = "mosaic"
 
 
+@takes_engine_keywords
 def merge_rasters(
     input_images: ImagesLike,
     output_image_path: str | os.PathLike,
@@ -62,6 +64,10 @@ def merge_rasters(
     save_as_cog: bool = False,
 ) -> str:
     """One raster (or a folder of tiles) over the union of the images.
+
+    Also takes the published engine keywords (``debug_logs``, ``cache``, the thread
+    counts, ``concurrent_processing_backend``, ``dask_scheduler``,
+    ``resume_from_outputs``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
 
     The images must share a CRS (see :func:`align_rasters`); on one grid they are merged
     pixel for pixel, otherwise each is resampled onto the output grid as it is read.

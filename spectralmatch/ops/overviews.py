@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Sequence
 
 from .._typing import OutputsLike
+from ..engine.published import takes_engine_keywords
 from ..errors import SpectralMatchError
 from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.files import TEMPORARY_PREFIX, atomic_path
@@ -36,6 +37,7 @@ def check_window_scales(owner: str, window_scales: Sequence[int] | None) -> tupl
     return scales
 
 
+@takes_engine_keywords
 def compute_overviews(
     input_images_paths: ImagesLike,
     *,
@@ -43,6 +45,10 @@ def compute_overviews(
     window_scales: Sequence[int] | None = DEFAULT_WINDOW_SCALES,
 ) -> list[str]:
     """Build overviews (internal, averaged) in each image, or in a copy of it.
+
+    Also takes the published engine keywords (``debug_logs``, ``cache``, the thread
+    counts, ``concurrent_processing_backend``, ``dask_scheduler``,
+    ``resume_from_outputs``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
 
     Each file is rewritten through a temporary copy renamed over it once its overviews
     are complete, so an interrupted run leaves every file as it was.

@@ -16,6 +16,7 @@ import numpy as np
 from attrs import define
 
 from .._validation import BOOLEAN, NON_NEGATIVE, NONE, PATH, POSITIVE, AnyOf, InstanceOf, check
+from ..engine.published import takes_engine_keywords
 from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..masks.vector import polygons_by_name, read_layer
 from ..raster.collection import ImageCollection, ImagesLike
@@ -560,6 +561,7 @@ def _cheapest_cut(labels, shared, cost, first, second):
     return path
 
 
+@takes_engine_keywords
 def voronoi_center_seamline(
     input_images: ImagesLike,
     output_mask: str | os.PathLike,
@@ -574,6 +576,10 @@ def voronoi_center_seamline(
     """Write Voronoi-centre seamlines of the images to ``output_mask`` (GeoPackage or any
     OGR format by extension, layer ``"seamlines"``), one feature per image with its name
     in ``image_field_name``; the keywords are those of :meth:`Seamline.voronoi`.
+
+    Also takes the published engine keywords (``debug_logs``, ``cache``, the thread
+    counts, ``concurrent_processing_backend``, ``dask_scheduler``,
+    ``resume_from_outputs``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
 
     Returns
     -------
@@ -593,6 +599,7 @@ def voronoi_center_seamline(
     return str(output_mask)
 
 
+@takes_engine_keywords
 def weighted_seamline(
     input_polygons: str | os.PathLike,
     output_mask: str | os.PathLike,
@@ -606,6 +613,10 @@ def weighted_seamline(
     """Write seamlines from ranked footprints to ``output_mask`` (layer ``output_layer``):
     where footprints overlap, the best-ranked image wins; the keywords are those of
     :meth:`Seamline.weighted`.
+
+    Also takes the published engine keywords (``debug_logs``, ``cache``, the thread
+    counts, ``concurrent_processing_backend``, ``dask_scheduler``,
+    ``resume_from_outputs``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
 
     Returns
     -------

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .._validation import Options, check
+from ..engine.published import takes_engine_keywords
 from ..errors import SpectralMatchError
 from ..masks.vector import read_layer
 from ..raster.files import TEMPORARY_PREFIX
@@ -65,6 +66,7 @@ def _named(folder: Path, stem: str) -> list[Path]:
     return [file for file in folder.iterdir() if file.name.startswith(f"{stem}.")]
 
 
+@takes_engine_keywords
 def merge_vectors(
     input_vectors: str | os.PathLike | Sequence[str | os.PathLike],
     merged_vector_path: str | os.PathLike,
@@ -73,6 +75,10 @@ def merge_vectors(
     create_name_attribute: tuple[str, str] | None = None,
 ) -> str:
     """Merge vector files into one layer.
+
+    Also takes the published engine keywords (``debug_logs``, ``cache``, the thread
+    counts, ``concurrent_processing_backend``, ``dask_scheduler``,
+    ``resume_from_outputs``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
 
     Parameters
     ----------
