@@ -1,0 +1,125 @@
+"""The published package's tests of ``Match.global_regression`` and
+``Match.local_block_adjustment``, ported: the same calls with the same keywords."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import rasterio
+from published_data import dummy_rasters
+
+from spectralmatch import Match, SpectralMatchError
+
+#: The engine keywords the published tests pass to every matching call.
+SHARED = {
+    "calculation_dtype": "float64",
+    "output_dtype": "uint16",
+    "custom_nodata_value": 0,
+    "io_threads": 2,
+    "image_threads": 2,
+    "tile_threads": 2,
+    "window_size": 16,
+    "save_as_cog": True,
+    "debug_logs": True,
+    "pif_method": "entire",
+}
+
+
+def two_images(tmp_path, names_and_values, suffix):
+    """Two constant 16 px images in ``input/`` and their output paths in ``output/``."""
+    paths = dummy_rasters(tmp_path / "input", names_and_values)
+    outputs = [str(tmp_path / "output" / f"{name}{suffix}") for name, _ in names_and_values]
+    return paths, outputs
+
+
+@pytest.mark.parametrize("method", ["global_regression", "local_block_adjustment"])
+def test_build_overviews_uses_the_window_scales(tmp_path, method):
+    paths, outputs = two_images(tmp_path, [("A", 100), ("B", 120)], "_Out.tif")
+    options = {"pif_method": "entire"} if method == "global_regression" else {"number_of_blocks": 4}
+    getattr(Match, method)(paths, outputs, build_overviews=True, window_scales=(2, 4), **options)
+    for output in outputs:
+        with rasterio.open(output) as dataset:
+            assert dataset.overviews(1) == [2, 4]
+        widths = []
+        for level in range(2):
+            with rasterio.open(output, overview_level=level) as overview:
+                widths.append(overview.width)
+        assert widths == [8, 4]
+
+
+def test_global_regression_with_every_option_saves_its_adjustments(tmp_path):
+    paths, outputs = two_images(tmp_path, [("A", 100), ("B", 120)], "_GlobalMatch.tif")
+    saved = tmp_path / "adjustments.json"
+    result = Match.global_regression(
+        input_images=paths,
+        output_images=outputs,
+        **SHARED,
+        specify_model_images=("include", ["A"]),
+        custom_mean_factor=1.0,
+        custom_std_factor=1.0,
+        save_adjustments=str(saved),
+    )
+    assert result == outputs
+    assert all(os.path.exists(path) for path in result)
+    assert saved.is_file()
+
+
+def test_global_regression_loads_saved_adjustments(tmp_path):
+    paths, outputs = two_images(tmp_path, [("X", 130), ("Y", 110)], "_Match.tif")
+    saved = tmp_path / "preload.json"
+    Match.global_regression(
+        input_images=paths, output_images=outputs, save_adjustments=str(saved), pif_method="entire"
+    )
+    reloaded = [path.replace("_Match", "_Reloaded") for path in outputs]
+    options = {**SHARED, "calculation_dtype": "float32", "output_dtype": None}
+    result = Match.global_regression(
+        input_images=paths,
+        output_images=reloaded,
+        **{**options, "save_as_cog": False},
+        load_adjustments=str(saved),
+    )
+    assert result == reloaded
+    assert all(os.path.exists(path) for path in result)
+
+
+def test_global_regression_takes_the_shared_engine_keywords(tmp_path):
+    paths, outputs = two_images(tmp_path, [("A", 100), ("B", 120)], "_Global.tif")
+    result = Match.global_regression(input_images=paths, output_images=outputs, **SHARED)
+    assert result == outputs
+    assert all(os.path.exists(path) for path in result)
+
+
+def test_malformed_saved_adjustments_stop_the_run(tmp_path):
+    paths, outputs = two_images(tmp_path, [("A", 100), ("B", 120)], "_Out.tif")
+    malformed = tmp_path / "malformed.json"
+    malformed.write_text("{not json", encoding="utf-8")
+    with pytest.raises(SpectralMatchError, match="malformed.json"):
+        Match.global_regression(paths, outputs, pif_method="entire", load_adjustments=malformed)
+    assert not any(os.path.exists(path) for path in outputs)
+
+
+def test_local_block_adjustment_loads_saved_block_maps(tmp_path):
+    paths, outputs = two_images(tmp_path, [("X", 60), ("Y", 90)], "_Reloaded.tif")
+    blocks = tmp_path / "blocks"
+    blocks.mkdir()
+    reference = blocks / "ref.tif"
+    Match.local_block_adjustment(
+        input_images=paths,
+        output_images=outputs,
+        save_block_maps=(str(reference), str(blocks / "$_block.tif")),
+    )
+    local = [str(blocks / f"{name}_block.tif") for name in ("X", "Y")]
+    again = [path.replace("_Reloaded", "_FromLoad") for path in outputs]
+    result = Match.local_block_adjustment(
+        input_images=paths,
+        output_images=again,
+        calculation_dtype="float32",
+        io_threads=2,
+        image_threads=2,
+        tile_threads=2,
+        debug_logs=True,
+        load_block_maps=(str(reference), local),
+    )
+    assert result == again
+    assert all(os.path.exists(path) for path in result)
