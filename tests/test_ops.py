@@ -44,6 +44,8 @@ def test_align_puts_every_image_on_one_tapped_grid(tmp_path):
     assert np.array_equal(read_raster(outputs[0]), values)  # already on the grid
     lowest = align_rasters(tmp_path / "in", tmp_path / "low", resolution="lowest")
     assert Image(lowest[0]).transform.a == 20.0
+    numeric = align_rasters(tmp_path / "in", tmp_path / "num", resolution=40)
+    assert (Image(numeric[0]).transform.a, Image(numeric[0]).transform.e) == (40.0, -40.0)
     with pytest.raises(SpectralMatchError, match="resolution"):
         align_rasters(tmp_path / "in", tmp_path / "bad", resolution="finest")
 

@@ -74,7 +74,7 @@ def target_crs(collection: ImageCollection, crs: Any = None) -> CRS | None:
 
 def target_resolution(
     grids: list[NativeGrid],
-    resolution: ResolutionName | tuple[float, float] | None,
+    resolution: ResolutionName | float | tuple[float, float] | None,
     unmoved: list[bool] | None = None,
 ) -> tuple[float, float]:
     """(x, y) pixel size: ``"highest"``, ``"lowest"``, ``"average"`` of the images' native
@@ -93,6 +93,8 @@ def target_resolution(
     if isinstance(resolution, str) and resolution in choose:
         x, y = choose[resolution](sizes, axis=0)
         return float(x), float(y)
+    if isinstance(resolution, (int, float)) and POSITIVE.accepts(resolution):
+        return float(resolution), float(resolution)
     if (
         isinstance(resolution, (tuple, list))
         and len(resolution) == 2
@@ -100,8 +102,8 @@ def target_resolution(
     ):
         return float(resolution[0]), float(resolution[1])
     raise SpectralMatchError(
-        "align_rasters: resolution must be 'highest', 'lowest', 'average' or a pair of "
-        f"positive pixel sizes (x, y), got {resolution!r}"
+        "align_rasters: resolution must be 'highest', 'lowest', 'average', a positive pixel "
+        f"size or a pair of them (x, y), got {resolution!r}"
     )
 
 
@@ -131,7 +133,7 @@ def align_rasters(
     output_images: OutputsLike,
     *,
     crs: Any = None,
-    resolution: ResolutionName | tuple[float, float] | None = None,
+    resolution: ResolutionName | float | tuple[float, float] | None = None,
     tap: bool = False,
     resampling_method: ResamplingName = "nearest",
     window_size: int = DEFAULT_WINDOW_SIZE,
@@ -154,7 +156,7 @@ def align_rasters(
     crs : CRS, optional
         The target CRS (``"EPSG:32621"``, a WKT, a rasterio CRS); default: the most
         common CRS of the images (the first image's on a tie).
-    resolution : {"highest", "lowest", "average"} or (x, y), optional
+    resolution : {"highest", "lowest", "average"}, number or (x, y), optional
         The pixel size, chosen among the images' native pixel sizes in the target CRS,
         or given in its units; default: the finest pixel size of the images already in
         the target CRS (of all images where none is).
