@@ -153,15 +153,15 @@ def _write_pieces(path: Path, profile, pieces, descriptions) -> None:
 
 def build_overviews(path: Path, factors: Sequence[int]) -> None:
     """Add internal overviews to the raster at ``path``, one per decimation factor in
-    ``factors`` (nothing when empty), each pixel the average of the valid pixels it
-    covers."""
-    if not factors:
-        return
+    ``factors`` that leaves it more than one pixel a side (nothing when none does), each
+    pixel the average of the valid pixels it covers."""
     import rasterio
     from rasterio.enums import Resampling
 
     with rasterio.open(gdal_path(path), "r+") as dataset:
-        dataset.build_overviews(list(factors), Resampling.average)
+        useful = [f for f in factors if min(dataset.width, dataset.height) // f > 1]
+        if useful:
+            dataset.build_overviews(useful, Resampling.average)
 
 
 def translate_to_cog(source: Path, destination: Path, profile: dict[str, Any]) -> None:
