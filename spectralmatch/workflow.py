@@ -36,7 +36,7 @@ from .model.block_map import BlockMap
 from .model.global_model import GlobalModel
 from .model.pif import IRMAD, ChangeDetector, ResidualPIF
 from .model.pipeline import Mosaic
-from .ops.overviews import compute_overviews
+from .ops.overviews import check_window_scales, compute_overviews
 from .raster.collection import ImageCollection, ImagesLike
 from .raster.image import DEFAULT_WINDOW_SIZE, Image
 from .raster.paths import output_arguments
@@ -78,6 +78,7 @@ class RunOptions:
     progress: bool = False
 
     def __attrs_post_init__(self) -> None:
+        check_window_scales("build_overviews", self.window_scales)  # before any work
         if self.calculation_dtype not in ("float32", "float64"):
             raise keyword_error(
                 "calculation_dtype",

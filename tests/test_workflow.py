@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import rasterio
 from conftest import (
+    DATA_DIR,
     FIELD_LAYOUT,
     file_digest,
     folder_listing,
@@ -439,4 +440,11 @@ def test_no_effect_keywords_warn(sample_copy, tmp_path):
 def test_unsupported_values_name_the_keyword(sample_copy, tmp_path, function, options, keyword):
     with pytest.raises(SpectralMatchError, match=keyword):
         function(sample_copy, tmp_path / "out", **options)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("scales", [(4, 2), (2, 2), (1, 2), (2.0, 4)])
+def test_bad_window_scales_stop_before_any_output(tmp_path, scales):
+    with pytest.raises(SpectralMatchError, match="window_scales must be None or increasing"):
+        global_regression(DATA_DIR, tmp_path / "out", build_overviews=True, window_scales=scales)
     assert not (tmp_path / "out").exists()

@@ -26,12 +26,16 @@ def check_window_scales(owner: str, window_scales: Sequence[int] | None) -> tupl
     if window_scales is None:
         return ()
     scales = tuple(window_scales) if isinstance(window_scales, (tuple, list)) else None
-    if scales is None or not all(
-        isinstance(factor, int) and not isinstance(factor, bool) and factor >= 2
-        for factor in scales
+    if (
+        scales is None
+        or not all(
+            isinstance(factor, int) and not isinstance(factor, bool) and factor >= 2
+            for factor in scales
+        )
+        or scales != tuple(sorted(set(scales)))
     ):
         raise SpectralMatchError(
-            f"{owner}: window_scales must be None or a tuple of integers >= 2 "
+            f"{owner}: window_scales must be None or increasing integers >= 2 "
             f"(overview decimation factors), got {window_scales!r}"
         )
     return scales
