@@ -243,3 +243,32 @@ def test_overviews_of_a_tiny_mosaic_keep_only_the_useful_levels(tmp_path):
     out = merge_rasters([small], tmp_path / "mosaic.tif", build_overviews=True)
     with rasterio.open(out) as dataset:
         assert dataset.overviews(1) == [] and (dataset.read() == 5).all()
+
+
+def test_merge_output_dtype_and_custom_nodata_value(tmp_path):
+    out = merge_rasters(
+        DATA_DIR, tmp_path / "f32.tif", output_dtype="float32", custom_nodata_value=0
+    )
+    single = merge_rasters(DATA_DIR, tmp_path / "u16.tif")
+    with rasterio.open(out) as wide, rasterio.open(single) as plain:
+        assert wide.dtypes[0] == "float32" and wide.nodata == 0
+        assert np.array_equal(wide.read(), plain.read().astype("float32"))
+    with pytest.raises(SpectralMatchError, match="nodata -1 cannot be held by uint16"):
+        merge_rasters(DATA_DIR, tmp_path / "bad.tif", custom_nodata_value=-1)
+
+
+def test_merging_images_without_nodata_masks_where_no_image_is(tmp_path):
+    from rasterio.transform import from_origin
+
+    folder = tmp_path / "in"
+    write_raster(folder / "a.tif", np.full((1, 10, 10), 7, "uint8"),
+                 transform=from_origin(0.0, 100.0, 1, 1))  # fmt: skip
+    write_raster(folder / "b.tif", np.full((1, 10, 10), 9, "uint8"),
+                 transform=from_origin(20.0, 80.0, 1, 1))  # fmt: skip
+    out = merge_rasters(folder, tmp_path / "mosaic.tif")
+    with rasterio.open(out) as dataset:
+        data, mask = dataset.read(1), dataset.dataset_mask()
+    assert dataset.nodata is None and data.shape == (30, 30)
+    assert (mask[:10, :10] > 0).all() and (data[:10, :10] == 7).all()
+    assert (mask[20:, 20:] > 0).all() and (data[20:, 20:] == 9).all()
+    assert (mask[:10, 20:] == 0).all() and (mask[20:, :10] == 0).all()  # nothing there

@@ -19,7 +19,7 @@ from rasterio.windows import Window, from_bounds
 from rasterio.windows import bounds as window_bounds
 from rasterio.windows import transform as window_transform
 
-from .._typing import ResolutionName
+from .._typing import OutputDtype, ResolutionName
 from .._validation import BOOLEAN, NON_NEGATIVE, POSITIVE, POSITIVE_INTEGER, Options, check
 from ..engine.published import takes_engine_keywords
 from ..errors import SpectralMatchError
@@ -29,7 +29,7 @@ from ..raster.files import write_atomically
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.lock import folder_lock
 from ..raster.paths import check_not_input
-from ..raster.write import output_profile, write_raster
+from ..raster.write import output_profile, to_dtype, write_raster
 from .align import RESAMPLINGS, NativeGrid, aligned_grid, target_resolution, warped_onto
 from .overviews import DEFAULT_WINDOW_SCALES, check_window_scales
 from .seamline import Seamline
@@ -62,6 +62,8 @@ def merge_rasters(
     window_scales: Sequence[int] | None = DEFAULT_WINDOW_SCALES,
     window_size: int | None = None,
     save_as_cog: bool = False,
+    output_dtype: OutputDtype | None = None,
+    custom_nodata_value: float | None = None,
 ) -> str:
     """One raster (or a folder of tiles) over the union of the images.
 
@@ -112,6 +114,12 @@ def merge_rasters(
         larger than memory works); with tiles, the tile size (default 256).
     save_as_cog : bool, default False
         Write Cloud Optimized GeoTIFFs.
+    output_dtype : str, optional
+        Data type of the mosaic (default: the first image's); values are rounded and
+        clipped to its range.
+    custom_nodata_value : float, optional
+        The nodata value of the inputs (instead of their own) and of the mosaic. Without
+        one anywhere, the mosaic gets a mask of where it has data.
 
     Returns
     -------
@@ -134,9 +142,13 @@ def merge_rasters(
             stacklevel=2,
         )
     collection = ImageCollection.coerce(input_images)
+    if custom_nodata_value is not None:
+        collection = ImageCollection(
+            [Image(i.path, name=i.name, nodata=custom_nodata_value) for i in collection]
+        )
     first = collection.images[0]
     transform, width, height = _output_grid(collection, resolution)
-    profile = output_profile(first, width=width, height=height, transform=transform)
+    profile = output_profile(first, output_dtype, width=width, height=height, transform=transform)
     polygons = (
         None
         if seamlines is None
@@ -284,8 +296,8 @@ class _Blend:
         self.resampling = resampling
         self.window_size = window_size
         first = collection.images[0]
-        self.dtype, self.count = first.dtype, first.count
-        self.nodata = 0 if first.nodata is None else first.nodata
+        self.dtype, self.count = profile["dtype"], first.count
+        self.nodata = profile["nodata"]
         self.stack = contextlib.ExitStack()
 
     def __enter__(self) -> _Blend:
@@ -314,7 +326,7 @@ class _Blend:
             )
         )
 
-    def pieces(self, region: Window) -> Iterator[tuple[Window, np.ndarray, None]]:
+    def pieces(self, region: Window) -> Iterator[tuple[Window, np.ndarray, np.ndarray | None]]:
         """The merged pixels of ``region`` of the output grid, window by window (their
         offsets from the region's)."""
         for window in split_window(region, self.window_size):
@@ -324,10 +336,13 @@ class _Blend:
                 window.width,
                 window.height,
             )
-            yield offset, self.window(window), None
+            values, valid = self.window(window)
+            mask = valid.any(axis=0).astype(np.uint8) * 255 if self.nodata is None else None
+            yield offset, values, mask
 
-    def window(self, window: Window) -> np.ndarray:
-        """The merged pixels of ``window`` of the output grid."""
+    def window(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """The merged pixels of ``window`` of the output grid, in the output dtype, and
+        where they hold data."""
         m = self.margin
         expanded = Window(
             window.col_off - m, window.row_off - m, window.width + 2 * m, window.height + 2 * m
@@ -353,9 +368,7 @@ class _Blend:
         merged = np.divide(total, weights, out=first_valid.copy(), where=weights > 0)
         merged = merged[:, m : m + int(window.height), m : m + int(window.width)]
         valid = ~np.isnan(merged)
-        if np.dtype(self.dtype).kind in "iu":
-            np.rint(merged, out=merged)
-        return np.where(valid, merged, self.nodata).astype(self.dtype)
+        return to_dtype(merged, valid, self.dtype, self.nodata), valid
 
     def _read(self, image: Image, dataset, expanded: Window, bounds) -> tuple | None:
         """Values and validity of ``image`` over ``expanded`` (a window of the output grid
@@ -370,8 +383,8 @@ class _Blend:
                 or part.row_off + part.height <= 0
             ):
                 return None
-            data = dataset.read(window=part, boundless=True, fill_value=self.nodata)
-            return data, image.valid_mask(data, dataset, part)
+            data = dataset.read(window=part, boundless=True, fill_value=image.nodata)
+            return data, image.valid_mask(data, dataset, part) & _inside(image, part)[None]
         m = self.margin
         part = Window(expanded.col_off + m, expanded.row_off + m, expanded.width, expanded.height)
         data = dataset.read(list(range(1, image.count + 1)), window=part)
@@ -379,6 +392,13 @@ class _Blend:
             return data, image.valid_mask(data, dataset, part)
         valid = np.broadcast_to(dataset.dataset_mask(window=part) > 0, data.shape)
         return data, valid & np.isfinite(data)
+
+
+def _inside(image: Image, part: Window) -> np.ndarray:
+    """Which pixels of ``part`` (a window that may reach past the image) lie in it."""
+    rows = np.arange(part.row_off, part.row_off + part.height)
+    cols = np.arange(part.col_off, part.col_off + part.width)
+    return ((rows >= 0) & (rows < image.height))[:, None] & ((cols >= 0) & (cols < image.width))
 
 
 class _Tiles:
