@@ -264,7 +264,7 @@ def global_regression(
     custom_std_factor: float = 1.0,
     save_adjustments: str | os.PathLike | None = None,
     load_adjustments: str | os.PathLike | None = None,
-    pif_method: str = "flood_from_match_points",
+    pif_method: str = "entire",
     pif_red_band_index: int | None = None,
     pif_nir_band_index: int | None = None,
     pif_vegetation_threshold: float = 0.2,
@@ -334,12 +334,14 @@ def global_regression(
     load_adjustments : path, optional
         A model saved with ``save_adjustments``, used instead of fitting: its images
         are not read for statistics; images it does not hold are solved against it.
-    pif_method : {"flood_from_match_points", "entire", "residual", "irmad"}
-        Pseudo-invariant features: ``"entire"`` fits on every overlap pixel. The default
-        ``"flood_from_match_points"`` (tie points grown into regions) is replaced by
+    pif_method : {"entire", "flood_from_match_points", "residual", "irmad"}
+        Pseudo-invariant features: ``"entire"`` (the default here) fits on every overlap
+        pixel, as ``spectralmatch match`` does. The published default,
+        ``"flood_from_match_points"`` (tie points grown into regions), is replaced by
         :class:`~spectralmatch.ResidualPIF` (``"residual"``): the model is fitted, the
         pixels whose residual is an outlier are left out, and it is fitted again, which
-        needs no feature matching; ``"irmad"`` uses :class:`~spectralmatch.IRMAD`.
+        needs no feature matching but twice the time; ``"irmad"`` uses
+        :class:`~spectralmatch.IRMAD`.
     pif_red_band_index, pif_nir_band_index, pif_load_tie_points, pif_save_inz
         Must be None: the NDVI filter, tie points and INZ rasters do not exist here.
     pif_vegetation_threshold, pif_inz_threshold, pif_region_radius, pif_max_samples,
