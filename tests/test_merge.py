@@ -272,3 +272,9 @@ def test_merging_images_without_nodata_masks_where_no_image_is(tmp_path):
     assert (mask[:10, :10] > 0).all() and (data[:10, :10] == 7).all()
     assert (mask[20:, 20:] > 0).all() and (data[20:, 20:] == 9).all()
     assert (mask[:10, 20:] == 0).all() and (mask[20:, :10] == 0).all()  # nothing there
+
+
+def test_tiles_into_a_raster_file_name_are_refused(tmp_path):
+    with pytest.raises(SpectralMatchError, match="output.tif: names a raster file"):
+        merge_rasters(DATA_DIR, tmp_path / "output.tif", output_tiles=True)
+    assert not (tmp_path / "output.tif").exists()

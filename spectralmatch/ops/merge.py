@@ -24,7 +24,7 @@ from .._validation import BOOLEAN, NON_NEGATIVE, POSITIVE, POSITIVE_INTEGER, Opt
 from ..engine.published import takes_engine_keywords
 from ..errors import SpectralMatchError
 from ..geo.grid import split_window
-from ..raster.collection import ImageCollection, ImagesLike
+from ..raster.collection import RASTER_SUFFIXES, ImageCollection, ImagesLike
 from ..raster.files import write_atomically
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.lock import folder_lock
@@ -222,6 +222,10 @@ def _check_arguments(arguments: dict[str, Any]) -> None:
     path = Path(arguments["output_image_path"])
     if tiles and path.exists() and not path.is_dir():
         raise SpectralMatchError(f"{path}: is a file; with output_tiles it must be a folder")
+    if tiles and not path.exists() and path.suffix.lower() in RASTER_SUFFIXES:
+        raise SpectralMatchError(
+            f"{path}: names a raster file; with output_tiles give the folder for the tiles"
+        )
     if not tiles and path.is_dir():
         raise SpectralMatchError(f"{path}: is a folder; merge_rasters writes one file there")
 
