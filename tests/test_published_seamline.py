@@ -136,6 +136,12 @@ def test_weighted_seamline_lets_the_best_ranked_footprint_win(tmp_path, footprin
     assert list(regions) == ["b", "a"]  # c lies inside a and b
     assert regions["b"].symmetric_difference(box(400, 0, 1000, 600)).area < 1e-6
     assert regions["a"].symmetric_difference(box(0, 0, 400, 600)).area < 1e-6
+    written = geopandas.read_file(out, layer="ranked").set_index("image")
+    # the footprints' own fields, the published score and rank (1 = best) per image
+    assert written.loc["b", "weighted_rank"] == 1 and written.loc["a", "weighted_rank"] == 2
+    for name in ("a", "b"):
+        cloud = written.loc[name, "cloud"]
+        assert written.loc[name, "weighted_score"] == pytest.approx(1 / (cloud + 1))
     cloudiest = Seamline.weighted(footprints, rank_function="{cloud}", rank_descending=True)
     assert list(cloudiest.polygons) == ["c", "a", "b"]
     assert cloudiest.polygons["c"].symmetric_difference(box(300, 100, 500, 500)).area < 1e-6

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from attrs import define
+from attrs import define, field
 
 from .._validation import BOOLEAN, NON_NEGATIVE, NONE, PATH, POSITIVE, AnyOf, InstanceOf, check
 from ..engine.published import takes_engine_keywords
@@ -40,10 +40,14 @@ class Seamline:
     polygons : dict of str to shapely geometry
         Image name -> Polygon or MultiPolygon, in the images' CRS.
     crs : rasterio CRS
+    attributes : dict of str to dict
+        Image name -> further fields written with its polygon (``Seamline.weighted``
+        keeps the footprint's attributes, ``weighted_score`` and ``weighted_rank``).
     """
 
     polygons: dict[str, Any]
     crs: Any
+    attributes: dict[str, dict[str, Any]] = field(factory=dict)
 
     @classmethod
     def voronoi(
@@ -171,7 +175,13 @@ class Seamline:
         if layer.crs is None:
             raise SpectralMatchError(f"{input_polygons}: footprints have no CRS")
         ranked = _ranked_footprints(layer, image_field_name, score, rank_descending)
-        seams = cls(_painted(ranked), layer.crs)
+        regions = _painted([(name, footprint) for name, footprint, _ in ranked])
+        attributes = {
+            name: {**values, "weighted_rank": rank}
+            for rank, (name, _, values) in enumerate(ranked, start=1)
+            if name in regions
+        }
+        seams = cls(regions, layer.crs, attributes)
         if output_mask is not None:
             seams.to_file(output_mask, image_field_name, layer=output_layer)
         return seams
@@ -214,7 +224,11 @@ class Seamline:
     def to_geodataframe(self, field: str = "image"):
         """A GeoDataFrame with one row per image: ``field`` (its name) and its region as
         a MultiPolygon (one geometry type for the whole layer)."""
-        return _named_frame(self.polygons, field, self.crs)
+        frame = _named_frame(self.polygons, field, self.crs)
+        columns = sorted({key for values in self.attributes.values() for key in values} - {field})
+        for column in columns:
+            frame[column] = [self.attributes.get(name, {}).get(column) for name in self.polygons]
+        return frame
 
     def to_file(
         self, path: str | os.PathLike, field: str = "image", layer: str | None = None
@@ -750,13 +764,16 @@ def _named_frame(polygons: dict[str, Any], field: str, crs: Any) -> Any:
 
 
 def _ranked_footprints(layer, field: str, score: _RankFunction, descending: bool):
-    """(name, footprint) of each image, best-ranked first."""
+    """(name, footprint, attributes with ``weighted_score``) of each image, best-ranked
+    first."""
     scored = []
     for name, features in layer.groupby(field, sort=False):
         values = features.iloc[0].drop(labels=[features.geometry.name]).to_dict()
         value = score(values, f"image {name}")
-        scored.append((-value if descending else value, str(name), _union(features.geometry)))
-    return [(name, footprint) for _, name, footprint in sorted(scored, key=lambda s: s[:2])]
+        attributes = {**values, "weighted_score": value}
+        key = (-value if descending else value, str(name))
+        scored.append((key, str(name), _union(features.geometry), attributes))
+    return [(name, footprint, values) for _, name, footprint, values in sorted(scored)]
 
 
 def _painted(ranked: list[tuple[str, Any]]) -> dict[str, Any]:
