@@ -78,3 +78,41 @@ def test_compute_overviews_builds_the_scales_in_place(tmp_path, scales):
     for level, factor in enumerate(scales or ()):
         with rasterio.open(source, overview_level=level) as overview:
             assert overview.width == 64 // factor
+
+
+def tiles_on_grid(folder, like) -> np.ndarray:
+    """The tiles in ``folder`` put back on the grid of the raster ``like``, each tile's
+    pixels where its transform says."""
+    with rasterio.open(like) as reference:
+        mosaic = np.zeros((reference.count, reference.height, reference.width), "float64")
+        grid = reference.transform
+    for path in sorted(folder.glob("*.tif")):
+        with rasterio.open(path) as tile:
+            col, row = (round(value) for value in ~grid * (tile.transform.c, tile.transform.f))
+            mosaic[:, row : row + tile.height, col : col + tile.width] = tile.read()
+    return mosaic
+
+
+def test_resampling_applies_to_mixed_resolution_inputs(tmp_path):
+    fine = dummy_raster(
+        tmp_path / "fine.tif", width=32, height=32, count=1, dtype="uint16", origin=(0, 32)
+    )
+    ramp = np.arange(16 * 16, dtype=np.uint16).reshape(1, 16, 16) + 1
+    coarse = dummy_raster(tmp_path / "coarse.tif", data=ramp, origin=(32, 32), pixel=2.0)
+    outputs = {}
+    for method in ("nearest", "bilinear"):
+        single = tmp_path / f"{method}.tif"
+        folder = tmp_path / method
+        merge_rasters([fine, coarse], str(single), resampling_method=method)
+        merge_rasters(
+            [fine, coarse],
+            str(folder),
+            output_tiles=True,
+            window_size=32,
+            image_threads=2,
+            resampling_method=method,
+        )
+        with rasterio.open(single) as reference:
+            outputs[method] = reference.read()
+        np.testing.assert_array_equal(tiles_on_grid(folder, single), outputs[method])
+    assert np.any(outputs["nearest"] != outputs["bilinear"])

@@ -1,5 +1,5 @@
-"""The published package's tests of ``mask_rasters``, ``merge_vectors`` and the path
-helpers, ported: the same calls with the same keywords."""
+"""The published package's tests of ``mask_rasters``, ``merge_vectors``, ``align_rasters``
+and the path helpers, ported: the same calls with the same keywords."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import rasterio
 from published_data import dummy_raster, dummy_vector
 
 from spectralmatch import (
+    align_rasters,
     create_paths,
     mask_rasters,
     match_paths,
@@ -21,13 +22,32 @@ from spectralmatch import (
 # ---------------------------------------------------------------------- mask_rasters
 
 
-def test_mask_rasters_excluding_a_polygon_keeps_the_grid_and_nodata(tmp_path):
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {
+            "debug_logs": True,
+            "window_size": 16,
+            "io_threads": 2,
+            "tile_threads": 2,
+            "include_touched_pixels": True,
+            "custom_nodata_value": 99,
+        },
+    ],
+)
+def test_mask_rasters_excluding_a_polygon_keeps_the_grid_and_nodata(tmp_path, options):
     source = dummy_raster(tmp_path / "input" / "masked_input.tif", width=32, height=32, count=1)
     mask = dummy_vector(tmp_path / "mask.gpkg", bounds=(8, 8, 24, 24))
     output = str(tmp_path / "output" / "masked_output.tif")
-    mask_rasters(input_images=[source], output_images=[output], vector_mask=("exclude", mask))
+    mask_rasters(
+        input_images=[source],
+        output_images=[output],
+        vector_mask=("exclude", mask),
+        **options,
+    )
     with rasterio.open(output) as dataset:
-        assert dataset.nodata == 0
+        assert dataset.nodata == options.get("custom_nodata_value", 0)
         assert dataset.read(1).shape == (32, 32)
 
 
@@ -47,6 +67,68 @@ def test_merge_vectors_union_writes_features(tmp_path, two_vectors):
     merge_vectors(input_vectors=two_vectors, merged_vector_path=str(output), method="union")
     assert output.is_file()
     assert not geopandas.read_file(output).empty
+
+
+def test_merge_vectors_keep_names_each_feature_by_its_file(tmp_path, two_vectors):
+    output = tmp_path / "output" / "merged_keep.gpkg"
+    merge_vectors(
+        input_vectors=two_vectors,
+        merged_vector_path=str(output),
+        method="keep",
+        debug_logs=True,
+        create_name_attribute=("src", "_"),
+    )
+    assert output.is_file()
+    merged = geopandas.read_file(output)
+    assert "src" in merged.columns
+    assert len(merged) == 2
+
+
+# ---------------------------------------------------------------------- align_rasters
+
+
+@pytest.fixture
+def misaligned(tmp_path) -> tuple[list[str], list[str]]:
+    """A 16 px raster with 1 unit pixels and an 8 px one with 2 unit pixels, same extent."""
+    inputs = [
+        dummy_raster(tmp_path / "input" / "raster1.tif", width=16, height=16, origin=(0, 16)),
+        dummy_raster(
+            tmp_path / "input" / "raster2.tif", width=8, height=8, origin=(0, 16), pixel=2.0
+        ),
+    ]
+    outputs = [str(tmp_path / "output" / f"aligned{i}.tif") for i in (1, 2)]
+    return inputs, outputs
+
+
+def test_align_rasters_with_every_option_writes_every_image(misaligned):
+    inputs, outputs = misaligned
+    align_rasters(
+        input_images=inputs,
+        output_images=outputs,
+        resampling_method="nearest",
+        tap=True,
+        resolution="average",
+        debug_logs=True,
+        window_size=16,
+        io_threads=2,
+        image_threads=2,
+    )
+    for output in outputs:
+        with rasterio.open(output) as dataset:
+            assert dataset.width > 0 and dataset.height > 0
+
+
+@pytest.mark.parametrize("resolution", [2, 1.5])
+def test_align_rasters_numeric_resolution_sets_the_pixel_and_snaps_the_grid(misaligned, resolution):
+    inputs, outputs = misaligned
+    align_rasters(input_images=inputs, output_images=outputs, resolution=resolution, tap=True)
+    for output in outputs:
+        with rasterio.open(output) as dataset:
+            transform = dataset.transform
+        assert abs(transform.a) == pytest.approx(resolution)
+        assert abs(transform.e) == pytest.approx(resolution)
+        assert transform.c / resolution == pytest.approx(round(transform.c / resolution))
+        assert transform.f / resolution == pytest.approx(round(transform.f / resolution))
 
 
 # ---------------------------------------------------------------------- paths
