@@ -143,3 +143,30 @@ PATH = InstanceOf((str, os.PathLike), "a path")
 POSITIVE = Interval(0, None, "neither")
 NON_NEGATIVE = Interval(0, None)
 POSITIVE_INTEGER = Interval(1, None, integer=True)
+
+
+#: GDAL's data type names, as the published package takes them, by numpy's names.
+GDAL_DTYPE_NAMES = {
+    "byte": "uint8",
+    "int8": "int8",
+    "uint16": "uint16",
+    "int16": "int16",
+    "uint32": "uint32",
+    "int32": "int32",
+    "float32": "float32",
+    "float64": "float64",
+}
+
+
+def dtype_name(owner: str, keyword: str, value: Any) -> str | None:
+    """``value`` (None, a numpy or a GDAL data type name such as ``"Float32"``) as the
+    numpy name of an output data type, or a clear error naming ``keyword``."""
+    if value is None:
+        return None
+    name = GDAL_DTYPE_NAMES.get(str(value).lower()) if isinstance(value, str) else None
+    if name is None:
+        raise SpectralMatchError(
+            f"{owner}: {keyword} must be one of {', '.join(GDAL_DTYPE_NAMES.values())} "
+            f"(or GDAL's names: Byte, UInt16, Float32, ...), got {value!r}"
+        )
+    return name

@@ -278,3 +278,12 @@ def test_tiles_into_a_raster_file_name_are_refused(tmp_path):
     with pytest.raises(SpectralMatchError, match="output.tif: names a raster file"):
         merge_rasters(DATA_DIR, tmp_path / "output.tif", output_tiles=True)
     assert not (tmp_path / "output.tif").exists()
+
+
+def test_output_dtype_takes_gdal_names_and_refuses_others(tmp_path):
+    out = merge_rasters(DATA_DIR, tmp_path / "f.tif", output_dtype="Float32")
+    with rasterio.open(out) as dataset:
+        assert dataset.dtypes[0] == "float32"
+    with pytest.raises(SpectralMatchError, match="merge_rasters: output_dtype must be one of"):
+        merge_rasters(DATA_DIR, tmp_path / "bad.tif", output_dtype="complex64")
+    assert not (tmp_path / "bad.tif").exists()

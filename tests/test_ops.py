@@ -456,3 +456,10 @@ def test_operations_take_the_published_engine_keywords(tmp_path, caplog):
     with pytest.raises(TypeError, match="unexpected keyword argument 'debug_log'"):
         align_rasters(DATA_DIR, tmp_path / "y", debug_log=True)
     assert not (tmp_path / "again.tif").exists() and not (tmp_path / "y").exists()
+
+
+def test_seamline_classmethods_take_the_engine_keywords(tmp_path):
+    seams = Seamline.voronoi(DATA_DIR, tmp_path / "v.gpkg", debug_logs=True, image_threads=2)
+    assert sorted(seams.polygons) == [f"tile_0{i}" for i in range(4)]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'debug'"):
+        Seamline.voronoi(DATA_DIR, debug=True)

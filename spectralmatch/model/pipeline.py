@@ -18,7 +18,6 @@ import numpy as np
 from .._typing import (
     DEFAULT_STEPS,
     ExecutorName,
-    OutputDtype,
     SeamlineMethod,
     StepName,
     WorkingDtype,
@@ -32,6 +31,7 @@ from .._validation import (
     Constraint,
     InstanceOf,
     Options,
+    dtype_name,
 )
 from ..engine.cache import StatisticsCache
 from ..engine.collect import StatisticsPass
@@ -60,8 +60,6 @@ from .pif import ChangeDetector, select_pseudo_invariant
 
 WORKING_DTYPES: tuple[WorkingDtype, ...] = get_args(WorkingDtype)
 
-#: The data types an output can have.
-OUTPUT_DTYPES: tuple[OutputDtype, ...] = get_args(OutputDtype)
 
 #: Warn when more than this fraction of an image's valid values were clipped on output.
 CLIPPED_WARNING_FRACTION = 0.001
@@ -340,7 +338,7 @@ class Mosaic(Estimator):
         outputs: Sequence[str | os.PathLike] | None = None,
         cog: bool = False,
         working_dtype: WorkingDtype | None = None,
-        output_dtype: OutputDtype | None = None,
+        output_dtype: str | None = None,
         resume: bool = False,
         **creation_options: Any,
     ) -> ImageCollection:
@@ -369,8 +367,9 @@ class Mosaic(Estimator):
             Precision of the computation; default: float64 for float64 data and integers
             wider than 16 bits, float32 otherwise (each exact for its data).
         output_dtype : str, optional
-            Data type of every output (e.g. ``"uint16"``, ``"float32"``); default: each
-            input's own. Required when the inputs' dtypes differ.
+            Data type of every output (e.g. ``"uint16"``, ``"float32"``, or GDAL's
+            ``"Float32"``); default: each input's own. Required when the inputs' dtypes
+            differ.
         resume : bool, default False
             Keep outputs that a previous run of the same model, inputs and settings
             completed (verified by their completion records: size and checksum), and
@@ -395,7 +394,8 @@ class Mosaic(Estimator):
         """
         check_is_fitted(self)
         self._validate_params()
-        _check_transform_options(working_dtype, output_dtype, cog, resume)
+        output_dtype = dtype_name("Mosaic.transform", "output_dtype", output_dtype)
+        _check_transform_options(working_dtype, cog, resume)
         collection = ImageCollection.coerce(images)
         if collection.count != self.n_bands_:
             raise SpectralMatchError(
@@ -535,16 +535,11 @@ def _fit(step: Adjuster, statistics: OverlapStatistics) -> None:
     step.fit(statistics)
 
 
-def _check_transform_options(working_dtype: Any, output_dtype: Any, cog: Any, resume: Any) -> None:
+def _check_transform_options(working_dtype: Any, cog: Any, resume: Any) -> None:
     if working_dtype is not None and working_dtype not in WORKING_DTYPES:
         raise SpectralMatchError(
             f"Mosaic.transform: working_dtype must be one of {', '.join(WORKING_DTYPES)}, "
             f"got {working_dtype!r}"
-        )
-    if output_dtype is not None and output_dtype not in OUTPUT_DTYPES:
-        raise SpectralMatchError(
-            f"Mosaic.transform: output_dtype must be one of {', '.join(OUTPUT_DTYPES)}, "
-            f"got {output_dtype!r}"
         )
     for name, value in (("cog", cog), ("resume", resume)):
         if not BOOLEAN.accepts(value):

@@ -19,8 +19,16 @@ from rasterio.windows import Window, from_bounds
 from rasterio.windows import bounds as window_bounds
 from rasterio.windows import transform as window_transform
 
-from .._typing import OutputDtype, ResolutionName
-from .._validation import BOOLEAN, NON_NEGATIVE, POSITIVE, POSITIVE_INTEGER, Options, check
+from .._typing import ResolutionName
+from .._validation import (
+    BOOLEAN,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INTEGER,
+    Options,
+    check,
+    dtype_name,
+)
 from ..engine.published import takes_engine_keywords
 from ..errors import SpectralMatchError
 from ..geo.grid import split_window
@@ -62,7 +70,7 @@ def merge_rasters(
     window_scales: Sequence[int] | None = DEFAULT_WINDOW_SCALES,
     window_size: int | None = None,
     save_as_cog: bool = False,
-    output_dtype: OutputDtype | None = None,
+    output_dtype: str | None = None,
     custom_nodata_value: float | None = None,
 ) -> str:
     """One raster (or a folder of tiles) over the union of the images.
@@ -115,8 +123,8 @@ def merge_rasters(
     save_as_cog : bool, default False
         Write Cloud Optimized GeoTIFFs.
     output_dtype : str, optional
-        Data type of the mosaic (default: the first image's); values are rounded and
-        clipped to its range.
+        Data type of the mosaic (``"float32"``, or GDAL's ``"Float32"``...; default: the
+        first image's); values are rounded and clipped to its range.
     custom_nodata_value : float, optional
         The nodata value of the inputs (instead of their own) and of the mosaic. Without
         one anywhere, the mosaic gets a mask of where it has data.
@@ -148,7 +156,8 @@ def merge_rasters(
         )
     first = collection.images[0]
     transform, width, height = _output_grid(collection, resolution)
-    profile = output_profile(first, output_dtype, width=width, height=height, transform=transform)
+    dtype = dtype_name("merge_rasters", "output_dtype", output_dtype)
+    profile = output_profile(first, dtype, width=width, height=height, transform=transform)
     polygons = (
         None
         if seamlines is None

@@ -50,6 +50,7 @@ class Seamline:
     attributes: dict[str, dict[str, Any]] = field(factory=dict)
 
     @classmethod
+    @takes_engine_keywords
     def voronoi(
         cls,
         input_images: ImagesLike,
@@ -125,6 +126,7 @@ class Seamline:
         return seams
 
     @classmethod
+    @takes_engine_keywords
     def weighted(
         cls,
         input_polygons: str | os.PathLike,
