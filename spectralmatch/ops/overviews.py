@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Sequence
 
@@ -11,7 +10,7 @@ from .._typing import OutputsLike
 from ..engine.published import takes_engine_keywords
 from ..errors import SpectralMatchError
 from ..raster.collection import ImageCollection, ImagesLike
-from ..raster.files import TEMPORARY_PREFIX, atomic_path
+from ..raster.files import atomic_path
 from ..raster.image import GDAL_ERRORS, error_cause
 from ..raster.lock import folder_lock
 from ..raster.paths import output_arguments, resolve_outputs
@@ -98,5 +97,5 @@ def _copy_with_overviews(source: os.PathLike, target: os.PathLike, scales: tuple
             shutil.copyfile(source, temporary)
             build_overviews(temporary, scales)
     except GDAL_ERRORS as error:
-        cause = re.sub(rf"\S*{TEMPORARY_PREFIX}[^\s:]*", os.fspath(target), error_cause(error))
+        cause = error_cause(error, os.path.basename(target))
         raise SpectralMatchError(f"{target}: overviews cannot be built ({cause})") from None

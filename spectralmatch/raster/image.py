@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
@@ -23,7 +24,7 @@ from ..geo.grid import PixelGrid
 from ..masks.base import Mask
 from ..masks.convert import as_mask
 from ..stats.moments import Moments
-from .files import gdal_path
+from .files import TEMPORARY_PREFIX, gdal_path
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
@@ -301,10 +302,18 @@ class Image:
         return f"Image({str(self.path)!r})"
 
 
-def error_cause(error: BaseException) -> str:
+def error_cause(error: BaseException, output: str | None = None) -> str:
     """The cause a GDAL or OS error gives, in one line: rasterio's own diagnosis where it
     gives one, else the innermost GDAL message (the root cause, where rasterio only says
-    "See previous exception for details")."""
+    "See previous exception for details"). With ``output``, a temporary file's name in
+    it is replaced by the name of the output being written."""
+    cause = _chain_cause(error)
+    if output is None:
+        return cause
+    return re.sub(rf"\S*{TEMPORARY_PREFIX}[^\s:]*", output, cause)
+
+
+def _chain_cause(error: BaseException) -> str:
     chain: list[BaseException] = []
     current: BaseException | None = error
     while current is not None and len(chain) < 10:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 
 from .._interrupt import check_interrupted
 from ..errors import SpectralMatchError
-from .files import TEMPORARY_PREFIX, atomic_path, gdal_path, temporary_folder
+from .files import atomic_path, gdal_path, temporary_folder
 from .image import GDAL_ERRORS, Image, error_cause
 
 TILE_SIZE = 256
@@ -122,7 +121,7 @@ def write_raster(
                 build_overviews(tiled, overviews)
                 translate_to_cog(tiled, temporary, profile)
     except GDAL_ERRORS as error:
-        cause = re.sub(rf"\S*{TEMPORARY_PREFIX}[^\s:]*", path.name, error_cause(error))
+        cause = error_cause(error, path.name)
         if _disk_full(path.parent):
             cause = f"no space left on the device; {cause}"
         raise SpectralMatchError(f"{path}: cannot be written ({cause})") from None
