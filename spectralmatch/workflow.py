@@ -532,7 +532,10 @@ def local_block_adjustment(
         size, an eighth of the median image side (the published default is 100 blocks
         per image).
     alpha : float, default 1.0
-        Only 1.0 (the published default) is supported.
+        Between 0 and 1: how far each block is brought towards the reference means
+        (``BlockMap(alpha=...)``); 0 leaves the images unchanged. The published package
+        documents it as this blend but multiplies its gamma output by it (and ignores it
+        for ``"linear"``); here it blends every correction.
     correction_method : {"wallis", "offset", "gamma", "linear", "gain"}, default "wallis"
         ``"wallis"`` (mean and spread, see :class:`BlockMap`) is ours and the default, as
         in ``spectralmatch match`` (the published default, ``"offset"``, measured 1.7x the
@@ -580,8 +583,6 @@ def local_block_adjustment(
             engine, calculation_dtype, output_dtype, vector_mask, custom_nodata_value,
             threads, window_size, save_as_cog, build_overviews, window_scales, progress,
         )  # fmt: skip
-        if alpha != 1.0:
-            raise keyword_error("alpha", f"only 1.0 is supported, got {alpha!r}")
         if override_bounds_canvas_coords is not None:
             raise keyword_error(
                 "override_bounds_canvas_coords",
@@ -606,6 +607,7 @@ def local_block_adjustment(
                 min_pixels=min_pixels,
                 smoothing=smoothing,
                 reference=reference_images,
+                alpha=alpha,
             )
             model = _fitted(step, collection, run, None)
         if save_model is not None:

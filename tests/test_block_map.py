@@ -536,6 +536,41 @@ def test_to_rasters_writes_the_block_surfaces(tmp_path, truth):
             assert 3000 < data.mean() < 10000  # DN of the tiles, not zeros
 
 
+@pytest.mark.parametrize("correction", ["wallis", "gamma"])
+def test_alpha_blends_between_the_input_and_the_full_correction(tmp_path, data_dir, correction):
+    def corrected(folder, **alpha):
+        step = BlockMap(block_size=64, correction=correction, **alpha)
+        model = Mosaic(steps=[step], threads=2)
+        outputs = output_paths(model.fit_transform(data_dir, tmp_path / folder))
+        return model, np.concatenate([read_raster(path).ravel() for path in outputs]).astype(float)
+
+    tiles = sorted(data_dir.glob("tile_*.tif"))
+    inputs = np.concatenate([read_raster(path).ravel() for path in tiles]).astype(float)
+    _, today = corrected("today")
+    _, none = corrected("none", alpha=0.0)
+    _, full = corrected("full", alpha=1.0)
+    half_model, half = corrected("half", alpha=0.5)
+    np.testing.assert_array_equal(none, inputs)
+    np.testing.assert_array_equal(full, today)
+    changed = full != inputs
+    assert changed.mean() > 0.5
+    assert (np.minimum(inputs, full) <= half).all() and (half <= np.maximum(inputs, full)).all()
+    assert (half[changed] != full[changed]).mean() > 0.5
+    if correction == "wallis":  # linear in the block targets: the midpoint, up to rounding
+        assert np.abs(half - (inputs + full) / 2).max() <= 1.0
+    document = json.loads(half_model.save(tmp_path / "model.json").read_text())
+    assert document["steps"][0]["params"]["alpha"] == 0.5
+    loaded = Mosaic.load(tmp_path / "model.json")
+    again = output_paths(loaded.transform(data_dir, tmp_path / "again"))
+    assert np.array_equal(np.concatenate([read_raster(path).ravel() for path in again]), half)
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5, float("nan"), "half"])
+def test_alpha_outside_zero_to_one_is_refused(tiles, alpha):
+    with pytest.raises(SpectralMatchError, match="alpha"):
+        Mosaic(steps=[BlockMap(block_size=16, alpha=alpha)]).fit(tiles.paths)
+
+
 # ---------------------------------------------------------------------- 5. nodata and edges
 
 

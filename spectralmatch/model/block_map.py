@@ -20,6 +20,7 @@ from .._validation import (
     POSITIVE_INTEGER,
     AnyOf,
     Constraint,
+    Interval,
     Options,
     References,
 )
@@ -69,7 +70,8 @@ class BlockMap(Adjuster):
     where ``p`` is 0 for non-negative data (just below the collection's minimum when it
     has negative values) and ``r`` spans the collection's range above ``p``. Ratios are
     bounded to [1/10, 10], so zeros, negative values and empty blocks never produce NaN
-    or inf.
+    or inf. With ``alpha`` below 1, ``d`` is ``alpha * d`` and ``f`` is
+    ``1 + alpha * (f - 1)`` in these formulas.
 
     Where an image's spread in a block is degenerate, that overlap sets no spread factor
     in the block: there ``wallis`` falls back to a shift (``f = 1``) unless another
@@ -102,6 +104,13 @@ class BlockMap(Adjuster):
     reference : sequence of str or int, optional
         Reference images: left unchanged, the others are brought to them where they
         overlap. Default: none (all images are adjusted).
+    alpha : float, default 1.0
+        How far each block is brought from its local mean and spread towards the ones it
+        is matched to: its target is ``alpha`` x the matched value plus ``1 - alpha`` x
+        its own (0 leaves the images unchanged, 1 corrects fully). For the offset, gain
+        and wallis corrections this is the same as blending each corrected pixel with
+        the input, ``alpha * x' + (1 - alpha) * x`` (up to the bounds on ratios); for
+        gamma the exponent moves from 1 towards the full one.
 
     Attributes
     ----------
@@ -131,6 +140,7 @@ class BlockMap(Adjuster):
         "min_pixels": POSITIVE_INTEGER,
         "smoothing": NON_NEGATIVE,
         "reference": References(),
+        "alpha": Interval(0, 1),
     }
 
     def __init__(
@@ -142,6 +152,7 @@ class BlockMap(Adjuster):
         min_pixels: int = 100,
         smoothing: float = 0.0,
         reference: Sequence[str | int] | str | int | None = None,
+        alpha: float = 1.0,
     ) -> None:
         self.block_size = block_size
         self.n_blocks = n_blocks
@@ -149,6 +160,7 @@ class BlockMap(Adjuster):
         self.min_pixels = min_pixels
         self.smoothing = smoothing
         self.reference = reference
+        self.alpha = alpha
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -314,19 +326,24 @@ class BlockMap(Adjuster):
 
     def _linear_fields(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """Block values of ``F`` and ``G`` in ``x' = F * x + G`` (offset, gain, wallis)."""
-        local, shift = self.local_means_[row], self.shifts_[row]
+        local, shift = self.local_means_[row], self._applied_shifts(row)
         if self.correction == "offset":
             return np.ones_like(shift), shift
         if self.correction == "gain":
             pivot = self.pivot_[:, None, None]
             gain = _bounded_ratio(local + shift - pivot, local - pivot)
             return gain, pivot * (1 - gain)
-        gain = np.clip(self.spread_factors_[row], 1 / MAX_SPREAD_FACTOR, MAX_SPREAD_FACTOR)
+        factor = np.clip(self.spread_factors_[row], 1 / MAX_SPREAD_FACTOR, MAX_SPREAD_FACTOR)
+        gain = 1 + self.alpha * (factor - 1)
         return gain, local + shift - gain * local
 
     def _gamma_surfaces(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """Block values of the local mean and the mean it is brought to."""
-        return self.local_means_[row], self.local_means_[row] + self.shifts_[row]
+        return self.local_means_[row], self.local_means_[row] + self._applied_shifts(row)
+
+    def _applied_shifts(self, row: int) -> np.ndarray:
+        """The block shifts of image ``row`` as applied: ``alpha * d``."""
+        return self.alpha * self.shifts_[row]
 
     # ---------------------------------------------------------------- state
 
@@ -371,15 +388,18 @@ class BlockMap(Adjuster):
         """Write the block surfaces as GeoTIFFs (one pixel per block) for inspection.
 
         Per image, ``<image>_local.tif`` holds its block means ``m`` and
-        ``<image>_reference.tif`` the means it is brought to, ``m + d``, as filled and
-        used by the correction; one band per image band.
+        ``<image>_reference.tif`` the means it is brought to, ``m + alpha * d``, as
+        filled and used by the correction; one band per image band.
         """
         check_is_fitted(self, "shifts_")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written = []
-        for name, local, shift in zip(self.images_, self.local_means_, self.shifts_, strict=True):
-            for kind, surface in (("local", local), ("reference", local + shift)):
+        for row, (name, local) in enumerate(zip(self.images_, self.local_means_, strict=True)):
+            for kind, surface in (
+                ("local", local),
+                ("reference", local + self._applied_shifts(row)),
+            ):
                 written.append(self.write_surface(folder / f"{name}_{kind}.tif", surface))
         return written
 
