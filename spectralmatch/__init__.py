@@ -19,6 +19,7 @@ from .ops.merge import merge_rasters
 from .ops.overviews import compute_overviews
 from .ops.seamline import Seamline, voronoi_center_seamline, weighted_seamline
 from .ops.vectors import merge_vectors
+from .pif import Pif
 from .raster.collection import ImageCollection
 from .raster.image import Image
 from .raster.paths import create_paths, match_paths, search_paths
@@ -44,6 +45,7 @@ __all__ = [
     "OverlapEdge",
     "OverlapGraph",
     "OverlapStatistics",
+    "Pif",
     "RasterMask",
     "ResidualPIF",
     "Seamline",

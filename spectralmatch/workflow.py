@@ -190,33 +190,28 @@ def _pif_detector(method: str) -> ChangeDetector | None:
     return IRMAD() if method == "irmad" else ResidualPIF()
 
 
-def _check_pif_keywords(
-    red: int | None,
-    nir: int | None,
+def check_pif_keywords(
+    prefix: str,
     feature_method: str,
-    tie_points: str | None,
-    save_inz: str | None,
+    refused: dict[str, Any],
     no_effect: dict[str, tuple[Any, Any]],
 ) -> None:
-    """Refuse the published PIF options that need its tie-point method; warn about the
-    thresholds that have no counterpart in our detectors."""
-    refused = {
-        "pif_red_band_index": red,
-        "pif_nir_band_index": nir,
-        "pif_load_tie_points": tie_points,
-        "pif_save_inz": save_inz,
-    }
+    """Check the published PIF options (named ``prefix`` + the key): ``feature_method``
+    must be ``"orb"`` and those of ``refused`` (its NDVI filter, tie points, INZ rasters)
+    None; a warning for each of ``no_effect`` (value, default) that was changed."""
+    if feature_method != "orb":
+        raise keyword_error(f"{prefix}feature_method", f"must be 'orb', got {feature_method!r}")
     for keyword, value in refused.items():
         if value is not None:
             raise keyword_error(
-                keyword,
+                f"{prefix}{keyword}",
                 "the NDVI filter, tie points and INZ rasters of the published PIF method do "
-                "not exist here; PIFs come from ResidualPIF or IRMAD (pif_method)",
+                "not exist here; PIFs come from ResidualPIF or IRMAD",
             )
-    if feature_method != "orb":
-        raise keyword_error("pif_feature_method", f"must be 'orb', got {feature_method!r}")
     for keyword, (value, default) in no_effect.items():
-        warn_no_effect(keyword, value, default, "our change detectors have no such setting")
+        warn_no_effect(
+            f"{prefix}{keyword}", value, default, "our change detectors have no such setting"
+        )
 
 
 def _loaded(path: str | os.PathLike, keyword: str, kind: type[Adjuster], run: RunOptions) -> Mosaic:
@@ -233,7 +228,7 @@ def _loaded(path: str | os.PathLike, keyword: str, kind: type[Adjuster], run: Ru
     return model
 
 
-def _fitted(
+def fitted(
     step: Adjuster, collection: ImageCollection, run: RunOptions, pif: ChangeDetector | None
 ) -> Mosaic:
     model = Mosaic(steps=[step], pif=pif, **run.mosaic_params()).fit(collection)
@@ -389,18 +384,21 @@ def global_regression(
             engine, calculation_dtype, output_dtype, vector_mask, custom_nodata_value,
             threads, window_size, save_as_cog, build_overviews, window_scales, progress,
         )  # fmt: skip
-        _check_pif_keywords(
-            pif_red_band_index,
-            pif_nir_band_index,
+        check_pif_keywords(
+            "pif_",
             pif_feature_method,
-            pif_load_tie_points,
-            pif_save_inz,
             {
-                "pif_vegetation_threshold": (pif_vegetation_threshold, 0.2),
-                "pif_inz_threshold": (pif_inz_threshold, 0.25),
-                "pif_region_radius": (pif_region_radius, 5),
-                "pif_max_samples": (pif_max_samples, 10000),
-                "pif_min_samples": (pif_min_samples, 10),
+                "red_band_index": pif_red_band_index,
+                "nir_band_index": pif_nir_band_index,
+                "load_tie_points": pif_load_tie_points,
+                "save_inz": pif_save_inz,
+            },
+            {
+                "vegetation_threshold": (pif_vegetation_threshold, 0.2),
+                "inz_threshold": (pif_inz_threshold, 0.25),
+                "region_radius": (pif_region_radius, 5),
+                "max_samples": (pif_max_samples, 10000),
+                "min_samples": (pif_min_samples, 10),
             },
         )
         if not isinstance(estimate_stats, bool):
@@ -419,7 +417,7 @@ def global_regression(
                 std_weight=custom_std_factor,
                 robust=robust,
             )
-            model = _fitted(step, collection, run, pif)
+            model = fitted(step, collection, run, pif)
         if save_adjustments is not None:
             model.save(save_adjustments)
         return run.transform(model, collection, output_images)
@@ -609,7 +607,7 @@ def local_block_adjustment(
                 reference=reference_images,
                 alpha=alpha,
             )
-            model = _fitted(step, collection, run, None)
+            model = fitted(step, collection, run, None)
         if save_model is not None:
             model.save(save_model)
         _save_block_maps(model, save_block_maps)

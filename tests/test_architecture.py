@@ -24,7 +24,7 @@ LAYERS = [
     ["ops"],
     ["model"],
     ["report"],
-    ["workflow"],
+    ["workflow", "pif"],
     ["cli", "__main__"],
 ]
 

@@ -32,10 +32,14 @@ from spectralmatch import (
     ImageCollection,
     Mosaic,
     OverlapGraph,
+    Pif,
     RasterMask,
     ResidualPIF,
+    SpectralMatchError,
 )
+from spectralmatch.errors import SpectralMatchWarning
 from spectralmatch.model.pif import irmad_no_change, select_pseudo_invariant
+from spectralmatch.pif import Pif as PublishedPath
 
 REFERENCE = ["date_0"]
 DETECTORS = {"residual": ResidualPIF, "irmad": IRMAD}
@@ -347,3 +351,65 @@ def test_saved_pif_model_transforms_like_the_fitted_one(series, fitted, tmp_path
     again = loaded.transform(series.paths, tmp_path / "out")
     for image, output in zip(again, outputs, strict=True):
         assert np.array_equal(read_raster(image.path), output)
+
+
+# ---------------------------------------------------------------------- 6. the Pif namespace
+
+
+def published_parameters(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gains and offsets (images x bands) from the published (bands, 2 x images, 1)."""
+    return params[:, 0::2, 0].T, params[:, 1::2, 0].T
+
+
+@pytest.mark.parametrize("detector", ["residual", "irmad"])
+def test_flood_from_match_points_fits_on_the_invariant_pixels(series, detector):
+    assert PublishedPath is Pif
+    params = Pif.flood_from_match_points(
+        series.paths, included_names=REFERENCE, detector=DETECTORS[detector]()
+    )
+    assert params.shape == (3, 8, 1)
+    gains, offsets = published_parameters(params)
+    expected_gains, expected_offsets = inverse(series.gains, series.offsets)
+    assert np.abs(gains / expected_gains - 1).max() < BOUND
+    assert np.abs(offsets - expected_offsets).max() < 15.0
+
+
+def test_flood_from_match_points_names_the_inputs_as_given(series):
+    named = Pif.flood_from_match_points(
+        series.paths, input_image_names=["a", "b", "c", "d"], included_names=["b"]
+    )
+    by_stem = Pif.flood_from_match_points(series.paths, included_names=["date_1"])
+    np.testing.assert_array_equal(named, by_stem)
+    gains, offsets = published_parameters(named)
+    assert (gains[1] == 1).all() and (offsets[1] == 0).all()
+    assert np.abs(gains[0] - 1).min() > 0.05  # the others are matched to it
+
+
+def test_flood_from_match_points_min_samples(series):
+    with pytest.raises(SpectralMatchError, match=r"min_samples: the overlap of date_\d and"):
+        Pif.flood_from_match_points(series.paths, min_samples=200 * 200)
+
+
+@pytest.mark.parametrize(
+    ("options", "keyword"),
+    [
+        ({"red_band_index": 3}, "red_band_index"),
+        ({"load_tie_points": "points.json"}, "load_tie_points"),
+        ({"save_inz": "inz.tif"}, "save_inz"),
+        ({"feature_method": "sift"}, "feature_method"),
+        ({"overlapping_pairs": (("date_0", "date_1"),)}, "overlapping_pairs"),
+        ({"included_names": ["date_9"]}, "included_names"),
+        ({"input_image_names": ["a", "a", "b", "c"]}, "input_image_names"),
+        ({"min_samples": -1}, "min_samples"),
+        ({"calculation_dtype": "int16"}, "calculation_dtype"),
+        ({"concurrent_processing_backend": "dask"}, "concurrent_processing_backend"),
+    ],
+)
+def test_flood_from_match_points_refuses_what_it_cannot_do(series, options, keyword):
+    with pytest.raises(SpectralMatchError, match=keyword):
+        Pif.flood_from_match_points(series.paths, **options)
+
+
+def test_flood_from_match_points_says_which_thresholds_have_no_effect(series):
+    with pytest.warns(SpectralMatchWarning, match="inz_threshold=0.5 has no effect"):
+        Pif.flood_from_match_points(series.paths, inz_threshold=0.5)
