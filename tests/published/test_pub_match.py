@@ -123,3 +123,43 @@ def test_local_block_adjustment_loads_saved_block_maps(tmp_path):
     )
     assert result == again
     assert all(os.path.exists(path) for path in result)
+
+
+LOCAL_OPTIONS = {
+    "calculation_dtype": "float64",
+    "output_dtype": "uint16",
+    "custom_nodata_value": 99,
+    "io_threads": 2,
+    "image_threads": 2,
+    "tile_threads": 2,
+    "window_size": 16,
+    "save_as_cog": True,
+    "debug_logs": True,
+    "number_of_blocks": (2, 2),
+    "alpha": 0.75,
+    "correction_method": "linear",
+}
+
+
+@pytest.mark.parametrize("save", [False, True])
+def test_local_block_adjustment_with_every_option(tmp_path, save):
+    # the published test also gives override_bounds_canvas_coords, which is refused here;
+    # min_pixels (ours) lets the 8 x 8 px blocks count, so that the values can be checked
+    paths, outputs = two_images(tmp_path, [("Img1", 50), ("Img2", 80)], "_Local.tif")
+    blocks = tmp_path / "blocks"
+    saving = {"save_block_maps": (str(blocks / "ref.tif"), str(blocks / "$_block.tif"))}
+    result = Match.local_block_adjustment(
+        input_images=paths,
+        output_images=outputs,
+        min_pixels=64,
+        **LOCAL_OPTIONS,
+        **(saving if save else {}),
+    )
+    assert result == outputs
+    assert (blocks / "ref.tif").is_file() == save
+    # both are brought three quarters of the way to their common mean, 65
+    for output, value in zip(outputs, (50, 80), strict=True):
+        with rasterio.open(output) as dataset:
+            assert dataset.dtypes == ("uint16",)
+            data = dataset.read(1)
+        assert (data == round(value + 0.75 * (65 - value))).all()
