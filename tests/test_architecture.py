@@ -25,6 +25,7 @@ LAYERS = [
     ["model"],
     ["report"],
     ["workflow"],
+    ["chain"],
     ["cli", "__main__"],
 ]
 
