@@ -1,6 +1,7 @@
 """spectralmatch: relative radiometric normalization of raster mosaics and time series."""
 
 from ._version import __version__
+from .chain import pipeline
 from .errors import NotFittedError, SpectralMatchError
 from .geo.blocks import BlockGrid
 from .geo.overlap import OverlapEdge, OverlapGraph
@@ -61,6 +62,7 @@ __all__ = [
     "match_paths",
     "merge_rasters",
     "merge_vectors",
+    "pipeline",
     "search_paths",
     "voronoi_center_seamline",
     "weighted_seamline",

@@ -25,6 +25,7 @@ LAYERS = [
     ["model"],
     ["report"],
     ["workflow", "pif"],
+    ["chain"],
     ["cli", "__main__"],
 ]
 

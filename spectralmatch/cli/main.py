@@ -7,6 +7,7 @@ import click
 from .._version import __version__
 from .align import align
 from .fit import fit
+from .functions import function_commands
 from .mask import mask
 from .match import match
 from .merge import merge
@@ -22,10 +23,14 @@ def main() -> None:
     \b
     Example:
       spectralmatch match data/ -o matched/
+
+    The commands with underscores (and Match, Seamline) are the function API, called as
+    the published package's command line calls them:
+    spectralmatch pipeline data/ mosaic.tif --shared_debug_logs=True
     """
 
 
-for command in (match, fit, transform, align, seamlines, mask, merge):
+for command in (match, fit, transform, align, seamlines, mask, merge, *function_commands()):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover
