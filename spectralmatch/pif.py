@@ -21,7 +21,7 @@ from .engine.published import EngineKeywords, Threads, keyword_error
 from .model.global_model import GlobalModel
 from .model.pif import ChangeDetector, ResidualPIF
 from .raster.collection import ImagesLike
-from .workflow import RunOptions, check_pif_keywords, fitted
+from .workflow import RunOptions, change_mask_folder, check_pif_keywords, fitted
 
 
 def flood_from_match_points(
@@ -75,9 +75,13 @@ def flood_from_match_points(
         Accepted; the statistics are always accumulated in float64.
     custom_nodata_value : float, optional
         Nodata value of the inputs, instead of their own.
-    red_band_index, nir_band_index, load_tie_points, save_inz
-        Must be None: the NDVI filter, tie points and INZ rasters of the published method
-        do not exist here.
+    red_band_index, nir_band_index, load_tie_points
+        Must be None: the NDVI filter and tie points of the published method do not
+        exist here.
+    save_inz : path, folder or template, optional
+        The published per-pair INZ rasters become the detector's change masks, one per
+        image (``<folder>/<image name>.tif``, 1 where the image changed), written in its
+        folder. A warning says so.
     vegetation_threshold, inz_threshold, region_radius, max_samples
         No effect (a warning says so when one is changed): our detectors have no such
         setting, and every invariant pixel is used rather than a sample.
@@ -120,7 +124,6 @@ def flood_from_match_points(
                 "red_band_index": red_band_index,
                 "nir_band_index": nir_band_index,
                 "load_tie_points": load_tie_points,
-                "save_inz": save_inz,
             },
             {
                 "vegetation_threshold": (vegetation_threshold, 0.2),
@@ -144,7 +147,9 @@ def flood_from_match_points(
             mean_weight=custom_mean_factor,
             std_weight=custom_std_factor,
         )
-        model = fitted(step, collection, run, detector or ResidualPIF())
+        detector = detector or ResidualPIF()
+        masks_folder = change_mask_folder("save_inz", save_inz, detector)
+        model = fitted(step, collection, run, detector, masks_folder)
         fit = model.steps_[0]
         assert isinstance(fit, GlobalModel)
         _check_min_samples(fit, min_samples)

@@ -39,7 +39,7 @@ from .model.pipeline import Mosaic
 from .ops.overviews import check_window_scales, compute_overviews
 from .raster.collection import ImageCollection, ImagesLike
 from .raster.image import DEFAULT_WINDOW_SIZE, Image
-from .raster.paths import output_arguments
+from .raster.paths import TEMPLATE_SYMBOLS, names_a_file, output_arguments
 from .stats.moments import Moments
 
 VectorMaskSpec = tuple[str, str] | tuple[str, str, str] | None
@@ -197,16 +197,16 @@ def check_pif_keywords(
     no_effect: dict[str, tuple[Any, Any]],
 ) -> None:
     """Check the published PIF options (named ``prefix`` + the key): ``feature_method``
-    must be ``"orb"`` and those of ``refused`` (its NDVI filter, tie points, INZ rasters)
-    None; a warning for each of ``no_effect`` (value, default) that was changed."""
+    must be ``"orb"`` and those of ``refused`` (its NDVI filter and tie points) None; a
+    warning for each of ``no_effect`` (value, default) that was changed."""
     if feature_method != "orb":
         raise keyword_error(f"{prefix}feature_method", f"must be 'orb', got {feature_method!r}")
     for keyword, value in refused.items():
         if value is not None:
             raise keyword_error(
                 f"{prefix}{keyword}",
-                "the NDVI filter, tie points and INZ rasters of the published PIF method do "
-                "not exist here; PIFs come from ResidualPIF or IRMAD",
+                "the NDVI filter and tie points of the published PIF method do not exist "
+                "here; PIFs come from ResidualPIF or IRMAD",
             )
     for keyword, (value, default) in no_effect.items():
         warn_no_effect(
@@ -228,10 +228,40 @@ def _loaded(path: str | os.PathLike, keyword: str, kind: type[Adjuster], run: Ru
     return model
 
 
+def change_mask_folder(
+    keyword: str, save_inz: str | os.PathLike | None, pif: ChangeDetector | None
+) -> Path | None:
+    """The folder our change masks go to for the published ``save_inz`` keyword (its
+    per-pair INZ rasters): the folder itself, or a template's or file's folder."""
+    if save_inz is None:
+        return None
+    if pif is None:
+        raise keyword_error(
+            keyword, "writes the PIF change masks: give a pif_method other than 'entire'"
+        )
+    text = os.fspath(save_inz)
+    templated = any(symbol in text for symbol in TEMPLATE_SYMBOLS) or names_a_file(text)
+    folder = Path(text).parent if templated else Path(text)
+    warnings.warn(
+        f"{keyword}: the change masks are written one per image, not one per pair, as "
+        f"{folder}{os.sep}<image name>.tif (1 where the image changed, left out of the fit; "
+        "decimated as the detector reads)",
+        SpectralMatchWarning,
+        stacklevel=3,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def fitted(
-    step: Adjuster, collection: ImageCollection, run: RunOptions, pif: ChangeDetector | None
+    step: Adjuster,
+    collection: ImageCollection,
+    run: RunOptions,
+    pif: ChangeDetector | None,
+    pif_dir: Path | None = None,
 ) -> Mosaic:
-    model = Mosaic(steps=[step], pif=pif, **run.mosaic_params()).fit(collection)
+    model = Mosaic(steps=[step], pif=pif, pif_dir=pif_dir, **run.mosaic_params())
+    model.fit(collection)
     LOGGER.debug("fitted %s; windows read per image: %s", type(step).__name__, model.reads_)
     return model
 
@@ -337,8 +367,12 @@ def global_regression(
         pixels whose residual is an outlier are left out, and it is fitted again, which
         needs no feature matching but twice the time; ``"irmad"`` uses
         :class:`~spectralmatch.IRMAD`.
-    pif_red_band_index, pif_nir_band_index, pif_load_tie_points, pif_save_inz
-        Must be None: the NDVI filter, tie points and INZ rasters do not exist here.
+    pif_red_band_index, pif_nir_band_index, pif_load_tie_points
+        Must be None: the NDVI filter and tie points do not exist here.
+    pif_save_inz : path, folder or template, optional
+        The published per-pair INZ rasters become our change masks, one per image
+        (``<folder>/<image name>.tif``, 1 where the image changed), written in its
+        folder; needs a ``pif_method`` other than ``"entire"``. A warning says so.
     pif_vegetation_threshold, pif_inz_threshold, pif_region_radius, pif_max_samples,
     pif_min_samples
         No effect (a warning says so when one is changed).
@@ -391,7 +425,6 @@ def global_regression(
                 "red_band_index": pif_red_band_index,
                 "nir_band_index": pif_nir_band_index,
                 "load_tie_points": pif_load_tie_points,
-                "save_inz": pif_save_inz,
             },
             {
                 "vegetation_threshold": (pif_vegetation_threshold, 0.2),
@@ -404,6 +437,7 @@ def global_regression(
         if not isinstance(estimate_stats, bool):
             raise keyword_error("estimate_stats", f"must be True or False, got {estimate_stats!r}")
         pif = _pif_detector(pif_method)
+        masks_folder = change_mask_folder("pif_save_inz", pif_save_inz, pif)
         collection = run.collection(input_images)
         if load_adjustments is not None:
             model = _loaded(load_adjustments, "load_adjustments", GlobalModel, run)
@@ -417,7 +451,7 @@ def global_regression(
                 std_weight=custom_std_factor,
                 robust=robust,
             )
-            model = fitted(step, collection, run, pif)
+            model = fitted(step, collection, run, pif, masks_folder)
         if save_adjustments is not None:
             model.save(save_adjustments)
         return run.transform(model, collection, output_images)

@@ -36,6 +36,7 @@ from spectralmatch import (
     RasterMask,
     ResidualPIF,
     SpectralMatchError,
+    global_regression,
 )
 from spectralmatch.errors import SpectralMatchWarning
 from spectralmatch.model.pif import irmad_no_change, select_pseudo_invariant
@@ -395,7 +396,6 @@ def test_flood_from_match_points_min_samples(series):
     [
         ({"red_band_index": 3}, "red_band_index"),
         ({"load_tie_points": "points.json"}, "load_tie_points"),
-        ({"save_inz": "inz.tif"}, "save_inz"),
         ({"feature_method": "sift"}, "feature_method"),
         ({"overlapping_pairs": (("date_0", "date_1"),)}, "overlapping_pairs"),
         ({"included_names": ["date_9"]}, "included_names"),
@@ -413,3 +413,24 @@ def test_flood_from_match_points_refuses_what_it_cannot_do(series, options, keyw
 def test_flood_from_match_points_says_which_thresholds_have_no_effect(series):
     with pytest.warns(SpectralMatchWarning, match="inz_threshold=0.5 has no effect"):
         Pif.flood_from_match_points(series.paths, inz_threshold=0.5)
+
+
+def test_save_inz_writes_the_change_masks_in_the_templates_folder(series, tmp_path):
+    """The published per-pair INZ template becomes our per-image change masks, in its
+    folder, and the changed rectangles of each date are marked there."""
+    template = tmp_path / "INZ" / "$_to_$_INZ.tif"
+    with pytest.warns(SpectralMatchWarning, match="one per image, not one per pair"):
+        global_regression(
+            series.paths, tmp_path / "out", pif_method="residual", pif_save_inz=str(template)
+        )
+    for date, rectangles in series.extra["changes"].items():
+        with rasterio.open(tmp_path / "INZ" / f"date_{date}.tif") as mask:
+            changed = mask.read(1).astype(bool)
+            scale = 200 // mask.width
+        inside = rectangles_mask([[v // scale for v in r] for r in rectangles], changed.shape)
+        assert changed[inside].mean() > 0.5 > changed[~inside].mean() * 10
+
+
+def test_save_inz_needs_a_change_detector(series, tmp_path):
+    with pytest.raises(SpectralMatchError, match="pif_save_inz: writes the PIF change masks"):
+        global_regression(series.paths, tmp_path / "out", pif_save_inz=str(tmp_path / "inz"))

@@ -2,7 +2,7 @@
 them: ``spectralmatch global_regression IN OUT --pif_method=entire``.
 
 Each public function is a command of its own name, and each namespace (``Match``,
-``Seamline``) a group of its methods. Arguments are the function's positional
+``Seamline``, ``Pif``) a group of its methods. Arguments are the function's positional
 arguments, then ``--keyword=value`` or ``--keyword value`` (``-`` and ``_`` alike); a
 value is read as a Python literal (``--window_size=512``, ``--steps='["merge"]'``,
 ``--vector_mask='("include", "masks.gpkg", "image")'``) and otherwise taken as text, and a
@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
+import numpy as np
 
-from .. import chain, workflow
+from .. import chain, pif, workflow
 from ..engine.published import LOGGER
 from ..ops import align, clip, merge, overviews, seamline, vectors
 from ..raster import paths
@@ -52,6 +53,7 @@ NAMESPACES: dict[str, dict[str, Callable[..., Any]]] = {
         "local_block_adjustment": workflow.Match.local_block_adjustment,
     },
     "Seamline": {"voronoi": seamline.Seamline.voronoi, "weighted": seamline.Seamline.weighted},
+    "Pif": {"flood_from_match_points": pif.Pif.flood_from_match_points},
 }
 
 
@@ -143,10 +145,12 @@ def literal(text: str) -> Any:
 
 
 def _show(result: Any) -> None:
-    """Print what the function returned: one path per line, a dict as JSON."""
+    """Print what the function returned: one path per line, a dict or an array as JSON."""
     if result is None:
         return
-    if isinstance(result, dict):
+    if isinstance(result, np.ndarray):
+        click.echo(json.dumps(result.tolist()))
+    elif isinstance(result, dict):
         click.echo(json.dumps(result, indent=2, default=str))
     elif isinstance(result, (list, tuple)):
         for item in result:

@@ -24,7 +24,7 @@ def main() -> None:
     Example:
       spectralmatch match data/ -o matched/
 
-    The commands with underscores (and Match, Seamline) are the function API, called as
+    The commands with underscores (and Match, Seamline, Pif) are the function API, called as
     the published package's command line calls them:
     spectralmatch pipeline data/ mosaic.tif --shared_debug_logs=True
     """
