@@ -133,6 +133,23 @@ class References(Constraint):
         return "None, an image name or position, or a list of them"
 
 
+@frozen
+class Extent(Constraint):
+    """Bounds ``(left, bottom, right, top)``: four finite numbers, left < right and
+    bottom < top."""
+
+    def accepts(self, value: Any) -> bool:
+        if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 4:
+            return False
+        if not all(FINITE.accepts(item) for item in value):
+            return False
+        left, bottom, right, top = value
+        return left < right and bottom < top
+
+    def describe(self) -> str:
+        return "(left, bottom, right, top) with left < right and bottom < top"
+
+
 def _is_key(value: Any) -> bool:
     return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
@@ -143,6 +160,7 @@ PATH = InstanceOf((str, os.PathLike), "a path")
 POSITIVE = Interval(0, None, "neither")
 NON_NEGATIVE = Interval(0, None)
 POSITIVE_INTEGER = Interval(1, None, integer=True)
+FINITE = Interval(-math.inf, math.inf, "neither")
 
 
 #: GDAL's data type names, as the published package takes them, by numpy's names.

@@ -22,6 +22,7 @@ import numpy as np
 from attrs import frozen
 
 from ._typing import Correction, MaskMode, OutputDtype, OutputsLike, WorkingDtype
+from ._validation import Extent
 from .engine.published import (
     LOGGER,
     EngineKeywords,
@@ -475,7 +476,9 @@ def model_references(
 
 
 def blocks_along_longer_side(
-    collection: ImageCollection, number_of_blocks: NumberOfBlocks | None
+    collection: ImageCollection,
+    number_of_blocks: NumberOfBlocks | None,
+    canvas: tuple[float, float, float, float] | None = None,
 ) -> int | None:
     """Our ``BlockMap(n_blocks=...)`` for the published ``number_of_blocks``.
 
@@ -484,12 +487,18 @@ def blocks_along_longer_side(
     (rows, cols) tuple keeps the count along the extent's longer side; and
     ``"coefficient_of_variation"`` takes the published rule (band 1, 10 x CV / 0.36
     blocks per side); None leaves the choice to :class:`BlockMap` (an eighth of the
-    median image side).
+    median image side). With a ``canvas`` the count is along its longer side, for blocks
+    of the same size.
     """
     if number_of_blocks is None:
         return None
     left, bottom, right, top = collection.bounds
     width, height = right - left, top - bottom
+    if canvas is not None:
+        left, bottom, right, top = canvas
+        longest = max(right - left, top - bottom)
+    else:
+        longest = max(width, height)
     if number_of_blocks == "coefficient_of_variation":
         moments: Moments = reduce(Moments.merge, (image.statistics() for image in collection))
         ratio = float(moments.std[0] / moments.mean[0]) / CV_REFERENCE
@@ -499,11 +508,11 @@ def blocks_along_longer_side(
     if isinstance(number_of_blocks, tuple) and len(number_of_blocks) == 2:
         rows, cols = number_of_blocks
         if all(isinstance(n, int) and n > 0 for n in number_of_blocks):
-            return cols if width >= height else rows
+            return cols if right - left >= top - bottom else rows
     elif isinstance(number_of_blocks, int) and not isinstance(number_of_blocks, bool):
         if number_of_blocks > 0:
             side = math.sqrt(width * height / (number_of_blocks * len(collection)))
-            return max(1, round(max(width, height) / side))
+            return max(1, round(longest / side))
     raise keyword_error(
         "number_of_blocks",
         "must be a positive int (blocks per image), (rows, cols) or "
@@ -585,8 +594,10 @@ def local_block_adjustment(
         Use the model saved beside that reference map instead of fitting (images it
         does not hold are solved against it). Block maps alone, as the published
         writes them, cannot drive our model: that raises.
-    override_bounds_canvas_coords : tuple, optional
-        Must be None: our block grid always covers the union of the images.
+    override_bounds_canvas_coords : (left, bottom, right, top), optional
+        Lay the block grid over these bounds (the images' CRS) instead of the images'
+        union (``BlockMap(canvas=...)``); pixels outside it take the nearest block's
+        values, with a warning.
     block_size : int, optional
         Block side in pixels, used instead of ``number_of_blocks``.
     min_pixels, smoothing, reference_images
@@ -615,11 +626,7 @@ def local_block_adjustment(
             engine, calculation_dtype, output_dtype, vector_mask, custom_nodata_value,
             threads, window_size, save_as_cog, build_overviews, window_scales, progress,
         )  # fmt: skip
-        if override_bounds_canvas_coords is not None:
-            raise keyword_error(
-                "override_bounds_canvas_coords",
-                "not supported: the block grid covers the union of the images",
-            )
+        canvas = _canvas(override_bounds_canvas_coords)
         if correction_method not in CORRECTION_NAMES:
             raise keyword_error(
                 "correction_method",
@@ -631,7 +638,7 @@ def local_block_adjustment(
         else:
             n_blocks = None
             if block_size is None:
-                n_blocks = blocks_along_longer_side(collection, number_of_blocks)
+                n_blocks = blocks_along_longer_side(collection, number_of_blocks, canvas)
             step = BlockMap(
                 block_size=block_size,
                 n_blocks=n_blocks,
@@ -640,12 +647,25 @@ def local_block_adjustment(
                 smoothing=smoothing,
                 reference=reference_images,
                 alpha=alpha,
+                canvas=canvas,
             )
             model = fitted(step, collection, run, None)
         if save_model is not None:
             model.save(save_model)
         _save_block_maps(model, save_block_maps)
         return run.transform(model, collection, output_images)
+
+
+def _canvas(bounds: Any) -> tuple[float, float, float, float] | None:
+    """The published ``override_bounds_canvas_coords`` (left, bottom, right, top)."""
+    if bounds is None:
+        return None
+    if not Extent().accepts(bounds):
+        raise keyword_error(
+            "override_bounds_canvas_coords", f"must be {Extent().describe()}, got {bounds!r}"
+        )
+    left, bottom, right, top = (float(value) for value in bounds)
+    return left, bottom, right, top
 
 
 def _model_beside(load_block_maps: Any) -> Path:

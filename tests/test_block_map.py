@@ -571,6 +571,30 @@ def test_alpha_outside_zero_to_one_is_refused(tiles, alpha):
         Mosaic(steps=[BlockMap(block_size=16, alpha=alpha)]).fit(tiles.paths)
 
 
+def test_a_canvas_lays_the_grid_over_it_and_matches_as_well(tmp_path, tiles):
+    left, bottom, right, top = ImageCollection(tiles.paths).bounds
+    canvas = (left - 40, bottom - 40, right + 40, top + 40)
+
+    def matched(folder, **canvas_option):
+        model = Mosaic(steps=[BlockMap(block_size=16, **canvas_option)], threads=2)
+        outputs = output_paths(model.fit_transform(tiles.paths, tmp_path / folder))
+        return model.steps_[0], seam_error(tiles, outputs)
+
+    grid, error = matched("canvas", canvas=canvas)
+    _, error_without = matched("union")
+    assert (grid.grid_.left, grid.grid_.top) == (canvas[0], canvas[3])
+    assert grid.grid_.cols * grid.grid_.block_width >= canvas[2] - canvas[0]
+    assert error < 1.25 * error_without < seam_error(tiles, tiles.paths)
+
+
+def test_a_canvas_that_leaves_images_out_says_so(tiles):
+    left, bottom, right, top = ImageCollection(tiles.paths).bounds
+    with pytest.warns(SpectralMatchWarning, match="does not contain the images' extent"):
+        Mosaic(steps=[BlockMap(block_size=16, canvas=(left, bottom, right - 50, top))]).fit(
+            tiles.paths
+        )
+
+
 # ---------------------------------------------------------------------- 5. nodata and edges
 
 

@@ -429,7 +429,7 @@ def test_no_effect_keywords_warn(sample_copy, tmp_path):
         (global_regression, {"vector_mask": ("inside", "m.gpkg")}, "vector_mask"),
         (global_regression, {"debug_logs": "yes"}, "debug_logs"),
         (local_block_adjustment, {"alpha": 1.5}, "alpha"),
-        (local_block_adjustment, {"override_bounds_canvas_coords": (0, 0, 1, 1)}, "override"),
+        (local_block_adjustment, {"override_bounds_canvas_coords": (1, 0, 0, 1)}, "override"),
         (local_block_adjustment, {"number_of_blocks": 0}, "number_of_blocks"),
         (local_block_adjustment, {"number_of_blocks": "many"}, "number_of_blocks"),
         (local_block_adjustment, {"correction_method": "lin"}, "correction_method"),

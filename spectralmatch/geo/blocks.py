@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,6 +11,7 @@ from attrs import frozen
 from rasterio import Affine
 
 from .._typing import Bounds, Georeferenced
+from ..errors import SpectralMatchWarning
 from .grid import PixelGrid
 
 #: Default number of blocks along an image's longer side.
@@ -33,14 +35,26 @@ class BlockGrid:
         images: Sequence[Georeferenced],
         block_size: int | None = None,
         n_blocks: int | None = None,
+        canvas: Bounds | None = None,
     ) -> BlockGrid:
-        """Square blocks over the union extent of ``images`` (north-up grids).
+        """Square blocks over the union extent of ``images`` (north-up grids), or over
+        ``canvas`` (a warning says when it does not contain the images).
 
         ``block_size`` is in pixels of the finest image; ``n_blocks`` is the number of
         blocks along the longer side of the extent; with neither, blocks are an eighth
         of the images' median longer side (about 8 x 8 blocks per image).
         """
         left, bottom, right, top = union_bounds([image.bounds for image in images])
+        if canvas is not None:
+            if not contains(canvas, (left, bottom, right, top)):
+                warnings.warn(
+                    f"the block canvas {tuple(canvas)} does not contain the images' extent "
+                    f"{(left, bottom, right, top)}: pixels outside it take the values of the "
+                    "nearest block",
+                    SpectralMatchWarning,
+                    stacklevel=4,
+                )
+            left, bottom, right, top = canvas
         longest = max(right - left, top - bottom)
         if n_blocks is not None:
             side = longest / n_blocks
@@ -116,6 +130,16 @@ def union_bounds(boxes: Sequence[Bounds]) -> Bounds:
         min(b[1] for b in boxes),
         max(b[2] for b in boxes),
         max(b[3] for b in boxes),
+    )
+
+
+def contains(outer: Bounds, inner: Bounds) -> bool:
+    """Whether ``outer`` holds all of ``inner``."""
+    return (
+        outer[0] <= inner[0]
+        and outer[1] <= inner[1]
+        and outer[2] >= inner[2]
+        and outer[3] >= inner[3]
     )
 
 

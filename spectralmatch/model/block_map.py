@@ -13,13 +13,14 @@ import numpy as np
 from attrs import asdict, define
 from rasterio.windows import Window
 
-from .._typing import Correction
+from .._typing import Bounds, Correction
 from .._validation import (
     NON_NEGATIVE,
     NONE,
     POSITIVE_INTEGER,
     AnyOf,
     Constraint,
+    Extent,
     Interval,
     Options,
     References,
@@ -111,6 +112,11 @@ class BlockMap(Adjuster):
         and wallis corrections this is the same as blending each corrected pixel with
         the input, ``alpha * x' + (1 - alpha) * x`` (up to the bounds on ratios); for
         gamma the exponent moves from 1 towards the full one.
+    canvas : (left, bottom, right, top), optional
+        Lay the block grid over these bounds (in the images' CRS) instead of the union
+        of the images: a canvas larger than today's images keeps the grid when images
+        added later fall inside it (``Mosaic.transform`` of new scenes). Pixels outside
+        it take the values of the nearest block (a warning says so).
 
     Attributes
     ----------
@@ -141,6 +147,7 @@ class BlockMap(Adjuster):
         "smoothing": NON_NEGATIVE,
         "reference": References(),
         "alpha": Interval(0, 1),
+        "canvas": AnyOf((NONE, Extent())),
     }
 
     def __init__(
@@ -153,6 +160,7 @@ class BlockMap(Adjuster):
         smoothing: float = 0.0,
         reference: Sequence[str | int] | str | int | None = None,
         alpha: float = 1.0,
+        canvas: Bounds | None = None,
     ) -> None:
         self.block_size = block_size
         self.n_blocks = n_blocks
@@ -161,6 +169,7 @@ class BlockMap(Adjuster):
         self.smoothing = smoothing
         self.reference = reference
         self.alpha = alpha
+        self.canvas = canvas
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -177,7 +186,7 @@ class BlockMap(Adjuster):
                     f"{image.path}: rotated or south-up grids are not supported by BlockMap; "
                     "warp the image north-up first"
                 )
-        grid = BlockGrid.covering(collection.images, self.block_size, self.n_blocks)
+        grid = BlockGrid.covering(collection.images, self.block_size, self.n_blocks, self.canvas)
         return [ImageMoments(), BlockMoments(grid)]
 
     def new_image_requests(self, collection: ImageCollection) -> list[Request]:

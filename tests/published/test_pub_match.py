@@ -138,12 +138,12 @@ LOCAL_OPTIONS = {
     "number_of_blocks": (2, 2),
     "alpha": 0.75,
     "correction_method": "linear",
+    "override_bounds_canvas_coords": (0, 0, 16, 16),
 }
 
 
 @pytest.mark.parametrize("save", [False, True])
 def test_local_block_adjustment_with_every_option(tmp_path, save):
-    # the published test also gives override_bounds_canvas_coords, which is refused here;
     # min_pixels (ours) lets the 8 x 8 px blocks count, so that the values can be checked
     paths, outputs = two_images(tmp_path, [("Img1", 50), ("Img2", 80)], "_Local.tif")
     blocks = tmp_path / "blocks"
