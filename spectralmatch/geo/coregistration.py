@@ -16,6 +16,7 @@ from scipy.sparse.linalg import lsqr
 
 from .._typing import Bounds
 from ..errors import SpectralMatchError
+from .overlap import OverlapEdge, connected_groups
 
 GlobalModelName = Literal["none", "translation", "similarity", "affine"]
 RobustLoss = Literal["none", "huber", "soft_l1", "cauchy"]
@@ -23,6 +24,8 @@ RobustLoss = Literal["none", "huber", "soft_l1", "cauchy"]
 #: Parameters per image of each global model.
 PARAMETER_COUNT = {"none": 0, "translation": 2, "similarity": 4, "affine": 6}
 
+#: How much more than all tie points together the zero-mean (gauge) rows weigh.
+GAUGE_WEIGHT = 1e6
 #: Iterations of reweighting for a robust loss.
 ROBUST_ITERATIONS = 10
 
@@ -94,20 +97,35 @@ def solve_corrections(
     together, solved jointly over all pairs.
 
     Each pair weighs as much as any other (its equations are divided by its number of
-    points). The network fixes only relative positions; of the exact solutions, the one
-    that moves images least is chosen, each image's movement counted times its
-    ``preservation`` weight (a large weight keeps an image where it is). ``strength``
-    (0 to 1) scales the solved movement; ``loss`` down-weights tie points far
-    (compared with ``loss_scale``, CRS units) from agreement, by reweighting.
+    points). Tie points fix only relative positions: within each group of images linked
+    by tie points, the mean correction weighted by ``preservation`` is held at zero (a
+    large weight keeps an image where it is; without this, shrinking the whole group to
+    a point would fit every tie point). ``strength`` (0 to 1) scales the solved
+    movement; ``loss`` down-weights tie points far (compared with ``loss_scale``, CRS
+    units) from agreement, by reweighting.
     """
     count = PARAMETER_COUNT[model]
     params = np.zeros((n_images, count))
     if count and strength > 0 and ties:
-        scale = 1.0 / np.sqrt(np.repeat(np.asarray(preservation, dtype=float), count))
         matrix, target, weights = _equations(n_images, ties, model, frame)
-        solution = _robust_solve(matrix @ sparse.diags(scale), target, weights, loss, loss_scale)
-        params = (solution * scale * strength).reshape(n_images, count)
+        gauge = _gauge(n_images, ties, count, preservation)
+        solution = _robust_solve(matrix, target, weights, gauge, loss, loss_scale)
+        params = (solution * strength).reshape(n_images, count)
     return [correction_matrix(model, p, frame) for p in params]
+
+
+def _gauge(
+    n_images: int, ties: Sequence[TiePoints], count: int, preservation: Sequence[float]
+) -> sparse.csr_matrix:
+    """Rows that hold each linked group's weighted mean of every parameter at zero."""
+    edges = [OverlapEdge(*tie.pair, bounds=(0.0, 0.0, 0.0, 0.0)) for tie in ties]
+    rows = []
+    for group in connected_groups(n_images, edges):
+        share = np.zeros(n_images)
+        share[group] = np.asarray(preservation, dtype=float)[group]
+        share /= share.sum()
+        rows.append(sparse.kron(share[None, :], sparse.identity(count)))
+    return sparse.vstack(rows).tocsr()
 
 
 def _equations(
@@ -136,15 +154,20 @@ def _robust_solve(
     matrix: sparse.csr_matrix,
     target: np.ndarray,
     weights: np.ndarray,
+    gauge: sparse.csr_matrix,
     loss: RobustLoss,
     loss_scale: float,
 ) -> np.ndarray:
-    """Weighted least squares (minimum norm), reweighted for a robust loss."""
+    """Weighted least squares of the tie rows, reweighted for a robust loss, with the
+    ``gauge`` rows (= 0) weighted so heavily that they hold."""
+    system = sparse.vstack([matrix, gauge]).tocsr()
+    hold = np.full(gauge.shape[0], GAUGE_WEIGHT * (1 + weights.sum()))
     robust = np.ones_like(target)
     solution = np.zeros(matrix.shape[1])
     for _ in range(ROBUST_ITERATIONS if loss != "none" else 1):
-        root = np.sqrt(weights * robust)
-        updated = lsqr(sparse.diags(root) @ matrix, target * root, atol=1e-12, btol=1e-12)[0]
+        root = np.sqrt(np.concatenate([weights * robust, hold]))
+        rhs = np.concatenate([target, np.zeros(gauge.shape[0])]) * root
+        updated = lsqr(sparse.diags(root) @ system, rhs, atol=1e-14, btol=1e-14, iter_lim=10_000)[0]
         converged = np.linalg.norm(updated - solution) <= 1e-9 * (1 + np.linalg.norm(updated))
         solution = updated
         if converged:

@@ -61,8 +61,10 @@ MAX_OVERLAP_PIXELS = 1024
 MIN_PEAK = 0.1
 #: Least standard deviation of a patch's stretched grey values (0 to 1) to be matched.
 MIN_TEXTURE = 0.02
-#: Fewest tie points that leave a pair in the solve.
-MIN_TIE_POINTS = 4
+#: Fewest tie points of a pair for the outlier test against its affine fit.
+MIN_TESTED_POINTS = 4
+#: Fewest tie points of a pair that fix its relative position, by global model.
+MIN_TIE_POINTS = {"none": 1, "translation": 1, "similarity": 2, "affine": 3}
 #: Corrections smaller than this (pixels) leave an image's pixels as they are.
 NEGLIGIBLE_SHIFT = 0.01
 #: Spline order of each resampling method.
@@ -203,15 +205,16 @@ def filter_ties(
     maximum_displacement: float | None,
     threshold: float | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The map coordinates of the raw tie points that agree with the pair's affine fit:
-    within ``threshold`` (default 3 pixels) and within 3 robust standard deviations of
-    the residuals, and moved no more than ``maximum_displacement`` (CRS units)."""
+    """The map coordinates of the raw tie points moved no more than
+    ``maximum_displacement`` (CRS units) that agree with the pair's affine fit (when
+    there are at least 4 of them): within ``threshold`` (default 3 pixels) and within 3
+    robust standard deviations of the residuals."""
     a, b = _map_of(first, raw[:, :2]), _map_of(second, raw[:, 2:])
     pixel = max(*first.grid.pixel_size, *second.grid.pixel_size)
     keep = np.hypot(*(b - a).T) <= (maximum_displacement or np.inf)
     a, b = a[keep], b[keep]
-    if len(a) < MIN_TIE_POINTS:
-        return a[:0], b[:0]
+    if len(a) < MIN_TESTED_POINTS:
+        return a, b
     design = np.column_stack([a - a.mean(axis=0), np.ones(len(a))])
     fit = np.linalg.lstsq(design, b, rcond=None)[0]
     residual = np.hypot(*(design @ fit - b).T)
@@ -257,6 +260,7 @@ def collect_ties(
     loaded: Mapping[tuple[str, str], np.ndarray],
     maximum_displacement: float | None,
     threshold: float | None,
+    model: GlobalModelName,
 ) -> tuple[list[TiePoints], dict[tuple[str, str], np.ndarray]]:
     """The filtered tie points of every overlapping pair (loaded where ``loaded`` has
     the pair, matched otherwise) and the raw ones by pair of names."""
@@ -274,10 +278,10 @@ def collect_ties(
         LOGGER.debug(
             "%s: %s <-> %s: %d of %d tie points kept", NAME, *pair, len(at_first), len(raw)
         )
-        if len(at_first) < MIN_TIE_POINTS:
+        if len(at_first) < MIN_TIE_POINTS[model]:
             warnings.warn(
                 f"{NAME}: {first.name} and {second.name} overlap but have {len(at_first)} "
-                f"usable tie points (fewer than {MIN_TIE_POINTS}): the pair is left out",
+                f"usable tie points (fewer than {MIN_TIE_POINTS[model]}): the pair is left out",
                 SpectralMatchWarning,
                 stacklevel=4,
             )
@@ -541,8 +545,9 @@ def joint_coregistration(
     Warns
     -----
     SpectralMatchWarning
-        A pair with fewer than 4 usable tie points (left out of the solve), an image
-        with no tie point (kept in place).
+        A pair with too few usable tie points for the model (1 for a translation, 2 for
+        a similarity, 3 for an affine map; left out of the solve), an image with no tie
+        point (kept in place).
     """
     _check_keywords(locals(), local_keywords)
     collection = ImageCollection.coerce(input_images)
@@ -562,7 +567,11 @@ def joint_coregistration(
     paths = resolve_outputs(collection, **output_arguments(collection, output_images))
     loaded = load_tie_points(load_adjustments) if load_adjustments else {}
     ties, raw = collect_ties(
-        collection, loaded, maximum_tie_point_displacement, ransac_reprojection_threshold
+        collection,
+        loaded,
+        maximum_tie_point_displacement,
+        ransac_reprojection_threshold,
+        global_model,
     )
     if save_adjustments:
         save_tie_points(save_adjustments, raw)
