@@ -209,3 +209,15 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         joint_coregistration(
             tmp_path / "in", tmp_path / "out", load_adjustments=tmp_path / "bad.json"
         )
+
+
+def test_lanczos_is_cubic_with_a_warning_and_nodata_is_not_filled(tmp_path):
+    _shifted_pair(tmp_path / "in")
+    with pytest.warns(SpectralMatchWarning, match="'lanczos' is done as 'cubic'"):
+        outputs = joint_coregistration(
+            tmp_path / "in", tmp_path / "out", resampling_method="lanczos"
+        )
+    for output, name in zip(outputs, ("tile_00", "tile_01"), strict=True):
+        values = read_raster(output)
+        # a sample touching nodata is nodata: no more valid pixels than the input had
+        assert 0 < np.count_nonzero(values) <= np.count_nonzero(_tile(name)[0])
