@@ -16,6 +16,7 @@ from .model.pif import IRMAD, ResidualPIF
 from .model.pipeline import Mosaic
 from .ops.align import align_rasters
 from .ops.clip import mask_rasters
+from .ops.coregister import joint_coregistration
 from .ops.merge import merge_rasters
 from .ops.overviews import compute_overviews
 from .ops.seamline import Seamline, voronoi_center_seamline, weighted_seamline
@@ -57,6 +58,7 @@ __all__ = [
     "compute_overviews",
     "create_paths",
     "global_regression",
+    "joint_coregistration",
     "local_block_adjustment",
     "mask_rasters",
     "match_paths",

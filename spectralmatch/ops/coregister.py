@@ -1,0 +1,450 @@
+"""Geometric co-registration: tie points in every overlap, one joint solve, one grid."""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from rasterio.windows import Window
+from scipy import ndimage
+
+from .._typing import OutputsLike, ResolutionName
+from .._validation import (
+    BOOLEAN,
+    NONE,
+    POSITIVE,
+    POSITIVE_INTEGER,
+    AnyOf,
+    Interval,
+    Options,
+    check,
+    dtype_name,
+)
+from ..engine.published import takes_engine_keywords, warn_no_effect
+from ..errors import SpectralMatchError, SpectralMatchWarning
+from ..geo.coregistration import (
+    PARAMETER_COUNT,
+    Frame,
+    GlobalModelName,
+    RobustLoss,
+    TiePoints,
+    largest_shift,
+    preservation_weights,
+    solve_corrections,
+)
+from ..geo.grid import PixelGrid, split_window
+from ..geo.overlap import OverlapGraph
+from ..raster.collection import ImageCollection, ImagesLike
+from ..raster.image import DEFAULT_WINDOW_SIZE, Image
+from ..raster.paths import output_arguments, resolve_outputs
+from ..raster.write import output_profile, to_dtype, write_raster
+from .align import NativeGrid, aligned_grid, target_resolution
+from .tiepoints import filter_ties, load_tie_points, match_pair, save_tie_points, sorted_pair
+
+LOGGER = logging.getLogger("spectralmatch")
+NAME = "joint_coregistration"
+
+#: Fewest tie points of a pair that fix its relative position, by global model.
+MIN_TIE_POINTS = {"none": 1, "translation": 1, "similarity": 2, "affine": 3}
+#: Corrections smaller than this (pixels) leave an image's pixels as they are.
+NEGLIGIBLE_SHIFT = 0.01
+#: Spline order of each resampling method.
+ORDERS = {"nearest": 0, "bilinear": 1, "cubic": 3}
+
+
+# ------------------------------------------------------------------ tie points
+
+
+def collect_ties(
+    collection: ImageCollection,
+    loaded: Mapping[tuple[str, str], np.ndarray],
+    maximum_displacement: float | None,
+    threshold: float | None,
+    model: GlobalModelName,
+) -> tuple[list[TiePoints], dict[tuple[str, str], np.ndarray]]:
+    """The filtered tie points of every overlapping pair (loaded where ``loaded`` has
+    the pair, matched otherwise) and the raw ones by pair of names."""
+    ties, raw_by_pair = [], {}
+    for edge in OverlapGraph.from_collection(collection).edges:
+        first, second = collection[edge.first], collection[edge.second]
+        pair = (first.name, second.name)
+        key = sorted_pair(*pair)
+        if key in loaded:
+            raw = loaded[key] if key == pair else loaded[key][:, [2, 3, 0, 1]]
+        else:
+            raw = match_pair(first, second, edge.bounds)
+        raw_by_pair[key] = raw if key == pair else raw[:, [2, 3, 0, 1]]
+        at_first, at_second = filter_ties(raw, first, second, maximum_displacement, threshold)
+        LOGGER.debug(
+            "%s: %s <-> %s: %d of %d tie points kept", NAME, *pair, len(at_first), len(raw)
+        )
+        if len(at_first) < MIN_TIE_POINTS[model]:
+            warnings.warn(
+                f"{NAME}: {first.name} and {second.name} overlap but have {len(at_first)} "
+                f"usable tie points (fewer than {MIN_TIE_POINTS[model]}): the pair is left out",
+                SpectralMatchWarning,
+                stacklevel=4,
+            )
+            continue
+        ties.append(TiePoints((edge.first, edge.second), at_first, at_second))
+    return ties, raw_by_pair
+
+
+def _warn_unlinked(collection: ImageCollection, ties: Sequence[TiePoints]) -> None:
+    linked = {index for tie in ties for index in tie.pair}
+    for index, image in enumerate(collection):
+        if index not in linked:
+            warnings.warn(
+                f"{NAME}: {image.name} has no tie point with any other image: it keeps its "
+                "position",
+                SpectralMatchWarning,
+                stacklevel=4,
+            )
+
+
+# ------------------------------------------------------------------ output
+
+
+def _corners(image: Image) -> np.ndarray:
+    left, bottom, right, top = image.bounds
+    return np.array([[left, bottom], [left, top], [right, bottom], [right, top]])
+
+
+def _output_grid(image: Image, matrix: np.ndarray, size, tap: bool, origin) -> PixelGrid:
+    """``image`` corrected by ``matrix``, on the common grid."""
+    moved = _corners(image) @ matrix[:2, :2].T + matrix[:2, 2]
+    bounds = (*moved.min(axis=0), *moved.max(axis=0))
+    return PixelGrid(*aligned_grid(bounds, size, tap, origin))
+
+
+def _pieces(
+    image: Image,
+    inverse: np.ndarray | None,
+    grid: PixelGrid,
+    order: int,
+    window_size: int,
+) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """Float values and validity of ``image`` on ``grid``, window by window: read as
+    they are where ``inverse`` is None, else sampled where ``inverse`` (output map
+    coordinates to input ones) sends each output pixel's centre."""
+    with image.open() as dataset:
+        for window in split_window(Window(0, 0, grid.width, grid.height), window_size):
+            if inverse is None:
+                values, valid = image.read(window, dataset)
+                yield window, values.astype(np.float64), valid
+            else:
+                yield window, *_sample(image, dataset, inverse, grid, window, order)
+
+
+def _sample(image: Image, dataset, inverse, grid: PixelGrid, window: Window, order: int):
+    rows, cols = np.mgrid[0 : int(window.height), 0 : int(window.width)] + 0.5
+    t = grid.window_grid(window).transform
+    x, y = t.c + cols * t.a, t.f + rows * t.e
+    source = ~image.transform
+    x, y = (
+        inverse[0, 0] * x + inverse[0, 1] * y + inverse[0, 2],
+        (inverse[1, 0] * x + inverse[1, 1] * y + inverse[1, 2]),
+    )
+    col = source.a * x + source.b * y + source.c - 0.5
+    row = source.d * x + source.e * y + source.f - 0.5
+    margin = 4
+    col0 = int(np.clip(np.floor(col.min()) - margin, 0, image.width))
+    row0 = int(np.clip(np.floor(row.min()) - margin, 0, image.height))
+    col1 = int(np.clip(np.ceil(col.max()) + margin + 1, 0, image.width))
+    row1 = int(np.clip(np.ceil(row.max()) + margin + 1, 0, image.height))
+    shape = (image.count, int(window.height), int(window.width))
+    if col1 <= col0 or row1 <= row0:
+        return np.zeros(shape), np.zeros(shape, dtype=bool)
+    values, valid = image.read(Window(col0, row0, col1 - col0, row1 - row0), dataset)
+    coordinates = np.array([row - row0, col - col0])
+    return _resample(values.astype(np.float64), valid, coordinates, order)
+
+
+def _resample(values: np.ndarray, valid: np.ndarray, coordinates: np.ndarray, order: int):
+    """``values`` and ``valid`` (bands, rows, cols) at ``coordinates`` (rows, cols); a
+    sample that touches an invalid pixel of its band (or falls outside) is invalid."""
+    shape = (len(values), *coordinates.shape[1:])
+    out, out_valid = np.zeros(shape), np.zeros(shape, dtype=bool)
+    for band, (band_values, band_valid) in enumerate(zip(values, valid, strict=True)):
+        invalid = ~band_valid
+        if order == 3:  # a cubic sample reaches one pixel further than a bilinear one
+            invalid = ndimage.maximum_filter(invalid, size=3)
+        touched = ndimage.map_coordinates(
+            invalid.astype(np.float32), coordinates, order=min(order, 1), cval=1.0
+        )
+        out_valid[band] = touched == 0
+        # nodata filled with the band's mean, so that the cubic spline does not ring
+        fill = band_values[band_valid].mean() if band_valid.any() else 0.0
+        filled = np.where(band_valid, band_values, fill)
+        out[band] = ndimage.map_coordinates(filled, coordinates, order=order, mode="nearest")
+    return out, out_valid
+
+
+def _write(image, path, matrix, size, tap, origin, options: dict[str, Any]) -> None:
+    negligible = largest_shift(matrix, _corners(image)) < NEGLIGIBLE_SHIFT * min(
+        image.grid.pixel_size
+    )
+    if negligible:
+        matrix = np.eye(3)
+    grid = _output_grid(image, matrix, size, tap, origin)
+    inverse = None
+    if negligible and grid == image.grid:
+        LOGGER.debug(
+            "%s: %s moves less than %g pixel: its pixels are copied as they are",
+            NAME,
+            image.name,
+            NEGLIGIBLE_SHIFT,
+        )
+    else:
+        inverse = np.linalg.inv(matrix)
+    dtype, nodata = options["dtype"] or image.dtype, options["nodata"]
+    nodata = image.nodata if nodata is None else nodata
+    profile = output_profile(
+        image,
+        dtype,
+        width=grid.width,
+        height=grid.height,
+        transform=grid.transform,
+        nodata=nodata,
+    )
+    pieces = (
+        (
+            window,
+            to_dtype(values, valid, dtype, nodata),
+            None if nodata is not None else valid.all(axis=0).astype(np.uint8) * 255,
+        )
+        for window, values, valid in _pieces(
+            image, inverse, grid, options["order"], options["window_size"]
+        )
+    )
+    write_raster(
+        Path(path),
+        profile,
+        pieces,
+        descriptions=image.descriptions,
+        cog=options["cog"],
+        overviews=options["overviews"],
+    )
+
+
+# ------------------------------------------------------------------ the function
+
+#: The published local-mesh keywords and their defaults (the mesh is not implemented).
+LOCAL_DEFAULTS = {
+    "local_image_position_preservation_weights": None,
+    "local_tie_point_alignment_strength": 1.0,
+    "local_grid_spacing": 500.0,
+    "local_smoothness_weight": 1.0,
+    "local_bending_weight": 1.0,
+    "local_anchor_falloff_distance": 500.0,
+}
+
+
+@takes_engine_keywords
+def joint_coregistration(
+    input_images: ImagesLike,
+    output_images: OutputsLike,
+    *,
+    global_model: GlobalModelName = "translation",
+    global_image_position_preservation_weights: Mapping[str, float] | None = None,
+    global_tie_point_alignment_strength: float = 1.0,
+    local_model: Literal["none", "bilinear", "piecewise_affine"] = "none",
+    feature_method: Literal["orb", "phase_correlation"] = "orb",
+    maximum_tie_point_displacement: float | None = None,
+    ransac_reprojection_threshold: float | None = None,
+    robust_loss: RobustLoss = "huber",
+    robust_loss_scale: float | None = None,
+    save_adjustments: str | os.PathLike | None = None,
+    load_adjustments: str | os.PathLike | None = None,
+    resampling_method: Literal["nearest", "bilinear", "cubic", "lanczos"] = "bilinear",
+    tap: bool = False,
+    resolution: ResolutionName | float | tuple[float, float] | None = None,
+    output_dtype: str | None = None,
+    custom_nodata_value: float | None = None,
+    window_size: int | None = None,
+    save_as_cog: bool = False,
+    build_overviews: bool = False,
+    window_scales: Sequence[int] | None = (2, 4, 8, 16, 32),
+    **local_keywords: Any,
+) -> list[str]:
+    """Move overlapping images onto each other: tie points in every overlap, one joint
+    least-squares solve of a correction per image, and every image resampled onto one
+    pixel grid.
+
+    Also takes the published engine keywords (``debug_logs``, ``cache``, the thread
+    counts, ``concurrent_processing_backend``, ``dask_scheduler``,
+    ``resume_from_outputs``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
+
+    Tie points come from phase correlation, not from ORB features as in the published
+    package: in each overlap, patches of 32 pixels on a regular grid (of a decimated read
+    for overlaps longer than 1024 pixels) of a grey image (the mean of the first three
+    bands, stretched between its 2nd and 98th percentiles) are correlated through the FFT,
+    with a sub-pixel peak fit. Only patches fully valid in both images and with texture
+    are used; weak peaks and points far from the pair's affine fit are left out. This needs
+    no OpenCV and is sub-pixel accurate and robust between images of one sensor.
+
+    Parameters
+    ----------
+    input_images : folder, glob pattern or list of paths
+        At least two images in one CRS, north-up.
+    output_images : folder, template with ``$`` (``"out/$_Coregistered.tif"``) or list
+        In a folder the outputs keep the input file names.
+    global_model : {"translation", "similarity", "affine", "none"}, default "translation"
+        The correction of each image's map coordinates: a shift; a shift, rotation and
+        uniform scale; a full affine map; or none (images are only resampled).
+    global_image_position_preservation_weights : dict, optional
+        Weight by image name (file name without extension; 1 for images not named):
+        the network fixes only relative positions, and of the solutions the one that
+        moves the images least, counted by these weights, is chosen. A large weight
+        keeps an image in place.
+    global_tie_point_alignment_strength : float, default 1.0
+        From 0 (no movement) to 1 (the full solved movement).
+    local_model : {"none"}, default "none"
+        The published package's local deformation mesh ("bilinear",
+        "piecewise_affine", its default) is not implemented yet: those values are an
+        error, and the ``local_*`` keywords (accepted by name) a warning when set.
+    feature_method : {"orb", "phase_correlation"}, default "orb"
+        Both select the phase correlation above ("orb" is the published name).
+    maximum_tie_point_displacement : float, optional
+        Tie points whose two ends lie further apart (CRS units) are left out.
+    ransac_reprojection_threshold : float, optional
+        Largest distance (CRS units) of a tie point from its pair's affine fit; default
+        3 pixels.
+    robust_loss : {"huber", "soft_l1", "cauchy", "none"}, default "huber"
+        How tie points that disagree with the solution are down-weighted.
+    robust_loss_scale : float, optional
+        The distance (CRS units) at which the loss starts to down-weight; default the
+        threshold above.
+    save_adjustments, load_adjustments : path, optional
+        A JSON file of the raw tie points of each pair (pixel coordinates, in the
+        published package's layout) to write, or to read instead of matching the pairs
+        it holds.
+    resampling_method : {"bilinear", "nearest", "cubic", "lanczos"}, default "bilinear"
+        "lanczos" is done as cubic, with a warning. A sample that touches an invalid
+        pixel is invalid.
+    tap, resolution
+        The common grid: by default the finest pixel size of the images, with grid lines
+        through the top-left corner of the first image (the images' own grid when they
+        share one); ``resolution`` and ``tap`` as in :func:`align_rasters`.
+    output_dtype, custom_nodata_value
+        Output data type (numpy or GDAL name) and nodata value; default the input's.
+    window_size, save_as_cog, build_overviews, window_scales
+        Windowed writing, COG output, and overviews at the given decimation factors.
+
+    Returns
+    -------
+    list of str
+        The output paths, in input order. An image whose correction is below 0.01 pixel
+        and whose grid does not change is copied exactly.
+
+    Raises
+    ------
+    SpectralMatchError
+        Fewer than two images, an unknown image name in the weights, a bad keyword.
+
+    Warns
+    -----
+    SpectralMatchWarning
+        A pair with too few usable tie points for the model (1 for a translation, 2 for
+        a similarity, 3 for an affine map; left out of the solve), an image with no tie
+        point (kept in place).
+    """
+    _check_keywords(locals(), local_keywords)
+    collection = ImageCollection.coerce(input_images)
+    if len(collection) < 2:
+        raise SpectralMatchError(
+            f"{NAME}: needs at least two overlapping images, got {len(collection)} "
+            f"({', '.join(map(str, (image.path for image in collection)))})"
+        )
+    try:
+        weights = preservation_weights(
+            global_image_position_preservation_weights,
+            collection.names,
+            "global_image_position_preservation_weights",
+        )
+    except SpectralMatchError as error:
+        raise SpectralMatchError(f"{NAME}: {error}") from None
+    paths = resolve_outputs(collection, **output_arguments(collection, output_images))
+    loaded = load_tie_points(load_adjustments) if load_adjustments else {}
+    ties, raw = collect_ties(
+        collection,
+        loaded,
+        maximum_tie_point_displacement,
+        ransac_reprojection_threshold,
+        global_model,
+    )
+    if save_adjustments:
+        save_tie_points(save_adjustments, raw)
+    _warn_unlinked(collection, ties)
+    pixel = max(max(image.grid.pixel_size) for image in collection)
+    matrices = solve_corrections(
+        len(collection),
+        ties,
+        global_model,
+        Frame.of(collection.bounds),
+        weights,
+        global_tie_point_alignment_strength,
+        robust_loss,
+        robust_loss_scale or ransac_reprojection_threshold or 3 * pixel,
+    )
+    grids = [NativeGrid.of(image, collection.crs) for image in collection]
+    size = target_resolution(grids, resolution)
+    origin = (0.0, 0.0) if tap else (collection[0].bounds[0], collection[0].bounds[3])
+    options = {
+        "dtype": dtype_name(NAME, "output_dtype", output_dtype),
+        "nodata": custom_nodata_value,
+        "order": _order(resampling_method),
+        "window_size": window_size or DEFAULT_WINDOW_SIZE,
+        "cog": save_as_cog,
+        "overviews": tuple(window_scales or ()) if build_overviews else (),
+    }
+    for image, path, matrix in zip(collection, paths, matrices, strict=True):
+        LOGGER.debug("%s: %s correction %s", NAME, image.name, np.round(matrix[:2], 6).tolist())
+        _write(image, path, matrix, size, tap, origin, options)
+    return [str(path) for path in paths]
+
+
+def _check_keywords(given: Mapping[str, Any], local_keywords: Mapping[str, Any]) -> None:
+    rules = {
+        "global_model": Options(tuple(PARAMETER_COUNT)),
+        "global_tie_point_alignment_strength": Interval(0, 1),
+        "local_model": Options(("none",)),
+        "feature_method": Options(("orb", "phase_correlation")),
+        "maximum_tie_point_displacement": AnyOf((NONE, POSITIVE)),
+        "ransac_reprojection_threshold": AnyOf((NONE, POSITIVE)),
+        "robust_loss": Options(("none", "huber", "soft_l1", "cauchy")),
+        "robust_loss_scale": AnyOf((NONE, POSITIVE)),
+        "resampling_method": Options((*ORDERS, "lanczos")),
+        "tap": BOOLEAN,
+        "window_size": AnyOf((NONE, POSITIVE_INTEGER)),
+        "save_as_cog": BOOLEAN,
+        "build_overviews": BOOLEAN,
+    }
+    if given["local_model"] in ("bilinear", "piecewise_affine"):
+        raise SpectralMatchError(
+            f"{NAME}: local_model={given['local_model']!r} is not implemented yet; use "
+            "'none' (the global model only)"
+        )
+    for keyword, rule in rules.items():
+        check(NAME, keyword, given[keyword], rule)
+    unknown = sorted(set(local_keywords) - set(LOCAL_DEFAULTS))
+    if unknown:
+        raise TypeError(f"{NAME}() got unexpected keyword arguments: {', '.join(unknown)}")
+    for keyword, value in local_keywords.items():
+        warn_no_effect(keyword, value, LOCAL_DEFAULTS[keyword], "local_model is 'none'")
+
+
+def _order(resampling_method: str) -> int:
+    if resampling_method == "lanczos":
+        warnings.warn(
+            f"{NAME}: resampling_method='lanczos' is done as 'cubic' (a cubic spline)",
+            SpectralMatchWarning,
+            stacklevel=4,
+        )
+        return ORDERS["cubic"]
+    return ORDERS[resampling_method]

@@ -1,0 +1,223 @@
+"""joint_coregistration on real Landsat tiles moved by known amounts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import DATA_DIR, read_raster, write_raster
+from rasterio.transform import Affine
+from scipy import ndimage
+
+from spectralmatch import SpectralMatchError, joint_coregistration
+from spectralmatch.errors import SpectralMatchWarning
+
+PIXEL = 30.0
+FIXED = {"tile_00": 1e6}
+
+
+def _tile(name: str):
+    with rasterio.open(DATA_DIR / f"{name}.tif") as dataset:
+        return dataset.read(), dataset.transform
+
+
+def _shifted_pair(folder, columns=2.5, rows=-1.5):
+    """tile_00 as it is and tile_01 with its geotransform moved by (columns, rows) pixels."""
+    first, first_transform = _tile("tile_00")
+    second, second_transform = _tile("tile_01")
+    write_raster(folder / "tile_00.tif", first, transform=first_transform, nodata=0)
+    moved = second_transform * Affine.translation(columns, rows)
+    write_raster(folder / "tile_01_shifted.tif", second, transform=moved, nodata=0)
+    return second, second_transform
+
+
+def _affine(angle: float, scale: tuple[float, float], shape) -> tuple[np.ndarray, np.ndarray]:
+    """Matrix and offset (array coordinates, as scipy takes them) of a rotation by
+    ``angle`` degrees and a scale (rows, columns) about the centre of ``shape``."""
+    theta = np.deg2rad(angle)
+    matrix = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    matrix *= np.array(scale)[:, None]
+    centre = (np.array(shape) - 1) / 2
+    return matrix, centre - matrix @ centre
+
+
+def _warp(values: np.ndarray, matrix: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """``values`` sampled bilinearly at ``matrix @ index + offset``; 0 where a sample
+    touches a 0 or falls outside."""
+    warped = [
+        ndimage.affine_transform(band.astype(float), matrix, offset, order=1) for band in values
+    ]
+    inside = ndimage.affine_transform((values > 0).all(axis=0).astype(float), matrix, offset)
+    return np.where(inside > 0.999, np.rint(warped), 0).astype(values.dtype)
+
+
+def _warped_part(folder, angle: float, scale: tuple[float, float]):
+    """tile_00 and its columns 150.. with their content rotated and scaled (``_affine``)
+    on a north-up geotransform, and that part warped back by the exact inverse (the best
+    any co-registration that resamples bilinearly can do)."""
+    values, transform = _tile("tile_00")
+    part = values[:, :, 150:]
+    matrix, offset = _affine(angle, scale, part.shape[1:])
+    warped = _warp(part, matrix, offset)
+    inverse = np.linalg.inv(matrix)
+    write_raster(folder / "tile_00.tif", values, transform=transform, nodata=0)
+    part_transform = transform * Affine.translation(150, 0)
+    write_raster(folder / "tile_00_part.tif", warped, transform=part_transform, nodata=0)
+    return values, warped, _warp(warped, inverse, -inverse @ offset)
+
+
+def _on_grid_of(output, reference_transform, shape):
+    """``output`` (a path) cut to the rows and columns of an image at
+    ``reference_transform`` with ``shape`` (both on the same 30 m grid)."""
+    with rasterio.open(output) as dataset:
+        values, transform = dataset.read(), dataset.transform
+    row = round((transform.f - reference_transform.f) / PIXEL)
+    col = round((reference_transform.c - transform.c) / PIXEL)
+    full = np.zeros((values.shape[0], *shape), dtype=values.dtype)
+    top, left = max(0, -row), max(0, -col)
+    piece = values[:, max(0, row) :, max(0, col) :][:, : shape[0] - top, : shape[1] - left]
+    full[:, top : top + piece.shape[1], left : left + piece.shape[2]] = piece
+    return full
+
+
+def _mean_difference(a, b):
+    valid = (a > 0) & (b > 0)
+    return float(np.abs(a.astype(float) - b.astype(float))[valid].mean())
+
+
+def test_translation_is_measured_and_undone_within_a_fifth_of_a_pixel(tmp_path):
+    truth, truth_transform = _shifted_pair(tmp_path / "in")
+    outputs = joint_coregistration(
+        tmp_path / "in",
+        tmp_path / "out",
+        global_image_position_preservation_weights=FIXED,
+        save_adjustments=tmp_path / "ties.json",
+    )
+    assert [path.rsplit("/", 1)[1] for path in outputs] == ["tile_00.tif", "tile_01_shifted.tif"]
+    # the measured tie points: the content sits 2.5 px right and 1.5 px up in the copy
+    (record,) = json.loads((tmp_path / "ties.json").read_text())["tie_points"]
+    assert (record["image_1"], record["image_2"]) == ("tile_00", "tile_01_shifted")
+    points = np.array(record["points"])
+    first_map = np.array(_tile("tile_00")[1] * (points[:, 0] + 0.5).T)
+    second_map = np.array(
+        (truth_transform * Affine.translation(2.5, -1.5)) * (points[:, 1] + 0.5).T
+    )
+    shift = np.median(second_map - first_map, axis=1) / PIXEL
+    assert shift == pytest.approx([2.5, 1.5], abs=0.2)
+    # the weighted image is copied exactly; the other lands back where tile_01 is
+    assert np.array_equal(read_raster(outputs[0]), _tile("tile_00")[0])
+    recovered = _on_grid_of(outputs[1], truth_transform, truth.shape[1:])
+    fifth = np.stack([ndimage.shift(band.astype(float), (0, 0.2), order=1) for band in truth])
+    assert _mean_difference(recovered, truth) < _mean_difference(np.rint(fifth), truth)
+
+
+def test_overlap_agrees_much_better_after_than_before(tmp_path):
+    values, transform = _tile("tile_00")
+    write_raster(tmp_path / "in" / "whole.tif", values, transform=transform, nodata=0)
+    moved = transform * Affine.translation(150 + 2.5, -1.5)
+    write_raster(tmp_path / "in" / "part.tif", values[:, :, 150:], transform=moved, nodata=0)
+    before = joint_coregistration(tmp_path / "in", tmp_path / "before", global_model="none")
+    after = joint_coregistration(tmp_path / "in", tmp_path / "after")
+
+    def disagreement(paths):
+        return _mean_difference(*(_on_grid_of(path, transform, values.shape[1:]) for path in paths))
+
+    assert disagreement(after) < 0.2 * disagreement(before)
+
+
+@pytest.mark.parametrize(
+    ("model", "angle", "scale"),
+    [("similarity", 0.5, (1.003, 1.003)), ("affine", 0.3, (1.004, 0.997))],
+)
+def test_rotation_and_scale_are_undone(tmp_path, model, angle, scale):
+    truth, warped, best = _warped_part(tmp_path / "in", angle, scale)
+    outputs = joint_coregistration(
+        tmp_path / "in",
+        tmp_path / "out",
+        global_model=model,
+        global_image_position_preservation_weights=FIXED,
+    )
+    assert np.array_equal(read_raster(outputs[0]), truth)
+    part_transform = _tile("tile_00")[1] * Affine.translation(150, 0)
+    recovered = _on_grid_of(outputs[1], part_transform, warped.shape[1:])
+    fifth = np.stack([ndimage.shift(band.astype(float), (0.2, 0), order=1) for band in best])
+    assert _mean_difference(recovered, best) < _mean_difference(np.rint(fifth), best)
+    assert _mean_difference(recovered, best) < 0.1 * _mean_difference(warped, best)
+
+
+def test_saved_tie_points_load_to_identical_outputs(tmp_path):
+    _shifted_pair(tmp_path / "in")
+    ties = tmp_path / "ties.json"
+    first = joint_coregistration(tmp_path / "in", tmp_path / "a", save_adjustments=ties)
+    second = joint_coregistration(tmp_path / "in", tmp_path / "b", load_adjustments=ties)
+    # the published layout with the pair the other way round loads the same
+    (record,) = json.loads(ties.read_text())["tie_points"]
+    flipped = {
+        "image_1": record["image_2"],
+        "image_2": record["image_1"],
+        "points": [[two, one] for one, two in record["points"]],
+    }
+    (tmp_path / "flipped.json").write_text(json.dumps({"tie_points": [flipped]}))
+    third = joint_coregistration(
+        tmp_path / "in", tmp_path / "c", load_adjustments=tmp_path / "flipped.json"
+    )
+    for paths in zip(first, second, third, strict=True):
+        arrays = [read_raster(path) for path in paths]
+        assert np.array_equal(arrays[0], arrays[1]) and np.array_equal(arrays[0], arrays[2])
+
+
+def test_registered_inputs_come_out_bit_identical(tmp_path):
+    values, transform = _tile("tile_00")
+    write_raster(tmp_path / "in" / "whole.tif", values, transform=transform, nodata=0)
+    part = transform * Affine.translation(120, 40)
+    write_raster(tmp_path / "in" / "part.tif", values[:, 40:, 120:], transform=part, nodata=0)
+    for model in ("translation", "affine"):
+        outputs = joint_coregistration(tmp_path / "in", tmp_path / model, global_model=model)
+        for output, name in zip(outputs, ("part", "whole"), strict=True):
+            assert np.array_equal(read_raster(output), read_raster(tmp_path / "in" / f"{name}.tif"))
+
+
+def test_a_pair_without_tie_points_is_left_out_with_warnings(tmp_path):
+    values, transform = _tile("tile_00")
+    write_raster(tmp_path / "in" / "left.tif", values[:, :, :200], transform=transform, nodata=0)
+    right = transform * Affine.translation(190, 0)
+    write_raster(tmp_path / "in" / "right.tif", values[:, :, 190:], transform=right, nodata=0)
+    with pytest.warns(SpectralMatchWarning) as caught:
+        outputs = joint_coregistration(tmp_path / "in", tmp_path / "out")
+    messages = [str(warning.message) for warning in caught]
+    assert any("left and right overlap but have 0 usable tie points" in m for m in messages)
+    assert any("left has no tie point" in m for m in messages)
+    assert np.array_equal(read_raster(outputs[0]), values[:, :, :200])
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    _shifted_pair(tmp_path / "in")
+    with pytest.raises(SpectralMatchError, match="no input image is named 'tile_99'"):
+        joint_coregistration(
+            tmp_path / "in",
+            tmp_path / "out",
+            global_image_position_preservation_weights={"tile_99": 2.0},
+        )
+    with pytest.raises(SpectralMatchError, match="at least two .*tile_00.tif"):
+        joint_coregistration([tmp_path / "in" / "tile_00.tif"], tmp_path / "out")
+    with pytest.raises(SpectralMatchError, match="local_model='bilinear' is not implemented"):
+        joint_coregistration(tmp_path / "in", tmp_path / "out", local_model="bilinear")
+    (tmp_path / "bad.json").write_text('{"points": []}')
+    with pytest.raises(SpectralMatchError, match="bad.json: load_adjustments"):
+        joint_coregistration(
+            tmp_path / "in", tmp_path / "out", load_adjustments=tmp_path / "bad.json"
+        )
+
+
+def test_lanczos_is_cubic_with_a_warning_and_nodata_is_not_filled(tmp_path):
+    _shifted_pair(tmp_path / "in")
+    with pytest.warns(SpectralMatchWarning, match="'lanczos' is done as 'cubic'"):
+        outputs = joint_coregistration(
+            tmp_path / "in", tmp_path / "out", resampling_method="lanczos"
+        )
+    for output, name in zip(outputs, ("tile_00", "tile_01"), strict=True):
+        values = read_raster(output)
+        # a sample touching nodata is nodata: no more valid pixels than the input had
+        assert 0 < np.count_nonzero(values) <= np.count_nonzero(_tile(name)[0])
