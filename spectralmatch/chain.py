@@ -27,6 +27,7 @@ from .engine.published import ENGINE_KEYWORDS, LOGGER, EngineKeywords, keyword_e
 from .errors import SpectralMatchError, SpectralMatchWarning
 from .ops.align import align_rasters
 from .ops.clip import mask_rasters
+from .ops.coregister import joint_coregistration
 from .ops.merge import merge_rasters
 from .ops.seamline import voronoi_center_seamline, weighted_seamline
 from .raster.image import DEFAULT_WINDOW_SIZE
@@ -49,13 +50,25 @@ class Step:
 
     def keywords(self) -> set[str]:
         """The keywords its function takes, the engine keywords included."""
-        parameters = inspect.signature(self.function).parameters
-        return set(parameters) | set(ENGINE_KEYWORDS)
+        parameters = inspect.signature(self.function).parameters.values()
+        named = {
+            parameter.name
+            for parameter in parameters
+            if parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        }
+        return named | set(ENGINE_KEYWORDS)
 
 
 STEPS = {
     step.name: step
     for step in (
+        Step(
+            "joint_coregistration",
+            "joint_coregistration",
+            joint_coregistration,
+            IMAGES,
+            "coregistered",
+        ),
         Step("align", "align_rasters", align_rasters, IMAGES, "aligned"),
         Step("global_regression", "global_regression", global_regression, IMAGES, "global"),
         Step(
@@ -84,6 +97,7 @@ STEPS = {
     )
 }
 DEFAULT_STEPS = (
+    "joint_coregistration",
     "global_regression",
     "local_block_adjustment",
     "voronoi_center_seamline",
@@ -124,7 +138,7 @@ def pipeline(
 
     Every step is a function of the function API, called with the previous step's
     outputs as its inputs; intermediate outputs go to folders of a working directory
-    (``aligned/``, ``global/``, ``local/``, ``seamline/``, ``clip/``),
+    (``coregistered/``, ``aligned/``, ``global/``, ``local/``, ``seamline/``, ``clip/``),
     and the last step writes ``shared_output_image_path``. Everything is checked before
     the first step runs: the step names, every keyword, and the output's form.
 
@@ -158,14 +172,14 @@ shared_tile_threads, shared_concurrent_processing_backend, shared_dask_scheduler
 shared_calculation_dtype, shared_output_dtype, shared_save_as_cog
         Passed to every step that takes the keyword without the ``shared_`` prefix.
     steps : sequence of str
-        In order, any of ``"align"``,
+        In order, any of ``"joint_coregistration"``, ``"align"``,
         ``"global_regression"``, ``"local_block_adjustment"``,
         ``"voronoi_center_seamline"`` or ``"weighted_seamline"`` (at most one),
-        ``"mask"`` and ``"merge"``. Default: global and local
+        ``"mask"`` and ``"merge"``. Default: co-registration, global and local
         matching, Voronoi seamlines, mask and merge.
     **step_keywords
         Keywords of one step, prefixed with its function's name:
-        ``align_rasters_``, ``global_regression_``,
+        ``joint_coregistration_``, ``align_rasters_``, ``global_regression_``,
         ``local_block_adjustment_``, ``voronoi_center_seamline_``,
         ``weighted_seamline_``, ``mask_rasters_``, ``merge_rasters_``
         (``local_block_adjustment_number_of_blocks=50``). A step keyword wins over a

@@ -4,6 +4,8 @@ mock of GDAL, the files themselves are checked) the test says so."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
@@ -215,3 +217,79 @@ def test_the_full_workflow_gives_the_functions_result(tmp_path, data_dir):
         np.testing.assert_array_equal(piped.read(), called.read())
         assert piped.transform == called.transform
         assert piped.overviews(1), "the pipeline builds overviews of the mosaic by default"
+
+
+@pytest.mark.parametrize(
+    "overview_options",
+    [
+        {},
+        {
+            "shared_window_scales": (2, 8),
+            "joint_coregistration_build_overviews": True,
+            "global_regression_build_overviews": True,
+            "local_block_adjustment_build_overviews": True,
+            "merge_rasters_build_overviews": True,
+        },
+    ],
+)
+def test_the_full_default_flow(tmp_path, overview_options):
+    """The default steps, co-registration first, on two flat images whose one tie point
+    (in the published JSON layout) says they are already in place."""
+    images = [
+        dummy_raster(
+            tmp_path / "input" / f"{name}.tif",
+            width=32,
+            height=32,
+            count=1,
+            origin=(left, 32),
+            fill=value,
+        )
+        for name, left, value in (("A", 0, 100), ("B", 8, 120))
+    ]
+    ties = tmp_path / "tie_points.json"
+    ties.write_text(
+        json.dumps(
+            {
+                "tie_points": [
+                    {"image_1": "A", "image_2": "B", "points": [[[10.0, 10.0], [2.0, 10.0]]]}
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    output = tmp_path / "merged.tif"
+    results = pipeline(
+        shared_input_images=images,
+        shared_output_image_path=str(output),
+        delete_temp_dir=False,
+        shared_debug_logs=True,
+        shared_window_size=16,
+        joint_coregistration_local_model="none",
+        joint_coregistration_load_adjustments=str(ties),
+        joint_coregistration_robust_loss="none",
+        **{"merge_rasters_build_overviews": False, **overview_options},
+    )
+    assert results["output"] == str(output) and output.is_file()
+    assert (tmp_path / results["temp_dir"]).is_dir()
+    assert results["num_input_images"] == 2
+    for key in ("start_time", "end_time", "duration_seconds", "resolved_shared_cache"):
+        assert key in results
+    assert results["steps"][0] == "joint_coregistration" and "align" not in results["steps"]
+    with rasterio.open(output) as mosaic:
+        assert (mosaic.width, mosaic.height) == (40, 32)
+        pixels = mosaic.read(1)
+    # matched to one level between the two: no seam where the images meet
+    assert pixels.min() > 100 and pixels.max() < 120
+    scales = overview_options.get("shared_window_scales")
+    if scales is None:
+        return
+    for stage in (
+        "joint_coregistration",
+        "global_regression",
+        "local_block_adjustment",
+        "merge_rasters",
+    ):
+        outputs = results[stage]
+        for path in outputs if isinstance(outputs, list) else [outputs]:
+            with rasterio.open(path) as dataset:
+                assert dataset.overviews(1) == list(scales), (stage, path)
