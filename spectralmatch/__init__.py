@@ -13,7 +13,7 @@ from .model.global_model import FitDiagnostics, GlobalModel
 from .model.histogram_match import HistogramMatch
 from .model.pif import IRMAD, ResidualPIF
 from .model.pipeline import Mosaic
-from .ops.align import align_rasters
+from .ops.align import align_rasters, compute_resolution
 from .ops.clip import mask_rasters
 from .ops.merge import merge_rasters
 from .ops.overviews import compute_overviews
@@ -52,6 +52,7 @@ __all__ = [
     "__version__",
     "align_rasters",
     "compute_overviews",
+    "compute_resolution",
     "create_paths",
     "global_regression",
     "local_block_adjustment",
