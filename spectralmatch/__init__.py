@@ -14,7 +14,7 @@ from .model.global_model import FitDiagnostics, GlobalModel
 from .model.histogram_match import HistogramMatch
 from .model.pif import IRMAD, ResidualPIF
 from .model.pipeline import Mosaic
-from .ops.align import align_rasters
+from .ops.align import align_rasters, compute_resolution
 from .ops.clip import mask_rasters
 from .ops.coregister import joint_coregistration
 from .ops.merge import merge_rasters
@@ -56,6 +56,7 @@ __all__ = [
     "__version__",
     "align_rasters",
     "compute_overviews",
+    "compute_resolution",
     "create_paths",
     "global_regression",
     "joint_coregistration",

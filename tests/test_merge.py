@@ -3,6 +3,7 @@ compute_overviews."""
 
 from __future__ import annotations
 
+import math
 import shutil
 
 import numpy as np
@@ -143,15 +144,34 @@ def test_merge_builds_overviews_in_the_finished_file(tmp_path, cog):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tif", "plain.tif"]
 
 
-def test_merge_builds_overviews_in_each_tile(tmp_path):
-    merge_rasters(
-        DATA_DIR, tmp_path / "t", output_tiles=True, window_size=300, build_overviews=True
-    )
-    for path in (tmp_path / "t").glob("*.tif"):
-        with rasterio.open(path) as tile:
-            # the levels of 2 to 32 that leave the tile more than a pixel a side
-            useful = [f for f in (2, 4, 8, 16, 32) if min(tile.width, tile.height) // f > 1]
-            assert len(tile.overviews(1)) == len(useful) > 0
+def test_merge_builds_a_pyramid_of_tiles_whose_vrts_are_the_overviews(tmp_path):
+    mosaic = read_raster(merge_rasters(DATA_DIR, tmp_path / "m.tif")).astype(float)
+    folder = tmp_path / "t"
+    options = {"build_overviews": True, "window_scales": (2, 4), "custom_tiles_csv": "i.csv"}
+    merge_rasters(DATA_DIR, folder, output_tiles=True, window_size=128, **options)
+    above = mosaic
+    for level in (1, 2):
+        with rasterio.open(folder / str(level) / "MergedImage.vrt") as vrt:
+            assert vrt.res == (30.0 * 2**level, 30.0 * 2**level)
+            assert vrt.shape == (math.ceil(above.shape[1] / 2), math.ceil(above.shape[2] / 2))
+            values, valid = vrt.read().astype(float), vrt.read_masks() > 0
+        tiles = sorted(p.name for p in (folder / str(level)).glob("*.tif"))
+        assert len((folder / str(level) / "i.csv").read_text().splitlines()) == len(tiles) > 0
+        # each pixel: the mean of the valid pixels of the 2 x 2 above it
+        padded = np.pad(above, [(0, 0), (0, above.shape[1] % 2), (0, above.shape[2] % 2)])
+        blocks = padded.reshape(3, padded.shape[1] // 2, 2, padded.shape[2] // 2, 2)
+        counts = (blocks > 0).sum(axis=(2, 4))
+        assert np.array_equal(valid, counts > 0)
+        expected = blocks.sum(axis=(2, 4))[valid] / counts[valid]
+        assert np.abs(values[valid] - expected).max() <= 0.5
+        above = np.where(valid, values, 0)
+    with rasterio.open(folder / "MergedImage.vrt") as vrt:
+        assert len(vrt.overviews(1)) == 2
+        assert np.array_equal(vrt.read(), mosaic)
+        half = vrt.read(out_shape=(3, math.ceil(vrt.height / 2), math.ceil(vrt.width / 2)))
+    with rasterio.open(folder / "1" / "MergedImage.vrt") as level_one:
+        assert np.array_equal(half, level_one.read())
+    assert not list(folder.rglob(".spectralmatch-tmp-*"))
 
 
 def test_compute_overviews_in_place_or_into_copies(tmp_path):

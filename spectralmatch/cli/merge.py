@@ -92,7 +92,8 @@ from .options import inputs_command, write_options
 @click.option(
     "--overviews",
     is_flag=True,
-    help="Build overviews (2, 4, 8, 16, 32) in the mosaic or in each tile.",
+    help="Build overviews (2, 4, 8, 16, 32) in the mosaic, or with --tiles a pyramid of "
+    "tiles in the sub-folders 1, 2, ... (their VRTs are the top VRT's overviews).",
 )
 @write_options
 def merge(

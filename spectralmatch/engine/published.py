@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import warnings
@@ -27,6 +28,7 @@ LOGGER = logging.getLogger("spectralmatch")
 
 Threads = Literal["cpu"] | int | None
 BACKENDS = ("process_pool", "thread", "process", "dask")
+ResumeMode = Literal["no", "yes", "validate"]
 RESUME_MODES = ("no", "yes", "validate")
 
 
@@ -132,18 +134,22 @@ R = TypeVar("R")
 
 def takes_engine_keywords(function: Callable[..., R]) -> Callable[..., R]:
     """Let ``function`` (an operation that works image by image) take the published
-    engine keywords as well: they are checked, ``debug_logs`` turns on DEBUG logging for
-    the call, the thread counts and the backend change nothing (the work is read and
-    written window by window in one pass), and ``resume_from_outputs`` other than
-    ``"no"`` is refused."""
+    engine keywords as well: they are checked and ``debug_logs`` turns on DEBUG logging
+    for the call. The ones ``function`` declares itself (``resume_from_outputs``,
+    ``image_threads``) are passed on to it, checked; of the others, the thread counts and
+    the backend change nothing (the work is read and written window by window in one
+    pass), and ``resume_from_outputs`` other than ``"no"`` is refused."""
+    declared = set(inspect.signature(function).parameters) & set(ENGINE_KEYWORDS)
 
     @functools.wraps(function)
     def wrapper(*args: Any, **keywords: Any) -> R:
         given = {name: keywords.pop(name) for name in ENGINE_KEYWORDS if name in keywords}
         engine = EngineKeywords(**given)
-        engine.refuse_resume(function.__name__)
+        if "resume_from_outputs" not in declared:
+            engine.refuse_resume(function.__name__)
+        passed = {name: value for name, value in given.items() if name in declared}
         with engine.logging():
             LOGGER.debug("%s: %s", function.__name__, {**keywords, **given})
-            return function(*args, **keywords)
+            return function(*args, **keywords, **passed)
 
     return wrapper

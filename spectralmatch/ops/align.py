@@ -17,12 +17,13 @@ from rasterio.windows import Window
 
 from .._typing import Bounds, OutputsLike, ResamplingName, ResolutionName
 from .._validation import BOOLEAN, POSITIVE, POSITIVE_INTEGER, Options, check
-from ..engine.published import takes_engine_keywords
+from ..engine.published import ResumeMode, takes_engine_keywords
 from ..errors import SpectralMatchError
 from ..geo.grid import PixelGrid, split_window
 from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import output_arguments, resolve_outputs
+from ..raster.records import reusable_output
 from ..raster.write import output_profile, write_raster
 
 RESAMPLINGS: tuple[ResamplingName, ...] = get_args(ResamplingName)
@@ -76,6 +77,7 @@ def target_resolution(
     grids: list[NativeGrid],
     resolution: ResolutionName | float | tuple[float, float] | None,
     unmoved: list[bool] | None = None,
+    keyword: str = "align_rasters: resolution",
 ) -> tuple[float, float]:
     """(x, y) pixel size: ``"highest"``, ``"lowest"``, ``"average"`` of the images' native
     pixel sizes in the target CRS, or a given pair. None: the finest pixel size of the
@@ -102,8 +104,8 @@ def target_resolution(
     ):
         return float(resolution[0]), float(resolution[1])
     raise SpectralMatchError(
-        "align_rasters: resolution must be 'highest', 'lowest', 'average', a positive pixel "
-        f"size or a pair of them (x, y), got {resolution!r}"
+        f"{keyword} must be 'highest', 'lowest', 'average', a positive pixel size or a pair "
+        f"of them (x, y), got {resolution!r}"
     )
 
 
@@ -127,6 +129,39 @@ def aligned_grid(
     return Affine(x_size, 0.0, left, 0.0, -y_size, top), width, height
 
 
+def compute_resolution(
+    paths: ImagesLike, strategy: ResolutionName | float | tuple[float, float] | None
+) -> tuple[float, float] | None:
+    """The (x, y) pixel size ``strategy`` gives for the images at ``paths``, as
+    :func:`align_rasters` and :func:`merge_rasters` choose it.
+
+    Parameters
+    ----------
+    paths : folder, glob pattern or list of paths
+    strategy : {"highest", "lowest", "average"}, number, (x, y) or None
+        The finest, coarsest or mean of the images' pixel sizes (in the CRS most of
+        them share, the others' reprojected), or a given one; None: None (each image
+        keeps its own grid).
+
+    Returns
+    -------
+    (float, float) or None
+
+    Examples
+    --------
+    >>> compute_resolution("data/", "highest")
+    (30.0, 30.0)
+    """
+    if strategy is None:
+        return None
+    if not isinstance(strategy, str):
+        return target_resolution([], strategy, keyword="compute_resolution: strategy")
+    collection = ImageCollection.coerce(paths, any_grid=True)
+    crs = target_crs(collection)
+    grids = [NativeGrid.of(image, crs) for image in collection]
+    return target_resolution(grids, strategy, keyword="compute_resolution: strategy")
+
+
 @takes_engine_keywords
 def align_rasters(
     input_images: ImagesLike,
@@ -138,12 +173,13 @@ def align_rasters(
     resampling_method: ResamplingName = "nearest",
     window_size: int = DEFAULT_WINDOW_SIZE,
     save_as_cog: bool = False,
+    resume_from_outputs: ResumeMode = "no",
 ) -> list[str]:
     """Put every image on one pixel grid: one CRS, one pixel size, aligned lines.
 
-    Also takes the published engine keywords (``debug_logs``, ``cache``, the thread
-    counts, ``concurrent_processing_backend``, ``dask_scheduler``,
-    ``resume_from_outputs``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
+    Also takes the other published engine keywords (``debug_logs``, ``cache``, the
+    thread counts, ``concurrent_processing_backend``, ``dask_scheduler``): see
+    :func:`~spectralmatch.engine.published.takes_engine_keywords`.
 
     Images in another CRS are reprojected, and images with a rotated or sheared
     geotransform are warped north-up (the only operation that takes them), window by
@@ -170,6 +206,10 @@ def align_rasters(
         bilinear).
     window_size, save_as_cog
         Windowed writing and COG output.
+    resume_from_outputs : {"no", "yes", "validate"}, default "no"
+        Keep an output an earlier run wrote instead of writing it again: with ``"yes"``
+        each that exists, with ``"validate"`` each that opens as a whole raster (the
+        others are written again). It assumes the inputs and options are unchanged.
 
     Each output covers its input's extent on the common grid; nodata, dtype, bands and
     their descriptions are kept. An image without a nodata value gets a mask of where
@@ -195,6 +235,8 @@ def align_rasters(
     origin = (first.bounds[0], first.bounds[3])
     paths = resolve_outputs(collection, **output_arguments(collection, output_images))
     for image, grid, path in zip(collection, grids, paths, strict=True):
+        if reusable_output(path, resume_from_outputs):
+            continue
         transform, width, height = aligned_grid(grid.bounds, size, tap, origin)
         profile = output_profile(image, width=width, height=height, transform=transform, crs=crs)
         with warped_onto(

@@ -13,12 +13,13 @@ from rasterio.windows import Window
 
 from .._typing import MaskMode, OutputsLike
 from .._validation import BOOLEAN, NONE, POSITIVE_INTEGER, AnyOf, InstanceOf, Options, check
-from ..engine.published import takes_engine_keywords
+from ..engine.published import ResumeMode, takes_engine_keywords
 from ..errors import SpectralMatchError
 from ..masks.vector import MASK_MODES, VectorMask
 from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import output_arguments, resolve_outputs
+from ..raster.records import reusable_output
 from ..raster.write import output_profile, to_dtype, write_raster
 
 #: ``(mode, path)`` or ``(mode, path, field)``.
@@ -37,12 +38,13 @@ def mask_rasters(
     include_touched_pixels: bool = False,
     custom_nodata_value: float | None = None,
     save_as_cog: bool = False,
+    resume_from_outputs: ResumeMode = "no",
 ) -> list[str]:
     """Set pixels outside (``"include"``) or inside (``"exclude"``) polygons to nodata.
 
-    Also takes the published engine keywords (``debug_logs``, ``cache``, the thread
-    counts, ``concurrent_processing_backend``, ``dask_scheduler``,
-    ``resume_from_outputs``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
+    Also takes the other published engine keywords (``debug_logs``, ``cache``, the
+    thread counts, ``concurrent_processing_backend``, ``dask_scheduler``): see
+    :func:`~spectralmatch.engine.published.takes_engine_keywords`.
 
     Parameters
     ----------
@@ -63,6 +65,10 @@ def mask_rasters(
         value the data type holds, so it stays valid.
     save_as_cog : bool
         Write Cloud Optimized GeoTIFFs.
+    resume_from_outputs : {"no", "yes", "validate"}, default "no"
+        Keep an output an earlier run wrote instead of writing it again: with ``"yes"``
+        each that exists, with ``"validate"`` each that opens as a whole raster (the
+        others are written again). It assumes the inputs and options are unchanged.
 
     Returns
     -------
@@ -82,6 +88,8 @@ def mask_rasters(
     collection = ImageCollection.coerce(input_images)
     paths = resolve_outputs(collection, **output_arguments(collection, output_images))
     for image, out in zip(collection, paths, strict=True):
+        if reusable_output(out, resume_from_outputs):
+            continue
         nodata = image.nodata if custom_nodata_value is None else custom_nodata_value
         if custom_nodata_value is not None:
             _check_representable(image, custom_nodata_value)

@@ -4,15 +4,18 @@ or first valid value wins, images on other grids resampled onto the output grid.
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
+from attrs import frozen
 from rasterio.enums import Resampling
 from rasterio.transform import Affine
 from rasterio.windows import Window, from_bounds
@@ -29,14 +32,16 @@ from .._validation import (
     check,
     dtype_name,
 )
-from ..engine.published import takes_engine_keywords
+from ..engine.executors import ThreadExecutor
+from ..engine.published import LOGGER, ResumeMode, Threads, takes_engine_keywords
 from ..errors import SpectralMatchError
 from ..geo.grid import split_window
 from ..raster.collection import RASTER_SUFFIXES, ImageCollection, ImagesLike
-from ..raster.files import write_atomically
+from ..raster.files import gdal_path, new_temporary, write_atomically
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.lock import folder_lock
 from ..raster.paths import check_not_input
+from ..raster.records import reusable_output
 from ..raster.write import output_profile, to_dtype, write_raster
 from .align import RESAMPLINGS, NativeGrid, aligned_grid, target_resolution, warped_onto
 from .overviews import DEFAULT_WINDOW_SCALES, check_window_scales
@@ -72,12 +77,14 @@ def merge_rasters(
     save_as_cog: bool = False,
     output_dtype: str | None = None,
     custom_nodata_value: float | None = None,
+    resume_from_outputs: ResumeMode = "no",
+    image_threads: Threads = None,
 ) -> str:
     """One raster (or a folder of tiles) over the union of the images.
 
-    Also takes the published engine keywords (``debug_logs``, ``cache``, the thread
-    counts, ``concurrent_processing_backend``, ``dask_scheduler``,
-    ``resume_from_outputs``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
+    Also takes the other published engine keywords (``debug_logs``, ``cache``,
+    ``io_threads``, ``tile_threads``, ``concurrent_processing_backend``,
+    ``dask_scheduler``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
 
     The images must share a CRS (see :func:`align_rasters`); on one grid they are merged
     pixel for pixel, otherwise each is resampled onto the output grid as it is read.
@@ -104,22 +111,29 @@ def merge_rasters(
         Write tiles of ``window_size`` pixels (default 256) into the folder
         ``output_image_path``, named ``mosaic_<row>_<column>.tif`` from 1 (zero-padded
         to equal length) as GDAL's gdal_retile names them. Tiles over no image are not
-        written.
+        written. With ``build_overviews``, pyramid levels go to the sub-folders ``1``,
+        ``2``, ... (as gdal_retile's ``-levels``): each halves the level above (a pixel is
+        the mean of the valid pixels of the 2 x 2 it covers; an odd last row or column
+        covers what is left), cut into tiles the same way, with its own index and VRT.
     overlap : int, default 0
         Pixels shared by neighbouring tiles (tiles only; less than the tile size).
     custom_tiles_csv : str, optional
-        File name of a tile index written in the tile folder: one line per tile,
-        ``name;minx;maxx;miny;maxy`` (no header, output CRS units).
+        File name of a tile index written in the tile folder (and in each level's):
+        one line per tile, ``name;minx;maxx;miny;maxy`` (no header, output CRS units).
     create_vrts : str or None, default "MergedImage.vrt"
-        File name of a VRT over the tiles written in the tile folder (None: none); it
-        reads as the single-file mosaic does. A name other than the default needs tiles.
+        File name of a VRT over the tiles written in the tile folder and in each level's
+        (None: none); it reads as the single-file mosaic does, and the levels' VRTs are
+        its overviews (paths relative to it, so the folder can be moved). A name other
+        than the default needs tiles.
     build_overviews : bool, default False
-        Build internal overviews (averaged) in the mosaic, or in each tile.
+        Build internal overviews (averaged) in the mosaic, or the tile pyramid.
     window_scales : tuple of int or None, default (2, 4, 8, 16, 32)
-        Their decimation factors; None or ``()``: none.
+        Their decimation factors; None or ``()``: none. With tiles, 2, 4, 8...: one
+        pyramid level each, as many as leave a level at least a pixel a side.
     window_size : int, optional
         Without tiles, the size of the windows merged at a time (default 1024; a mosaic
-        larger than memory works); with tiles, the tile size (default 256).
+        larger than memory works), a multiple of 16; with tiles, the tile size (default
+        256).
     save_as_cog : bool, default False
         Write Cloud Optimized GeoTIFFs.
     output_dtype : str, optional
@@ -128,6 +142,14 @@ def merge_rasters(
     custom_nodata_value : float, optional
         The nodata value of the inputs (instead of their own) and of the mosaic. Without
         one anywhere, the mosaic gets a mask of where it has data.
+    resume_from_outputs : {"no", "yes", "validate"}, default "no"
+        Keep what an earlier run wrote instead of writing it again: with ``"yes"`` the
+        mosaic (without reading the inputs) or each tile that exists, with
+        ``"validate"`` only those that open as whole rasters (the others are written
+        again). The index and VRTs are always written. It assumes the inputs and
+        options are those of the earlier run.
+    image_threads : "cpu", int or None
+        Tiles written at once (threads; with tiles only). Default: one.
 
     Returns
     -------
@@ -143,6 +165,9 @@ def merge_rasters(
     3
     """
     _check_arguments(locals())
+    if not output_tiles and reusable_output(Path(output_image_path), resume_from_outputs):
+        LOGGER.debug("merge_rasters: %s is kept (resume_from_outputs)", output_image_path)
+        return str(output_image_path)
     if feather and seamlines is None:
         warnings.warn(
             "merge_rasters: feather has no effect without seamlines (the first valid value "
@@ -172,24 +197,38 @@ def merge_rasters(
         resampling,
         DEFAULT_WINDOW_SIZE if output_tiles else window_size or DEFAULT_WINDOW_SIZE,
     )
-    write: dict[str, Any] = {
-        "descriptions": first.descriptions,
-        "cog": save_as_cog,
-        "overviews": check_window_scales("merge_rasters", window_scales) if build_overviews else (),
-    }
+    scales = check_window_scales("merge_rasters", window_scales) if build_overviews else ()
+    write: dict[str, Any] = {"descriptions": first.descriptions, "cog": save_as_cog}
     out = Path(output_image_path)
     inputs = [image.path for image in collection]
-    with blend:
-        if output_tiles:
-            tiles = _Tiles(out, window_size or DEFAULT_TILE_SIZE, overlap, blend)
-            with folder_lock([out]):
-                tiles.write(inputs, write, custom_tiles_csv, create_vrts)
-            return str(output_image_path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        check_not_input(out, inputs)
-        with folder_lock([out.parent]):
-            write_raster(out, profile, blend.pieces(Window(0, 0, width, height)), **write)
+    if output_tiles:
+        job = _TileJob(
+            collection.images,
+            inputs,
+            write,
+            custom_tiles_csv,
+            resume_from_outputs,
+            _thread_count(image_threads),
+        )
+        levels = min(len(scales), min(width, height).bit_length() - 1)
+        with folder_lock([out]):
+            _write_tiles(
+                blend, out, window_size or DEFAULT_TILE_SIZE, overlap, levels, job, create_vrts
+            )
+        return str(output_image_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_not_input(out, inputs)
+    pieces = _as_pieces(Window(0, 0, width, height), blend.window_size, blend.window, profile)
+    with blend, folder_lock([out.parent]):
+        write_raster(out, profile, pieces, **write, overviews=scales)
     return str(output_image_path)
+
+
+def _thread_count(image_threads: Threads) -> int:
+    """The tiles written at once for ``image_threads`` (checked): one by default."""
+    if image_threads == "cpu":
+        return os.cpu_count() or 1
+    return image_threads or 1
 
 
 def _check_arguments(arguments: dict[str, Any]) -> None:
@@ -197,15 +236,13 @@ def _check_arguments(arguments: dict[str, Any]) -> None:
     check("merge_rasters", "feather", arguments["feather"], NON_NEGATIVE)
     for name in ("output_tiles", "build_overviews", "save_as_cog"):
         check("merge_rasters", name, arguments[name], BOOLEAN)
-    if arguments["window_size"] is not None:
-        check("merge_rasters", "window_size", arguments["window_size"], POSITIVE_INTEGER)
     check(
         "merge_rasters",
         "resampling_method",
         arguments["resampling_method"],
         Options(RESAMPLING_METHODS),
     )
-    check_window_scales("merge_rasters", arguments["window_scales"])
+    _check_window(arguments["window_size"], arguments["window_scales"], arguments["output_tiles"])
     if arguments["resolution"] not in RESOLUTIONS:
         _given_pixel_size(arguments["resolution"])
     overlap, tiles = arguments["overlap"], arguments["output_tiles"]
@@ -233,10 +270,33 @@ def _check_arguments(arguments: dict[str, Any]) -> None:
         raise SpectralMatchError(f"{path}: is a file; with output_tiles it must be a folder")
     if tiles and not path.exists() and path.suffix.lower() in RASTER_SUFFIXES:
         raise SpectralMatchError(
-            f"{path}: names a raster file; with output_tiles give the folder for the tiles"
+            f"{path}: names a raster file; with output_tiles it must be a folder (for the tiles)"
         )
     if not tiles and path.is_dir():
-        raise SpectralMatchError(f"{path}: is a folder; merge_rasters writes one file there")
+        raise SpectralMatchError(
+            f"{path}: is a folder; without output_tiles it must be a file (the mosaic)"
+        )
+    if arguments["image_threads"] is not None and not tiles:
+        raise SpectralMatchError(
+            "merge_rasters: image_threads (tiles written at once) requires output_tiles=True"
+        )
+
+
+def _check_window(window_size: Any, window_scales: Any, tiles: bool) -> None:
+    """The published rules: a mosaic's window size is a multiple of 16; a tile pyramid's
+    levels halve each other (window_scales 2, 4, 8...)."""
+    scales = check_window_scales("merge_rasters", window_scales)
+    if window_size is not None:
+        check("merge_rasters", "window_size", window_size, POSITIVE_INTEGER)
+    if not tiles and window_size is not None and window_size % 16:
+        raise SpectralMatchError(
+            f"merge_rasters: window_size must be a multiple of 16 for one file, got {window_size}"
+        )
+    if tiles and scales != tuple(2**level for level in range(1, len(scales) + 1)):
+        raise SpectralMatchError(
+            "merge_rasters: window_scales must be consecutive powers of two from 2 with "
+            f"output_tiles=True (each pyramid level halves the one above), got {window_scales!r}"
+        )
 
 
 def _check_file_name(name: str, value: Any, suffix: str) -> None:
@@ -339,20 +399,6 @@ class _Blend:
             )
         )
 
-    def pieces(self, region: Window) -> Iterator[tuple[Window, np.ndarray, np.ndarray | None]]:
-        """The merged pixels of ``region`` of the output grid, window by window (their
-        offsets from the region's)."""
-        for window in split_window(region, self.window_size):
-            offset = Window(
-                window.col_off - region.col_off,
-                window.row_off - region.row_off,
-                window.width,
-                window.height,
-            )
-            values, valid = self.window(window)
-            mask = valid.any(axis=0).astype(np.uint8) * 255 if self.nodata is None else None
-            yield offset, values, mask
-
     def window(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """The merged pixels of ``window`` of the output grid, in the output dtype, and
         where they hold data."""
@@ -414,14 +460,18 @@ def _inside(image: Image, part: Window) -> np.ndarray:
     return ((rows >= 0) & (rows < image.height))[:, None] & ((cols >= 0) & (cols < image.width))
 
 
-class _Tiles:
-    """The output grid cut into tiles of ``size`` pixels sharing ``overlap`` pixels,
-    named and laid out as GDAL's gdal_retile does."""
+class _Level:
+    """One level of the tile pyramid: a grid cut into tiles of ``size`` pixels sharing
+    ``overlap`` pixels, named and laid out as GDAL's gdal_retile does (level 0 is the
+    output grid; level ``k`` halves it ``k`` times and lives in the sub-folder ``k``)."""
 
-    def __init__(self, folder: Path, size: int, overlap: int, blend: _Blend):
-        self.folder = folder
-        self.blend = blend
-        profile = blend.profile
+    def __init__(
+        self, root: Path, profile: dict[str, Any], size: int, overlap: int, index: int = 0
+    ):
+        self.root, self.index = root, index
+        self.folder = root / str(index) if index else root
+        self.profile = profile
+        self.size, self.overlap = size, overlap
         rows = _tile_offsets(profile["height"], size, overlap)
         cols = _tile_offsets(profile["width"], size, overlap)
         digits = len(str(max(len(rows), len(cols))))
@@ -439,30 +489,165 @@ class _Tiles:
             for col, col_off in enumerate(cols)
         ]
 
-    def write(
-        self, inputs: list[Path], options: dict[str, Any], csv: str | None, vrt: str | None
-    ) -> None:
-        """Write the tiles over any image, then the tile index and the VRT if asked."""
-        transform = self.blend.transform
-        written = []
-        for name, tile in self.tiles:
-            if not _over_any(window_bounds(tile, transform), self.blend.collection.images):
-                continue
+    def halved(self) -> _Level:
+        """The next level, in the next numbered sub-folder: pixels twice as large, the last
+        row and column covering what is left of an odd size."""
+        profile = {
+            **self.profile,
+            "width": math.ceil(self.profile["width"] / 2),
+            "height": math.ceil(self.profile["height"] / 2),
+            "transform": self.profile["transform"] * Affine.scale(2),
+        }
+        return _Level(self.root, profile, self.size, self.overlap, self.index + 1)
+
+    def write(self, job: _TileJob, opener: Callable[[], Any], read: Callable) -> list:
+        """Write the tiles over any image (``read(reader, window)`` gives a window's
+        values and validity, ``reader`` one per worker from ``opener``); the written."""
+        transform = self.profile["transform"]
+        wanted = [
+            (name, tile)
+            for name, tile in self.tiles
+            if _over_any(window_bounds(tile, transform), job.images)
+        ]
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+        def write_tile(reader: Any, name: str, tile: Window) -> None:
             path = self.folder / name
-            check_not_input(path, inputs)
+            if reusable_output(path, job.resume):
+                return
+            check_not_input(path, job.inputs)
             profile = {
-                **self.blend.profile,
+                **self.profile,
                 "width": int(tile.width),
                 "height": int(tile.height),
                 "transform": window_transform(tile, transform),
             }
-            write_raster(path, profile, self.blend.pieces(tile), **options)
-            written.append((name, tile))
-        if csv is not None:
-            write_atomically(self.folder / csv, _tile_index(written, transform).encode())
-        if vrt is not None:
-            vrt_xml = _vrt(self.blend.profile, options["descriptions"], written)
-            write_atomically(self.folder / vrt, vrt_xml)
+            pieces = _as_pieces(tile, job.window_size, functools.partial(read, reader), profile)
+            write_raster(path, profile, pieces, **job.options)
+
+        _per_worker(write_tile, wanted, opener, job.workers)
+        return wanted
+
+    def write_index(self, job: _TileJob, tiles: list, vrt_name: str) -> None:
+        """The tile index (if asked) and the VRT ``vrt_name`` over ``tiles``."""
+        transform = self.profile["transform"]
+        if job.csv is not None:
+            write_atomically(self.folder / job.csv, _tile_index(tiles, transform).encode())
+        vrt = _vrt(self.profile, job.options["descriptions"], tiles)
+        write_atomically(self.folder / vrt_name, vrt)
+
+
+@frozen
+class _TileJob:
+    """What every level of a tile pyramid is written with."""
+
+    images: list[Image]
+    inputs: list[Path]
+    options: dict[str, Any]
+    csv: str | None
+    resume: str
+    workers: int
+    window_size: int = DEFAULT_WINDOW_SIZE
+
+
+def _write_tiles(
+    blend: _Blend, out: Path, size: int, overlap: int, levels: int, job: _TileJob, vrt: str | None
+) -> None:
+    """Tiles of the mosaic into ``out``, then ``levels`` pyramid levels, each halving the
+    one above it, into the sub-folders 1, 2, ...; an index and a VRT at each level (the
+    VRTs of the levels are the top VRT's overviews)."""
+    import rasterio
+
+    level = _Level(out, blend.profile, size, overlap)
+    written = level.write(job, lambda: copy.copy(blend), _Blend.window)
+    for _ in range(levels):
+        with _level_vrt(level, job, written, vrt) as above:
+            level = level.halved()
+            nodata = blend.profile["nodata"]
+            opener = functools.partial(rasterio.open, gdal_path(above))
+            written = level.write(job, opener, functools.partial(_halved, nodata=nodata))
+    if vrt is not None:
+        level.write_index(job, written, vrt)
+    if vrt is not None and levels:
+        _link_overviews(out / vrt, [f"{index}/{vrt}" for index in range(1, levels + 1)])
+
+
+@contextlib.contextmanager
+def _level_vrt(level: _Level, job: _TileJob, tiles: list, name: str | None) -> Iterator[Path]:
+    """The index and VRT of ``level`` written (a temporary VRT without ``name``), for the
+    next level to be read from."""
+    if name is not None:
+        level.write_index(job, tiles, name)
+        yield level.folder / name
+        return
+    temporary = new_temporary(level.folder, ".vrt")
+    try:
+        level.write_index(job, tiles, temporary.name)
+        yield temporary
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _halved(source: Any, window: Window, *, nodata: float | None) -> tuple:
+    """The pixels of ``window`` of a level, each the mean of the valid pixels of the
+    2 x 2 block of the level above (``source``) it covers, and where there were any."""
+    above = Window(window.col_off * 2, window.row_off * 2, window.width * 2, window.height * 2)
+    inside = above.intersection(Window(0, 0, source.width, source.height))
+    data = np.zeros((source.count, int(above.height), int(above.width)))
+    valid = np.zeros(data.shape, bool)
+    rows = slice(0, int(inside.height))
+    cols = slice(0, int(inside.width))
+    data[:, rows, cols] = source.read(window=inside)
+    valid[:, rows, cols] = source.read_masks(window=inside) > 0
+    shape = (source.count, int(window.height), 2, int(window.width), 2)
+    counts = valid.reshape(shape).sum(axis=(2, 4))
+    sums = np.where(valid, data, 0).reshape(shape).sum(axis=(2, 4))
+    mean = np.divide(sums, counts, out=np.zeros(sums.shape), where=counts > 0)
+    return to_dtype(mean, counts > 0, source.dtypes[0], nodata), counts > 0
+
+
+def _as_pieces(
+    region: Window, window_size: int, read: Callable, profile: dict[str, Any]
+) -> Iterator[tuple[Window, np.ndarray, np.ndarray | None]]:
+    """The pixels of ``region`` (``read(window)`` gives values and validity) as pieces
+    to write, window by window (their offsets from the region's); with a mask of where
+    they hold data when the output has no nodata value."""
+    for window in split_window(region, window_size):
+        offset = Window(
+            window.col_off - region.col_off,
+            window.row_off - region.row_off,
+            window.width,
+            window.height,
+        )
+        values, valid = read(window)
+        mask = valid.any(axis=0).astype(np.uint8) * 255 if profile["nodata"] is None else None
+        yield offset, values, mask
+
+
+def _per_worker(function: Callable, items: list[tuple], opener: Callable, workers: int) -> None:
+    """``function(reader, *item)`` for every item, on ``workers`` threads; each thread
+    opens its own ``reader`` with ``opener`` (a context manager: datasets are neither
+    shared between threads nor closed in another) for its share of the items."""
+
+    def run(share: list[tuple]) -> None:
+        with opener() as reader:
+            for item in share:
+                function(reader, *item)
+
+    ThreadExecutor(workers).map(
+        run, [share for start in range(workers) if (share := items[start::workers])]
+    )
+
+
+def _link_overviews(vrt: Path, levels: list[str]) -> None:
+    """Make the VRTs ``levels`` (paths relative to ``vrt``) the overviews of each band."""
+    root = ElementTree.fromstring(vrt.read_bytes())
+    for band in root.findall("VRTRasterBand"):
+        for level in levels:
+            overview = ElementTree.SubElement(band, "Overview")
+            ElementTree.SubElement(overview, "SourceFilename", relativeToVRT="1").text = level
+            ElementTree.SubElement(overview, "SourceBand").text = band.attrib["band"]
+    write_atomically(vrt, ElementTree.tostring(root))
 
 
 def _tile_offsets(length: int, size: int, overlap: int) -> list[int]:
@@ -509,15 +694,25 @@ def _vrt(profile: dict[str, Any], descriptions, tiles: list[tuple[str, Window]])
         description = descriptions[band - 1] if band <= len(descriptions) else None
         if description:
             ElementTree.SubElement(element, "Description").text = description
-        for name, tile in tiles:
-            source = ElementTree.SubElement(element, "SimpleSource")
-            ElementTree.SubElement(source, "SourceFilename", relativeToVRT="1").text = name
-            ElementTree.SubElement(source, "SourceBand").text = str(band)
-            size = {"xSize": str(int(tile.width)), "ySize": str(int(tile.height))}
-            ElementTree.SubElement(source, "SrcRect", {"xOff": "0", "yOff": "0", **size})
-            offsets = {"xOff": str(int(tile.col_off)), "yOff": str(int(tile.row_off))}
-            ElementTree.SubElement(source, "DstRect", {**offsets, **size})
+        _add_sources(element, tiles, str(band))
+    if profile["nodata"] is None:  # the tiles' masks say where the mosaic has data
+        mask = ElementTree.SubElement(root, "MaskBand")
+        _add_sources(
+            ElementTree.SubElement(mask, "VRTRasterBand", dataType="Byte"), tiles, "mask,1"
+        )
     return ElementTree.tostring(root)
+
+
+def _add_sources(band: ElementTree.Element, tiles: list[tuple[str, Window]], source: str) -> None:
+    """Put band ``source`` of each of ``tiles`` (beside the VRT) in its place in ``band``."""
+    for name, tile in tiles:
+        element = ElementTree.SubElement(band, "SimpleSource")
+        ElementTree.SubElement(element, "SourceFilename", relativeToVRT="1").text = name
+        ElementTree.SubElement(element, "SourceBand").text = source
+        size = {"xSize": str(int(tile.width)), "ySize": str(int(tile.height))}
+        ElementTree.SubElement(element, "SrcRect", {"xOff": "0", "yOff": "0", **size})
+        offsets = {"xOff": str(int(tile.col_off)), "yOff": str(int(tile.row_off))}
+        ElementTree.SubElement(element, "DstRect", {**offsets, **size})
 
 
 def _seam_weights(polygon, bounds, shape: tuple[int, int], feather: float) -> np.ndarray:

@@ -73,3 +73,35 @@ def is_complete(records: Path, output: Path, digest: str) -> bool:
         return file_checksum(output) == record.get("sha256")
     except (OSError, ValueError):
         return False
+
+
+def opens_as_raster(path: Path) -> bool:
+    """True if ``path`` opens as a raster with pixels, and the first and last windows of
+    every band (and their masks) can be read: a truncated or garbled file fails here."""
+    import rasterio
+    from rasterio.errors import RasterioError
+    from rasterio.windows import Window
+
+    try:
+        with rasterio.open(path) as dataset:
+            if min(dataset.count, dataset.width, dataset.height) < 1:
+                return False
+            width, height = min(dataset.width, 256), min(dataset.height, 256)
+            for window in (
+                Window(0, 0, width, height),
+                Window(dataset.width - width, dataset.height - height, width, height),
+            ):
+                dataset.read(window=window)
+                dataset.read_masks(window=window)
+    except (RasterioError, OSError):
+        return False
+    return True
+
+
+def reusable_output(path: Path, mode: str) -> bool:
+    """Whether a resumed run keeps the output at ``path`` instead of writing it again:
+    never with ``mode`` ``"no"``; if it exists with ``"yes"``; if it exists and opens as
+    a whole raster (:func:`opens_as_raster`) with ``"validate"``."""
+    if mode == "no" or not path.is_file():
+        return False
+    return mode == "yes" or opens_as_raster(path)

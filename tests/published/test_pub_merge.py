@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import math
+import os
+import xml.etree.ElementTree as ElementTree
+
 import numpy as np
 import pytest
 import rasterio
 from published_data import dummy_raster
 
-from spectralmatch import compute_overviews, merge_rasters
+from spectralmatch import Match, compute_overviews, merge_rasters
 
 
 @pytest.fixture
@@ -53,6 +57,9 @@ def test_a_bad_resolution_is_refused(tmp_path, resolution):
         ({"resampling_method": "unknown"}, "resampling_method"),
         ({"output_tiles": True, "create_vrts": "../Custom.vrt"}, "create_vrts"),
         ({"output_tiles": True, "create_vrts": "Custom.tif"}, "create_vrts"),
+        ({"image_threads": 2}, "requires output_tiles"),
+        ({"output_tiles": True, "window_scales": (2, 8)}, "window_scales"),
+        ({"window_size": 17}, "multiple of 16"),
     ],
 )
 def test_tile_options_are_checked(tmp_path, options, message):
@@ -116,3 +123,203 @@ def test_resampling_applies_to_mixed_resolution_inputs(tmp_path):
             outputs[method] = reference.read()
         np.testing.assert_array_equal(tiles_on_grid(folder, single), outputs[method])
     assert np.any(outputs["nearest"] != outputs["bilinear"])
+
+
+def test_output_paths_must_be_a_folder_for_tiles_and_a_file_without(tmp_path):
+    (tmp_path / "existing").write_text("file")
+    for path in (tmp_path / "output.tif", tmp_path / "existing"):
+        with pytest.raises(ValueError, match="must be a folder"):
+            merge_rasters(["unused.tif"], str(path), output_tiles=True)
+    with pytest.raises(ValueError, match="must be a file"):
+        merge_rasters(["unused.tif"], str(tmp_path))
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_tiles_with_overlap_put_together_are_the_single_mosaic(merge_sources, tmp_path, workers):
+    single = tmp_path / "merged.tif"
+    folder = tmp_path / "tiles"
+    merge_rasters(merge_sources, str(single), custom_nodata_value=65535)
+    result = merge_rasters(
+        merge_sources,
+        str(folder),
+        output_tiles=True,
+        image_threads=workers,
+        window_size=24,
+        overlap=4,
+        custom_tiles_csv="index.csv",
+        custom_nodata_value=65535,
+        output_dtype="Float32",
+    )
+    assert result == str(folder)
+    tiles = sorted(folder.glob("*.tif"))
+    # 112 x 64 pixels in tiles of 24 stepping 20: 6 columns, 3 rows
+    assert len(tiles) == 18
+    with rasterio.open(single) as reference:
+        expected = reference.read()
+    np.testing.assert_array_equal(tiles_on_grid(folder, single), expected)
+    rows = [line.split(";") for line in (folder / "index.csv").read_text().splitlines()]
+    assert len(rows) == len(tiles)
+    for name, minx, maxx, miny, maxy in rows:
+        with rasterio.open(folder / name) as tile:
+            left, bottom, right, top = tile.bounds
+            assert tuple(map(float, (minx, maxx, miny, maxy))) == (left, right, bottom, top)
+            assert tile.nodata == 65535
+            assert tile.dtypes[0] == "float32"
+
+
+def test_pyramids_written_in_threads_are_those_written_in_one(merge_sources, tmp_path):
+    for workers, name in [(None, "serial"), (2, "parallel")]:
+        merge_rasters(
+            merge_sources,
+            str(tmp_path / name),
+            output_tiles=True,
+            image_threads=workers,
+            window_size=24,
+            overlap=3,
+            build_overviews=True,
+            resampling_method="bilinear",
+            custom_tiles_csv="index.csv",
+        )
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    assert [p.name for p in sorted(serial.iterdir()) if p.is_dir()] == ["1", "2", "3", "4", "5"]
+    assert {p.relative_to(serial) for p in serial.rglob("*")} == {
+        p.relative_to(parallel) for p in parallel.rglob("*")
+    }
+    for path in serial.rglob("*.tif"):
+        with rasterio.open(path) as a, rasterio.open(parallel / path.relative_to(serial)) as b:
+            assert a.transform == b.transform
+            np.testing.assert_array_equal(a.read(), b.read())
+    for path in serial.rglob("*.csv"):
+        assert path.read_text() == (parallel / path.relative_to(serial)).read_text()
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_tile_resume_keeps_valid_tiles_and_rewrites_missing_and_broken(
+    merge_sources, tmp_path, workers
+):
+    folder = tmp_path / "tiles"
+    options = {
+        "output_tiles": True,
+        "image_threads": workers,
+        "window_size": 32,
+        "build_overviews": True,
+        "custom_tiles_csv": "index.csv",
+    }
+    merge_rasters(merge_sources, str(folder), **options)
+    tiles = sorted(folder.rglob("*.tif"))
+    original = {path: path.read_bytes() for path in tiles}
+    untouched = tiles[-1]
+    stamp = untouched.stat().st_mtime_ns
+    broken, missing = tiles[0], tiles[1]
+    missing.unlink()
+    merge_rasters(merge_sources, str(folder), resume_from_outputs="yes", **options)
+    assert missing.exists()
+    # a broken tile of the pyramid and one of the top level are written again
+    broken.write_bytes(b"invalid raster")
+    next(folder.glob("*.tif")).write_bytes(b"invalid base tile")
+    merge_rasters(merge_sources, str(folder), resume_from_outputs="validate", **options)
+    assert all(path.read_bytes() == original[path] for path in tiles)
+    assert untouched.stat().st_mtime_ns == stamp
+    merge_rasters(merge_sources, str(folder), resume_from_outputs="no", **options)
+    assert untouched.stat().st_mtime_ns != stamp
+
+
+def test_single_file_overviews_and_a_resume_that_needs_no_input(merge_sources, tmp_path):
+    output = str(tmp_path / "merged.tif")
+    merge_rasters(merge_sources, output, build_overviews=True)
+    with rasterio.open(output) as dataset:
+        assert len(dataset.overviews(1)) == 5
+    assert merge_rasters(["missing.tif"], output, resume_from_outputs="validate") == output
+
+
+def test_a_small_mosaic_gets_only_the_pyramid_levels_it_can_hold(tmp_path):
+    source = dummy_raster(tmp_path / "tiny.tif", width=3, height=3, count=1)
+    folder = tmp_path / "tiles"
+    merge_rasters([source], str(folder), output_tiles=True, build_overviews=True)
+    assert (folder / "1" / "mosaic_1_1.tif").exists()
+    assert not (folder / "2").exists()
+
+
+def test_the_vrt_links_every_band_to_the_pyramid_and_moves_with_it(tmp_path):
+    source = dummy_raster(tmp_path / "source.tif", width=128, height=64, dtype="uint16")
+    folder = tmp_path / "tiles"
+    merge_rasters(
+        [source],
+        str(folder),
+        output_tiles=True,
+        window_size=32,
+        build_overviews=True,
+        create_vrts="My Mosaic.vrt",
+    )
+    for path in (folder / "1").glob("*.tif"):
+        with rasterio.open(path, "r+") as tile:
+            for band in range(1, 4):
+                tile.write(np.full((tile.height, tile.width), 1000 + band, "uint16"), band)
+    with rasterio.open(folder / "My Mosaic.vrt") as dataset:
+        assert dataset.count == 3
+        assert len(dataset.overviews(1)) == 5
+        np.testing.assert_array_equal(dataset.read(), 100)
+        half = dataset.read(out_shape=(3, 32, 64))
+    for band in range(3):
+        np.testing.assert_array_equal(half[band], 1001 + band)
+    for path in folder.rglob("*.vrt"):
+        sources = ElementTree.parse(path).findall(".//SourceFilename")
+        assert all(node.attrib.get("relativeToVRT") == "1" for node in sources)
+        assert str(tmp_path) not in path.read_text()
+    moved = tmp_path / "moved"
+    folder.rename(moved)
+    with rasterio.open(moved / "My Mosaic.vrt") as dataset:
+        np.testing.assert_array_equal(dataset.read(), 100)
+        np.testing.assert_array_equal(dataset.read(1, out_shape=(32, 64)), 1001)
+
+
+def test_pyramid_levels_cover_the_mosaic_and_its_odd_edges(tmp_path):
+    source = dummy_raster(
+        tmp_path / "odd.tif", width=95, height=79, count=1, fill=100, origin=(0, 79)
+    )
+    folder = tmp_path / "tiles"
+    merge_rasters([source], str(folder), output_tiles=True, window_size=24, build_overviews=True)
+    with rasterio.open(folder / "MergedImage.vrt") as dataset:
+        assert len(dataset.overviews(1)) == 5
+        for factor in (2, 4, 8, 16, 32):
+            shape = (math.ceil(79 / factor), math.ceil(95 / factor))
+            np.testing.assert_array_equal(dataset.read(1, out_shape=shape), 100)
+    for level, factor in enumerate((2, 4, 8, 16, 32), start=1):
+        with rasterio.open(folder / str(level) / "MergedImage.vrt") as dataset:
+            assert dataset.shape == (math.ceil(79 / factor), math.ceil(95 / factor))
+            assert dataset.res == (factor, factor)
+            # its own grid: from the mosaic's corner, past its far edges by less than a pixel
+            left, bottom, right, top = dataset.bounds
+            assert (left, top) == (0, 79) and 95 <= right < 95 + factor and -factor < bottom <= 0
+            np.testing.assert_array_equal(dataset.read(1), 100)
+
+
+def test_resume_writes_the_vrts_again_and_ignores_other_rasters(merge_sources, tmp_path):
+    folder = tmp_path / "tiles"
+    options = {
+        "output_tiles": True,
+        "window_size": 32,
+        "build_overviews": True,
+        "window_scales": (2, 4),
+    }
+    merge_rasters(merge_sources, str(folder), **options)
+    vrt = folder / "MergedImage.vrt"
+    with rasterio.open(vrt) as dataset:
+        expected = dataset.read()
+    stamps = {path: path.stat().st_mtime_ns for path in folder.rglob("*.tif")}
+    vrt.unlink()
+    (folder / "1" / "MergedImage.vrt").unlink()
+    dummy_raster(folder / "unrelated.tif", origin=(200, 10))
+    merge_rasters(merge_sources, str(folder), resume_from_outputs="yes", **options)
+    assert all(path.stat().st_mtime_ns == stamp for path, stamp in stamps.items())
+    with rasterio.open(vrt) as dataset:
+        np.testing.assert_array_equal(dataset.read(), expected)
+        assert len(dataset.overviews(1)) == 2
+        assert dataset.read(1, out_shape=(32, 56)).shape == (32, 56)
+
+
+@pytest.mark.parametrize("function", [Match.global_regression, Match.local_block_adjustment])
+def test_overview_scales_are_checked_before_any_work(function):
+    with pytest.raises(ValueError, match="window_scales"):
+        function(["missing.tif"], "unused", window_scales=(4, 2), build_overviews=True)
+    assert not os.path.exists("unused")

@@ -3,6 +3,7 @@ and the path helpers, ported: the same calls with the same keywords."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 import geopandas
@@ -12,6 +13,7 @@ from published_data import dummy_raster, dummy_vector
 
 from spectralmatch import (
     align_rasters,
+    compute_resolution,
     create_paths,
     mask_rasters,
     match_paths,
@@ -129,6 +131,45 @@ def test_align_rasters_numeric_resolution_sets_the_pixel_and_snaps_the_grid(misa
         assert abs(transform.e) == pytest.approx(resolution)
         assert transform.c / resolution == pytest.approx(round(transform.c / resolution))
         assert transform.f / resolution == pytest.approx(round(transform.f / resolution))
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [("highest", (1.0, 1.0)), ("lowest", (2.0, 2.0)), ("average", (1.5, 1.5)), (2.5, (2.5, 2.5))],
+)
+def test_compute_resolution_chooses_among_the_pixel_sizes(misaligned, strategy, expected):
+    assert compute_resolution(misaligned[0], strategy) == expected
+
+
+def test_compute_resolution_without_a_strategy_keeps_the_grids(misaligned):
+    assert compute_resolution(misaligned[0], None) is None
+    with pytest.raises(ValueError, match="strategy"):
+        compute_resolution(misaligned[0], "finest")
+
+
+@pytest.mark.parametrize("operation", ["align", "mask"])
+def test_resume_keeps_the_outputs_that_exist_or_validate(tmp_path, misaligned, operation):
+    inputs, outputs = misaligned
+    if operation == "align":
+        run = functools.partial(align_rasters, inputs, outputs)
+    else:
+        mask = dummy_vector(tmp_path / "mask.gpkg", bounds=(4, 4, 12, 12))
+        run = functools.partial(mask_rasters, inputs, outputs, vector_mask=("exclude", mask))
+    run()
+    written = [open(path, "rb").read() for path in outputs]
+    kept, other = outputs
+    stamp = os.stat(kept).st_mtime_ns
+    os.remove(other)
+    run(resume_from_outputs="yes")
+    assert os.stat(kept).st_mtime_ns == stamp and open(other, "rb").read() == written[1]
+    with open(other, "wb") as file:
+        file.write(b"not a raster")
+    run(resume_from_outputs="yes")  # it exists: kept as it is
+    assert open(other, "rb").read() == b"not a raster"
+    run(resume_from_outputs="validate")
+    assert os.stat(kept).st_mtime_ns == stamp and open(other, "rb").read() == written[1]
+    run(resume_from_outputs="no")
+    assert os.stat(kept).st_mtime_ns != stamp
 
 
 # ---------------------------------------------------------------------- paths
