@@ -106,6 +106,11 @@ DEFAULT_STEPS = (
 )
 #: Where the published pipeline's defaults differ from its functions' defaults.
 PIPELINE_DEFAULTS = {"merge": {"build_overviews": True}}
+#: Shared keywords a step takes only with one of its own set: merge_rasters runs tiles in
+#: parallel (and refuses the thread keywords for one mosaic).
+SHARED_ONLY_WITH = {
+    "merge": ({"image_threads", "concurrent_processing_backend", "dask_scheduler"}, "output_tiles")
+}
 #: Keywords that name a step's inputs and outputs: the pipeline sets them.
 WIRED = {"input_images", "output_images", "output_mask", "output_image_path"}
 
@@ -279,10 +284,12 @@ def _plan(
     plan = []
     for name in steps:
         step = STEPS[name]
+        given = PIPELINE_DEFAULTS.get(name, {}) | own.pop(step.prefix, {})
         accepted = step.keywords() - WIRED
+        if name in SHARED_ONLY_WITH and not given.get(SHARED_ONLY_WITH[name][1]):
+            accepted -= SHARED_ONLY_WITH[name][0]
         keywords = {key: value for key, value in shared.items() if key in accepted}
-        keywords |= PIPELINE_DEFAULTS.get(name, {}) | own.pop(step.prefix, {})
-        plan.append((step, keywords))
+        plan.append((step, keywords | given))
     if own:
         skipped = sorted(f"{prefix}_{key}" for prefix, given in own.items() for key in given)
         warnings.warn(

@@ -255,3 +255,14 @@ def test_an_image_without_nodata_gets_an_internal_mask(tmp_path, stripes):
         ImageCollection.from_paths(tmp_path / "o").images[0].statistics().count[0]
         == (mask > 0).sum()
     )
+
+
+@pytest.mark.parametrize("mode, kept", [("yes", True), ("validate", False), ("no", False)])
+def test_resume_keeps_an_existing_seamline_file_as_asked(tmp_path, tiles, mode, kept):
+    output = tmp_path / "masks.gpkg"
+    output.write_text("not a vector file")
+    voronoi_center_seamline(tiles, str(output), resume_from_outputs=mode)
+    if kept:
+        assert output.read_text() == "not a vector file"
+    else:
+        assert sorted(regions_of(output)) == tiles.names

@@ -25,7 +25,7 @@ from .._validation import (
     check,
     dtype_name,
 )
-from ..engine.published import takes_engine_keywords, warn_no_effect
+from ..engine.published import ResumeMode, takes_engine_keywords, warn_no_effect
 from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.coregistration import (
     PARAMETER_COUNT,
@@ -42,6 +42,7 @@ from ..geo.overlap import OverlapGraph
 from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import output_arguments, resolve_outputs
+from ..raster.records import reusable_output
 from ..raster.write import output_profile, to_dtype, write_raster
 from .align import NativeGrid, aligned_grid, target_resolution
 from .tiepoints import filter_ties, load_tie_points, match_pair, save_tie_points, sorted_pair
@@ -270,6 +271,7 @@ def joint_coregistration(
     save_as_cog: bool = False,
     build_overviews: bool = False,
     window_scales: Sequence[int] | None = (2, 4, 8, 16, 32),
+    resume_from_outputs: ResumeMode = "no",
     **local_keywords: Any,
 ) -> list[str]:
     """Move overlapping images onto each other: tie points in every overlap, one joint
@@ -277,8 +279,10 @@ def joint_coregistration(
     pixel grid.
 
     Also takes the published engine keywords (``debug_logs``, ``cache``, the thread
-    counts, ``concurrent_processing_backend``, ``dask_scheduler``,
-    ``resume_from_outputs``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
+    counts, ``concurrent_processing_backend``, ``dask_scheduler``): see
+    :func:`~spectralmatch.engine.published.takes_engine_keywords`. With
+    ``resume_from_outputs`` ``"yes"`` the outputs that exist are kept (``"validate"``:
+    those that open as whole rasters), and when all are kept nothing is read.
 
     Tie points come from phase correlation, not from ORB features as in the published
     package: in each overlap, patches of 32 pixels on a regular grid (of a decimated read
@@ -370,6 +374,9 @@ def joint_coregistration(
     except SpectralMatchError as error:
         raise SpectralMatchError(f"{NAME}: {error}") from None
     paths = resolve_outputs(collection, **output_arguments(collection, output_images))
+    kept = [reusable_output(path, resume_from_outputs) for path in paths]
+    if all(kept):
+        return [str(path) for path in paths]
     loaded = load_tie_points(load_adjustments) if load_adjustments else {}
     ties, raw = collect_ties(
         collection,
@@ -403,7 +410,9 @@ def joint_coregistration(
         "cog": save_as_cog,
         "overviews": tuple(window_scales or ()) if build_overviews else (),
     }
-    for image, path, matrix in zip(collection, paths, matrices, strict=True):
+    for image, path, matrix, keep in zip(collection, paths, matrices, kept, strict=True):
+        if keep:
+            continue
         LOGGER.debug("%s: %s correction %s", NAME, image.name, np.round(matrix[:2], 6).tolist())
         _write(image, path, matrix, size, tap, origin, options)
     return [str(path) for path in paths]

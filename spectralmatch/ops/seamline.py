@@ -16,11 +16,11 @@ import numpy as np
 from attrs import define, field
 
 from .._validation import BOOLEAN, NON_NEGATIVE, NONE, PATH, POSITIVE, AnyOf, InstanceOf, check
-from ..engine.published import takes_engine_keywords
+from ..engine.published import ResumeMode, takes_engine_keywords
 from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..masks.vector import polygons_by_name, read_layer
 from ..raster.collection import ImageCollection, ImagesLike
-from .vectors import write_atomically, write_frame
+from .vectors import reusable_vector, write_atomically, write_frame
 
 #: The name of a field or a layer.
 NAME = InstanceOf((str,), "a name (a string)")
@@ -588,20 +588,25 @@ def voronoi_center_seamline(
     min_point_spacing: float = 10.0,
     min_cut_length: float = 0.0,
     debug_vectors_path: str | os.PathLike | None = None,
+    resume_from_outputs: ResumeMode = "no",
 ) -> str:
     """Write Voronoi-centre seamlines of the images to ``output_mask`` (GeoPackage or any
     OGR format by extension, layer ``"seamlines"``), one feature per image with its name
     in ``image_field_name``; the keywords are those of :meth:`Seamline.voronoi`.
 
     Also takes the published engine keywords (``debug_logs``, ``cache``, the thread
-    counts, ``concurrent_processing_backend``, ``dask_scheduler``,
-    ``resume_from_outputs``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
+    counts, ``concurrent_processing_backend``, ``dask_scheduler``): see
+    :func:`~spectralmatch.engine.published.takes_engine_keywords`. With
+    ``resume_from_outputs`` ``"yes"`` an existing ``output_mask`` is kept (``"validate"``:
+    if it reads as a layer with features).
 
     Returns
     -------
     str
         ``output_mask``.
     """
+    if reusable_vector(output_mask, resume_from_outputs):
+        return str(output_mask)
     Seamline.voronoi(
         input_images,
         output_mask,
@@ -625,20 +630,25 @@ def weighted_seamline(
     input_layer: str | None = None,
     output_layer: str = "seamlines",
     rank_descending: bool = True,
+    resume_from_outputs: ResumeMode = "no",
 ) -> str:
     """Write seamlines from ranked footprints to ``output_mask`` (layer ``output_layer``):
     where footprints overlap, the best-ranked image wins; the keywords are those of
     :meth:`Seamline.weighted`.
 
     Also takes the published engine keywords (``debug_logs``, ``cache``, the thread
-    counts, ``concurrent_processing_backend``, ``dask_scheduler``,
-    ``resume_from_outputs``): see :func:`~spectralmatch.engine.published.takes_engine_keywords`.
+    counts, ``concurrent_processing_backend``, ``dask_scheduler``): see
+    :func:`~spectralmatch.engine.published.takes_engine_keywords`. With
+    ``resume_from_outputs`` ``"yes"`` an existing ``output_mask`` is kept (``"validate"``:
+    if it reads as a layer with features).
 
     Returns
     -------
     str
         ``output_mask``.
     """
+    if reusable_vector(output_mask, resume_from_outputs):
+        return str(output_mask)
     Seamline.weighted(
         input_polygons,
         output_mask,

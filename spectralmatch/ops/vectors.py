@@ -61,6 +61,20 @@ def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
                 file.unlink()
 
 
+def reusable_vector(path: str | os.PathLike, mode: str) -> bool:
+    """Whether a resumed run keeps the vector file at ``path``: never with ``mode``
+    ``"no"``; if it exists with ``"yes"``; if it exists and reads as a layer with at least
+    one feature with ``"validate"``."""
+    if mode == "no" or not Path(path).is_file():
+        return False
+    if mode == "yes":
+        return True
+    try:
+        return len(read_layer(path)) > 0
+    except SpectralMatchError:
+        return False
+
+
 def _named(folder: Path, stem: str) -> list[Path]:
     """The files of ``folder`` named ``stem`` plus an extension."""
     return [file for file in folder.iterdir() if file.name.startswith(f"{stem}.")]

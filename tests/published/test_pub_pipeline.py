@@ -293,3 +293,24 @@ def test_the_full_default_flow(tmp_path, overview_options):
         for path in outputs if isinstance(outputs, list) else [outputs]:
             with rasterio.open(path) as dataset:
                 assert dataset.overviews(1) == list(scales), (stage, path)
+
+
+def test_a_resumed_pipeline_keeps_every_finished_step(tmp_path, data_dir):
+    """Run again with the same working directory and resume: every step keeps what the
+    first run wrote (nothing is rewritten), and the thread keywords shared with a merge
+    into one file do not stop it."""
+    sample = sorted(str(path) for path in data_dir.glob("tile_*.tif"))
+    options = {
+        "shared_temp_dir": str(tmp_path / "work"),
+        "delete_temp_dir": False,
+        "shared_resume_from_steps": "yes",
+        "shared_image_threads": 2,
+    }
+    first = pipeline(sample, str(tmp_path / "mosaic.tif"), **options)
+    written = sorted(path for path in tmp_path.rglob("*") if path.is_file())
+    stamps = [path.stat().st_mtime_ns for path in written]
+    second = pipeline(sample, str(tmp_path / "mosaic.tif"), **options)
+    assert sorted(path for path in tmp_path.rglob("*") if path.is_file()) == written
+    assert [path.stat().st_mtime_ns for path in written] == stamps
+    for step in first["steps"]:
+        assert first[step] == second[step]
