@@ -30,8 +30,9 @@ from .ops.clip import mask_rasters
 from .ops.coregister import joint_coregistration
 from .ops.merge import merge_rasters
 from .ops.seamline import voronoi_center_seamline, weighted_seamline
+from .raster.collection import resolve_paths
 from .raster.image import DEFAULT_WINDOW_SIZE
-from .raster.paths import TEMPLATE_SYMBOLS, names_a_file, search_paths
+from .raster.paths import TEMPLATE_SYMBOLS, names_a_file
 from .workflow import global_regression, local_block_adjustment
 
 #: What a step writes: one raster per image, one vector layer, or one mosaic.
@@ -226,24 +227,21 @@ shared_calculation_dtype, shared_output_dtype, shared_save_as_cog
     engine = EngineKeywords(**{name: shared[name] for name in ENGINE_KEYWORDS})
     plan = _plan(steps, step_keywords, shared)
     _check_output(shared_output_image_path, plan)
-    inputs = (
-        search_paths(shared_input_images, default_file_pattern="*.tif")
-        if isinstance(shared_input_images, (str, os.PathLike))
-        else shared_input_images
-    )
     run = _Run(Path(shared_temp_dir) if shared_temp_dir else None, delete_temp_dir)
     started, clock = datetime.now(), time.perf_counter()
     with engine.logging():
         LOGGER.debug("pipeline: steps %s, working directory %s", list(steps), run.folder)
         try:
-            results = run.steps(plan, inputs, shared_output_image_path, delete_previous_step)
+            results = run.steps(
+                plan, shared_input_images, shared_output_image_path, delete_previous_step
+            )
         finally:
             run.clean_up()
     return {
         **results,
         "temp_dir": str(run.folder),
         "input_images": shared_input_images,
-        "num_input_images": len(_as_list(inputs)),
+        "num_input_images": len(resolve_paths(shared_input_images)),
         "steps": list(steps),
         "start_time": started.isoformat(timespec="seconds"),
         "end_time": datetime.now().isoformat(timespec="seconds"),
