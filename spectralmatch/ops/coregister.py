@@ -132,10 +132,14 @@ class Correction:
     matrix: np.ndarray
     mesh: Mesh | None = None
 
+    @property
+    def local(self) -> float:
+        """The largest local displacement (CRS units)."""
+        return self.mesh.largest() if self.mesh is not None else 0.0
+
     def largest_shift(self, image: Image) -> float:
         """The largest distance (CRS units) any point of ``image`` moves, at most."""
-        local = self.mesh.largest() if self.mesh is not None else 0.0
-        return largest_shift(self.matrix, _corners(image)) + local
+        return largest_shift(self.matrix, _corners(image)) + self.local
 
     def source(self, image: Image, points: np.ndarray) -> np.ndarray:
         """(n, 2) where in ``image`` the corrected map coordinates ``points`` come from."""
@@ -154,7 +158,7 @@ def _output_grid(image: Image, correction: Correction, size, tap: bool, origin) 
     local displacement, so that no moved pixel falls outside)."""
     matrix = correction.matrix
     moved = _corners(image) @ matrix[:2, :2].T + matrix[:2, 2]
-    local = correction.mesh.largest() if correction.mesh is not None else 0.0
+    local = correction.local
     bounds = (*(moved.min(axis=0) - local), *(moved.max(axis=0) + local))
     return PixelGrid(*aligned_grid(bounds, size, tap, origin))
 
