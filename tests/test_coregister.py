@@ -13,6 +13,8 @@ from scipy import ndimage
 
 from spectralmatch import SpectralMatchError, joint_coregistration
 from spectralmatch.errors import SpectralMatchWarning
+from spectralmatch.ops.tiepoints import match_pair
+from spectralmatch.raster.image import Image
 
 PIXEL = 30.0
 FIXED = {"tile_00": 1e6}
@@ -173,8 +175,10 @@ def test_registered_inputs_come_out_bit_identical(tmp_path):
     write_raster(tmp_path / "in" / "whole.tif", values, transform=transform, nodata=0)
     part = transform * Affine.translation(120, 40)
     write_raster(tmp_path / "in" / "part.tif", values[:, 40:, 120:], transform=part, nodata=0)
-    for model in ("translation", "affine"):
-        outputs = joint_coregistration(tmp_path / "in", tmp_path / model, global_model=model)
+    for model, local in [("translation", "none"), ("affine", "none"), ("translation", "bilinear")]:
+        outputs = joint_coregistration(
+            tmp_path / "in", tmp_path / model / local, global_model=model, local_model=local
+        )
         for output, name in zip(outputs, ("part", "whole"), strict=True):
             assert np.array_equal(read_raster(output), read_raster(tmp_path / "in" / f"{name}.tif"))
 
@@ -202,8 +206,6 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         )
     with pytest.raises(SpectralMatchError, match="at least two .*tile_00.tif"):
         joint_coregistration([tmp_path / "in" / "tile_00.tif"], tmp_path / "out")
-    with pytest.raises(SpectralMatchError, match="local_model='bilinear' is not implemented"):
-        joint_coregistration(tmp_path / "in", tmp_path / "out", local_model="bilinear")
     (tmp_path / "bad.json").write_text('{"points": []}')
     with pytest.raises(SpectralMatchError, match="bad.json: load_adjustments"):
         joint_coregistration(
@@ -221,3 +223,102 @@ def test_lanczos_is_cubic_with_a_warning_and_nodata_is_not_filled(tmp_path):
         values = read_raster(output)
         # a sample touching nodata is nodata: no more valid pixels than the input had
         assert 0 < np.count_nonzero(values) <= np.count_nonzero(_tile(name)[0])
+
+
+# ------------------------------------------------------------------ the local mesh
+
+
+def _sinusoid_warped(folder):
+    """tile_00 and tile_02 as they are, and tile_01 with its content displaced by up to
+    1.5 pixels, in x and y, by a sinusoid of one period down the tile."""
+    for name in ("tile_00", "tile_02"):
+        values, transform = _tile(name)
+        write_raster(folder / f"{name}.tif", values, transform=transform, nodata=0)
+    values, transform = _tile("tile_01")
+    rows, cols = np.mgrid[0 : values.shape[1], 0 : values.shape[2]].astype(float)
+    phase = 2 * np.pi * rows / values.shape[1]
+    coordinates = np.array([rows + 1.5 * np.cos(phase), cols + 1.5 * np.sin(phase)])
+    warped = [ndimage.map_coordinates(band.astype(float), coordinates, order=1) for band in values]
+    inside = ndimage.map_coordinates((values > 0).all(axis=0).astype(float), coordinates, order=1)
+    warped = np.where(inside > 0.999, np.rint(warped), 0).astype(values.dtype)
+    write_raster(folder / "tile_01.tif", warped, transform=transform, nodata=0)
+
+
+def _misregistration(first, second) -> tuple[float, int]:
+    """Root mean square distance (pixels) between where phase correlation of patches
+    finds the same ground in two outputs, over their overlap, and the number of patches."""
+    a, b = Image(first), Image(second)
+    bounds = (*np.maximum(a.bounds[:2], b.bounds[:2]), *np.minimum(a.bounds[2:], b.bounds[2:]))
+    raw = match_pair(a, b, bounds)
+    at_a = np.array(a.transform * (raw[:, :2] + 0.5).T)
+    at_b = np.array(b.transform * (raw[:, 2:] + 0.5).T)
+    return float(np.sqrt(np.mean(np.sum((at_b - at_a) ** 2, axis=0)))) / PIXEL, len(raw)
+
+
+@pytest.mark.parametrize("local_model", ["bilinear", "piecewise_affine"])
+def test_a_local_mesh_undoes_a_smooth_warp_that_translation_leaves(tmp_path, local_model):
+    _sinusoid_warped(tmp_path / "in")
+    translated = joint_coregistration(tmp_path / "in", tmp_path / "translation")
+    meshed = joint_coregistration(tmp_path / "in", tmp_path / "mesh", local_model=local_model)
+    before, patches = _misregistration(*translated[:2])
+    after, _ = _misregistration(*meshed[:2])
+    # a 1.5 px sinusoid leaves about 1.06 px (its root mean square) to a translation
+    assert patches >= 10 and before > 1.0
+    assert after < 0.3 * before
+    # tile_00 and tile_02 overlap away from the warp: the mesh does not make them worse
+    assert _misregistration(meshed[0], meshed[2])[0] < 0.25
+
+
+def test_a_mesh_that_folds_over_is_refused(tmp_path):
+    _shifted_pair(tmp_path / "in")
+    # tie points along a row whose residuals swing 4 cells' worth to and fro
+    columns = np.arange(265, 365, 10.0)
+    swing = np.where(np.arange(len(columns)) % 2, 40.0, -40.0)
+    first = np.column_stack([columns, np.full(len(columns), 100.0)])
+    second = np.column_stack([columns - 2.5 - 262 + swing, np.full(len(columns), 100.0 + 1.5)])
+    ties = {
+        "tie_points": [
+            {
+                "image_1": "tile_00",
+                "image_2": "tile_01_shifted",
+                "points": np.stack([first, second], axis=1).tolist(),
+            }
+        ]
+    }
+    (tmp_path / "ties.json").write_text(json.dumps(ties))
+    with pytest.raises(SpectralMatchError, match="tile_0.*folds over.*local_smoothness_weight"):
+        joint_coregistration(
+            tmp_path / "in",
+            tmp_path / "out",
+            load_adjustments=tmp_path / "ties.json",
+            ransac_reprojection_threshold=10_000.0,
+            robust_loss="none",
+            local_model="piecewise_affine",
+            local_grid_spacing=300.0,
+            local_smoothness_weight=0.0,
+            local_bending_weight=0.0,
+        )
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_local_keywords_are_checked(tmp_path):
+    _shifted_pair(tmp_path / "in")
+    bad = [
+        ("local_grid_spacing", -500.0),
+        ("local_anchor_falloff_distance", 0.0),
+        ("local_smoothness_weight", -1.0),
+        ("local_tie_point_alignment_strength", 1.5),
+        ("local_model", "thin_plate"),
+    ]
+    for keyword, value in bad:
+        with pytest.raises(SpectralMatchError, match=keyword):
+            joint_coregistration(tmp_path / "in", tmp_path / "out", **{keyword: value})
+    with pytest.raises(SpectralMatchError, match="local_image_position.*'tile_99'"):
+        joint_coregistration(
+            tmp_path / "in",
+            tmp_path / "out",
+            local_model="bilinear",
+            local_image_position_preservation_weights={"tile_99": 2.0},
+        )
+    with pytest.warns(SpectralMatchWarning, match="local_grid_spacing=300.0 has no effect"):
+        joint_coregistration(tmp_path / "in", tmp_path / "none", local_grid_spacing=300.0)

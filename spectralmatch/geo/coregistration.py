@@ -12,7 +12,8 @@ from typing import Literal
 import numpy as np
 from attrs import frozen
 from scipy import sparse
-from scipy.sparse.linalg import lsqr
+from scipy.sparse.linalg import lsqr, splu
+from scipy.spatial import cKDTree
 
 from .._typing import Bounds
 from ..errors import SpectralMatchError
@@ -212,3 +213,290 @@ def preservation_weights(
     if not np.all(np.isfinite(values) & (values > 0)):
         raise SpectralMatchError(f"{keyword}: weights must be positive numbers, got {weights}")
     return list(values / values.mean())
+
+
+# ------------------------------------------------------------------ the local mesh
+
+LocalModelName = Literal["none", "bilinear", "piecewise_affine"]
+
+#: The pull towards zero displacement never falls below this share of its full weight.
+ANCHOR_FLOOR = 1e-3
+#: Iterations, at most, of the inversion of a mesh-corrected map.
+INVERSION_ITERATIONS = 20
+
+
+@frozen(eq=False)
+class Mesh:
+    """A regular mesh of nodes over an image's footprint, each carrying a 2-D
+    displacement (CRS units) of that image's map coordinates.
+
+    ``xs`` and ``ys`` are the increasing node coordinates, ``displacement`` has shape
+    (len(ys), len(xs), 2). Between nodes the displacement is interpolated bilinearly
+    (``model`` "bilinear") or linearly on the two triangles of each cell, split along the
+    diagonal from its (x0, y1) to its (x1, y0) node ("piecewise_affine"); outside the
+    mesh it is that of the nearest point of the mesh.
+    """
+
+    xs: np.ndarray
+    ys: np.ndarray
+    model: LocalModelName
+    displacement: np.ndarray
+
+    @classmethod
+    def over(cls, bounds: Bounds, spacing: float, model: LocalModelName) -> Mesh:
+        """A mesh with no displacement over ``bounds``, nodes at most ``spacing`` apart."""
+        left, bottom, right, top = bounds
+        xs = np.linspace(left, right, max(2, int(np.ceil((right - left) / spacing)) + 1))
+        ys = np.linspace(bottom, top, max(2, int(np.ceil((top - bottom) / spacing)) + 1))
+        return cls(xs, ys, model, np.zeros((len(ys), len(xs), 2)))
+
+    @property
+    def nodes(self) -> np.ndarray:
+        """(len(ys) * len(xs), 2) coordinates of the nodes, row by row."""
+        xx, yy = np.meshgrid(self.xs, self.ys)
+        return np.column_stack([xx.ravel(), yy.ravel()])
+
+    def moved(self, displacement: np.ndarray) -> Mesh:
+        """This mesh carrying ``displacement`` (one row of 2 per node)."""
+        return Mesh(self.xs, self.ys, self.model, displacement.reshape(self.displacement.shape))
+
+    def largest(self) -> float:
+        """The largest displacement (CRS units) of any point."""
+        return float(np.max(np.hypot(*self.displacement.reshape(-1, 2).T)))
+
+    def cells(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, 4) node indices and (n, 4) interpolation weights at ``points`` (n, 2)."""
+        column, fx = _cell_axis(self.xs, points[:, 0])
+        row, fy = _cell_axis(self.ys, points[:, 1])
+        first = row * len(self.xs) + column
+        nodes = np.column_stack([first, first + 1, first + len(self.xs), first + len(self.xs) + 1])
+        if self.model == "bilinear":
+            weights = [(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy]
+        else:
+            lower = fx + fy <= 1
+            weights = [
+                np.where(lower, 1 - fx - fy, 0.0),
+                np.where(lower, fx, 1 - fy),
+                np.where(lower, fy, 1 - fx),
+                np.where(lower, 0.0, fx + fy - 1),
+            ]
+        return nodes, np.column_stack(weights)
+
+    def basis(self, points: np.ndarray) -> sparse.csr_matrix:
+        """(n, nodes) matrix: the displacement at ``points`` is ``basis @ node values``."""
+        nodes, weights = self.cells(points)
+        rows = np.repeat(np.arange(len(points)), 4)
+        shape = (len(points), self.displacement.shape[0] * self.displacement.shape[1])
+        return sparse.csr_matrix((weights.ravel(), (rows, nodes.ravel())), shape=shape)
+
+    def at(self, points: np.ndarray) -> np.ndarray:
+        """(n, 2) displacement at ``points`` (n, 2)."""
+        nodes, weights = self.cells(points)
+        flat = self.displacement.reshape(-1, 2)
+        return np.einsum("nk,nkd->nd", weights, flat[nodes])
+
+    def folds(self, matrix: np.ndarray) -> bool:
+        """Whether the map ``matrix`` (3x3 affine) followed by this displacement turns any
+        part of a cell over (its Jacobian determinant not positive where ``matrix``'s is)."""
+        nodes = self.nodes
+        moved = (nodes @ matrix[:2, :2].T + matrix[:2, 2] + self.at(nodes)).reshape(
+            self.displacement.shape
+        )
+        along_x = (moved[:-1, 1:] - moved[:-1, :-1], moved[1:, 1:] - moved[1:, :-1])
+        along_y = (moved[1:, :-1] - moved[:-1, :-1], moved[1:, 1:] - moved[:-1, 1:])
+        # the determinant at each corner of a cell; a triangle's is that of its corner
+        corners = (
+            [(0, 0), (1, 1)]
+            if self.model == "piecewise_affine"
+            else [(0, 0), (0, 1), (1, 0), (1, 1)]
+        )
+        sign = np.sign(np.linalg.det(matrix[:2, :2]))
+        return any(
+            np.any(sign * _cross(along_x[top], along_y[right]) <= 0) for top, right in corners
+        )
+
+
+def _cell_axis(coordinates: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The cell index along one axis and the fraction (0 to 1) across it."""
+    index = np.clip(np.searchsorted(coordinates, values, side="right") - 1, 0, len(coordinates) - 2)
+    low, high = coordinates[index], coordinates[index + 1]
+    return index, np.clip((values - low) / (high - low), 0.0, 1.0)
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
+
+
+@frozen
+class MeshSettings:
+    """How the local meshes are solved: node ``spacing`` and ``falloff`` distance (CRS
+    units), the weights of ``smoothness`` (neighbouring nodes alike) and ``bending``
+    (second differences small), and the ``strength`` (0 to 1) of the solved movement."""
+
+    model: LocalModelName
+    spacing: float
+    smoothness: float
+    bending: float
+    falloff: float
+    strength: float
+
+
+def solve_meshes(
+    bounds: Sequence[Bounds],
+    ties: Sequence[TiePoints],
+    matrices: Sequence[np.ndarray],
+    settings: MeshSettings,
+    preservation: Sequence[float],
+    loss: RobustLoss = "huber",
+    loss_scale: float = 1.0,
+) -> list[Mesh]:
+    """One mesh per image (over ``bounds``) whose displacements, added after the global
+    corrections ``matrices``, close what those leave of every tie point, solved jointly.
+
+    Every tie point asks that the two images' displacements at its two ends differ by
+    the residual of the global solve (each pair weighing as much as any other, with the
+    robust ``loss`` as there). Each image's mesh is held smooth (differences of
+    neighbouring nodes and second differences along rows and columns, each term weighing
+    ``settings.smoothness`` or ``settings.bending`` times as much as one pair) and
+    pulled towards no displacement, by its ``preservation`` weight times a share growing
+    from ``ANCHOR_FLOOR`` at a tie point to 1 beyond ``settings.falloff``: nodes far from
+    any tie point stay put, and as the pull never vanishes, no linked group drifts.
+    """
+    meshes = [Mesh.over(box, settings.spacing, settings.model) for box in bounds]
+    if settings.strength == 0 or not ties:
+        return meshes
+    starts = np.cumsum([0] + [len(mesh.nodes) for mesh in meshes])
+    priors = [
+        _mesh_prior(mesh, _support(index, ties), weight, settings)
+        for index, (mesh, weight) in enumerate(zip(meshes, preservation, strict=True))
+    ]
+    prior = (
+        sparse.block_diag([rows for rows, _ in priors]).tocsr(),
+        np.concatenate([weights for _, weights in priors]),
+    )
+    solution = _robust_mesh_solve(
+        _mesh_tie_equations(meshes, starts, ties, matrices), prior, loss, loss_scale
+    )
+    return [
+        mesh.moved(solution[start:stop] * settings.strength)
+        for mesh, start, stop in zip(meshes, starts[:-1], starts[1:], strict=True)
+    ]
+
+
+def _support(index: int, ties: Sequence[TiePoints]) -> np.ndarray:
+    """(n, 2) the ends in image ``index`` of all tie points."""
+    ends = [tie.first if tie.pair[0] == index else tie.second for tie in ties if index in tie.pair]
+    return np.concatenate(ends) if ends else np.empty((0, 2))
+
+
+def _mesh_tie_equations(
+    meshes: Sequence[Mesh],
+    starts: np.ndarray,
+    ties: Sequence[TiePoints],
+    matrices: Sequence[np.ndarray],
+) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
+    """Rows D_i(p_i) - D_j(p_j) = G_j(p_j) - G_i(p_i) (one per tie point, the same for x
+    and y: targets are (n, 2)), each pair's rows weighing 1 in all."""
+    blocks, targets, weights = [], [], []
+    total = int(starts[-1])
+    for tie in ties:
+        (i, j), count = tie.pair, len(tie.first)
+        block = sparse.hstack(
+            [
+                sparse.csr_matrix((count, int(starts[i]))),
+                meshes[i].basis(tie.first),
+                sparse.csr_matrix((count, total - int(starts[i + 1]))),
+            ]
+        ) - sparse.hstack(
+            [
+                sparse.csr_matrix((count, int(starts[j]))),
+                meshes[j].basis(tie.second),
+                sparse.csr_matrix((count, total - int(starts[j + 1]))),
+            ]
+        )
+        blocks.append(block)
+        targets.append(_apply(matrices[j], tie.second) - _apply(matrices[i], tie.first))
+        weights.append(np.full(count, 1.0 / count))
+    return sparse.vstack(blocks).tocsr(), np.concatenate(targets), np.concatenate(weights)
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:2, :2].T + matrix[:2, 2]
+
+
+def _mesh_prior(
+    mesh: Mesh, support: np.ndarray, preservation: float, settings: MeshSettings
+) -> tuple[sparse.csr_matrix, np.ndarray]:
+    """Rows (= 0) and weights of the pull towards no displacement, the differences of
+    neighbouring nodes and the second differences of one mesh; each of the three weighs
+    its weight in all (the pull: ``preservation`` at full share)."""
+    rows, columns = mesh.displacement.shape[:2]
+    index = np.arange(rows * columns).reshape(rows, columns)
+    pairs = [(index[:, :-1], index[:, 1:]), (index[:-1], index[1:])]
+    triples = [(index[:, :-2], index[:, 1:-1], index[:, 2:]), (index[:-2], index[1:-1], index[2:])]
+    difference = _stencil(pairs, (1.0, -1.0), rows * columns)
+    second = _stencil(triples, (1.0, -2.0, 1.0), rows * columns)
+    if support.size:
+        distance = cKDTree(support).query(mesh.nodes)[0]
+        share = np.maximum(1 - np.exp(-((distance / settings.falloff) ** 2)), ANCHOR_FLOOR)
+    else:
+        share = np.ones(rows * columns)
+    terms = [
+        (sparse.identity(rows * columns, format="csr"), preservation * share),
+        (difference, np.full(difference.shape[0], settings.smoothness)),
+        (second, np.full(second.shape[0], settings.bending)),
+    ]
+    return (
+        sparse.vstack([matrix for matrix, _ in terms]).tocsr(),
+        np.concatenate([weights / max(len(weights), 1) for _, weights in terms]),
+    )
+
+
+def _stencil(groups, coefficients: tuple[float, ...], count: int) -> sparse.csr_matrix:
+    """One row per position of ``groups`` (tuples of node-index arrays, one array per
+    coefficient): the sum of ``coefficients`` times those nodes."""
+    nodes = np.concatenate([np.column_stack([part.ravel() for part in group]) for group in groups])
+    rows = np.repeat(np.arange(len(nodes)), len(coefficients))
+    values = np.tile(coefficients, len(nodes))
+    return sparse.csr_matrix((values, (rows, nodes.ravel())), shape=(len(nodes), count))
+
+
+def _robust_mesh_solve(
+    ties: tuple[sparse.csr_matrix, np.ndarray, np.ndarray],
+    prior: tuple[sparse.csr_matrix, np.ndarray],
+    loss: RobustLoss,
+    loss_scale: float,
+) -> np.ndarray:
+    """(nodes, 2) weighted least squares of the tie rows and the ``prior`` rows (= 0),
+    the tie rows reweighted for a robust loss (x and y share the rows and weights)."""
+    matrix, target, weights = ties
+    fixed = prior[0].T @ sparse.diags(prior[1]) @ prior[0]
+    robust = np.ones(len(target))
+    solution = np.zeros((matrix.shape[1], 2))
+    for _ in range(ROBUST_ITERATIONS if loss != "none" else 1):
+        weighted = matrix.T @ sparse.diags(weights * robust)
+        updated = splu((weighted @ matrix + fixed).tocsc()).solve(weighted @ target)
+        converged = np.linalg.norm(updated - solution) <= 1e-9 * (1 + np.linalg.norm(updated))
+        solution = updated
+        if converged:
+            break
+        residual = matrix @ solution - target
+        robust = loss_weights(np.hypot(*residual.T), loss, loss_scale)
+    return solution
+
+
+def invert(matrix: np.ndarray, mesh: Mesh | None, points: np.ndarray, tolerance: float):
+    """(n, 2) the points p that ``matrix`` followed by ``mesh``'s displacement sends to
+    ``points`` (n, 2), by fixed-point iteration, or None when that does not settle within
+    ``tolerance`` (CRS units)."""
+    inverse = np.linalg.inv(matrix)
+    source = _apply(inverse, points)
+    if mesh is None:
+        return source
+    for _ in range(INVERSION_ITERATIONS):
+        updated = _apply(inverse, points - mesh.at(source))
+        change = float(np.max(np.abs(updated - source), initial=0.0))
+        source = updated
+        if change <= tolerance:
+            return source
+    return None

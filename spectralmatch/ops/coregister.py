@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from attrs import frozen
 from rasterio.windows import Window
 from scipy import ndimage
 
 from .._typing import OutputsLike, ResolutionName
 from .._validation import (
     BOOLEAN,
+    NON_NEGATIVE,
     NONE,
     POSITIVE,
     POSITIVE_INTEGER,
@@ -31,11 +33,16 @@ from ..geo.coregistration import (
     PARAMETER_COUNT,
     Frame,
     GlobalModelName,
+    LocalModelName,
+    Mesh,
+    MeshSettings,
     RobustLoss,
     TiePoints,
+    invert,
     largest_shift,
     preservation_weights,
     solve_corrections,
+    solve_meshes,
 )
 from ..geo.grid import PixelGrid, split_window
 from ..geo.overlap import OverlapGraph
@@ -56,6 +63,8 @@ MIN_TIE_POINTS = {"none": 1, "translation": 1, "similarity": 2, "affine": 3}
 NEGLIGIBLE_SHIFT = 0.01
 #: Spline order of each resampling method.
 ORDERS = {"nearest": 0, "bilinear": 1, "cubic": 3}
+#: How closely (pixels) a mesh-corrected map is inverted.
+INVERSION_TOLERANCE = 1e-3
 
 
 # ------------------------------------------------------------------ tie points
@@ -116,41 +125,72 @@ def _corners(image: Image) -> np.ndarray:
     return np.array([[left, bottom], [left, top], [right, bottom], [right, top]])
 
 
-def _output_grid(image: Image, matrix: np.ndarray, size, tap: bool, origin) -> PixelGrid:
-    """``image`` corrected by ``matrix``, on the common grid."""
+@frozen(eq=False)
+class Correction:
+    """Where an image's map coordinates go: ``matrix`` (3x3 affine), then the
+    displacement of ``mesh`` (at the uncorrected coordinates) where there is one."""
+
+    matrix: np.ndarray
+    mesh: Mesh | None = None
+
+    @property
+    def local(self) -> float:
+        """The largest local displacement (CRS units)."""
+        return self.mesh.largest() if self.mesh is not None else 0.0
+
+    def largest_shift(self, image: Image) -> float:
+        """The largest distance (CRS units) any point of ``image`` moves, at most."""
+        return largest_shift(self.matrix, _corners(image)) + self.local
+
+    def source(self, image: Image, points: np.ndarray) -> np.ndarray:
+        """(n, 2) where in ``image`` the corrected map coordinates ``points`` come from."""
+        tolerance = INVERSION_TOLERANCE * min(image.grid.pixel_size)
+        source = invert(self.matrix, self.mesh, points, tolerance)
+        if source is None:
+            raise SpectralMatchError(
+                f"{NAME}: {image.path}: the local mesh cannot be inverted (it bends too "
+                "sharply); use a larger local_smoothness_weight or local_grid_spacing"
+            )
+        return source
+
+
+def _output_grid(image: Image, correction: Correction, size, tap: bool, origin) -> PixelGrid:
+    """``image`` corrected by ``correction``, on the common grid (widened by the largest
+    local displacement, so that no moved pixel falls outside)."""
+    matrix = correction.matrix
     moved = _corners(image) @ matrix[:2, :2].T + matrix[:2, 2]
-    bounds = (*moved.min(axis=0), *moved.max(axis=0))
+    local = correction.local
+    bounds = (*(moved.min(axis=0) - local), *(moved.max(axis=0) + local))
     return PixelGrid(*aligned_grid(bounds, size, tap, origin))
 
 
 def _pieces(
     image: Image,
-    inverse: np.ndarray | None,
+    correction: Correction | None,
     grid: PixelGrid,
     order: int,
     window_size: int,
 ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
     """Float values and validity of ``image`` on ``grid``, window by window: read as
-    they are where ``inverse`` is None, else sampled where ``inverse`` (output map
-    coordinates to input ones) sends each output pixel's centre."""
+    they are where ``correction`` is None, else sampled where it takes each output
+    pixel's centre from."""
     with image.open() as dataset:
         for window in split_window(Window(0, 0, grid.width, grid.height), window_size):
-            if inverse is None:
+            if correction is None:
                 values, valid = image.read(window, dataset)
                 yield window, values.astype(np.float64), valid
             else:
-                yield window, *_sample(image, dataset, inverse, grid, window, order)
+                yield window, *_sample(image, dataset, correction, grid, window, order)
 
 
-def _sample(image: Image, dataset, inverse, grid: PixelGrid, window: Window, order: int):
+def _sample(
+    image: Image, dataset, correction: Correction, grid: PixelGrid, window: Window, order: int
+):
     rows, cols = np.mgrid[0 : int(window.height), 0 : int(window.width)] + 0.5
     t = grid.window_grid(window).transform
-    x, y = t.c + cols * t.a, t.f + rows * t.e
+    points = np.column_stack([(t.c + cols * t.a).ravel(), (t.f + rows * t.e).ravel()])
+    x, y = correction.source(image, points).T.reshape(2, *rows.shape)
     source = ~image.transform
-    x, y = (
-        inverse[0, 0] * x + inverse[0, 1] * y + inverse[0, 2],
-        (inverse[1, 0] * x + inverse[1, 1] * y + inverse[1, 2]),
-    )
     col = source.a * x + source.b * y + source.c - 0.5
     row = source.d * x + source.e * y + source.f - 0.5
     margin = 4
@@ -186,23 +226,23 @@ def _resample(values: np.ndarray, valid: np.ndarray, coordinates: np.ndarray, or
     return out, out_valid
 
 
-def _write(image, path, matrix, size, tap, origin, options: dict[str, Any]) -> None:
-    negligible = largest_shift(matrix, _corners(image)) < NEGLIGIBLE_SHIFT * min(
-        image.grid.pixel_size
-    )
-    if negligible:
-        matrix = np.eye(3)
-    grid = _output_grid(image, matrix, size, tap, origin)
-    inverse = None
-    if negligible and grid == image.grid:
+def _write(image, path, correction: Correction, size, tap, origin, options: dict[str, Any]):
+    if correction.largest_shift(image) < NEGLIGIBLE_SHIFT * min(image.grid.pixel_size):
+        correction = Correction(np.eye(3))
+    grid = _output_grid(image, correction, size, tap, origin)
+    moved: Correction | None = correction
+    if (
+        correction.mesh is None
+        and np.array_equal(correction.matrix, np.eye(3))
+        and (grid == image.grid)
+    ):
         LOGGER.debug(
             "%s: %s moves less than %g pixel: its pixels are copied as they are",
             NAME,
             image.name,
             NEGLIGIBLE_SHIFT,
         )
-    else:
-        inverse = np.linalg.inv(matrix)
+        moved = None
     dtype, nodata = options["dtype"] or image.dtype, options["nodata"]
     nodata = image.nodata if nodata is None else nodata
     profile = output_profile(
@@ -220,7 +260,7 @@ def _write(image, path, matrix, size, tap, origin, options: dict[str, Any]) -> N
             None if nodata is not None else valid.all(axis=0).astype(np.uint8) * 255,
         )
         for window, values, valid in _pieces(
-            image, inverse, grid, options["order"], options["window_size"]
+            image, moved, grid, options["order"], options["window_size"]
         )
     )
     write_raster(
@@ -235,7 +275,7 @@ def _write(image, path, matrix, size, tap, origin, options: dict[str, Any]) -> N
 
 # ------------------------------------------------------------------ the function
 
-#: The published local-mesh keywords and their defaults (the mesh is not implemented).
+#: The local-mesh keywords and their defaults (the published ones).
 LOCAL_DEFAULTS = {
     "local_image_position_preservation_weights": None,
     "local_tie_point_alignment_strength": 1.0,
@@ -254,7 +294,13 @@ def joint_coregistration(
     global_model: GlobalModelName = "translation",
     global_image_position_preservation_weights: Mapping[str, float] | None = None,
     global_tie_point_alignment_strength: float = 1.0,
-    local_model: Literal["none", "bilinear", "piecewise_affine"] = "none",
+    local_model: LocalModelName = "none",
+    local_image_position_preservation_weights: Mapping[str, float] | None = None,
+    local_tie_point_alignment_strength: float = 1.0,
+    local_grid_spacing: float = 500.0,
+    local_smoothness_weight: float = 1.0,
+    local_bending_weight: float = 1.0,
+    local_anchor_falloff_distance: float = 500.0,
     feature_method: Literal["orb", "phase_correlation"] = "orb",
     maximum_tie_point_displacement: float | None = None,
     ransac_reprojection_threshold: float | None = None,
@@ -272,7 +318,6 @@ def joint_coregistration(
     build_overviews: bool = False,
     window_scales: Sequence[int] | None = (2, 4, 8, 16, 32),
     resume_from_outputs: ResumeMode = "no",
-    **local_keywords: Any,
 ) -> list[str]:
     """Move overlapping images onto each other: tie points in every overlap, one joint
     least-squares solve of a correction per image, and every image resampled onto one
@@ -308,10 +353,33 @@ def joint_coregistration(
         keeps an image in place.
     global_tie_point_alignment_strength : float, default 1.0
         From 0 (no movement) to 1 (the full solved movement).
-    local_model : {"none"}, default "none"
-        The published package's local deformation mesh ("bilinear",
-        "piecewise_affine", its default) is not implemented yet: those values are an
-        error, and the ``local_*`` keywords (accepted by name) a warning when set.
+    local_model : {"none", "bilinear", "piecewise_affine"}, default "none"
+        After the global solve, each image may get a local deformation mesh: a regular
+        grid of nodes over its footprint, each carrying a 2-D displacement, interpolated
+        bilinearly or linearly on the two triangles of each cell ("piecewise_affine").
+        All meshes are solved in one sparse least-squares system: at every tie point the
+        two images' displacements must close what the global correction leaves (with
+        the same robust loss); each mesh is kept smooth and pulled towards no
+        displacement, more strongly away from tie points, so that parts far from any
+        overlap stay where the global correction puts them. Pixels are moved by the
+        global correction and then by the mesh. A mesh that folds over (a cell turned
+        inside out) is an error. The published default is "piecewise_affine"; here the
+        mesh is asked for.
+    local_image_position_preservation_weights : dict, optional
+        Weight by image name (1 for images not named) of the pull towards no local
+        displacement: where two images disagree, the one with the larger weight moves
+        less.
+    local_tie_point_alignment_strength : float, default 1.0
+        From 0 (no local movement) to 1 (the full solved displacement).
+    local_grid_spacing : float, default 500.0
+        Largest distance between mesh nodes (CRS units).
+    local_smoothness_weight, local_bending_weight : float, default 1.0
+        Weights (0 or more, 1 weighing as much as the tie points of one pair) of the
+        differences between neighbouring nodes and of the second differences along
+        mesh rows and columns.
+    local_anchor_falloff_distance : float, default 500.0
+        Distance (CRS units) from the nearest tie point over which the pull towards no
+        displacement grows to its full weight (1 - exp(-(d / falloff)^2), at least 0.001).
     feature_method : {"orb", "phase_correlation"}, default "orb"
         Both select the phase correlation above ("orb" is the published name).
     maximum_tie_point_displacement : float, optional
@@ -343,36 +411,31 @@ def joint_coregistration(
     Returns
     -------
     list of str
-        The output paths, in input order. An image whose correction is below 0.01 pixel
-        and whose grid does not change is copied exactly.
+        The output paths, in input order. An image whose correction (global and local
+        together) is below 0.01 pixel and whose grid does not change is copied exactly.
 
     Raises
     ------
     SpectralMatchError
-        Fewer than two images, an unknown image name in the weights, a bad keyword.
+        Fewer than two images, an unknown image name in the weights, a bad keyword, a
+        local mesh that folds over or cannot be inverted (naming the image).
 
     Warns
     -----
     SpectralMatchWarning
         A pair with too few usable tie points for the model (1 for a translation, 2 for
         a similarity, 3 for an affine map; left out of the solve), an image with no tie
-        point (kept in place).
+        point (kept in place), a ``local_*`` keyword set while ``local_model`` is "none".
     """
-    _check_keywords(locals(), local_keywords)
+    _check_keywords(locals())
     collection = ImageCollection.coerce(input_images)
     if len(collection) < 2:
         raise SpectralMatchError(
             f"{NAME}: needs at least two overlapping images, got {len(collection)} "
             f"({', '.join(map(str, (image.path for image in collection)))})"
         )
-    try:
-        weights = preservation_weights(
-            global_image_position_preservation_weights,
-            collection.names,
-            "global_image_position_preservation_weights",
-        )
-    except SpectralMatchError as error:
-        raise SpectralMatchError(f"{NAME}: {error}") from None
+    weights = _weights(collection, global_image_position_preservation_weights, "global")
+    local_weights = _weights(collection, local_image_position_preservation_weights, "local")
     paths = resolve_outputs(collection, **output_arguments(collection, output_images))
     kept = [reusable_output(path, resume_from_outputs) for path in paths]
     if all(kept):
@@ -389,6 +452,7 @@ def joint_coregistration(
         save_tie_points(save_adjustments, raw)
     _warn_unlinked(collection, ties)
     pixel = max(max(image.grid.pixel_size) for image in collection)
+    loss_scale = robust_loss_scale or ransac_reprojection_threshold or 3 * pixel
     matrices = solve_corrections(
         len(collection),
         ties,
@@ -397,7 +461,18 @@ def joint_coregistration(
         weights,
         global_tie_point_alignment_strength,
         robust_loss,
-        robust_loss_scale or ransac_reprojection_threshold or 3 * pixel,
+        loss_scale,
+    )
+    settings = MeshSettings(
+        local_model,
+        local_grid_spacing,
+        local_smoothness_weight,
+        local_bending_weight,
+        local_anchor_falloff_distance,
+        local_tie_point_alignment_strength,
+    )
+    corrections = _with_meshes(
+        collection, ties, matrices, settings, local_weights, (robust_loss, loss_scale)
     )
     grids = [NativeGrid.of(image, collection.crs) for image in collection]
     size = target_resolution(grids, resolution)
@@ -410,19 +485,58 @@ def joint_coregistration(
         "cog": save_as_cog,
         "overviews": tuple(window_scales or ()) if build_overviews else (),
     }
-    for image, path, matrix, keep in zip(collection, paths, matrices, kept, strict=True):
-        if keep:
-            continue
-        LOGGER.debug("%s: %s correction %s", NAME, image.name, np.round(matrix[:2], 6).tolist())
-        _write(image, path, matrix, size, tap, origin, options)
+    for image, path, correction, keep in zip(collection, paths, corrections, kept, strict=True):
+        if not keep:
+            _write(image, path, correction, size, tap, origin, options)
     return [str(path) for path in paths]
 
 
-def _check_keywords(given: Mapping[str, Any], local_keywords: Mapping[str, Any]) -> None:
+def _weights(collection: ImageCollection, given: Mapping[str, float] | None, kind: str):
+    try:
+        return preservation_weights(
+            given, collection.names, f"{kind}_image_position_preservation_weights"
+        )
+    except SpectralMatchError as error:
+        raise SpectralMatchError(f"{NAME}: {error}") from None
+
+
+def _with_meshes(
+    collection: ImageCollection,
+    ties: Sequence[TiePoints],
+    matrices: Sequence[np.ndarray],
+    settings: MeshSettings,
+    preservation: Sequence[float],
+    loss: tuple[RobustLoss, float],
+) -> list[Correction]:
+    """Each image's correction: its global ``matrices`` and, unless the local model is
+    "none", its solved mesh; a mesh that folds is an error naming the image."""
+    meshes: Sequence[Mesh | None] = [None] * len(collection)
+    if settings.model != "none":
+        bounds = [image.bounds for image in collection]
+        meshes = solve_meshes(bounds, ties, matrices, settings, preservation, *loss)
+    for image, matrix, mesh in zip(collection, matrices, meshes, strict=True):
+        LOGGER.debug("%s: %s correction %s", NAME, image.name, np.round(matrix[:2], 6).tolist())
+        if mesh is None:
+            continue
+        LOGGER.debug("%s: %s largest local displacement %g", NAME, image.name, mesh.largest())
+        if mesh.folds(matrix):
+            raise SpectralMatchError(
+                f"{NAME}: {image.path}: the solved local mesh folds over (a cell turns "
+                "inside out); use a larger local_smoothness_weight or local_grid_spacing"
+            )
+    return [Correction(matrix, mesh) for matrix, mesh in zip(matrices, meshes, strict=True)]
+
+
+def _check_keywords(given: Mapping[str, Any]) -> None:
     rules = {
         "global_model": Options(tuple(PARAMETER_COUNT)),
         "global_tie_point_alignment_strength": Interval(0, 1),
-        "local_model": Options(("none",)),
+        "local_model": Options(("none", "bilinear", "piecewise_affine")),
+        "local_tie_point_alignment_strength": Interval(0, 1),
+        "local_grid_spacing": POSITIVE,
+        "local_smoothness_weight": NON_NEGATIVE,
+        "local_bending_weight": NON_NEGATIVE,
+        "local_anchor_falloff_distance": POSITIVE,
         "feature_method": Options(("orb", "phase_correlation")),
         "maximum_tie_point_displacement": AnyOf((NONE, POSITIVE)),
         "ransac_reprojection_threshold": AnyOf((NONE, POSITIVE)),
@@ -434,18 +548,11 @@ def _check_keywords(given: Mapping[str, Any], local_keywords: Mapping[str, Any])
         "save_as_cog": BOOLEAN,
         "build_overviews": BOOLEAN,
     }
-    if given["local_model"] in ("bilinear", "piecewise_affine"):
-        raise SpectralMatchError(
-            f"{NAME}: local_model={given['local_model']!r} is not implemented yet; use "
-            "'none' (the global model only)"
-        )
     for keyword, rule in rules.items():
         check(NAME, keyword, given[keyword], rule)
-    unknown = sorted(set(local_keywords) - set(LOCAL_DEFAULTS))
-    if unknown:
-        raise TypeError(f"{NAME}() got unexpected keyword arguments: {', '.join(unknown)}")
-    for keyword, value in local_keywords.items():
-        warn_no_effect(keyword, value, LOCAL_DEFAULTS[keyword], "local_model is 'none'")
+    if given["local_model"] == "none":
+        for keyword, default in LOCAL_DEFAULTS.items():
+            warn_no_effect(keyword, given[keyword], default, "local_model is 'none'")
 
 
 def _order(resampling_method: str) -> int:
