@@ -7,17 +7,17 @@ map coordinates; no pixel is read here.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from attrs import frozen
-from scipy import sparse
-from scipy.sparse.linalg import lsqr, splu
-from scipy.spatial import cKDTree
 
 from .._typing import Bounds
 from ..errors import SpectralMatchError
 from .overlap import OverlapEdge, connected_groups
+
+if TYPE_CHECKING:  # scipy is imported where it is used: it is slow to import
+    from scipy import sparse
 
 GlobalModelName = Literal["none", "translation", "similarity", "affine"]
 RobustLoss = Literal["none", "huber", "soft_l1", "cauchy"]
@@ -119,6 +119,8 @@ def _gauge(
     n_images: int, ties: Sequence[TiePoints], count: int, preservation: Sequence[float]
 ) -> sparse.csr_matrix:
     """Rows that hold each linked group's weighted mean of every parameter at zero."""
+    from scipy import sparse
+
     edges = [OverlapEdge(*tie.pair, bounds=(0.0, 0.0, 0.0, 0.0)) for tie in ties]
     rows = []
     for group in connected_groups(n_images, edges):
@@ -133,6 +135,8 @@ def _equations(
     n_images: int, ties: Sequence[TiePoints], model: GlobalModelName, frame: Frame
 ) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
     """Rows c_i(p_i) - c_j(p_j) = p_j - p_i, x then y for every tie point."""
+    from scipy import sparse
+
     count = PARAMETER_COUNT[model]
     blocks, targets, weights = [], [], []
     for tie in ties:
@@ -161,6 +165,9 @@ def _robust_solve(
 ) -> np.ndarray:
     """Weighted least squares of the tie rows, reweighted for a robust loss, with the
     ``gauge`` rows (= 0) weighted so heavily that they hold."""
+    from scipy import sparse
+    from scipy.sparse.linalg import lsqr
+
     system = sparse.vstack([matrix, gauge]).tocsr()
     hold = np.full(gauge.shape[0], GAUGE_WEIGHT * (1 + weights.sum()))
     robust = np.ones_like(target)
@@ -284,6 +291,8 @@ class Mesh:
 
     def basis(self, points: np.ndarray) -> sparse.csr_matrix:
         """(n, nodes) matrix: the displacement at ``points`` is ``basis @ node values``."""
+        from scipy import sparse
+
         nodes, weights = self.cells(points)
         rows = np.repeat(np.arange(len(points)), 4)
         shape = (len(points), self.displacement.shape[0] * self.displacement.shape[1])
@@ -362,6 +371,8 @@ def solve_meshes(
     from ``ANCHOR_FLOOR`` at a tie point to 1 beyond ``settings.falloff``: nodes far from
     any tie point stay put, and as the pull never vanishes, no linked group drifts.
     """
+    from scipy import sparse
+
     meshes = [Mesh.over(box, settings.spacing, settings.model) for box in bounds]
     if settings.strength == 0 or not ties:
         return meshes
@@ -397,6 +408,8 @@ def _mesh_tie_equations(
 ) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
     """Rows D_i(p_i) - D_j(p_j) = G_j(p_j) - G_i(p_i) (one per tie point, the same for x
     and y: targets are (n, 2)), each pair's rows weighing 1 in all."""
+    from scipy import sparse
+
     blocks, targets, weights = [], [], []
     total = int(starts[-1])
     for tie in ties:
@@ -430,6 +443,9 @@ def _mesh_prior(
     """Rows (= 0) and weights of the pull towards no displacement, the differences of
     neighbouring nodes and the second differences of one mesh; each of the three weighs
     its weight in all (the pull: ``preservation`` at full share)."""
+    from scipy import sparse
+    from scipy.spatial import cKDTree
+
     rows, columns = mesh.displacement.shape[:2]
     index = np.arange(rows * columns).reshape(rows, columns)
     pairs = [(index[:, :-1], index[:, 1:]), (index[:-1], index[1:])]
@@ -455,6 +471,8 @@ def _mesh_prior(
 def _stencil(groups, coefficients: tuple[float, ...], count: int) -> sparse.csr_matrix:
     """One row per position of ``groups`` (tuples of node-index arrays, one array per
     coefficient): the sum of ``coefficients`` times those nodes."""
+    from scipy import sparse
+
     nodes = np.concatenate([np.column_stack([part.ravel() for part in group]) for group in groups])
     rows = np.repeat(np.arange(len(nodes)), len(coefficients))
     values = np.tile(coefficients, len(nodes))
@@ -469,6 +487,9 @@ def _robust_mesh_solve(
 ) -> np.ndarray:
     """(nodes, 2) weighted least squares of the tie rows and the ``prior`` rows (= 0),
     the tie rows reweighted for a robust loss (x and y share the rows and weights)."""
+    from scipy import sparse
+    from scipy.sparse.linalg import splu
+
     matrix, target, weights = ties
     fixed = prior[0].T @ sparse.diags(prior[1]) @ prior[0]
     robust = np.ones(len(target))

@@ -12,7 +12,6 @@ from typing import Any, Literal
 import numpy as np
 from attrs import frozen
 from rasterio.windows import Window
-from scipy import ndimage
 
 from .._typing import OutputsLike, ResolutionName
 from .._validation import (
@@ -209,6 +208,8 @@ def _sample(
 def _resample(values: np.ndarray, valid: np.ndarray, coordinates: np.ndarray, order: int):
     """``values`` and ``valid`` (bands, rows, cols) at ``coordinates`` (rows, cols); a
     sample that touches an invalid pixel of its band (or falls outside) is invalid."""
+    from scipy import ndimage
+
     shape = (len(values), *coordinates.shape[1:])
     out, out_valid = np.zeros(shape), np.zeros(shape, dtype=bool)
     for band, (band_values, band_valid) in enumerate(zip(values, valid, strict=True)):
