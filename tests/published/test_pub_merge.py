@@ -12,7 +12,8 @@ import pytest
 import rasterio
 from published_data import dummy_raster
 
-from spectralmatch import Match, compute_overviews, merge_rasters
+from spectralmatch import Match, SpectralMatchError, compute_overviews, merge_rasters
+from spectralmatch.errors import SpectralMatchWarning
 
 
 @pytest.fixture
@@ -25,6 +26,55 @@ def merge_sources(tmp_path) -> list[str]:
         path = tmp_path / f"source_{index}.tif"
         paths.append(dummy_raster(path, data=pixels, nodata=65535, origin=(left, 64)))
     return paths
+
+
+@pytest.fixture
+def three_flat_rasters(tmp_path) -> list[str]:
+    """50, 100 and 150: three uint8 32 px squares on one place, nodata 0."""
+    return [
+        dummy_raster(tmp_path / "input" / f"raster_{i}.tif", width=32, height=32, count=1, fill=v)
+        for i, v in enumerate((50, 100, 150))
+    ]
+
+
+def test_merge_rasters_with_no_option_keeps_the_first_valid_value(tmp_path, three_flat_rasters):
+    """The published test_merge_rasters_minimal: its parametrized body is never run there."""
+    output = tmp_path / "output" / "merged_minimal.tif"
+    assert merge_rasters(input_images=three_flat_rasters, output_image_path=str(output)) == str(
+        output
+    )
+    with rasterio.open(output) as dataset:
+        assert (dataset.dtypes, dataset.nodata, dataset.shape) == (("uint8",), 0, (32, 32))
+        np.testing.assert_array_equal(dataset.read(1), 50)
+
+
+def test_merge_rasters_with_every_option_gives_the_nodata_to_the_mosaic(
+    tmp_path, three_flat_rasters
+):
+    """uint8 inputs cannot hold 9999: they keep their nodata (0), which the mosaic marks
+    with 9999 in uint16, and a warning names them."""
+    first = three_flat_rasters[0]
+    with rasterio.open(first, "r+") as dataset:  # a nodata corner in the first image
+        dataset.write(np.zeros((1, 8, 8), "uint8"), window=((0, 8), (0, 8)))
+    output = tmp_path / "output" / "merged_all.tif"
+    with pytest.warns(SpectralMatchWarning, match="9999 cannot be held by the data of raster_0"):
+        merge_rasters(
+            input_images=three_flat_rasters,
+            output_image_path=str(output),
+            io_threads=2,
+            tile_threads=2,
+            debug_logs=True,
+            output_dtype="uint16",
+            custom_nodata_value=9999,
+        )
+    with rasterio.open(output) as dataset:
+        assert (dataset.dtypes, dataset.nodata) == (("uint16",), 9999)
+        pixels = dataset.read(1)
+    assert (pixels[:8, :8] == 100).all()  # the second image fills the first one's hole
+    pixels[:8, :8] = 50
+    np.testing.assert_array_equal(pixels, 50)
+    with pytest.raises(SpectralMatchError, match="9999 cannot be held by the mosaic's uint8"):
+        merge_rasters(three_flat_rasters, str(tmp_path / "m.tif"), custom_nodata_value=9999)
 
 
 @pytest.mark.parametrize("resolution, output_tiles", [(2, True), (0.5, False)])
