@@ -273,7 +273,9 @@ def test_merge_output_dtype_and_custom_nodata_value(tmp_path):
     with rasterio.open(out) as wide, rasterio.open(single) as plain:
         assert wide.dtypes[0] == "float32" and wide.nodata == 0
         assert np.array_equal(wide.read(), plain.read().astype("float32"))
-    with pytest.raises(SpectralMatchError, match="nodata -1 cannot be held by uint16"):
+    with pytest.raises(
+        SpectralMatchError, match="custom_nodata_value -1 cannot be held by the mosaic's uint16"
+    ):
         merge_rasters(DATA_DIR, tmp_path / "bad.tif", custom_nodata_value=-1)
 
 

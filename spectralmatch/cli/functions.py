@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import chain, pif, workflow
 from ..engine.published import LOGGER
-from ..ops import align, clip, merge, overviews, seamline, vectors
+from ..ops import align, clip, coregister, merge, overviews, seamline, vectors
 from ..raster import paths
 from .options import report_errors
 
@@ -33,6 +33,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "pipeline": chain.pipeline,
     "global_regression": workflow.global_regression,
     "local_block_adjustment": workflow.local_block_adjustment,
+    "joint_coregistration": coregister.joint_coregistration,
     "voronoi_center_seamline": seamline.voronoi_center_seamline,
     "weighted_seamline": seamline.weighted_seamline,
     "align_rasters": align.align_rasters,

@@ -34,7 +34,7 @@ from .._validation import (
 )
 from ..engine.executors import ThreadExecutor
 from ..engine.published import LOGGER, ResumeMode, Threads, takes_engine_keywords
-from ..errors import SpectralMatchError
+from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.grid import split_window
 from ..raster.collection import RASTER_SUFFIXES, ImageCollection, ImagesLike
 from ..raster.files import gdal_path, new_temporary, write_atomically
@@ -140,8 +140,9 @@ def merge_rasters(
         Data type of the mosaic (``"float32"``, or GDAL's ``"Float32"``...; default: the
         first image's); values are rounded and clipped to its range.
     custom_nodata_value : float, optional
-        The nodata value of the inputs (instead of their own) and of the mosaic. Without
-        one anywhere, the mosaic gets a mask of where it has data.
+        The nodata value of the mosaic (its data type must hold it) and of the inputs
+        instead of their own; an input whose data type cannot hold it keeps its own, with
+        a warning. Without one anywhere, the mosaic gets a mask of where it has data.
     resume_from_outputs : {"no", "yes", "validate"}, default "no"
         Keep what an earlier run wrote instead of writing it again: with ``"yes"`` the
         mosaic (without reading the inputs) or each tile that exists, with
@@ -175,14 +176,20 @@ def merge_rasters(
             stacklevel=2,
         )
     collection = ImageCollection.coerce(input_images)
-    if custom_nodata_value is not None:
-        collection = ImageCollection(
-            [Image(i.path, name=i.name, nodata=custom_nodata_value) for i in collection]
+    dtype = dtype_name("merge_rasters", "output_dtype", output_dtype) or collection[0].dtype
+    nodata = collection[0].nodata if custom_nodata_value is None else custom_nodata_value
+    if nodata is not None and not _holds(dtype, nodata):
+        raise SpectralMatchError(
+            f"merge_rasters: custom_nodata_value {nodata:g} cannot be held by the mosaic's "
+            f"{dtype} data; give an output_dtype that holds it"
         )
+    if custom_nodata_value is not None:
+        collection = _with_nodata(collection, custom_nodata_value)
     first = collection.images[0]
     transform, width, height = _output_grid(collection, resolution)
-    dtype = dtype_name("merge_rasters", "output_dtype", output_dtype)
-    profile = output_profile(first, dtype, width=width, height=height, transform=transform)
+    profile = output_profile(
+        first, dtype, width=width, height=height, transform=transform, nodata=nodata
+    )
     polygons = (
         None
         if seamlines is None
@@ -222,6 +229,32 @@ def merge_rasters(
     with blend, folder_lock([out.parent]):
         write_raster(out, profile, pieces, **write, overviews=scales)
     return str(output_image_path)
+
+
+def _with_nodata(collection: ImageCollection, nodata: float) -> ImageCollection:
+    """``collection`` with ``nodata`` as the nodata value of each image whose data type can
+    hold it; the others (no pixel of theirs can equal it) keep their own, with a warning."""
+    kept = [image.name for image in collection if not _holds(image.dtype, nodata)]
+    if kept:
+        warnings.warn(
+            f"merge_rasters: custom_nodata_value {nodata:g} cannot be held by the data of "
+            f"{', '.join(kept)}: they keep their own nodata, and it is the mosaic's only",
+            SpectralMatchWarning,
+            stacklevel=4,  # the caller of merge_rasters, past its keyword wrapper
+        )
+    return ImageCollection(
+        [
+            Image(image.path, name=image.name, nodata=None if image.name in kept else nodata)
+            for image in collection
+        ]
+    )
+
+
+def _holds(dtype: str, value: float) -> bool:
+    """Whether ``dtype`` holds ``value`` exactly (NaN: only floating types)."""
+    if math.isnan(value):
+        return np.dtype(dtype).kind == "f"
+    return bool(np.array(value).astype(dtype) == value)
 
 
 def _thread_count(image_threads: Threads) -> int:

@@ -70,7 +70,10 @@ class Seamline:
         footprints that lie on their side of the perpendicular bisector of the centres.
         Then every part of a region but its largest (and a largest part under a pixel)
         goes to the neighbour that covers it and borders it most, if there is one: each
-        region is a valid Polygon or MultiPolygon without stray islands or slivers.
+        region is a valid Polygon or MultiPolygon without stray islands or slivers. Two
+        images with one centre (the same footprint) have no bisector: the first of them
+        keeps their overlap (with a warning), and an image left with nothing gets no
+        polygon.
 
         Parameters
         ----------
@@ -116,7 +119,9 @@ class Seamline:
         else:
             footprints = _footprints_from_file(collection, *vector_mask)
         regions = _voronoi_regions(footprints)
-        seams = cls(_tidy(regions, footprints, _pixel_side(collection)), collection.crs)
+        tidy = _tidy(regions, footprints, _pixel_side(collection))
+        kept = {name: region for name, region in tidy.items() if not region.is_empty}
+        seams = cls(kept, collection.crs)
         if aoi_path is not None:
             seams = seams._clipped(aoi_path)
         if debug_vectors_path is not None:
@@ -345,20 +350,37 @@ def _pixel_side(collection: ImageCollection) -> float:
 
 def _voronoi_regions(footprints: dict[str, Any]) -> dict[str, Any]:
     """Image name -> its footprint less the parts of other footprints whose centroid is
-    nearer (before :func:`_tidy`)."""
+    nearer (before :func:`_tidy`). Of two images with one centroid (no bisector), the
+    first keeps their overlap, with a warning naming both."""
     centres = {name: footprint.centroid for name, footprint in footprints.items()}
     left, bottom, right, top = _union(footprints.values()).bounds
     reach = 4 * math.hypot(right - left, top - bottom)
     regions = {}
+    earlier: list[str] = []
     for name, footprint in footprints.items():
         region = footprint
         for other, other_footprint in footprints.items():
             if other == name or not region.intersects(other_footprint):
                 continue
+            if centres[name].equals(centres[other]):
+                if other in earlier:
+                    _warn_same_centre(other, name)
+                    region = region.difference(other_footprint)
+                continue
             nearer = _half_plane(centres[name], centres[other], reach)
             region = region.difference(other_footprint.intersection(nearer))
         regions[name] = region
+        earlier.append(name)
     return regions
+
+
+def _warn_same_centre(first: str, second: str) -> None:
+    warnings.warn(
+        f"Seamline.voronoi: {first} and {second} have the same footprint centre, so no "
+        f"bisector between them: their overlap goes to {first}, the first of the two",
+        SpectralMatchWarning,
+        stacklevel=5,
+    )
 
 
 def _differences(values: np.ndarray, cover: np.ndarray) -> np.ndarray:

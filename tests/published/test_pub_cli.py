@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -34,6 +35,20 @@ def test_a_function_help_lists_its_keywords():
     assert result.returncode == 0
     assert "global_regression" in result.stdout
     assert "pif_load_tie_points" in result.stdout
+    result = run_cli("joint_coregistration", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "joint_coregistration" in result.stdout
+    assert "--load_adjustments" in result.stdout
+
+
+def test_joint_coregistration_runs_as_a_command(tmp_path, data_dir):
+    saved = tmp_path / "ties.json"
+    result = run_cli(
+        "joint_coregistration", str(data_dir), str(tmp_path / "out"), f"--save_adjustments={saved}"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(tmp_path / "out" / f"tile_0{i}.tif") for i in range(4)]
+    assert json.loads(saved.read_text())["tie_points"][0]["image_1"] == "tile_00"
 
 
 def test_the_version():

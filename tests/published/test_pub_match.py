@@ -9,7 +9,8 @@ import pytest
 import rasterio
 from published_data import dummy_rasters
 
-from spectralmatch import Match, SpectralMatchError
+from spectralmatch import Match, Pif, SpectralMatchError
+from spectralmatch.errors import SpectralMatchWarning
 
 #: The engine keywords the published tests pass to every matching call.
 SHARED = {
@@ -163,3 +164,30 @@ def test_local_block_adjustment_with_every_option(tmp_path, save):
             assert dataset.dtypes == ("uint16",)
             data = dataset.read(1)
         assert (data == round(value + 0.75 * (65 - value))).all()
+
+
+def test_the_tie_point_keywords_of_the_pif_are_refused_naming_themselves(tmp_path):
+    """Published: pif_load_tie_points reaches a mocked flood_from_match_points, needs that
+    pif_method and a string. Ours has no tie-point PIF (docs/migrating.md): the keyword
+    is refused, naming itself, before anything is written."""
+    paths, outputs = two_images(tmp_path, [("A", 100), ("B", 120)], "_Global.tif")
+    for method, value in (("flood_from_match_points", "ties.json"), ("entire", "ties.json")):
+        with pytest.raises(SpectralMatchError, match="^pif_load_tie_points: "):
+            Match.global_regression(paths, outputs, pif_method=method, pif_load_tie_points=value)
+    with pytest.raises(SpectralMatchError, match="^load_tie_points: "):
+        Pif.flood_from_match_points(paths, load_tie_points="ties.json")
+    with pytest.raises(SpectralMatchError, match="^overlapping_pairs: must be None"):
+        Pif.flood_from_match_points(paths, overlapping_pairs=(("A", "B"),))
+    assert not any(os.path.exists(path) for path in outputs)
+
+
+def test_pif_without_sample_limits_runs_and_says_max_samples_does_nothing(tmp_path):
+    """Published with every private step mocked: max_samples=None and min_samples=None
+    skip the sampling and the minimum. Ours uses every invariant pixel anyway."""
+    paths, _ = two_images(tmp_path, [("A", 100), ("B", 120)], ".tif")
+    with pytest.warns(SpectralMatchWarning, match="max_samples=None has no effect"):
+        result = Pif.flood_from_match_points(paths, max_samples=None, min_samples=None)
+    assert result.shape == (1, 4, 1)
+    gains, offsets = result[0, 0::2, 0], result[0, 1::2, 0]
+    # flat images: both are brought to their common mean
+    assert gains * [100, 120] + offsets == pytest.approx([110, 110])

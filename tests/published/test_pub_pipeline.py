@@ -274,7 +274,10 @@ def test_the_full_default_flow(tmp_path, overview_options):
     assert results["num_input_images"] == 2
     for key in ("start_time", "end_time", "duration_seconds", "resolved_shared_cache"):
         assert key in results
+    for threads in ("image_threads", "io_threads", "tile_threads"):
+        assert results[f"resolved_shared_{threads}"] >= 1
     assert results["steps"][0] == "joint_coregistration" and "align" not in results["steps"]
+    assert "joint_coregistration" in results
     with rasterio.open(output) as mosaic:
         assert (mosaic.width, mosaic.height) == (40, 32)
         pixels = mosaic.read(1)
