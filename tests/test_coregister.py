@@ -269,6 +269,27 @@ def test_a_local_mesh_undoes_a_smooth_warp_that_translation_leaves(tmp_path, loc
     assert _misregistration(meshed[0], meshed[2])[0] < 0.25
 
 
+def test_local_preservation_weights_decide_which_image_bends(tmp_path):
+    """With the warped tile trusted and its neighbours not, the neighbours bend towards
+    it; the other way round, the neighbours stay as they were and the warped tile bends."""
+    _sinusoid_warped(tmp_path / "in")
+    values, transform = _tile("tile_00")
+
+    def bend_of_tile_00(weights, folder):
+        outputs = joint_coregistration(
+            tmp_path / "in",
+            tmp_path / folder,
+            global_model="none",
+            local_model="bilinear",
+            local_image_position_preservation_weights=weights,
+        )
+        return _mean_difference(_on_grid_of(outputs[0], transform, values.shape[1:]), values)
+
+    neighbours_trusted = bend_of_tile_00({"tile_00": 100.0, "tile_02": 100.0}, "kept")
+    warped_trusted = bend_of_tile_00({"tile_01": 100.0}, "bent")
+    assert neighbours_trusted < 0.25 * warped_trusted
+
+
 def test_a_mesh_that_folds_over_is_refused(tmp_path):
     _shifted_pair(tmp_path / "in")
     # tie points along a row whose residuals swing 4 cells' worth to and fro

@@ -51,6 +51,7 @@ from ..raster.paths import output_arguments, resolve_outputs
 from ..raster.records import reusable_output
 from ..raster.write import output_profile, to_dtype, write_raster
 from .align import NativeGrid, aligned_grid, target_resolution
+from .overviews import check_window_scales
 from .tiepoints import filter_ties, load_tie_points, match_pair, save_tie_points, sorted_pair
 
 LOGGER = logging.getLogger("spectralmatch")
@@ -476,7 +477,7 @@ def joint_coregistration(
         collection, ties, matrices, settings, local_weights, (robust_loss, loss_scale)
     )
     grids = [NativeGrid.of(image, collection.crs) for image in collection]
-    size = target_resolution(grids, resolution)
+    size = target_resolution(grids, resolution, keyword=f"{NAME}: resolution")
     origin = (0.0, 0.0) if tap else (collection[0].bounds[0], collection[0].bounds[3])
     options = {
         "dtype": dtype_name(NAME, "output_dtype", output_dtype),
@@ -551,6 +552,7 @@ def _check_keywords(given: Mapping[str, Any]) -> None:
     }
     for keyword, rule in rules.items():
         check(NAME, keyword, given[keyword], rule)
+    check_window_scales(NAME, given["window_scales"])
     if given["local_model"] == "none":
         for keyword, default in LOCAL_DEFAULTS.items():
             warn_no_effect(keyword, given[keyword], default, "local_model is 'none'")

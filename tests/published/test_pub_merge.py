@@ -394,12 +394,7 @@ def test_resume_writes_the_vrts_again_and_ignores_other_rasters(merge_sources, t
     [
         Match.global_regression,
         Match.local_block_adjustment,
-        pytest.param(
-            joint_coregistration,
-            marks=pytest.mark.xfail(
-                strict=True, reason="joint_coregistration does not check window_scales yet"
-            ),
-        ),
+        joint_coregistration,
     ],
 )
 def test_overview_scales_are_checked_before_any_work(function):
