@@ -373,7 +373,7 @@ def test_least_cost_seamlines_partition_and_do_not_show_the_cuts_more(tmp_path):
 
 
 def test_least_cost_labels_follow_the_cheap_column():
-    from spectralmatch.ops.seamline import least_cost_labels
+    from spectralmatch.ops.least_cost import least_cost_labels
 
     cover = np.zeros((2, 20, 40), bool)
     cover[0, :, :30] = True

@@ -1,0 +1,218 @@
+"""Least-cost seamlines: cuts moved, on a coarse grid of the images' pixels, to where the
+images differ least."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from attrs import define
+
+from ..geo.regions import hand_over, polygon_parts, union
+from ..raster.collection import ImageCollection
+
+
+@define
+class CoarseGrid:
+    """A coarse north-up grid over the union of a collection."""
+
+    transform: Any
+    shape: tuple[int, int]
+
+    @classmethod
+    def over(cls, collection: ImageCollection, decimation: int) -> CoarseGrid:
+        from rasterio.transform import from_origin
+
+        left, bottom, right, top = collection.bounds
+        size = decimation * pixel_side(collection)
+        shape = (math.ceil((top - bottom) / size), math.ceil((right - left) / size))
+        return cls(from_origin(left, top, size, size), shape)
+
+    def sample(self, collection: ImageCollection) -> tuple[np.ndarray, np.ndarray]:
+        """Values (images, bands, rows, cols; NaN where invalid) and coverage on the grid."""
+        from rasterio.enums import Resampling
+        from rasterio.warp import reproject
+
+        values = np.full((len(collection), collection.count, *self.shape), np.nan)
+        for k, image in enumerate(collection):
+            with image.open() as dataset:
+                data = dataset.read().astype(np.float64)
+                data[~image.valid_mask(data, dataset)] = np.nan
+            reproject(
+                data,
+                values[k],
+                src_transform=image.transform,
+                src_crs=image.crs,
+                dst_transform=self.transform,
+                dst_crs=image.crs,
+                src_nodata=np.nan,
+                dst_nodata=np.nan,
+                resampling=Resampling.average,
+            )
+        return values, ~np.isnan(values).any(axis=1)
+
+    def nearest_centre_labels(self, collection: ImageCollection, cover: np.ndarray):
+        """Index + 1 of the covering image with the nearest footprint centroid (0: none)."""
+        rows, cols = np.indices(self.shape)
+        x, y = self.transform @ (cols + 0.5, rows + 0.5)
+        distance = np.full((len(collection), *self.shape), np.inf)
+        for k, image in enumerate(collection):
+            centre = image.footprint.centroid
+            distance[k] = np.where(cover[k], np.hypot(x - centre.x, y - centre.y), np.inf)
+        labels = np.argmin(distance, axis=0) + 1
+        labels[~cover.any(axis=0)] = 0
+        return labels
+
+    def polygon(self, cells: np.ndarray):
+        """The union of ``cells`` as a shapely geometry."""
+        from rasterio.features import shapes
+        from shapely.geometry import shape
+        from shapely.ops import unary_union
+
+        if not cells.any():
+            from shapely.geometry import Polygon
+
+            return Polygon()
+        return unary_union(
+            [
+                shape(geometry)
+                for geometry, value in shapes(
+                    cells.astype(np.uint8), mask=cells, transform=self.transform
+                )
+                if value
+            ]
+        )
+
+
+def pixel_side(collection: ImageCollection) -> float:
+    """The shortest pixel side of the collection's images."""
+    return min(min(abs(i.transform.a), abs(i.transform.e)) for i in collection)
+
+
+def cut_costs(values: np.ndarray, cover: np.ndarray) -> np.ndarray:
+    """Cost of a cut through each cell between images i < j: their absolute difference
+    summed over the bands, each scaled by its spread (1000 where they do not overlap)."""
+    spread = np.maximum(np.nanstd(values, axis=(0, 2, 3)), 1e-12)[:, None, None]
+    n = len(values)
+    difference = np.zeros((n, n, *values.shape[2:]))
+    for i in range(n):
+        for j in range(i + 1, n):
+            gap = np.nansum(np.abs(values[i] - values[j]) / spread, axis=0)
+            difference[i, j] = np.where(cover[i] & cover[j], gap, 1e3)
+    return difference
+
+
+def redrawn(voronoi, grid: CoarseGrid, relabelling, footprints, side: float):
+    """The Voronoi regions (in label order) redrawn from the cells' new labels where the
+    labels changed (``relabelling`` is the labels before and after) and in the cells
+    around; what this leaves to no image goes to the covering image that borders it most.
+    """
+    from scipy import ndimage
+
+    before, after = relabelling
+    around = ndimage.binary_dilation(after != before, structure=np.ones((3, 3), bool))
+    zone = grid.polygon(around)
+    regions = {
+        name: region.difference(zone).union(
+            grid.polygon((after == k + 1) & around).intersection(footprints[name])
+        )
+        for k, (name, region) in enumerate(voronoi.items())
+    }
+    claimed = union(regions.values())
+    rest = [
+        (name, part)
+        for name, region in voronoi.items()
+        for part in polygon_parts(region.difference(claimed), side)
+    ]
+    hand_over(regions, rest, footprints, side)
+    return regions
+
+
+def least_cost_labels(labels: np.ndarray, difference: np.ndarray, cover: np.ndarray) -> np.ndarray:
+    """Move the cut between every pair of neighbouring labels onto the cheapest path.
+
+    Parameters
+    ----------
+    labels : int array (rows, cols)
+        Image index + 1 of each cell (0 outside every image): the starting partition.
+    difference : float array (n_images, n_images, rows, cols)
+        Cost of a cut through each cell between two images (e.g. their absolute
+        difference); only ``difference[i, j]`` with ``i < j`` is used.
+    cover : bool array (n_images, rows, cols)
+        Where each image has data.
+
+    Returns
+    -------
+    The relabelled cells: within the overlap of each neighbouring pair, the cells on
+    either side of the least-cost path between the ends of their current cut go to the
+    image whose own (unshared) cells they touch.
+    """
+    from scipy import ndimage
+
+    labels = labels.copy()
+    n = cover.shape[0]
+    for i in range(n):
+        for j in range(i + 1, n):
+            shared = cover[i] & cover[j] & ((labels == i + 1) | (labels == j + 1))
+            if not shared.any():
+                continue
+            path = _cheapest_cut(labels, shared, difference[i, j], i + 1, j + 1)
+            if path is None:
+                continue
+            pieces, count = ndimage.label(shared & ~path)
+            own_i = ndimage.binary_dilation((labels == i + 1) & ~shared)
+            own_j = ndimage.binary_dilation((labels == j + 1) & ~shared)
+            for piece in range(1, count + 1):
+                cells = pieces == piece
+                touches_i, touches_j = (own_i & cells).any(), (own_j & cells).any()
+                if touches_i != touches_j:
+                    labels[cells] = i + 1 if touches_i else j + 1
+    return labels
+
+
+def _cheapest_cut(labels, shared, cost, first, second):
+    """Cells of the least-cost 8-connected path inside ``shared`` between the two ends
+    of the current cut between labels ``first`` and ``second`` (None if it has no two
+    ends on the border of ``shared``)."""
+    from scipy import ndimage
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+
+    cut = shared & (labels == first) & ndimage.binary_dilation(labels == second)
+    border = shared & ndimage.binary_dilation(~shared, border_value=1)
+    ends = np.argwhere(cut & border)
+    if len(ends) < 2:
+        return None
+    distances = np.linalg.norm(ends[:, None] - ends[None], axis=-1)
+    a, b = np.unravel_index(np.argmax(distances), distances.shape)
+    index = -np.ones(shared.shape, dtype=int)
+    cells = np.argwhere(shared)
+    index[shared] = np.arange(len(cells))
+    rows, cols, weights = [], [], []
+    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        r, c = cells[:, 0] + dr, cells[:, 1] + dc
+        inside = (r >= 0) & (r < shared.shape[0]) & (c >= 0) & (c < shared.shape[1])
+        source, r, c = np.flatnonzero(inside), r[inside], c[inside]
+        target = index[r, c]
+        keep = target >= 0
+        step = np.hypot(dr, dc)
+        here = cost[cells[source[keep], 0], cells[source[keep], 1]]
+        there = cost[r[keep], c[keep]]
+        rows.append(source[keep])
+        cols.append(target[keep])
+        weights.append(step * (1e-3 + (here + there) / 2))
+    graph = coo_matrix(
+        (np.concatenate(weights), (np.concatenate(rows), np.concatenate(cols))),
+        shape=(len(cells), len(cells)),
+    ).tocsr()
+    start, stop = index[tuple(ends[a])], index[tuple(ends[b])]
+    _, predecessors = dijkstra(graph, directed=False, indices=start, return_predecessors=True)
+    if predecessors[stop] < 0 and stop != start:
+        return None
+    path = np.zeros(shared.shape, dtype=bool)
+    node = stop
+    while node >= 0:
+        path[tuple(cells[node])] = True
+        node = predecessors[node] if node != start else -1
+    return path
