@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import rasterio
-from conftest import DATA_DIR, SAMPLE_TILES
+from conftest import BAND_NAMES, DATA_DIR, SAMPLE_TILES
 
 from spectralmatch import (
     CloudMask,
@@ -105,10 +105,11 @@ def test_written_mask_finds_the_pasted_cloud_and_shadow(pasted, tmp_path, window
         assert recall > 0.9 and precision > 0.9, (value, recall, precision)
 
 
-def test_small_windows_write_the_same_mask_as_one_window(pasted, tmp_path):
+@pytest.mark.parametrize("sun", [{}, {"sun_azimuth": SUN_AZIMUTH, "sun_elevation": SUN_ELEVATION}])
+def test_small_windows_write_the_same_mask_as_one_window(pasted, tmp_path, sun):
     """Windows are read with a margin: the buffer and the shadow search leave no seams."""
     outputs = [
-        create_cloud_mask([pasted.path], tmp_path / str(size), window_size=size)[0]
+        create_cloud_mask([pasted.path], tmp_path / str(size), window_size=size, **sun)[0]
         for size in (1024, 48)
     ]
     whole, tiled = (read_mask(path)[0] for path in outputs)
@@ -229,3 +230,29 @@ def test_omnicloudmask_writes_its_classes_on_the_image_grid(pasted, tmp_path):
         )
     assert set(np.unique(labels)) <= {0, 1, 2, 3, 255}
     assert np.isin(labels[pasted.cloud], (1, 2)).mean() > 0.5
+
+
+def test_nir_and_swir_tests_rule_out_green_and_snowy_brightness(pasted, tmp_path):
+    """With NIR and SWIR bands (found by their descriptions): the pasted cloud's top is
+    given a vegetation NIR (NDVI about 0.85) and its bottom a snow SWIR (near 0); only the
+    middle, white in all five bands, stays cloud."""
+    with rasterio.open(pasted.path) as source:
+        profile, values = source.profile, source.read().astype(np.float64)
+    red, dark = values[0], np.percentile(values[0][values[0] > 0], 1)
+    rows = np.arange(red.shape[0])[:, None]
+    top = pasted.cloud & (rows < CENTER[0] - RADIUS / 3)
+    bottom = pasted.cloud & (rows > CENTER[0] + RADIUS / 3)
+    nir = np.where(top, dark + 12 * (red - dark), red)
+    assert nir.max() < 65535  # NDVI of the top: 11 / 13, not cut short by the dtype
+    swir = np.where(bottom, dark, red)
+    path = tmp_path / "five.tif"
+    profile.update(count=5)
+    with rasterio.open(path, "w", **profile) as target:
+        target.write(np.concatenate([values, nir[None], swir[None]]).astype(np.uint16))
+        for band, name in enumerate((*BAND_NAMES, "NIR", "SWIR1"), start=1):
+            target.set_band_description(band, name)
+    [out] = create_cloud_mask([path], tmp_path / "masks", shadows=False, buffer=0)
+    cloud = read_mask(out)[0] == CLOUD
+    middle = pasted.cloud & ~top & ~bottom
+    assert cloud[middle].mean() > 0.9
+    assert cloud[top].mean() < 0.05 and cloud[bottom].mean() < 0.05

@@ -88,12 +88,11 @@ class BandRoles:
             )
         for role in ROLES:
             band = roles[role]
-            if band is not None and not 1 <= band <= len(descriptions):
+            if band is not None and not _is_band(band, len(descriptions)):
                 raise SpectralMatchError(
-                    f"{name}: {role}_band={band} but the image has bands 1 to {len(descriptions)}"
+                    f"{name}: {role}_band={band!r} but the image has bands 1 to {len(descriptions)}"
                 )
-        blue, green, red = (int(roles[role]) for role in ROLES[:3])  # type: ignore[arg-type]
-        return cls(blue, green, red, roles["nir"], roles["swir"])
+        return cls(**roles)  # type: ignore[arg-type]  # blue, green and red are known
 
     @property
     def visible(self) -> list[int]:
@@ -104,6 +103,10 @@ class BandRoles:
         """0-based array index of ``role``'s band, None without one."""
         band = getattr(self, role)
         return None if band is None else band - 1
+
+
+def _is_band(band: object, count: int) -> bool:
+    return isinstance(band, int) and not isinstance(band, bool) and 1 <= band <= count
 
 
 def _band_named(role: str, descriptions: tuple[str | None, ...]) -> int | None:
@@ -217,6 +220,9 @@ class CloudMask(Mask):
 
     Notes
     -----
+    Band descriptions and the nodata value are taken from the image judged when it has
+    them (an :class:`~spectralmatch.Image` does); pixels nodata in any band are not judged.
+
     As a mask of an image (``Image(path, mask=CloudMask())``) each window the fit reads is
     judged on its own, and scaled by its own statistics unless ``scale`` is given: a cloud
     or a shadow across a window's edge is found on each side by its own pixels, without
