@@ -5,6 +5,7 @@ from .chain import pipeline
 from .errors import NotFittedError, SpectralMatchError
 from .geo.blocks import BlockGrid
 from .geo.overlap import OverlapEdge, OverlapGraph
+from .masks.cloud import CloudMask
 from .masks.function import FunctionMask
 from .masks.raster import RasterMask
 from .masks.vector import VectorMask
@@ -16,6 +17,7 @@ from .model.pif import IRMAD, ResidualPIF
 from .model.pipeline import Mosaic
 from .ops.align import align_rasters, compute_resolution
 from .ops.clip import mask_rasters
+from .ops.clouds import create_cloud_mask, create_cloud_mask_with_omnicloudmask
 from .ops.coregister import joint_coregistration
 from .ops.merge import merge_rasters
 from .ops.overviews import compute_overviews
@@ -33,6 +35,7 @@ __all__ = [
     "Adjuster",
     "BlockGrid",
     "BlockMap",
+    "CloudMask",
     "FitDiagnostics",
     "FunctionMask",
     "IRMAD",
@@ -57,6 +60,8 @@ __all__ = [
     "align_rasters",
     "compute_overviews",
     "compute_resolution",
+    "create_cloud_mask",
+    "create_cloud_mask_with_omnicloudmask",
     "create_paths",
     "global_regression",
     "joint_coregistration",

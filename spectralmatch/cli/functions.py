@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import chain, pif, workflow
 from ..engine.published import LOGGER
-from ..ops import align, clip, coregister, merge, overviews, seamline, vectors
+from ..ops import align, clip, clouds, coregister, merge, overviews, seamline, vectors
 from ..raster import paths
 from .options import report_errors
 
@@ -38,6 +38,8 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "weighted_seamline": seamline.weighted_seamline,
     "align_rasters": align.align_rasters,
     "mask_rasters": clip.mask_rasters,
+    "create_cloud_mask": clouds.create_cloud_mask,
+    "create_cloud_mask_with_omnicloudmask": clouds.create_cloud_mask_with_omnicloudmask,
     "merge_rasters": merge.merge_rasters,
     "merge_vectors": vectors.merge_vectors,
     "compute_overviews": overviews.compute_overviews,
