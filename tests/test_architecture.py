@@ -142,3 +142,20 @@ def test_the_walker_sees_function_level_imports_and_cycles():
 @pytest.mark.parametrize("layer", [name for layer in LAYERS for name in layer])
 def test_every_layer_exists(layer):
     assert (PACKAGE / layer).is_dir() or (PACKAGE / f"{layer}.py").is_file()
+
+
+def test_importing_the_package_leaves_the_slow_scipy_modules_for_later():
+    """scipy's ndimage, sparse solvers and spatial trees take most of a second to import;
+    the modules that use them import them where they are used, so that the command line
+    starts fast."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, spectralmatch, spectralmatch.cli.main; "
+        "print(sorted(m for m in sys.modules if m in "
+        "('scipy.ndimage', 'scipy.sparse.linalg', 'scipy.spatial', 'scipy.stats')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

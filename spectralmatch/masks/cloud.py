@@ -41,7 +41,6 @@ import re
 
 import numpy as np
 from attrs import define, field, frozen
-from scipy import ndimage
 
 from ..errors import SpectralMatchError
 from ..geo.grid import PixelGrid
@@ -305,6 +304,8 @@ class CloudMask(Mask):
     ) -> np.ndarray:
         """uint8 array (rows, cols): :data:`CLEAR`, :data:`CLOUD` or :data:`SHADOW`, for
         ``values`` (bands, rows, cols) whose ``valid`` pixels (rows, cols) are judged."""
+        from scipy import ndimage
+
         x = scale.apply(values, valid)
         with np.errstate(invalid="ignore", divide="ignore"):
             core = self._cloud_tests(x, roles, scale)
@@ -368,6 +369,8 @@ def _valid(values: np.ndarray, nodata: float | None) -> np.ndarray:
 
 def _without_small(mask: np.ndarray, pixels: int) -> np.ndarray:
     """``mask`` less its connected parts (8-connected) of fewer than ``pixels`` pixels."""
+    from scipy import ndimage
+
     if pixels <= 1 or not mask.any():
         return mask
     labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
@@ -377,6 +380,8 @@ def _without_small(mask: np.ndarray, pixels: int) -> np.ndarray:
 
 def _grow(mask: np.ndarray, pixels: int) -> np.ndarray:
     """``mask`` grown by ``pixels`` (a disk)."""
+    from scipy import ndimage
+
     if pixels == 0 or not mask.any():
         return mask
     return ndimage.distance_transform_edt(~mask) <= pixels
