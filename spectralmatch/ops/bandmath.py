@@ -240,10 +240,6 @@ def band_math(
     where the result is not a finite number (a division by zero; a warning says how
     many). Results outside the output type's range are clipped to it, with a warning; a
     valid result equal to the nodata value is moved to the nearest value the type holds.
-
-    Examples
-    --------
-    >>> band_math("data/*.tif", "out/$_ratio.tif", expression="B3 / B1")  # doctest: +SKIP
     """
     return evaluate_to_rasters(
         "band_math",
