@@ -6,6 +6,7 @@ from .errors import NotFittedError, SpectralMatchError
 from .geo.blocks import BlockGrid
 from .geo.overlap import OverlapEdge, OverlapGraph
 from .masks.cloud import CloudMask
+from .masks.expression import ExpressionMask
 from .masks.function import FunctionMask
 from .masks.raster import RasterMask
 from .masks.vector import VectorMask
@@ -16,11 +17,13 @@ from .model.histogram_match import HistogramMatch
 from .model.pif import IRMAD, ResidualPIF
 from .model.pipeline import Mosaic
 from .ops.align import align_rasters, compute_resolution
+from .ops.bandmath import band_math, create_ndvi_raster, create_ndwi_raster, threshold_raster
 from .ops.clip import mask_rasters
 from .ops.clouds import create_cloud_mask, create_cloud_mask_with_omnicloudmask
 from .ops.coregister import joint_coregistration
 from .ops.merge import merge_rasters
 from .ops.overviews import compute_overviews
+from .ops.polygons import process_raster_values_to_vector_polygons
 from .ops.seamline import Seamline, voronoi_center_seamline, weighted_seamline
 from .ops.vectors import merge_vectors
 from .pif import Pif
@@ -36,6 +39,7 @@ __all__ = [
     "BlockGrid",
     "BlockMap",
     "CloudMask",
+    "ExpressionMask",
     "FitDiagnostics",
     "FunctionMask",
     "IRMAD",
@@ -58,10 +62,13 @@ __all__ = [
     "VectorMask",
     "__version__",
     "align_rasters",
+    "band_math",
     "compute_overviews",
     "compute_resolution",
     "create_cloud_mask",
     "create_cloud_mask_with_omnicloudmask",
+    "create_ndvi_raster",
+    "create_ndwi_raster",
     "create_paths",
     "global_regression",
     "joint_coregistration",
@@ -71,7 +78,9 @@ __all__ = [
     "merge_rasters",
     "merge_vectors",
     "pipeline",
+    "process_raster_values_to_vector_polygons",
     "search_paths",
+    "threshold_raster",
     "voronoi_center_seamline",
     "weighted_seamline",
 ]

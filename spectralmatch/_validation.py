@@ -181,7 +181,9 @@ def dtype_name(owner: str, keyword: str, value: Any) -> str | None:
     numpy name of an output data type, or a clear error naming ``keyword``."""
     if value is None:
         return None
-    name = GDAL_DTYPE_NAMES.get(str(value).lower()) if isinstance(value, str) else None
+    name = GDAL_DTYPE_NAMES.get(value.lower()) if isinstance(value, str) else None
+    if name is None and value in GDAL_DTYPE_NAMES.values():
+        name = value
     if name is None:
         raise SpectralMatchError(
             f"{owner}: {keyword} must be one of {', '.join(GDAL_DTYPE_NAMES.values())} "

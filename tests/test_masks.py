@@ -18,6 +18,7 @@ from rasterio.windows import bounds as window_bounds
 from shapely.geometry import box
 
 from spectralmatch import (
+    ExpressionMask,
     FunctionMask,
     GlobalModel,
     Image,
@@ -140,6 +141,7 @@ def mask_kinds(tiles, tmp_path) -> dict[str, list[Image]]:
             for path in tiles.paths
         ],
         "function": [Image(path, mask=bright) for path in tiles.paths],
+        "expression": [Image(path, mask=ExpressionMask("b1 > 30000")) for path in tiles.paths],
         "plain callable": with_mask(tiles, {1: lambda values: values[0] > 30000}),
     }
 
@@ -155,6 +157,7 @@ def mask_kinds(tiles, tmp_path) -> dict[str, list[Image]]:
         "vector include by field",
         "vector value",
         "function",
+        "expression",
         "plain callable",
     ],
 )

@@ -24,7 +24,18 @@ import numpy as np
 
 from .. import chain, pif, workflow
 from ..engine.published import LOGGER
-from ..ops import align, clip, clouds, coregister, merge, overviews, seamline, vectors
+from ..ops import (
+    align,
+    bandmath,
+    clip,
+    clouds,
+    coregister,
+    merge,
+    overviews,
+    polygons,
+    seamline,
+    vectors,
+)
 from ..raster import paths
 from .options import report_errors
 
@@ -43,6 +54,11 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "merge_rasters": merge.merge_rasters,
     "merge_vectors": vectors.merge_vectors,
     "compute_overviews": overviews.compute_overviews,
+    "band_math": bandmath.band_math,
+    "create_ndvi_raster": bandmath.create_ndvi_raster,
+    "create_ndwi_raster": bandmath.create_ndwi_raster,
+    "threshold_raster": bandmath.threshold_raster,
+    "process_raster_values_to_vector_polygons": polygons.process_raster_values_to_vector_polygons,
     "search_paths": paths.search_paths,
     "create_paths": paths.create_paths,
     "match_paths": paths.match_paths,
