@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any, cast
 
 import numpy as np
 from attrs import define, field, frozen
@@ -77,7 +78,7 @@ class BandRoles:
         roles = dict(given)
         for role in ROLES:
             if roles.get(role) is None:
-                roles[role] = _band_named(role, descriptions)
+                roles[role] = band_named(role, descriptions)
         missing = [role for role in ROLES[:3] if roles[role] is None]
         if missing:
             raise SpectralMatchError(
@@ -91,7 +92,7 @@ class BandRoles:
                 raise SpectralMatchError(
                     f"{name}: {role}_band={band!r} but the image has bands 1 to {len(descriptions)}"
                 )
-        return cls(**roles)  # type: ignore[arg-type]  # blue, green and red are known
+        return cls(**cast(dict[str, Any], roles))  # blue, green and red are known
 
     @property
     def visible(self) -> list[int]:
@@ -108,7 +109,7 @@ def _is_band(band: object, count: int) -> bool:
     return isinstance(band, int) and not isinstance(band, bool) and 1 <= band <= count
 
 
-def _band_named(role: str, descriptions: tuple[str | None, ...]) -> int | None:
+def band_named(role: str, descriptions: tuple[str | None, ...]) -> int | None:
     """The first band whose description names ``role`` ("B4 red", "NIR", "SWIR1")."""
     for band, description in enumerate(descriptions, start=1):
         words = re.findall(r"[a-z]+", (description or "").lower())

@@ -127,10 +127,10 @@ def match_pair(first: Image, second: Image, bounds) -> np.ndarray:
     pixel = max(*first.grid.pixel_size, *second.grid.pixel_size)
     left, bottom, right, top = bounds
     pixel *= max(1.0, max(right - left, top - bottom) / pixel / MAX_OVERLAP_PIXELS)
-    reads = [_grey(image, bounds, pixel) for image in (first, second)]
-    if reads[0] is None or reads[1] is None:
+    read_a, read_b = (_grey(image, bounds, pixel) for image in (first, second))
+    if read_a is None or read_b is None:
         return np.empty((0, 4))
-    (grey_a, grid_a), (grey_b, grid_b) = reads  # type: ignore[misc]
+    (grey_a, grid_a), (grey_b, grid_b) = read_a, read_b
     points = []
     for x, y in _patch_centers(bounds, pixel):
         patch_a, patch_b = _patch(grey_a, grid_a, x, y), _patch(grey_b, grid_b, x, y)
