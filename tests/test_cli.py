@@ -12,6 +12,7 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 from conftest import (
+    DATA_DIR,
     SERIES_CHANGES,
     folder_listing,
     inverse,
@@ -573,3 +574,65 @@ def test_python_dash_m_spectralmatch_is_the_command(data_dir, tmp_path):
     assert (
         b"Usage: python -m spectralmatch" in usage.stdout or b"Usage: spectralmatch" in usage.stdout
     )
+
+
+# ---------------------------------------------------------------------- masks for the fit
+
+
+def global_gains(runner, tmp_path, name, *options) -> np.ndarray:
+    model = tmp_path / f"{name}.json"
+    result = invoke(
+        runner, "fit", DATA_DIR, "--model", model, "--steps", "global", "--no-cache", "-q", *options
+    )
+    assert result.exit_code == 0, result.output
+    return spectralmatch.Mosaic.load(model).steps_[0].gains_
+
+
+def test_mask_options_leave_their_pixels_out_of_the_fit(runner, tmp_path):
+    """An expression true everywhere leaves nothing to fit on (an error that says so); one
+    true on the brightest pixels changes the fit; so do repeated --exclude files, each
+    adding its area."""
+    plain = global_gains(runner, tmp_path, "plain")
+    everything = invoke(
+        runner, "fit", DATA_DIR, "--model", tmp_path / "m.json", "--mask-expression", "B1 >= 0"
+    )
+    assert_one_line_error(everything, "tile_00.tif: has no valid pixels left by its mask")
+    bright = global_gains(runner, tmp_path, "bright", "--mask-expression", "B1 > 9000")
+    assert not np.allclose(bright, plain, rtol=1e-3)
+    tile = spectralmatch.Image(DATA_DIR / "tile_00.tif")
+    left, bottom, right, top = tile.bounds
+    halves = [
+        write_polygons(tmp_path / f"{side}.gpkg", [polygon], crs=tile.crs)
+        for side, polygon in (
+            ("west", box(left - 1e5, bottom - 1e5, (left + right) / 2, top + 1e5)),
+            ("east", box((left + right) / 2, bottom - 1e5, right + 1e5, top + 1e5)),
+        )
+    ]
+    one = global_gains(runner, tmp_path, "one", "--exclude", halves[0])
+    assert not np.allclose(one, plain, rtol=1e-3)
+    both = invoke(
+        runner,
+        "fit",
+        DATA_DIR,
+        "--model",
+        tmp_path / "m.json",
+        "--exclude",
+        halves[0],
+        "--exclude",
+        halves[1],
+    )
+    assert_one_line_error(both, "has no valid pixels left by its mask")
+
+
+@pytest.mark.parametrize(
+    ("options", "fragments"),
+    [
+        (["--mask-ndvi", ">0.5"], ["--mask-ndvi needs the nir band", "--bands nir=N"]),
+        (["--mask-expression", "__import__('os')"], ["__import__"]),
+        (["--mask-expression", "B9 > 1"], ["B9"]),
+    ],
+)
+def test_mask_options_refuse_what_they_cannot_do(runner, tmp_path, options, fragments):
+    result = invoke(runner, "match", DATA_DIR, "-o", tmp_path / "out", "--no-cache", "-q", *options)
+    assert_one_line_error(result, *fragments)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

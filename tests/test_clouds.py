@@ -256,3 +256,25 @@ def test_nir_and_swir_tests_rule_out_green_and_snowy_brightness(pasted, tmp_path
     middle = pasted.cloud & ~top & ~bottom
     assert cloud[middle].mean() > 0.9
     assert cloud[top].mean() < 0.05 and cloud[bottom].mean() < 0.05
+
+
+def test_the_command_line_leaves_clouds_out_of_the_fit(pasted, tmp_path):
+    """``spectralmatch fit --mask-cloud`` (the image's own scale, no sun position) gives
+    tile_01 the gains of the clean fit; without the option the cloud throws them off."""
+    from click.testing import CliRunner
+
+    from spectralmatch.cli.main import main
+
+    clean = [DATA_DIR / f"{name}.tif" for name in SAMPLE_TILES]
+    cloudy = [clean[0], pasted.path, *clean[2:]]
+
+    def gains(name, *options):
+        model = tmp_path / f"{name}.json"
+        arguments = ["fit", *map(str, cloudy), "--model", str(model), "--steps", "global"]
+        result = CliRunner().invoke(main, [*arguments, "--no-cache", "-q", *options])
+        assert result.exit_code == 0, result.output
+        return Mosaic.load(model).steps_[0].gains_[1]
+
+    expected = _fitted_gains(clean)[1]
+    assert np.abs(gains("plain") / expected - 1).max() > 0.2
+    assert np.abs(gains("masked", "--mask-cloud") / expected - 1).max() < 0.05

@@ -15,6 +15,7 @@ import click
 from .._interrupt import Interrupted, raise_on_sigterm
 from .._typing import DEFAULT_STEPS, Correction, OutputDtype, StepName, WorkingDtype
 from ..errors import SpectralMatchError
+from .masking import band_roles, fit_mask
 
 CORRECTIONS = get_args(Correction)
 WORKING_DTYPES = get_args(WorkingDtype)
@@ -202,10 +203,43 @@ model_options = _apply(
         click.option(
             "--exclude",
             "exclude",
+            multiple=True,
             type=click.Path(exists=True, dir_okay=False),
-            default=None,
             help="Raster (non-zero pixels) or vector file (polygons) of areas to leave out "
-            "of the fit, e.g. clouds or water; they are still transformed.",
+            "of the fit, e.g. clouds or water; repeatable.",
+        ),
+        click.option(
+            "--mask-expression",
+            "mask_expressions",
+            multiple=True,
+            metavar="EXPR",
+            help="Leave out the pixels where EXPR is true, e.g. 'B1 > 9000 && B3 > 8000' "
+            "(bands B1..Bn or their descriptions; + - * / ^, comparisons, && || !, "
+            "c ? a : b, abs, sqrt, ln, min, max); repeatable.",
+        ),
+        click.option(
+            "--mask-ndvi",
+            metavar="CONDITION",
+            default=None,
+            help="Leave out the pixels whose NDVI meets CONDITION, e.g. '>0.5' (dense "
+            "vegetation) or '<0' (water); needs the red and nir bands (--bands, or band "
+            "descriptions naming them).",
+        ),
+        click.option(
+            "--mask-cloud",
+            is_flag=True,
+            help="Leave out clouds and their shadows, found by an offline spectral test "
+            "(brightness, whiteness, haze; NIR and SWIR where known); needs the blue, green "
+            "and red bands (--bands, or band descriptions naming them).",
+        ),
+        click.option(
+            "--bands",
+            "band_roles",
+            callback=band_roles,
+            metavar="ROLE=N,...",
+            default=None,
+            help="Which band is which, e.g. 'red=1,green=2,blue=3,nir=4' [default: read "
+            "from the band descriptions].",
         ),
         click.option(
             "--pif",
@@ -276,7 +310,14 @@ def build_model(inputs: tuple[str, ...], options: dict[str, Any]) -> tuple[Any, 
 
     paths = resolve_paths(list(inputs))
     collection = ImageCollection(
-        [Image(path, mask=options["exclude"], nodata=options["nodata"]) for path in paths]
+        [
+            Image(
+                path,
+                mask=fit_mask(Image(path, nodata=options["nodata"]), options),
+                nodata=options["nodata"],
+            )
+            for path in paths
+        ]
     )
     named = [collection.names[collection.index(key)] for key in options["references"]]
     reference = named or None

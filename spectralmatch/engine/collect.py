@@ -199,7 +199,10 @@ def _assemble(
         moments = images[index]
         if moments is not None and not moments.count.any():
             image = collection.images[index]
-            raise SpectralMatchError(f"{image.path}: has no valid pixels (nodata={image.nodata})")
+            masked = " left by its mask" if image.mask is not None else ""
+            raise SpectralMatchError(
+                f"{image.path}: has no valid pixels{masked} (nodata={image.nodata})"
+            )
     pairs = []
     for edge in edges:
         first, second = known[edge.first], known[edge.second]
