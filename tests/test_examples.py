@@ -86,3 +86,16 @@ def test_polynomial_detrend_removes_tilted_brightness_planes(tmp_path, truth):
         results[name] = (seam_error(tiles, paths), affine_rmse(tiles, paths))
     assert results["detrend"][0] < 0.7 * results["global"][0], results
     assert results["detrend"][1] < 0.7 * results["global"][1], results
+
+
+def test_masks_figure_shows_the_pasted_cloud_and_the_water(tmp_path):
+    import matplotlib.image
+    from masks_figure import main
+
+    fractions = main(tmp_path)
+    picture = matplotlib.image.imread(tmp_path / "masks_over_sample.png")
+    assert picture.shape[0] > 300 and picture.shape[1] > 2.5 * picture.shape[0]  # 3 panels
+    # the mask's cloud is the pasted one (its soft edge and the buffer add a little)
+    assert 0.9 < fractions["cloud"] / fractions["pasted cloud"] < 1.2
+    assert 0 < fractions["shadow"] < fractions["cloud"]
+    assert 0 < fractions["water"] < 1

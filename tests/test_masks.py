@@ -436,3 +436,15 @@ def test_function_mask_on_the_partner_and_nan_nodata_together(tmp_path, truth):
     assert step.diagnostics_.count[0].tolist() == [float((~bright & ~nan).sum())] * 3
     np.testing.assert_allclose(step.gains_[1], 1 / 1.1, rtol=1e-4)
     np.testing.assert_allclose(step.offsets_[1], -5 / 1.1, atol=0.05)
+
+
+def test_a_list_of_masks_excludes_what_any_of_them_excludes(data_dir):
+    image = Image(data_dir / "tile_00.tif")
+    values, _ = image.read(Window(0, 0, 64, 64))
+    grid = image.grid.window_grid(Window(0, 0, 64, 64))
+    first = ExpressionMask("B1 > 8000")
+    second = ExpressionMask("B2 > 7000")
+    both = Image(data_dir / "tile_00.tif", mask=[first, second]).mask
+    expected = first.excluded(image, values, grid) | second.excluded(image, values, grid)
+    assert expected.any() and not expected.all()
+    np.testing.assert_array_equal(both.excluded(image, values, grid), expected)

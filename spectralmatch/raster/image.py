@@ -50,10 +50,11 @@ class Image:
         Any raster GDAL can read.
     name : str, optional
         The image's name in a collection and a saved model; defaults to the file stem.
-    mask : Mask, path or callable, optional
+    mask : Mask, path, callable or list of these, optional
         Pixels to leave out of every statistic of a fit (they are still transformed):
         a :class:`~spectralmatch.masks.base.Mask`, a raster (non-zero = excluded) or
-        vector file (polygons = excluded), or a function of the window's values.
+        vector file (polygons = excluded), a function of the window's values, or a list
+        of these (what any of them excludes).
     nodata : float, optional
         The value to take as nodata, instead of the file's own (outputs carry it too).
         Without either, and without an internal mask, every pixel is valid.

@@ -85,3 +85,54 @@ def plot_before_after(
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def plot_masks(
+    image,
+    masks: dict[str, str | os.PathLike],
+    path: str | os.PathLike,
+    bands: Sequence[int] = (0, 1, 2),
+    max_size: int = 800,
+) -> Path:
+    """The image, then the image under each mask: one panel per entry of ``masks``
+    (title -> a mask raster on the image's grid, such as :func:`~spectralmatch.
+    create_cloud_mask` or :func:`~spectralmatch.threshold_raster` write), its non-zero
+    classes painted over the image in colour (class 1 red, 2 blue, 3 yellow) and its nodata
+    left transparent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    values, valid, extent = composite([image], bands, max_size)
+    limits = stretch_limits(values)
+    scaled = np.clip((values - limits[:, 0]) / (limits[:, 1] - limits[:, 0]), 0, 1)
+    picture = np.dstack([np.nan_to_num(scaled), valid.astype(float)])
+    colours = ListedColormap(
+        [(0, 0, 0, 0), (0.9, 0.1, 0.1, 0.6), (0.1, 0.3, 0.9, 0.6), (1, 0.85, 0, 0.6)]
+    )
+    figure, axes = plt.subplots(
+        1, len(masks) + 1, figsize=(4.6 * (len(masks) + 1), 4.8), constrained_layout=True
+    )
+    axes[0].imshow(picture, extent=extent)
+    axes[0].set_title("Image")
+    for axis, (title, mask_path) in zip(axes[1:], masks.items(), strict=True):
+        classes, _, _ = composite([mask_path], (0,), max_size)
+        axis.imshow(picture, extent=extent)
+        axis.imshow(
+            np.nan_to_num(classes[..., 0]).clip(0, 3),
+            cmap=colours,
+            vmin=0,
+            vmax=3,
+            extent=extent,
+            interpolation="nearest",
+        )
+        axis.set_title(title)
+    for axis in axes:
+        axis.set_axis_off()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
