@@ -22,6 +22,7 @@ from spectralmatch import (
     FunctionMask,
     GlobalModel,
     Image,
+    ImageCollection,
     Mosaic,
     RasterMask,
     SpectralMatchError,
@@ -448,3 +449,20 @@ def test_a_list_of_masks_excludes_what_any_of_them_excludes(data_dir):
     expected = first.excluded(image, values, grid) | second.excluded(image, values, grid)
     assert expected.any() and not expected.all()
     np.testing.assert_array_equal(both.excluded(image, values, grid), expected)
+
+
+def test_a_collection_mask_adds_to_each_images_own(data_dir):
+    own = ExpressionMask("B1 > 8000")
+    added = ExpressionMask("B2 > 7000")
+    collection = ImageCollection(
+        [Image(data_dir / "tile_00.tif", mask=own), Image(data_dir / "tile_01.tif")]
+    ).with_mask(added)
+    window = Window(0, 0, 64, 64)
+    first, second = collection.images
+    values, _ = first.read(window)
+    grid = first.grid.window_grid(window)
+    expected = own.excluded(first, values, grid) | added.excluded(first, values, grid)
+    np.testing.assert_array_equal(first.mask.excluded(first, values, grid), expected)
+    assert second.mask is added
+    masked = ImageCollection.from_paths(data_dir, mask=added)
+    assert all(image.mask is added for image in masked)

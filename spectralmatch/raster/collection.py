@@ -9,11 +9,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import cast
 
-from attrs import define, field
+from attrs import define, evolve, field
 
 from .._typing import Bounds, PathsLike
 from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.blocks import union_bounds
+from ..masks.base import combine
+from ..masks.convert import MaskLike, as_mask
 from .image import Image
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
@@ -142,9 +144,23 @@ class ImageCollection:
                 image.grid  # noqa: B018 - raises the one clear error for a rotated image
 
     @classmethod
-    def from_paths(cls, inputs: PathsLike) -> ImageCollection:
-        """Collection of the rasters in a folder, a glob pattern, or a list of paths."""
-        return cls(resolve_paths(inputs))
+    def from_paths(cls, inputs: PathsLike, mask: MaskLike = None) -> ImageCollection:
+        """Collection of the rasters in a folder, a glob pattern, or a list of paths, each
+        with ``mask`` (see :class:`Image`) left out of the fit."""
+        return cls([Image(path, mask=mask) for path in resolve_paths(inputs)])
+
+    def with_mask(self, mask: MaskLike) -> ImageCollection:
+        """The same images, each also leaving out of the fit what ``mask`` excludes (on top
+        of its own mask).
+
+        Examples
+        --------
+        >>> from spectralmatch import CloudMask
+        >>> clear = ImageCollection.from_paths("data/").with_mask(CloudMask())
+        """
+        extra = as_mask(mask)
+        images = [evolve(image, mask=combine(image.mask, extra)) for image in self.images]
+        return ImageCollection(images, any_grid=self.any_grid)
 
     @classmethod
     def coerce(
