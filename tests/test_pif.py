@@ -251,7 +251,7 @@ def test_pif_with_a_local_step_does_not_erase_the_change(series, tmp_path, detec
 def test_local_step_without_pif_erases_part_of_the_change(series, tmp_path):
     """What the pif refit is for: fitted on all pixels, the blocks pull the changed
     areas toward the reference and bend the unchanged pixels around them."""
-    model = Mosaic(steps=local_steps(), threads=2).fit(series.paths)
+    model = Mosaic(steps=local_steps(), threads=2, pif=None).fit(series.paths)
     outputs = [read_raster(image.path) for image in model.transform(series.paths, tmp_path)]
     difference = difference_to_reference(outputs, 1)
     assert difference[~ANY_CHANGE].mean() > 10.0
@@ -288,7 +288,7 @@ def test_auto_pif_keeps_the_change_from_one_read(series, auto_fit, tmp_path):
     assert min(kept) > 0.8, kept
     for date in (1, 2, 3):
         assert difference_to_reference(outputs, date)[~ANY_CHANGE].mean() < 4.0
-    plain = Mosaic(steps=local_steps(), threads=2).fit(series.paths)
+    plain = Mosaic(steps=local_steps(), threads=2, pif=None).fit(series.paths)
     assert model.reads_ == plain.reads_  # no second read for the change
     written = [read_raster(image.path) for image in plain.transform(series.paths, tmp_path)]
     assert min(changes_kept(written, series)) < 0.8  # the bound fails without change detection
@@ -312,10 +312,11 @@ def test_auto_pif_masks_are_on_the_image_grid(series, auto_fit):
 
 
 def test_auto_pif_with_histogram_steps_reads_the_overlaps_again(series):
-    """Histograms cannot be recomposed from cells: the residual test on a second read."""
+    """Histograms cannot be recomposed from cells: the residual test (at CellPIF's
+    threshold) on a second read."""
     steps = [HistogramMatch(reference=REFERENCE)]
-    auto = Mosaic(steps=steps, threads=2, pif="auto").fit(series.paths)
-    residual = Mosaic(steps=steps, threads=2, pif=ResidualPIF()).fit(series.paths)
+    auto = Mosaic(steps=steps, threads=2).fit(series.paths)
+    residual = Mosaic(steps=steps, threads=2, pif=ResidualPIF(threshold=4.0)).fit(series.paths)
     assert auto.reads_ == residual.reads_
     np.testing.assert_array_equal(auto.steps_[0].values_, residual.steps_[0].values_)
 
@@ -363,7 +364,7 @@ def test_change_masks_are_written_per_image(series, fitted, detector):
 def test_change_masks_can_be_given_back_as_masks(series, fitted, detector):
     model, _, folder = fitted[detector]
     images = [Image(path, mask=RasterMask(str(folder / "{name}.tif"))) for path in series.paths]
-    refit = Mosaic(steps=global_steps(), threads=2).fit(images).steps_[0]
+    refit = Mosaic(steps=global_steps(), threads=2, pif=None).fit(images).steps_[0]
     np.testing.assert_allclose(refit.gains_, model.steps_[0].gains_, rtol=1e-9)
     np.testing.assert_allclose(refit.offsets_, model.steps_[0].offsets_, rtol=1e-9, atol=1e-6)
     np.testing.assert_array_equal(refit.diagnostics_.count, model.steps_[0].diagnostics_.count)
@@ -409,7 +410,8 @@ def test_saved_pif_model_transforms_like_the_fitted_one(series, fitted, tmp_path
     model, outputs, _ = fitted["irmad"]
     model.save(tmp_path / "model.json")
     loaded = Mosaic.load(tmp_path / "model.json")
-    assert loaded.pif is None and loaded.pif_dir is None  # fitting-only parameters
+    # fitting-only parameters are not saved: the loaded model has the defaults
+    assert loaded.pif == "auto" and loaded.pif_dir is None
     again = loaded.transform(series.paths, tmp_path / "out")
     for image, output in zip(again, outputs, strict=True):
         assert np.array_equal(read_raster(image.path), output)

@@ -98,17 +98,22 @@ class CellPIF(ResidualPIF):
     Each overlap is measured per cell of ``decimation`` x ``decimation`` pixels (larger
     when the overlaps would not fit in :data:`CELL_MEMORY`); after the whole-image
     steps, a cell is changed where the difference of the two images' cell means departs
-    from its median over the overlap by more than ``threshold`` robust standard
+    from a smooth surface over the overlap by more than ``threshold`` robust standard
     deviations in any band. The model is then fitted again from the other cells' moments,
     which the cells hold exactly. Steps that ask for histograms cannot be fitted from
     cells; they are fitted as with :class:`ResidualPIF`, reading the overlaps again.
 
     Parameters
     ----------
-    threshold : float, default 3.0
+    threshold : float, default 4.0
+        Higher than :class:`ResidualPIF`'s: a cell mean averages its pixels' noise, and
+        cells flagged in overlaps without change cost the local step some of its data.
     decimation : int, default 4
         Pixels per side of the cells.
     """
+
+    def __init__(self, *, threshold: float = 4.0, decimation: int = 4) -> None:
+        super().__init__(threshold=threshold, decimation=decimation)
 
     def changed_cells(self, first: Moments, second: Moments, shape: tuple[int, int]) -> np.ndarray:
         """Bool (n_cells,): the changed cells of an overlap, from both images' cell
@@ -148,7 +153,9 @@ def _robust_outliers(
     for _ in range(3):
         if inliers.sum() <= design.shape[1]:
             return outlying
-        surface = design @ np.linalg.lstsq(design[inliers], values[inliers], rcond=None)[0]
+        chosen = design[inliers]
+        normal = chosen.T @ chosen + 1e-9 * np.eye(design.shape[1])
+        surface = design @ np.linalg.solve(normal, chosen.T @ values[inliers])
         deviation = values - surface
         spread = 1.4826 * float(np.median(np.abs(deviation[inliers])))
         outlying = np.abs(deviation) > threshold * max(spread, 1e-12)

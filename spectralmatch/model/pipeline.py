@@ -78,7 +78,7 @@ WORKING_DTYPES: tuple[WorkingDtype, ...] = get_args(WorkingDtype)
 #: Rounds of change detection from overlap cells: each compares the cells after the
 #: whole-image steps fitted without the changes the round before found (the first fit,
 #: on every pixel, is biased by the change it is to find).
-CHANGE_ROUNDS = 3
+CHANGE_ROUNDS = 2
 
 
 #: Warn when more than this fraction of an image's valid values were clipped on output.
@@ -119,14 +119,14 @@ class Mosaic(Estimator):
         Who runs the tasks of each pass (see :mod:`spectralmatch.engine.executors`).
     progress : bool, default False
         Show progress bars.
-    pif : "auto", ChangeDetector or None, optional
+    pif : "auto", ChangeDetector or None, default "auto"
         Restrict the fit to pseudo-invariant pixels, so that real change (land cover,
         clouds) does not bend the correction: after the whole-image steps, each overlap
         is examined for change and the model is fitted again without the changed
         pixels. ``"auto"`` is :class:`~spectralmatch.model.pif.CellPIF`, which needs no
         second read; :class:`~spectralmatch.ResidualPIF` and
         :class:`~spectralmatch.IRMAD` read the overlaps again. None fits on every
-        overlap pixel (the default, for now).
+        overlap pixel.
     pif_dir : path, optional
         Where to keep the change masks (``<image>.tif`` on the image's grid, 1 =
         changed) for inspection and reuse; by default none are written.
@@ -174,7 +174,7 @@ class Mosaic(Estimator):
         threads: int | None = None,
         executor: ExecutorName | Executor = "threads",
         progress: bool = False,
-        pif: ChangeDetector | Literal["auto"] | None = None,
+        pif: ChangeDetector | Literal["auto"] | None = "auto",
         pif_dir: str | os.PathLike | None = None,
         cache: bool | str | os.PathLike = False,
     ) -> None:
@@ -266,18 +266,23 @@ class Mosaic(Estimator):
         ] or self._new_steps()[:1]
 
     def _fits_from_cells(self, steps: list[Adjuster], collection: ImageCollection) -> bool:
-        """Whether overlap cells serve ``steps``: they ask only for moments (which cells
-        recompose), and the whole-image steps map statistics (the cells are compared
-        after them)."""
-        moments_only = all(
+        """Whether overlap cells serve ``steps``: they ask only for moments, which cells
+        recompose."""
+        return all(
             isinstance(r, (ImageMoments, OverlapMoments, BlockMoments))
             for step in steps
             for r in step.requests(collection)
         )
-        return moments_only and all(
-            type(step).transform_statistics is not Adjuster.transform_statistics
-            for step in self._detection_steps(collection)
-        )
+
+    def _cell_detection_steps(self, collection: ImageCollection) -> list[Adjuster]:
+        """The steps the cells are compared after: the whole-image steps, when they map
+        statistics; otherwise a global model of its own (not part of the fit)."""
+        detection = self._detection_steps(collection)
+        if all(
+            type(s).transform_statistics is not Adjuster.transform_statistics for s in detection
+        ):
+            return detection
+        return [GlobalModel()]
 
     def _fit_on_pseudo_invariant(
         self,
@@ -318,15 +323,20 @@ class Mosaic(Estimator):
         cells = OverlapCells(side)
         requests = [step.requests(collection) for step in steps]
         flat = [r for own in requests for r in own]
-        statistics = self._statistics_pass().collect(collection, edges, [*flat, cells])
+        detection = [
+            r for step in self._cell_detection_steps(collection) for r in step.requests(collection)
+        ]
+        statistics = self._statistics_pass().collect(collection, edges, [*flat, *detection, cells])
         grids = list(Plan.of(flat).grids)
         shapes = {edge: CellGrid.over(edge.bounds, side, grids).shape for edge in edges}
         left_out: dict[OverlapEdge, np.ndarray] = {}
         for _ in range(CHANGE_ROUNDS):
             mapped = without_cells(statistics, left_out, side, keep_cells=True)
-            for step in self._detection_steps(collection):
-                step.fit(mapped.select(step.requests(collection)))
-                mapped = step.transform_statistics(mapped)
+            with warnings.catch_warnings():  # the final fit says what these would
+                warnings.simplefilter("ignore", SpectralMatchWarning)
+                for step in self._cell_detection_steps(collection):
+                    step.fit(mapped.select(step.requests(collection)))
+                    mapped = step.transform_statistics(mapped)
             left_out = {
                 pair.edge: detector.changed_cells(*pair.cells, shapes[pair.edge])
                 for pair in mapped.pairs
