@@ -246,7 +246,7 @@ def change_mask_folder(
     warnings.warn(
         f"{keyword}: the change masks are written one per image, not one per pair, as "
         f"{folder}{os.sep}<image name>.tif (1 where the image changed, left out of the fit; "
-        "decimated as the detector reads)",
+        "on the image's own grid)",
         SpectralMatchWarning,
         stacklevel=3,
     )

@@ -163,7 +163,7 @@ def test_block_values_and_corrections_follow_the_formulas(tmp_path, truth, corre
         dtype="float64",
         nodata=float("nan"),
     )
-    model = Mosaic(steps=[BlockMap(block_size=15, correction=correction)], threads=2)
+    model = Mosaic(pif=None, steps=[BlockMap(block_size=15, correction=correction)], threads=2)
     outputs = output_paths(
         model.fit_transform(tiles.paths, tmp_path / "out", working_dtype="float64")
     )
@@ -317,7 +317,7 @@ def test_images_that_overlap_nothing_come_out_unchanged(tmp_path, data_dir, step
 def test_blocks_too_small_for_min_pixels_warn(tmp_path, truth):
     """8 x 8 px blocks hold 64 pixels, fewer than min_pixels: the local step does nothing."""
     tiles = field_tiles(tmp_path / "in", truth)
-    model = Mosaic(steps=[GlobalModel(), BlockMap(block_size=8)], threads=2)
+    model = Mosaic(pif=None, steps=[GlobalModel(), BlockMap(block_size=8)], threads=2)
     with pytest.warns(SpectralMatchWarning) as record:
         model.fit(tiles.paths)
     (message,) = [str(w.message) for w in record if w.category is SpectralMatchWarning]
@@ -327,7 +327,7 @@ def test_blocks_too_small_for_min_pixels_warn(tmp_path, truth):
     assert (step.counts_ == 0).all() and (step.shifts_ == 0).all()
     assert (step.spread_factors_ == 1).all()
     outputs = model.transform(tiles.paths, tmp_path / "out")
-    global_only = Mosaic(steps=[GlobalModel()], threads=2).fit_transform(
+    global_only = Mosaic(pif=None, steps=[GlobalModel()], threads=2).fit_transform(
         tiles.paths, tmp_path / "g"
     )
     for ours, theirs in zip(outputs, global_only, strict=True):
@@ -446,10 +446,10 @@ def test_reference_image_is_bit_identical_and_the_others_follow(tmp_path, truth)
         GlobalModel(reference=["tile_0"]),
         BlockMap(block_size=16, correction="offset", reference=["tile_0"]),
     ]
-    model = Mosaic(steps=steps, threads=2)
+    model = Mosaic(pif=None, steps=steps, threads=2)
     outputs = output_paths(model.fit_transform(tiles.paths, tmp_path / "out"))
     global_only = output_paths(
-        Mosaic(steps=[GlobalModel(reference=["tile_0"])], threads=2).fit_transform(
+        Mosaic(pif=None, steps=[GlobalModel(reference=["tile_0"])], threads=2).fit_transform(
             tiles.paths, tmp_path / "g"
         )
     )
@@ -540,7 +540,7 @@ def test_to_rasters_writes_the_block_surfaces(tmp_path, truth):
 def test_alpha_blends_between_the_input_and_the_full_correction(tmp_path, data_dir, correction):
     def corrected(folder, **alpha):
         step = BlockMap(block_size=64, correction=correction, **alpha)
-        model = Mosaic(steps=[step], threads=2)
+        model = Mosaic(pif=None, steps=[step], threads=2)
         outputs = output_paths(model.fit_transform(data_dir, tmp_path / folder))
         return model, np.concatenate([read_raster(path).ravel() for path in outputs]).astype(float)
 
@@ -647,7 +647,9 @@ def test_rotated_footprints_and_a_hole_keep_their_masks(tmp_path, truth, correct
     data = tiles.data_of(1)
     data[:, 40:80, 5:45] = 0
     _rewrite(tiles, 1, data)
-    model = Mosaic(steps=[GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2)
+    model = Mosaic(
+        pif=None, steps=[GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2
+    )
     outputs = output_paths(model.fit_transform(tiles.paths, tmp_path / "out"))
     _check_outputs(tiles, outputs)
     assert (read_raster(outputs[1])[:, 40:80, 5:45] == 0).all()
@@ -675,7 +677,7 @@ def test_partial_edge_blocks_and_a_single_block(tmp_path, truth):
         windows=FIELD_LAYOUT,
         noise_sd=1.0,
     )
-    model = Mosaic(steps=[BlockMap(block_size=512, correction="offset")], threads=2)
+    model = Mosaic(pif=None, steps=[BlockMap(block_size=512, correction="offset")], threads=2)
     outputs = output_paths(model.fit_transform(tiles.paths, tmp_path / "single"))
     single = model.steps_[0]
     assert (single.grid_.rows, single.grid_.cols) == (1, 1)
@@ -698,7 +700,7 @@ def test_partial_edge_blocks_and_a_single_block(tmp_path, truth):
             means = np.nanmean(difference.reshape(3, -1), axis=1)
             assert np.abs(means).max() < 2.0
     # 200 px / 32 px: 7 blocks per side, the last one 8 px wide, measured and used
-    model = Mosaic(steps=[BlockMap(block_size=32, correction="offset")], threads=2)
+    model = Mosaic(pif=None, steps=[BlockMap(block_size=32, correction="offset")], threads=2)
     outputs = output_paths(model.fit_transform(tiles.paths, tmp_path / "edge"))
     edge = model.steps_[0]
     assert (edge.grid_.rows, edge.grid_.cols) == (7, 7)
@@ -766,13 +768,15 @@ def test_statistics_mapped_through_the_global_step_equal_a_second_fit(tmp_path, 
         tmp_path / "in", truth, dtype="float64", nodata=float("nan"), cut_corners=True
     )
     combined = Mosaic(
-        steps=[GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2
+        pif=None, steps=[GlobalModel(), BlockMap(block_size=16, correction=correction)], threads=2
     ).fit(tiles.paths)
-    first = Mosaic(steps=[GlobalModel()], threads=2).fit(tiles.paths)
+    first = Mosaic(pif=None, steps=[GlobalModel()], threads=2).fit(tiles.paths)
     written = first.transform(tiles.paths, tmp_path / "global", working_dtype="float64")
     with rasterio.open(written.images[1].path) as dataset:
         assert dataset.dtypes[0] == "float64"
-    alone = Mosaic(steps=[BlockMap(block_size=16, correction=correction)], threads=2).fit(written)
+    alone = Mosaic(pif=None, steps=[BlockMap(block_size=16, correction=correction)], threads=2).fit(
+        written
+    )
     a, b = combined.steps_[1], alone.steps_[0]
     np.testing.assert_allclose(combined.steps_[0].gains_, first.steps_[0].gains_, rtol=1e-12)
     assert a.grid_ == b.grid_
@@ -824,12 +828,14 @@ def test_non_linear_step_fits_the_next_steps_with_a_second_pass(tmp_path, truth)
     listing = folder_listing(tmp_path)
 
     model = Mosaic(
-        steps=[Sqrt(), GlobalModel(), BlockMap(block_size=32, correction="wallis")], threads=2
+        pif=None,
+        steps=[Sqrt(), GlobalModel(), BlockMap(block_size=32, correction="wallis")],
+        threads=2,
     ).fit(tiles.paths)
     assert folder_listing(tmp_path) == listing  # the second pass writes nothing
 
     reference = Mosaic(
-        steps=[GlobalModel(), BlockMap(block_size=32, correction="wallis")], threads=2
+        pif=None, steps=[GlobalModel(), BlockMap(block_size=32, correction="wallis")], threads=2
     ).fit(sorted(rooted_folder.iterdir()))
     ours, theirs = model.steps_[1], reference.steps_[0]
     assert np.abs(ours.gains_ - 1).max() > 0.03  # the gains are not trivial

@@ -435,7 +435,9 @@ def test_select_returns_only_what_was_asked(tiles):
 def test_a_step_after_a_non_linear_step_is_fitted_on_a_second_pass(tile_factory, tmp_path):
     tiles = tile_factory(dtype="float32", nodata=0)
     executor = RecordingExecutor()
-    chain = Mosaic(steps=[SquareRootScale(), GlobalModel()], executor=executor).fit(tiles.paths)
+    chain = Mosaic(pif=None, steps=[SquareRootScale(), GlobalModel()], executor=executor).fit(
+        tiles.paths
+    )
     # two passes: the first measures what both steps ask for, the second (through the
     # fitted first step) only what GlobalModel asks for
     assert executor.sizes("measure") == [4, 4]
@@ -444,7 +446,7 @@ def test_a_step_after_a_non_linear_step_is_fitted_on_a_second_pass(tile_factory,
     assert first_pass[0].correct is None
     assert second_pass[0].plan == Plan(image_moments=True, overlaps=True)
     assert second_pass[0].correct is not None
-    single = Mosaic(steps=[GlobalModel()], executor="serial").fit(tiles.paths)
+    single = Mosaic(pif=None, steps=[GlobalModel()], executor="serial").fit(tiles.paths)
     for name in tiles.names:
         assert chain.reads_[name] > single.reads_[name] > 0
     # the first step was handed the histograms it asked for, of every valid pixel
@@ -454,14 +456,14 @@ def test_a_step_after_a_non_linear_step_is_fitted_on_a_second_pass(tile_factory,
     )
 
     # the same GlobalModel, fitted on the files the first step writes
-    first = Mosaic(steps=[SquareRootScale()], executor="serial").fit(tiles.paths)
+    first = Mosaic(pif=None, steps=[SquareRootScale()], executor="serial").fit(tiles.paths)
     np.testing.assert_allclose(first.steps_[0].scale_, chain.steps_[0].scale_, rtol=1e-12)
     written = first.transform(tiles.paths, tmp_path / "sqrt", working_dtype="float64")
     for index, image in enumerate(written):
         valid = tiles.valid_of(index)
         expected = np.sqrt(tiles.data_of(index)) * first.steps_[0].scale_[:, None, None]
         np.testing.assert_allclose(read_raster(image.path)[valid], expected[valid], rtol=1e-6)
-    on_files = Mosaic(steps=[GlobalModel()], executor="serial").fit(written)
+    on_files = Mosaic(pif=None, steps=[GlobalModel()], executor="serial").fit(written)
     np.testing.assert_allclose(chain.steps_[1].gains_, on_files.steps_[0].gains_, rtol=1e-3)
     np.testing.assert_allclose(
         chain.steps_[1].offsets_,
@@ -541,7 +543,7 @@ def test_cache_entries_follow_the_plan(tiles, tmp_path):
     cache = tmp_path / "cache"
 
     def fit(*steps):
-        return Mosaic(steps=list(steps), cache=cache, executor="serial").fit(tiles.paths)
+        return Mosaic(pif=None, steps=list(steps), cache=cache, executor="serial").fit(tiles.paths)
 
     first = fit(GlobalModel())
     assert all(count > 0 for count in first.reads_.values())

@@ -455,7 +455,7 @@ def test_global_model_fits_on_a_folder_or_collection(tiles):
     np.testing.assert_allclose(on_collection.offsets_, on_folder.offsets_, atol=1e-9)
 
     # the same as inside a model (one statistics pass for all steps)
-    inside = Mosaic(steps=[GlobalModel(reference="tile_0")], threads=2).fit(tiles.paths)
+    inside = Mosaic(pif=None, steps=[GlobalModel(reference="tile_0")], threads=2).fit(tiles.paths)
     np.testing.assert_allclose(inside.steps_[0].gains_, on_folder.gains_, rtol=1e-9)
     np.testing.assert_allclose(inside.steps_[0].offsets_, on_folder.offsets_, atol=1e-6)
 
@@ -504,7 +504,13 @@ def test_command_line_fit_saves_the_default_steps_of_mosaic(tiles, tmp_path):
         main, ["fit", str(tiles.folder), "--model", str(cli_path), "--no-cache"]
     )
     assert result.exit_code == 0, result.output
-    api_path = Mosaic().fit(tiles.folder).save(tmp_path / "api" / "model.json")
+    api_path = (
+        Mosaic(
+            pif=None,
+        )
+        .fit(tiles.folder)
+        .save(tmp_path / "api" / "model.json")
+    )
     cli_document = json.loads(cli_path.read_text())
     api_document = json.loads(api_path.read_text())
     assert [step["class"] for step in cli_document["steps"]] == [

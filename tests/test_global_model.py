@@ -33,7 +33,8 @@ from spectralmatch.model.global_model import (
 
 
 def fit_model(paths, **kwargs) -> tuple[Mosaic, GlobalModel]:
-    model = Mosaic(steps=[GlobalModel(**kwargs)], threads=2).fit(paths)
+    """The global model on every overlap pixel (no change detection): its own solution."""
+    model = Mosaic(steps=[GlobalModel(**kwargs)], threads=2, pif=None).fit(paths)
     return model, model.steps_[0]
 
 

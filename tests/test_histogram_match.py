@@ -33,7 +33,9 @@ from spectralmatch import BlockMap, GlobalModel, HistogramMatch, Mosaic
 
 
 def fit(paths, *steps, **kwargs) -> Mosaic:
-    return Mosaic(steps=list(steps), threads=2, **kwargs).fit(paths)
+    """The steps on every overlap pixel unless ``pif`` is given (change detection would
+    read the overlaps again for the curves)."""
+    return Mosaic(steps=list(steps), threads=2, **{"pif": None, **kwargs}).fit(paths)
 
 
 def output_paths(collection):

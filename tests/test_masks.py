@@ -48,7 +48,8 @@ def clouded(tiles):
 
 
 def fit(images, **kwargs) -> tuple[Mosaic, GlobalModel]:
-    model = Mosaic(steps=[GlobalModel(**kwargs)], threads=2).fit(images)
+    """No change detection: the pixels left out are the masks' alone."""
+    model = Mosaic(steps=[GlobalModel(**kwargs)], threads=2, pif=None).fit(images)
     return model, model.steps_[0]
 
 

@@ -411,7 +411,7 @@ def test_get_and_set_params():
         "threads": None,
         "executor": "threads",
         "progress": False,
-        "pif": None,
+        "pif": "auto",
         "pif_dir": None,
         "cache": False,
     }

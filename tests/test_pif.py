@@ -28,6 +28,7 @@ from spectralmatch import (
     IRMAD,
     BlockMap,
     GlobalModel,
+    HistogramMatch,
     Image,
     ImageCollection,
     Mosaic,
@@ -250,7 +251,7 @@ def test_pif_with_a_local_step_does_not_erase_the_change(series, tmp_path, detec
 def test_local_step_without_pif_erases_part_of_the_change(series, tmp_path):
     """What the pif refit is for: fitted on all pixels, the blocks pull the changed
     areas toward the reference and bend the unchanged pixels around them."""
-    model = Mosaic(steps=local_steps(), threads=2).fit(series.paths)
+    model = Mosaic(steps=local_steps(), threads=2, pif=None).fit(series.paths)
     outputs = [read_raster(image.path) for image in model.transform(series.paths, tmp_path)]
     difference = difference_to_reference(outputs, 1)
     assert difference[~ANY_CHANGE].mean() > 10.0
@@ -258,13 +259,77 @@ def test_local_step_without_pif_erases_part_of_the_change(series, tmp_path):
     assert difference[r0:r1, c0:c1].mean() < 0.5 * true_difference(series, 1)[r0:r1, c0:c1].mean()
 
 
+def changes_kept(outputs, series) -> list[float]:
+    """Per changed rectangle: the difference to the reference the outputs show, as a
+    fraction of the true one."""
+    kept = []
+    for date in (1, 2, 3):
+        difference = difference_to_reference(outputs, date)
+        for r0, r1, c0, c1 in SERIES_CHANGES[date]:
+            true = true_difference(series, date)[r0:r1, c0:c1].mean()
+            kept.append(difference[r0:r1, c0:c1].mean() / true)
+    return kept
+
+
+@pytest.fixture(scope="module")
+def auto_fit(series, tmp_path_factory):
+    """The global and local steps with ``pif="auto"`` (change cells from the one read),
+    its outputs and its change masks."""
+    folder = tmp_path_factory.mktemp("auto")
+    model = Mosaic(steps=local_steps(), threads=2, pif="auto", pif_dir=folder / "pif")
+    outputs = model.fit_transform(series.paths, folder / "out")
+    return model, [read_raster(image.path) for image in outputs], folder / "pif"
+
+
+def test_auto_pif_keeps_the_change_from_one_read(series, auto_fit, tmp_path):
+    model, outputs, _ = auto_fit
+    assert np.array_equal(outputs[0], read_raster(series.paths[0]))
+    kept = changes_kept(outputs, series)
+    assert min(kept) > 0.8, kept
+    for date in (1, 2, 3):
+        assert difference_to_reference(outputs, date)[~ANY_CHANGE].mean() < 4.0
+    plain = Mosaic(steps=local_steps(), threads=2, pif=None).fit(series.paths)
+    assert model.reads_ == plain.reads_  # no second read for the change
+    written = [read_raster(image.path) for image in plain.transform(series.paths, tmp_path)]
+    assert min(changes_kept(written, series)) < 0.8  # the bound fails without change detection
+
+
+def test_auto_pif_masks_are_on_the_image_grid(series, auto_fit):
+    _, _, folder = auto_fit
+    assert folder_listing(folder) == [f"date_{k}.tif" for k in range(4)]
+    for date in range(4):
+        with (
+            rasterio.open(folder / f"date_{date}.tif") as dataset,
+            rasterio.open(series.paths[date]) as image,
+        ):
+            assert (dataset.shape, dataset.transform) == (image.shape, image.transform)
+            assert dataset.crs == image.crs and dataset.nodata == 255
+            marks = dataset.read(1).astype(bool)
+        own = cells_inside(SERIES_CHANGES.get(date, []))
+        if date:
+            assert marks[own].mean() > 0.9, (date, marks[own].mean())
+        assert marks[~rectangles_mask(SERIES_CHANGES.get(date, []), (200, 200))].mean() < 0.05
+
+
+def test_auto_pif_with_histogram_steps_reads_the_overlaps_again(series):
+    """Histograms cannot be recomposed from cells: the residual test (at CellPIF's
+    threshold) on a second read."""
+    steps = [HistogramMatch(reference=REFERENCE)]
+    auto = Mosaic(steps=steps, threads=2).fit(series.paths)
+    residual = Mosaic(steps=steps, threads=2, pif=ResidualPIF(threshold=4.0)).fit(series.paths)
+    assert auto.reads_ == residual.reads_
+    np.testing.assert_array_equal(auto.steps_[0].values_, residual.steps_[0].values_)
+
+
 # ---------------------------------------------------------------------- 6. change masks
 
 
 def cells_inside(rectangles, decimation=4, shape=(50, 50)) -> np.ndarray:
-    """Cells of the decimated grid lying wholly inside one of ``rectangles``."""
+    """Pixels of the cells of the decimated grid lying wholly inside one of
+    ``rectangles`` (the masks are on the image's grid, the detector saw cells)."""
     inside = rectangles_mask(rectangles, (shape[0] * decimation, shape[1] * decimation))
-    return inside.reshape(shape[0], decimation, shape[1], decimation).all(axis=(1, 3))
+    cells = inside.reshape(shape[0], decimation, shape[1], decimation).all(axis=(1, 3))
+    return np.kron(cells, np.ones((decimation, decimation), dtype=bool)).astype(bool)
 
 
 @pytest.mark.parametrize("detector", ["residual", "irmad"])
@@ -277,9 +342,9 @@ def test_change_masks_are_written_per_image(series, fitted, detector):
             rasterio.open(series.paths[date]) as image,
         ):
             assert dataset.count == 1 and dataset.dtypes == ("uint8",)
-            assert dataset.crs == image.crs
-            assert dataset.shape == (50, 50)  # 200 px / decimation 4
-            np.testing.assert_allclose(dataset.bounds, image.bounds, atol=1e-6)
+            assert dataset.crs == image.crs and dataset.nodata == 255
+            # on the image's own grid, though the detector saw 4 x 4 pixel cells
+            assert (dataset.shape, dataset.transform) == (image.shape, image.transform)
             marks = dataset.read(1)
         assert set(np.unique(marks)) <= {0, 1}
         own = cells_inside(SERIES_CHANGES.get(date, []))
@@ -299,7 +364,7 @@ def test_change_masks_are_written_per_image(series, fitted, detector):
 def test_change_masks_can_be_given_back_as_masks(series, fitted, detector):
     model, _, folder = fitted[detector]
     images = [Image(path, mask=RasterMask(str(folder / "{name}.tif"))) for path in series.paths]
-    refit = Mosaic(steps=global_steps(), threads=2).fit(images).steps_[0]
+    refit = Mosaic(steps=global_steps(), threads=2, pif=None).fit(images).steps_[0]
     np.testing.assert_allclose(refit.gains_, model.steps_[0].gains_, rtol=1e-9)
     np.testing.assert_allclose(refit.offsets_, model.steps_[0].offsets_, rtol=1e-9, atol=1e-6)
     np.testing.assert_array_equal(refit.diagnostics_.count, model.steps_[0].diagnostics_.count)
@@ -312,8 +377,8 @@ def test_change_masks_can_be_given_back_as_masks(series, fitted, detector):
 
 
 def test_select_pseudo_invariant_without_correction(series, tmp_path):
-    """IR-MAD needs no correction first (it is invariant to affine maps); decimation 3
-    gives a grid of ceil(200 / 3) cells that still spans the image."""
+    """IR-MAD needs no correction first (it is invariant to affine maps); at decimation 3
+    (ceil(200 / 3) cells) the masks are still written on the image's own grid."""
     collection = ImageCollection(series.paths)
     edges = OverlapGraph.from_collection(collection).edges
     folder = select_pseudo_invariant(
@@ -323,12 +388,9 @@ def test_select_pseudo_invariant_without_correction(series, tmp_path):
     assert folder_listing(folder) == [f"date_{k}.tif" for k in range(4)]
     for date in range(4):
         with rasterio.open(folder / f"date_{date}.tif") as dataset:
-            assert dataset.shape == (67, 67)
-            np.testing.assert_allclose(dataset.bounds, collection.images[date].bounds, atol=1e-6)
-            marks = dataset.read(1).astype(bool)
-        # back on the pixel grid (nearest): the image's own change is marked
-        cells = ((np.arange(200) + 0.5) * 67 / 200).astype(int)
-        pixels = marks[cells][:, cells]
+            image = collection.images[date]
+            assert (dataset.shape, dataset.transform) == (image.grid.shape, image.transform)
+            pixels = dataset.read(1).astype(bool)
         own = rectangles_mask(SERIES_CHANGES.get(date, []), (200, 200))
         if date:
             assert pixels[own].mean() > 0.85
@@ -348,7 +410,8 @@ def test_saved_pif_model_transforms_like_the_fitted_one(series, fitted, tmp_path
     model, outputs, _ = fitted["irmad"]
     model.save(tmp_path / "model.json")
     loaded = Mosaic.load(tmp_path / "model.json")
-    assert loaded.pif is None and loaded.pif_dir is None  # fitting-only parameters
+    # fitting-only parameters are not saved: the loaded model has the defaults
+    assert loaded.pif == "auto" and loaded.pif_dir is None
     again = loaded.transform(series.paths, tmp_path / "out")
     for image, output in zip(again, outputs, strict=True):
         assert np.array_equal(read_raster(image.path), output)

@@ -114,6 +114,7 @@ class StatisticsCache:
                 list(edge.bounds),
                 [asdict(grid) for grid in plan.grids],
                 plan.overlap_bins,
+                plan.cell_side,
             ]
         )
 

@@ -150,6 +150,9 @@ class StatisticsPass:
             histogram = _histogram(stored, "histogram")
             if histogram is not None:
                 found.histograms[edge] = histogram
+            cells = _moments(stored, "cells")
+            if cells is not None:
+                found.cells[edge] = cells
         return found
 
     @staticmethod
@@ -173,6 +176,8 @@ class StatisticsPass:
             pair.update({f"block{k}": measured.blocks[edge][g] for k, g in enumerate(plan.grids)})
             if edge in measured.histograms:
                 pair["histogram"] = measured.histograms[edge]
+            if edge in measured.cells:
+                pair["cells"] = measured.cells[edge]
             partner = collection.images[edge.other(index)]
             cache.store(cache.pair_key(image, partner, edge, plan), pair)
 
@@ -213,7 +218,12 @@ def _assemble(
             grid: (first.blocks[edge][grid], second.blocks[edge][grid])
             for grid in first.blocks.get(edge, {})
         }
-        pairs.append(PairMoments(edge, first.pairs[edge], second.pairs[edge], blocks, histograms))
+        cells = None
+        if edge in first.cells and edge in second.cells:
+            cells = (first.cells[edge], second.cells[edge])
+        pairs.append(
+            PairMoments(edge, first.pairs[edge], second.pairs[edge], blocks, histograms, cells)
+        )
     reads = dict.fromkeys(collection.names, 0)
     for found in known.values():
         for index, count in found.reads.items():

@@ -22,6 +22,7 @@ from rasterio.windows import Window
 from .._interrupt import check_interrupted
 from .._typing import WorkingDtype
 from ..geo.blocks import BlockGrid
+from ..geo.cells import CellGrid
 from ..geo.grid import PixelGrid, intersect, local_slices
 from ..geo.overlap import OverlapEdge
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
@@ -73,6 +74,7 @@ class Measurement:
     pairs: dict[OverlapEdge, Moments] = field(factory=dict)
     blocks: dict[OverlapEdge, dict[BlockGrid, Moments]] = field(factory=dict)
     histograms: dict[OverlapEdge, Histogram] = field(factory=dict)
+    cells: dict[OverlapEdge, Moments] = field(factory=dict)
     reads: dict[int, int] = field(factory=dict)
 
     def merge(self, other: Measurement) -> Measurement:
@@ -90,6 +92,7 @@ class Measurement:
                 for edge in {**self.blocks, **other.blocks}
             },
             _merged_by_key(self.histograms, other.histograms),
+            _merged_by_key(self.cells, other.cells),
             reads,
         )
 
@@ -109,7 +112,7 @@ def measure(task: MeasureTask) -> Measurement:
     image, plan = task.image, task.plan
     overlaps = {p.edge: p.edge.window_in(image.grid) for p in task.partners}
     partners = [p for p in task.partners if overlaps[p.edge] is not None]
-    sides = {p.edge: _OverlapSide(image.count, plan) for p in partners}
+    sides = {p.edge: _OverlapSide(image.count, plan, p.edge) for p in partners}
     whole = _WholeImage(image.count, plan) if task.whole else None
     with image.open() as dataset, _PartnerReader() as reader:
         for window in task.windows:
@@ -128,6 +131,8 @@ def measure(task: MeasureTask) -> Measurement:
                 cells = image.grid.window_grid(part)
                 joint = valid[:, rows, cols] & reader.valid_on(partner, cells)
                 sides[partner.edge].add(values[:, rows, cols], joint, cells)
+    for side in sides.values():
+        side.finish()
     return Measurement(
         task.index,
         whole.moments if whole is not None else None,
@@ -135,6 +140,7 @@ def measure(task: MeasureTask) -> Measurement:
         {edge: side.moments for edge, side in sides.items()},
         {edge: side.blocks for edge, side in sides.items()},
         {edge: side.histogram for edge, side in sides.items() if side.histogram is not None},
+        {edge: side.cells for edge, side in sides.items() if side.cells is not None},
         {**reader.reads, task.index: len(task.windows)},
     )
 
@@ -154,17 +160,33 @@ class _WholeImage:
 
 
 class _OverlapSide:
-    """Accumulates one image's side of one overlap: moments, per block, histogram."""
+    """Accumulates one image's side of one overlap: moments, per block, per cell,
+    histogram. With cells, the blocks' and the overlap's moments are recomposed from
+    them (the cells nest in the blocks), so the pixels are summed once."""
 
-    def __init__(self, count: int, plan: Plan) -> None:
+    def __init__(self, count: int, plan: Plan, edge: OverlapEdge) -> None:
         self.grids = plan.grids
         self.bins = plan.overlap_bins
         self.moments = Moments.empty(count)
         self.blocks = {g: Moments.empty((count, g.size), extremes=False) for g in plan.grids}
+        self.cell_grid = None
+        self.cells: Moments | None = None
+        if plan.cell_side is not None:
+            self.cell_grid = CellGrid.over(edge.bounds, plan.cell_side, plan.grids)
+            self.cells = Moments.empty((count, self.cell_grid.size), extremes=False)
         self.histogram: Histogram | None = None
 
     def add(self, values: np.ndarray, joint: np.ndarray, cells: PixelGrid) -> None:
         """Count ``values`` (on ``cells``) where ``joint`` is true."""
+        if self.cell_grid is not None and self.cells is not None:
+            index, row_starts, col_starts = self.cell_grid.runs(cells)
+            self.cells.merge_at(index, Moments.from_blocks(values, joint, row_starts, col_starts))
+        else:
+            self._add_blocks(values, joint, cells)
+        if self.bins is not None:
+            self.histogram = _merged(self.histogram, Histogram.from_array(values, joint, self.bins))
+
+    def _add_blocks(self, values: np.ndarray, joint: np.ndarray, cells: PixelGrid) -> None:
         measured = None
         for grid in self.grids:
             blocks, row_starts, col_starts = grid.window_blocks(cells)
@@ -173,8 +195,16 @@ class _OverlapSide:
         # with a grid, the whole overlap's moments are the sum of its blocks'
         part = measured.total() if measured is not None else Moments.from_array(values, joint)
         self.moments = self.moments.merge(part)
-        if self.bins is not None:
-            self.histogram = _merged(self.histogram, Histogram.from_array(values, joint, self.bins))
+
+    def finish(self) -> None:
+        """Recompose the blocks' and the overlap's moments from the cells."""
+        if self.cell_grid is None or self.cells is None:
+            return
+        self.moments = self.cells.total()
+        self.blocks = {
+            grid: self.cells.grouped(self.cell_grid.block_index(grid), grid.size)
+            for grid in self.grids
+        }
 
 
 class _PartnerReader:

@@ -16,19 +16,30 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
-from attrs import define
+from attrs import define, evolve
 from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 
 from .._validation import POSITIVE, POSITIVE_INTEGER, Constraint, Interval
+from ..geo.blocks import BlockGrid
+from ..geo.cells import CellGrid
 from ..geo.grid import PixelGrid
 from ..geo.overlap import OverlapEdge
 from ..raster.collection import ImageCollection
 from ..raster.image import Image
+from ..stats.moments import Moments
+from ..stats.overlap import OverlapStatistics, PairMoments
 from .base import Estimator
 
 #: Largest decimated overlap held in memory at once (pixels).
 MAX_OVERLAP_PIXELS = 4_000_000
+
+#: Nodata value declared by the change masks (which hold only 0 and 1).
+MASK_NODATA = 255
+
+#: Memory the overlap cells of a fit may take (bytes): cells grow when the overlaps
+#: are so large that cells of ``decimation`` pixels would not fit.
+CELL_MEMORY = 32 * 2**20
 
 
 class ChangeDetector(Estimator):
@@ -77,6 +88,145 @@ class ResidualPIF(ChangeDetector):
         outlying = np.abs(residual - centre) > self.threshold * np.maximum(spread, 1e-12)
         result[joint] = outlying.any(axis=0)
         return result
+
+
+class CellPIF(ResidualPIF):
+    """The residual test of :class:`ResidualPIF` on small cells measured in the first
+    statistics pass, so that change costs no second read (the default of
+    :class:`~spectralmatch.Mosaic`, ``pif="auto"``).
+
+    Each overlap is measured per cell of ``decimation`` x ``decimation`` pixels (larger
+    when the overlaps would not fit in :data:`CELL_MEMORY`); after the whole-image
+    steps, a cell is changed where the difference of the two images' cell means departs
+    from a smooth surface over the overlap by more than ``threshold`` robust standard
+    deviations in any band. The model is then fitted again from the other cells' moments,
+    which the cells hold exactly. Steps that ask for histograms cannot be fitted from
+    cells; they are fitted as with :class:`ResidualPIF`, reading the overlaps again.
+
+    Parameters
+    ----------
+    threshold : float, default 4.0
+        Higher than :class:`ResidualPIF`'s: a cell mean averages its pixels' noise, and
+        cells flagged in overlaps without change cost the local step some of its data.
+    decimation : int, default 4
+        Pixels per side of the cells.
+    """
+
+    def __init__(self, *, threshold: float = 4.0, decimation: int = 4) -> None:
+        super().__init__(threshold=threshold, decimation=decimation)
+
+    def changed_cells(self, first: Moments, second: Moments, shape: tuple[int, int]) -> np.ndarray:
+        """Bool (n_cells,): the changed cells of an overlap, from both images' cell
+        moments (bands, cells on a grid of ``shape``) after the model fitted so far.
+
+        The difference of the cell means is taken relative to a smooth surface (a
+        quadratic in the cells' position, fitted robustly), so that a residual shading
+        field that the whole-image steps leave does not hide the change."""
+        counts = np.minimum(first.count, second.count)
+        full = counts >= 0.5 * counts.max(axis=1, keepdims=True)
+        residual = first.mean - second.mean
+        design = _quadratic_design(shape)
+        changed = np.zeros(counts.shape[1], dtype=bool)
+        for band in range(len(counts)):
+            outlying = _robust_outliers(residual[band], full[band], design, self.threshold)
+            changed |= outlying & (counts[band] > 0)
+        return changed
+
+
+def _quadratic_design(shape: tuple[int, int]) -> np.ndarray:
+    """(cells, 6): 1, x, y, x^2, xy, y^2 of each cell's position, scaled to [-1, 1]."""
+    rows, cols = np.meshgrid(
+        np.linspace(-1, 1, shape[0]), np.linspace(-1, 1, shape[1]), indexing="ij"
+    )
+    y, x = rows.ravel(), cols.ravel()
+    return np.column_stack([np.ones_like(x), x, y, x * x, x * y, y * y])
+
+
+def _robust_outliers(
+    values: np.ndarray, usable: np.ndarray, design: np.ndarray, threshold: float
+) -> np.ndarray:
+    """Where ``values`` depart from a smooth surface by more than ``threshold`` robust
+    standard deviations: the surface is fitted by least squares, three times, each time
+    on the usable values that the previous fit did not find outlying."""
+    inliers = usable.copy()
+    outlying = np.zeros(len(values), dtype=bool)
+    for _ in range(3):
+        if inliers.sum() <= design.shape[1]:
+            return outlying
+        chosen = design[inliers]
+        normal = chosen.T @ chosen + 1e-9 * np.eye(design.shape[1])
+        surface = design @ np.linalg.solve(normal, chosen.T @ values[inliers])
+        deviation = values - surface
+        spread = 1.4826 * float(np.median(np.abs(deviation[inliers])))
+        outlying = np.abs(deviation) > threshold * max(spread, 1e-12)
+        inliers = usable & ~outlying
+    return outlying
+
+
+def cell_side(collection: ImageCollection, edges: list[OverlapEdge], decimation: int) -> float:
+    """Side of the overlap cells in CRS units: ``decimation`` pixels of the finest image,
+    or more where the overlaps' cells would not fit in :data:`CELL_MEMORY`."""
+    pixel = min(min(abs(i.transform.a), abs(i.transform.e)) for i in collection)
+    area = sum((e.bounds[2] - e.bounds[0]) * (e.bounds[3] - e.bounds[1]) for e in edges)
+    cells = CELL_MEMORY / (collection.count * 3 * 8 * 2)
+    return max(decimation * pixel, math.sqrt(area / cells))
+
+
+def without_cells(
+    statistics: OverlapStatistics,
+    left_out: dict[OverlapEdge, np.ndarray],
+    side: float,
+    keep_cells: bool = False,
+) -> OverlapStatistics:
+    """``statistics`` with the cells ``left_out`` of each overlap removed from its
+    moments and block moments (recomposed exactly from the other cells); with
+    ``keep_cells``, the pairs keep all their cells."""
+    pairs = []
+    for pair in statistics.pairs:
+        if pair.cells is None or pair.edge not in left_out:
+            pairs.append(pair)
+            continue
+        grid = CellGrid.over(pair.edge.bounds, side, list(pair.blocks))
+        first, second = (cells.without(left_out[pair.edge]) for cells in pair.cells)
+        blocks = {
+            block_grid: (
+                first.grouped(grid.block_index(block_grid), block_grid.size),
+                second.grouped(grid.block_index(block_grid), block_grid.size),
+            )
+            for block_grid in pair.blocks
+        }
+        cells = pair.cells if keep_cells else None
+        pairs.append(PairMoments(pair.edge, first.total(), second.total(), blocks, None, cells))
+    return evolve(statistics, pairs=pairs)
+
+
+def write_cell_masks(
+    collection: ImageCollection,
+    left_out: dict[OverlapEdge, np.ndarray],
+    side: float,
+    grids: list[BlockGrid],
+    folder: str | os.PathLike,
+) -> Path:
+    """Write ``folder/<image>.tif`` per image on its own grid: 1 where the image's pixel
+    lies in a changed cell of more than half of the overlaps that examined it (as
+    :func:`select_pseudo_invariant`), 0 elsewhere."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, image in enumerate(collection):
+        examined = np.zeros(image.grid.shape, dtype=np.uint16)
+        flagged = np.zeros(image.grid.shape, dtype=np.uint16)
+        for edge, changed in left_out.items():
+            window = edge.window_in(image.grid) if index in (edge.first, edge.second) else None
+            if window is None:
+                continue
+            cells = CellGrid.over(edge.bounds, side, grids)
+            rows, cols = cells.pixel_cells(image.grid.window_grid(window))
+            part = window.toslices()
+            examined[part] += 1
+            flagged[part] += changed.reshape(cells.shape)[np.ix_(rows, cols)]
+        mask = (2 * flagged.astype(np.int32) > examined).astype(np.uint8)
+        write_change_mask(folder / f"{image.name}.tif", mask, image.grid, collection.crs)
+    return folder
 
 
 class IRMAD(ChangeDetector):
@@ -175,8 +325,8 @@ def select_pseudo_invariant(
     detector: ChangeDetector,
     folder: str | os.PathLike,
 ) -> Path:
-    """Write ``folder/<image>.tif`` per image: 1 where the image changed, 0 elsewhere,
-    at ``detector.decimation`` pixels per cell.
+    """Write ``folder/<image>.tif`` per image, on the image's own grid: 1 where the image
+    changed, 0 elsewhere (found at ``detector.decimation`` pixels per cell).
 
     A cell of an image counts as changed where the detector flags it in more than half
     of the overlaps that examined it: a change of the image itself shows against every
@@ -249,12 +399,16 @@ class _MaskGrid:
     examined: np.ndarray
     flagged: np.ndarray
     grid: PixelGrid
+    image_grid: PixelGrid
 
     @classmethod
     def of(cls, image: Image, decimation: int) -> _MaskGrid:
         shape = (math.ceil(image.height / decimation), math.ceil(image.width / decimation))
         return cls(
-            np.zeros(shape, np.uint16), np.zeros(shape, np.uint16), image.grid.resampled(shape)
+            np.zeros(shape, np.uint16),
+            np.zeros(shape, np.uint16),
+            image.grid.resampled(shape),
+            image.grid,
         )
 
     def mark(self, changed: np.ndarray, joint: np.ndarray, cells: PixelGrid, crs) -> None:
@@ -278,20 +432,41 @@ class _MaskGrid:
         return placed
 
     def write(self, path: Path, crs) -> None:
-        """1 where the cell changed in more than half of the overlaps that examined it."""
-        import rasterio
+        """1 where the cell changed in more than half of the overlaps that examined it,
+        on the image's own grid."""
+        from rasterio.warp import reproject
 
         changed = (2 * self.flagged.astype(np.int32) > self.examined).astype(np.uint8)
-        with rasterio.open(
-            path,
-            "w",
-            driver="GTiff",
-            width=changed.shape[1],
-            height=changed.shape[0],
-            count=1,
-            dtype="uint8",
-            crs=crs,
-            transform=self.grid.transform,
-            compress="deflate",
-        ) as dataset:
-            dataset.write(changed, 1)
+        placed = np.zeros(self.image_grid.shape, dtype=np.uint8)
+        reproject(
+            changed,
+            placed,
+            src_transform=self.grid.transform,
+            dst_transform=self.image_grid.transform,
+            src_crs=crs,
+            dst_crs=crs,
+            resampling=Resampling.nearest,
+        )
+        write_change_mask(path, placed, self.image_grid, crs)
+
+
+def write_change_mask(path: Path, changed: np.ndarray, grid: PixelGrid, crs) -> None:
+    """Write ``changed`` (uint8, 1 = changed) on ``grid`` as a GeoTIFF: the image's
+    transform and size, nodata 255 (never written: every pixel is 0 or 1)."""
+    import rasterio
+
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=grid.width,
+        height=grid.height,
+        count=1,
+        dtype="uint8",
+        crs=crs,
+        transform=grid.transform,
+        nodata=MASK_NODATA,
+        compress="deflate",
+        tiled=grid.width >= 256 and grid.height >= 256,
+    ) as dataset:
+        dataset.write(changed, 1)

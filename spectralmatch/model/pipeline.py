@@ -11,7 +11,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from ..engine.collect import StatisticsPass
 from ..engine.executors import EXECUTOR_NAMES, Executor, as_executor
 from ..engine.passes import WriteTask, Written, write_corrected
 from ..errors import SpectralMatchError, SpectralMatchWarning
+from ..geo.cells import CellGrid
 from ..geo.overlap import OverlapEdge, OverlapGraph
 from ..masks.base import combine
 from ..masks.raster import RasterMask
@@ -49,16 +50,35 @@ from ..raster.lock import folder_lock
 from ..raster.paths import resolve_outputs
 from ..raster.records import is_complete
 from ..stats.overlap import OverlapStatistics
-from ..stats.requests import BlockMoments, Request
+from ..stats.requests import (
+    BlockMoments,
+    ImageMoments,
+    OverlapCells,
+    OverlapMoments,
+    Plan,
+    Request,
+)
 from .adjuster import Adjuster, StepChain
 from .base import Estimator, check_is_fitted, clone
 from .block_map import BlockMap
 from .global_model import GlobalModel
 from .histogram_match import HistogramMatch
 from .persistence import ModelDocument, read_model, steps_digest, write_model
-from .pif import ChangeDetector, select_pseudo_invariant
+from .pif import (
+    CellPIF,
+    ChangeDetector,
+    cell_side,
+    select_pseudo_invariant,
+    without_cells,
+    write_cell_masks,
+)
 
 WORKING_DTYPES: tuple[WorkingDtype, ...] = get_args(WorkingDtype)
+
+#: Rounds of change detection from overlap cells: each compares the cells after the
+#: whole-image steps fitted without the changes the round before found (the first fit,
+#: on every pixel, is biased by the change it is to find).
+CHANGE_ROUNDS = 2
 
 
 #: Warn when more than this fraction of an image's valid values were clipped on output.
@@ -99,14 +119,17 @@ class Mosaic(Estimator):
         Who runs the tasks of each pass (see :mod:`spectralmatch.engine.executors`).
     progress : bool, default False
         Show progress bars.
-    pif : ChangeDetector, optional
-        Restrict the fit to pseudo-invariant pixels: after a first fit, each overlap is
-        examined for change (e.g. :class:`~spectralmatch.ResidualPIF`,
-        :class:`~spectralmatch.IRMAD`) and the model is fitted again without the
-        changed pixels.
+    pif : "auto", ChangeDetector or None, default "auto"
+        Restrict the fit to pseudo-invariant pixels, so that real change (land cover,
+        clouds) does not bend the correction: after the whole-image steps, each overlap
+        is examined for change and the model is fitted again without the changed
+        pixels. ``"auto"`` is :class:`~spectralmatch.model.pif.CellPIF`, which needs no
+        second read; :class:`~spectralmatch.ResidualPIF` and
+        :class:`~spectralmatch.IRMAD` read the overlaps again. None fits on every
+        overlap pixel.
     pif_dir : path, optional
-        Where to keep the change masks (``<image>.tif``, 1 = changed) for inspection and
-        reuse; by default they are temporary.
+        Where to keep the change masks (``<image>.tif`` on the image's grid, 1 =
+        changed) for inspection and reuse; by default none are written.
     cache : bool or path, default False
         Keep the statistics of each image and overlap in a cache folder (``True``: the
         default folder, see :func:`~spectralmatch.engine.cache.default_cache_folder`), so
@@ -138,7 +161,7 @@ class Mosaic(Estimator):
         "threads": AnyOf((NONE, POSITIVE_INTEGER)),
         "executor": AnyOf((Options(EXECUTOR_NAMES), InstanceOf((Executor,), "an Executor"))),
         "progress": BOOLEAN,
-        "pif": AnyOf((NONE, InstanceOf((ChangeDetector,), "a ChangeDetector"))),
+        "pif": AnyOf((NONE, Options(("auto",)), InstanceOf((ChangeDetector,), "a ChangeDetector"))),
         "pif_dir": AnyOf((NONE, PATH)),
         "cache": AnyOf((BOOLEAN, PATH)),
     }
@@ -151,7 +174,7 @@ class Mosaic(Estimator):
         threads: int | None = None,
         executor: ExecutorName | Executor = "threads",
         progress: bool = False,
-        pif: ChangeDetector | None = None,
+        pif: ChangeDetector | Literal["auto"] | None = "auto",
         pif_dir: str | os.PathLike | None = None,
         cache: bool | str | os.PathLike = False,
     ) -> None:
@@ -180,7 +203,7 @@ class Mosaic(Estimator):
                     )
         for step in self._new_steps():
             step._validate_params()
-        if self.pif is not None:
+        if isinstance(self.pif, ChangeDetector):
             self.pif._validate_params()
 
     def _new_steps(self) -> list[Adjuster]:
@@ -217,10 +240,13 @@ class Mosaic(Estimator):
         _notice_all_valid(collection)
         edges = OverlapGraph.from_collection(collection).edges
         steps = self._new_steps()
-        if self.pif is None:
+        detector = CellPIF() if self.pif == "auto" else self.pif
+        if detector is None or not edges:
             reads = self._fit_steps(steps, collection, edges, _fit)
+        elif isinstance(detector, CellPIF) and self._fits_from_cells(steps, collection):
+            reads = self._fit_without_changed_cells(steps, detector, collection, edges)
         else:
-            reads = self._fit_on_pseudo_invariant(steps, self.pif, collection, edges)
+            reads = self._fit_on_pseudo_invariant(steps, detector, collection, edges)
         self.steps_ = steps
         self.images_ = [
             {"name": image.name, "path": str(image.path.resolve())} for image in collection
@@ -228,6 +254,35 @@ class Mosaic(Estimator):
         self.n_bands_ = collection.count
         self.reads_ = {name: reads.get(name, 0) for name in collection.names}
         return self
+
+    def _detection_steps(self, collection: ImageCollection) -> list[Adjuster]:
+        """New copies of the whole-image steps, which change is looked for after: a
+        local step fitted on the contaminated statistics bends towards the changes and
+        blurs them."""
+        return [
+            step
+            for step in self._new_steps()
+            if not any(isinstance(r, BlockMoments) for r in step.requests(collection))
+        ] or self._new_steps()[:1]
+
+    def _fits_from_cells(self, steps: list[Adjuster], collection: ImageCollection) -> bool:
+        """Whether overlap cells serve ``steps``: they ask only for moments, which cells
+        recompose."""
+        return all(
+            isinstance(r, (ImageMoments, OverlapMoments, BlockMoments))
+            for step in steps
+            for r in step.requests(collection)
+        )
+
+    def _cell_detection_steps(self, collection: ImageCollection) -> list[Adjuster]:
+        """The steps the cells are compared after: the whole-image steps, when they map
+        statistics; otherwise a global model of its own (not part of the fit)."""
+        detection = self._detection_steps(collection)
+        if all(
+            type(s).transform_statistics is not Adjuster.transform_statistics for s in detection
+        ):
+            return detection
+        return [GlobalModel()]
 
     def _fit_on_pseudo_invariant(
         self,
@@ -238,13 +293,7 @@ class Mosaic(Estimator):
     ) -> Counter[str]:
         """Fit the whole-image steps, mark the changed pixels of every overlap after them,
         then fit ``steps`` without those pixels."""
-        # compare after the steps fitted on whole images only: a local step fitted on
-        # the contaminated statistics bends towards the changes and blurs them
-        detection = [
-            step
-            for step in self._new_steps()
-            if not any(isinstance(r, BlockMoments) for r in step.requests(collection))
-        ] or self._new_steps()[:1]
+        detection = self._detection_steps(collection)
         reads = self._fit_steps(detection, collection, edges, _fit)
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(self.pif_dir) if self.pif_dir is not None else Path(scratch)
@@ -261,6 +310,48 @@ class Mosaic(Estimator):
             reads += self._fit_steps(steps, masked, edges, _fit)
         return reads
 
+    def _fit_without_changed_cells(
+        self,
+        steps: list[Adjuster],
+        detector: CellPIF,
+        collection: ImageCollection,
+        edges: list[OverlapEdge],
+    ) -> Counter[str]:
+        """One read: each overlap measured per cell too; the whole-image steps fitted,
+        the changed cells found after them, and ``steps`` fitted from the other cells."""
+        side = cell_side(collection, edges, detector.decimation)
+        cells = OverlapCells(side)
+        requests = [step.requests(collection) for step in steps]
+        flat = [r for own in requests for r in own]
+        detection = [
+            r for step in self._cell_detection_steps(collection) for r in step.requests(collection)
+        ]
+        statistics = self._statistics_pass().collect(collection, edges, [*flat, *detection, cells])
+        grids = list(Plan.of(flat).grids)
+        shapes = {edge: CellGrid.over(edge.bounds, side, grids).shape for edge in edges}
+        left_out: dict[OverlapEdge, np.ndarray] = {}
+        for _ in range(CHANGE_ROUNDS):
+            mapped = without_cells(statistics, left_out, side, keep_cells=True)
+            with warnings.catch_warnings():  # the final fit says what these would
+                warnings.simplefilter("ignore", SpectralMatchWarning)
+                for step in self._cell_detection_steps(collection):
+                    step.fit(mapped.select(step.requests(collection)))
+                    mapped = step.transform_statistics(mapped)
+            left_out = {
+                pair.edge: detector.changed_cells(*pair.cells, shapes[pair.edge])
+                for pair in mapped.pairs
+                if pair.cells is not None
+            }
+        if self.pif_dir is not None:
+            write_cell_masks(collection, left_out, side, grids, self.pif_dir)
+
+        def keep(measured: OverlapStatistics) -> OverlapStatistics:
+            return without_cells(measured, left_out, side)
+
+        return self._fit_measured(
+            steps, keep(statistics), requests, collection, edges, _fit, extra=[cells], keep=keep
+        )
+
     def _fit_steps(
         self,
         steps: list[Adjuster],
@@ -272,14 +363,33 @@ class Mosaic(Estimator):
     ) -> Counter[str]:
         """Fit ``steps`` in order, each on the statistics it asked for after the steps
         before it; returns the windows read per image."""
-        statistics_pass = self._statistics_pass()
         requests: list[list[Request]] = [
             step.new_image_requests(collection) if new_images else step.requests(collection)
             for step in steps
         ]
-        statistics = statistics_pass.collect(
+        statistics = self._statistics_pass().collect(
             collection, edges, [r for own in requests for r in own], whole_images
         )
+        return self._fit_measured(
+            steps, statistics, requests, collection, edges, fit_one, whole_images
+        )
+
+    def _fit_measured(
+        self,
+        steps: list[Adjuster],
+        statistics: OverlapStatistics,
+        requests: list[list[Request]],
+        collection: ImageCollection,
+        edges: list[OverlapEdge],
+        fit_one: FitOne,
+        whole_images: Sequence[int] | None = None,
+        extra: Sequence[Request] = (),
+        keep: Callable[[OverlapStatistics], OverlapStatistics] = lambda s: s,
+    ) -> Counter[str]:
+        """Fit ``steps`` from ``statistics`` (measured for ``requests``, one list per
+        step). After a step that cannot map statistics, what the later steps ask for
+        (and ``extra``) is measured again through the fitted steps and passed through
+        ``keep``. Returns the windows read per image."""
         reads = Counter(statistics.reads)
         for position, step in enumerate(steps):
             fit_one(step, statistics.select(requests[position]))
@@ -290,10 +400,11 @@ class Mosaic(Estimator):
             except NotImplementedError:
                 later = [r for own in requests[position + 1 :] for r in own]
                 correct = StepChain(tuple(steps[: position + 1]))
-                statistics = statistics_pass.collect(
-                    collection, edges, later, whole_images, correct
+                statistics = self._statistics_pass().collect(
+                    collection, edges, [*later, *extra], whole_images, correct
                 )
                 reads.update(statistics.reads)
+                statistics = keep(statistics)
         return reads
 
     def _fit_new_images(

@@ -170,6 +170,21 @@ class Moments:
         spread = self.count * (self.mean - mean[..., None]) ** 2
         return Moments(count, mean, self.m2.sum(axis=-1) + spread.sum(axis=-1))
 
+    def grouped(self, index: np.ndarray, size: int) -> Moments:
+        """Merge along the last axis into ``size`` groups: entry ``k`` goes to group
+        ``index[k]`` (e.g. cells into the blocks holding them); no extremes."""
+        count = _group_sums(self.count, index, size)
+        safe = np.where(count > 0, count, 1.0)
+        mean = _group_sums(self.count * self.mean, index, size) / safe
+        spread = self.count * (self.mean - mean[..., index]) ** 2
+        return Moments(count, mean, _group_sums(self.m2 + spread, index, size))
+
+    def without(self, left_out: np.ndarray) -> Moments:
+        """These moments with the entries of the last axis where ``left_out`` is true
+        emptied (counted as no pixels); no extremes."""
+        kept = ~np.asarray(left_out, dtype=bool)
+        return Moments(self.count * kept, self.mean, self.m2 * kept)
+
     def affine(self, gain: np.ndarray, offset: np.ndarray) -> Moments:
         """Moments of ``gain * x + offset`` (gain and offset per band), derived exactly."""
         gain, offset = _per_band(gain, self.mean), _per_band(offset, self.mean)
@@ -199,3 +214,10 @@ class Moments:
 
     def _arrays(self) -> tuple[np.ndarray | None, ...]:
         return self.count, self.mean, self.m2, self.minimum, self.maximum
+
+
+def _group_sums(values: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
+    """Sums of ``values`` along the last axis by group ``index`` (``size`` groups)."""
+    rows = values.reshape(-1, values.shape[-1])
+    sums = [np.bincount(index, weights=row, minlength=size) for row in rows]
+    return np.array(sums).reshape(values.shape[:-1] + (size,))

@@ -16,6 +16,7 @@ from .requests import (
     BlockMoments,
     ImageHistogram,
     ImageMoments,
+    OverlapCells,
     OverlapHistogram,
     OverlapMoments,
     Request,
@@ -36,6 +37,9 @@ class PairMoments:
         shape (n_bands, n_blocks) (``BlockMoments``).
     histograms : (Histogram, Histogram) or None
         (first's, second's) histograms over the overlap (``OverlapHistogram``).
+    cells : (Moments, Moments) or None
+        (first's, second's) moments per cell of the overlap's
+        :class:`~spectralmatch.geo.cells.CellGrid` (``OverlapCells``).
     """
 
     edge: OverlapEdge
@@ -43,6 +47,7 @@ class PairMoments:
     second: Moments
     blocks: dict[BlockGrid, tuple[Moments, Moments]] = field(factory=dict)
     histograms: tuple[Histogram, Histogram] | None = None
+    cells: tuple[Moments, Moments] | None = None
 
     def of(self, index: int) -> Moments:
         """Moments of image ``index`` (one end of the edge)."""
@@ -75,6 +80,7 @@ class PairMoments:
             mapped_second,
             {grid: both(a, b) for grid, (a, b) in self.blocks.items()},
             None if self.histograms is None else both(*self.histograms),
+            None if self.cells is None else both(*self.cells),
         )
 
 
@@ -151,6 +157,7 @@ class OverlapStatistics:
         requests = list(requests)
         grids = list(dict.fromkeys(r.grid for r in requests if isinstance(r, BlockMoments)))
         histograms = any(isinstance(r, OverlapHistogram) for r in requests)
+        cells = any(isinstance(r, OverlapCells) for r in requests)
         pairs = [
             PairMoments(
                 pair.edge,
@@ -158,11 +165,13 @@ class OverlapStatistics:
                 pair.second,
                 {grid: value for grid, value in pair.blocks.items() if grid in grids},
                 pair.histograms if histograms else None,
+                pair.cells if cells else None,
             )
             for pair in self.pairs
         ]
         keep_pairs = any(
-            isinstance(r, (OverlapMoments, OverlapHistogram, BlockMoments)) for r in requests
+            isinstance(r, (OverlapMoments, OverlapHistogram, BlockMoments, OverlapCells))
+            for r in requests
         )
         keep_moments = any(isinstance(r, ImageMoments) for r in requests)
         keep_histograms = any(isinstance(r, ImageHistogram) for r in requests)

@@ -44,6 +44,15 @@ class BlockMoments(Request):
 
 
 @frozen
+class OverlapCells(Request):
+    """Moments of both images of each overlap per cell of about ``side`` CRS units
+    (:class:`~spectralmatch.geo.cells.CellGrid`, split on the edges of the blocks asked
+    for), from which the overlap's and the blocks' moments are recomposed."""
+
+    side: float
+
+
+@frozen
 class ImageHistogram(Request):
     """A histogram of each image's valid, unmasked pixels, at most ``bins`` per band."""
 
@@ -70,6 +79,8 @@ class Plan:
         Whether overlaps are measured at all (moments always, when they are).
     overlap_bins : int or None
     grids : tuple of BlockGrid
+    cell_side : float or None
+        Side of the overlap cells (None: no cells).
     """
 
     image_moments: bool = False
@@ -77,6 +88,7 @@ class Plan:
     overlaps: bool = False
     overlap_bins: int | None = None
     grids: tuple[BlockGrid, ...] = ()
+    cell_side: float | None = None
 
     @classmethod
     def of(cls, requests: Iterable[Request]) -> Plan:
@@ -87,13 +99,15 @@ class Plan:
         image_bins = [r.bins for r in requests if isinstance(r, ImageHistogram)]
         overlap_bins = [r.bins for r in requests if isinstance(r, OverlapHistogram)]
         grids = tuple(r.grid for r in requests if isinstance(r, BlockMoments))
+        sides = [r.side for r in requests if isinstance(r, OverlapCells)]
         return cls(
             image_moments=any(isinstance(r, ImageMoments) for r in requests),
             image_bins=max(image_bins) if image_bins else None,
-            overlaps=bool(overlap_bins or grids)
+            overlaps=bool(overlap_bins or grids or sides)
             or any(isinstance(r, OverlapMoments) for r in requests),
             overlap_bins=max(overlap_bins) if overlap_bins else None,
             grids=grids,
+            cell_side=min(sides) if sides else None,
         )
 
     @property
