@@ -14,7 +14,7 @@ from .model.adjuster import Adjuster
 from .model.block_map import BlockMap
 from .model.global_model import FitDiagnostics, GlobalModel
 from .model.histogram_match import HistogramMatch
-from .model.pif import IRMAD, ResidualPIF
+from .model.pif import IRMAD, CellPIF, ResidualPIF
 from .model.pipeline import Mosaic
 from .ops.align import align_rasters, compute_resolution
 from .ops.bandmath import band_math, create_ndvi_raster, create_ndwi_raster, threshold_raster
@@ -38,6 +38,7 @@ __all__ = [
     "Adjuster",
     "BlockGrid",
     "BlockMap",
+    "CellPIF",
     "CloudMask",
     "ExpressionMask",
     "FitDiagnostics",

@@ -4,8 +4,9 @@ pseudo-invariant features, as ``spectralmatch.Pif`` and ``spectralmatch.pif.Pif`
 The published ``Pif.flood_from_match_points`` (spectralmatch 1.6.0) finds its invariant
 pixels by matching ORB tie points between overlapping images, dropping vegetation and
 pixels of a large normalized difference, and growing regions around the points. Here the
-invariant pixels come from one of our change detectors (:class:`~spectralmatch.ResidualPIF`
-by default, or :class:`~spectralmatch.IRMAD`) on every overlap, and the gains and offsets
+invariant pixels come from one of our change detectors (:class:`~spectralmatch.model.pif.CellPIF`
+by default, :class:`~spectralmatch.ResidualPIF` or :class:`~spectralmatch.IRMAD`) on every
+overlap, and the gains and offsets
 from :class:`~spectralmatch.GlobalModel` fitted without the changed pixels; the result
 has the published layout.
 """
@@ -19,7 +20,7 @@ import numpy as np
 from ._typing import WorkingDtype
 from .engine.published import EngineKeywords, Threads, keyword_error
 from .model.global_model import GlobalModel
-from .model.pif import ChangeDetector, ResidualPIF
+from .model.pif import CellPIF, ChangeDetector
 from .raster.collection import ImagesLike
 from .workflow import RunOptions, change_mask_folder, check_pif_keywords, fitted
 
@@ -97,8 +98,9 @@ def flood_from_match_points(
         As in :func:`~spectralmatch.global_regression`.
     detector : ChangeDetector, optional
         Ours, not published: how changed pixels are found. Default
-        :class:`~spectralmatch.ResidualPIF` (outlying residuals after the first fit,
-        which needs no feature matching); :class:`~spectralmatch.IRMAD` is the other.
+        :class:`~spectralmatch.model.pif.CellPIF` (outlying cells after the first fit,
+        from the one statistics pass); :class:`~spectralmatch.ResidualPIF` and
+        :class:`~spectralmatch.IRMAD` read the overlaps again.
 
     Returns
     -------
@@ -147,7 +149,7 @@ def flood_from_match_points(
             mean_weight=custom_mean_factor,
             std_weight=custom_std_factor,
         )
-        detector = detector or ResidualPIF()
+        detector = detector or CellPIF()
         masks_folder = change_mask_folder("save_inz", save_inz, detector)
         model = fitted(step, collection, run, detector, masks_folder)
         fit = model.steps_[0]

@@ -35,7 +35,7 @@ from .masks.vector import VectorMask, read_layer
 from .model.adjuster import Adjuster
 from .model.block_map import BlockMap
 from .model.global_model import GlobalModel
-from .model.pif import IRMAD, ChangeDetector, ResidualPIF
+from .model.pif import IRMAD, CellPIF, ChangeDetector, ResidualPIF
 from .model.pipeline import Mosaic
 from .ops.overviews import check_window_scales, compute_overviews
 from .raster.collection import ImageCollection, ImagesLike
@@ -186,9 +186,12 @@ def _pif_detector(method: str) -> ChangeDetector | None:
         raise keyword_error(
             "pif_method", f"must be one of {', '.join(PIF_METHODS)}, got {method!r}"
         )
-    if method == "entire":
-        return None
-    return IRMAD() if method == "irmad" else ResidualPIF()
+    detectors: dict[str, type[ChangeDetector]] = {
+        "flood_from_match_points": CellPIF,
+        "residual": ResidualPIF,
+        "irmad": IRMAD,
+    }
+    return detectors[method]() if method in detectors else None
 
 
 def check_pif_keywords(
@@ -290,7 +293,7 @@ def global_regression(
     custom_std_factor: float = 1.0,
     save_adjustments: str | os.PathLike | None = None,
     load_adjustments: str | os.PathLike | None = None,
-    pif_method: str = "entire",
+    pif_method: str = "flood_from_match_points",
     pif_red_band_index: int | None = None,
     pif_nir_band_index: int | None = None,
     pif_vegetation_threshold: float = 0.2,
@@ -360,14 +363,15 @@ def global_regression(
     load_adjustments : path, optional
         A model saved with ``save_adjustments``, used instead of fitting: its images
         are not read for statistics; images it does not hold are solved against it.
-    pif_method : {"entire", "flood_from_match_points", "residual", "irmad"}
-        Pseudo-invariant features: ``"entire"`` (the default here) fits on every overlap
-        pixel, as ``spectralmatch match`` does. The published default,
-        ``"flood_from_match_points"`` (tie points grown into regions), is replaced by
-        :class:`~spectralmatch.ResidualPIF` (``"residual"``): the model is fitted, the
-        pixels whose residual is an outlier are left out, and it is fitted again, which
-        needs no feature matching but twice the time; ``"irmad"`` uses
-        :class:`~spectralmatch.IRMAD`.
+    pif_method : {"flood_from_match_points", "entire", "residual", "irmad"}
+        Pseudo-invariant features. The published default, ``"flood_from_match_points"``
+        (tie points grown into regions), is replaced by our default change detection,
+        :class:`~spectralmatch.model.pif.CellPIF` (as ``spectralmatch match``): the
+        overlaps are also measured per small cell in the one statistics pass, cells whose
+        difference departs from the overlap's smooth trend are left out, and the model is
+        fitted again from the others, with no second read. ``"entire"`` fits on every
+        overlap pixel; ``"residual"`` (:class:`~spectralmatch.ResidualPIF`) and
+        ``"irmad"`` (:class:`~spectralmatch.IRMAD`) read the overlaps again.
     pif_red_band_index, pif_nir_band_index, pif_load_tie_points
         Must be None: the NDVI filter and tie points do not exist here.
     pif_save_inz : path, folder or template, optional

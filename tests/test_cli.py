@@ -398,7 +398,14 @@ def test_help_lists_the_fit_options(runner):
     for command in ("match", "fit"):
         result = invoke(runner, command, "--help")
         assert result.exit_code == 0
-        for option in ("--exclude", "--robust", "--pif [residual|irmad]", "--pif-dir"):
+        for option in (
+            "--exclude",
+            "--robust",
+            "--pif [auto|residual|irmad]",
+            "--no-pif",
+            "--pif-dir",
+            "--mask-cloud",
+        ):
             assert option in result.output, (command, option)
 
 

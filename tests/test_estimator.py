@@ -504,13 +504,7 @@ def test_command_line_fit_saves_the_default_steps_of_mosaic(tiles, tmp_path):
         main, ["fit", str(tiles.folder), "--model", str(cli_path), "--no-cache"]
     )
     assert result.exit_code == 0, result.output
-    api_path = (
-        Mosaic(
-            pif=None,
-        )
-        .fit(tiles.folder)
-        .save(tmp_path / "api" / "model.json")
-    )
+    api_path = Mosaic().fit(tiles.folder).save(tmp_path / "api" / "model.json")
     cli_document = json.loads(cli_path.read_text())
     api_document = json.loads(api_path.read_text())
     assert [step["class"] for step in cli_document["steps"]] == [

@@ -496,4 +496,6 @@ def test_save_inz_writes_the_change_masks_in_the_templates_folder(series, tmp_pa
 
 def test_save_inz_needs_a_change_detector(series, tmp_path):
     with pytest.raises(SpectralMatchError, match="pif_save_inz: writes the PIF change masks"):
-        global_regression(series.paths, tmp_path / "out", pif_save_inz=str(tmp_path / "inz"))
+        global_regression(
+            series.paths, tmp_path / "out", pif_method="entire", pif_save_inz=str(tmp_path / "inz")
+        )

@@ -8,9 +8,10 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 import click
+from rasterio.errors import NotGeoreferencedWarning
 
 from .._interrupt import Interrupted, raise_on_sigterm
 from .._typing import DEFAULT_STEPS, Correction, OutputDtype, StepName, WorkingDtype
@@ -41,6 +42,11 @@ def report_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             with warnings.catch_warnings():
                 warnings.showwarning = _show_warning
+                # rasterize's in-memory dataset is georeferenced only after it is made:
+                # we always give it a transform, so the note is noise here
+                warnings.filterwarnings(
+                    "ignore", category=NotGeoreferencedWarning, module="rasterio.features"
+                )
                 return command(*args, **kwargs)
         except (SpectralMatchError, *GDAL_ERRORS) as error:
             raise click.ClickException(str(error).splitlines()[0]) from None
@@ -243,17 +249,25 @@ model_options = _apply(
         ),
         click.option(
             "--pif",
-            type=click.Choice(("residual", "irmad")),
-            default=None,
-            help="Fit again on pseudo-invariant pixels only: after a first fit, changed "
-            "pixels of every overlap are found (robust residual test, or IR-MAD) and left "
-            "out.",
+            type=click.Choice(("auto", "residual", "irmad")),
+            default="auto",
+            show_default=True,
+            help="How changed pixels (land cover that changed, clouds) are found and left "
+            "out of the fit: auto (outlying cells of the one statistics pass, no second "
+            "read), residual (a robust residual test) or irmad (IR-MAD); the last two "
+            "read the overlaps again.",
+        ),
+        click.option(
+            "--no-pif",
+            is_flag=True,
+            help="Fit on every overlap pixel: no change detection.",
         ),
         click.option(
             "--pif-dir",
             type=click.Path(file_okay=False),
             default=None,
-            help="Keep the change masks found by --pif there (<image>.tif, 1 = changed).",
+            help="Keep the change masks found by --pif there (<image>.tif on the image's "
+            "grid, 1 = changed).",
         ),
     ]
 )
@@ -303,7 +317,7 @@ def write_settings(options: dict[str, Any]) -> dict[str, Any]:
 def build_model(inputs: tuple[str, ...], options: dict[str, Any]) -> tuple[Any, Any]:
     """The model and the collection the options of :data:`model_options` and
     :data:`engine_options` describe."""
-    from ..model.pif import IRMAD, ResidualPIF
+    from ..model.pif import IRMAD, ChangeDetector, ResidualPIF
     from ..model.pipeline import STEP_CLASSES, Mosaic
     from ..raster.collection import ImageCollection, resolve_paths
     from ..raster.image import Image
@@ -334,13 +348,17 @@ def build_model(inputs: tuple[str, ...], options: dict[str, Any]) -> tuple[Any, 
     if not names:
         raise SpectralMatchError("--no-local leaves no step; give --steps global (or histogram)")
     steps = [STEP_CLASSES[name]().set_params(**settings[name]) for name in names]
-    detectors = {"residual": ResidualPIF, "irmad": IRMAD}
+    detectors: dict[str, ChangeDetector | Literal["auto"]] = {
+        "auto": "auto",
+        "residual": ResidualPIF(),
+        "irmad": IRMAD(),
+    }
     model = Mosaic(
         steps=steps,
         window_size=options["window_size"],
         threads=options["threads"],
         progress=show_progress(options["quiet"]),
-        pif=detectors[options["pif"]]() if options["pif"] else None,
+        pif=None if options["no_pif"] else detectors[options["pif"]],
         pif_dir=options["pif_dir"],
         cache=(options["cache_dir"] or True) if options["cache"] else False,
     )
