@@ -353,3 +353,18 @@ def test_only_valid_values_are_counted(texture, kind):
             np.testing.assert_array_equal(
                 everything.counts[band], np.bincount((index - index.min()).astype(np.int64))
             )
+
+
+def test_a_negative_value_too_small_to_divide_lies_in_the_bin_below_zero():
+    """-5e-324 divided by a bin width underflows to -0.0: it still belongs below zero."""
+    values = np.array([[[-5e-324, 0.0, 1.0, 3.0]]])
+    whole = Histogram.from_array(values, np.ones_like(values, dtype=bool), max_bins=4)
+    width = 2.0 ** int(whole.exponents[0])
+    low = whole.origin + int(whole.firsts[0]) * width
+    assert low <= values.min() < low + width
+    parts = [
+        Histogram.from_array(values[:, :, :1], np.ones((1, 1, 1), dtype=bool), max_bins=4),
+        Histogram.from_array(values[:, :, 1:], np.ones((1, 1, 3), dtype=bool), max_bins=4),
+    ]
+    merged = Histogram.merge(*parts)
+    np.testing.assert_array_equal(merged.counts[0], whole.counts[0])

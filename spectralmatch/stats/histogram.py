@@ -207,13 +207,20 @@ class Histogram:
 
 def _bin_index(values: np.ndarray, exponent: int, origin: float) -> np.ndarray:
     shifted = values.astype(np.float64) - origin if origin else values.astype(np.float64)
-    return np.floor(np.ldexp(shifted, -int(exponent))).astype(np.int64)
+    return _floor_scaled(shifted, exponent).astype(np.int64)
+
+
+def _floor_scaled(shifted: np.ndarray | float, exponent: int) -> np.ndarray:
+    """``floor(shifted / 2 ** exponent)``; a negative value so small that the division
+    underflows to -0.0 is in bin -1, not 0."""
+    scaled = np.floor(np.ldexp(shifted, -int(exponent)))
+    return np.where((scaled == 0) & (np.asarray(shifted) < 0), -1.0, scaled)
 
 
 def _span(low: float, high: float, exponent: int, origin: float) -> int:
     """Bins from ``low`` to ``high`` at width ``2 ** exponent``."""
-    first = math.floor(math.ldexp(low - origin, -exponent))
-    return math.floor(math.ldexp(high - origin, -exponent)) - first + 1
+    first = int(_floor_scaled(low - origin, exponent))
+    return int(_floor_scaled(high - origin, exponent)) - first + 1
 
 
 def _finest_exponent(low: float, high: float, origin: float, max_bins: int, integer: bool) -> int:
