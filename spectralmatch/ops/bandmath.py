@@ -281,13 +281,11 @@ def create_ndvi_raster(
     list of str
         The output paths.
     """
-    check("create_ndvi_raster", "red_band", red_band, POSITIVE_INTEGER)
-    check("create_ndvi_raster", "nir_band", nir_band, POSITIVE_INTEGER)
-    return evaluate_to_rasters(
+    return _normalized_difference_rasters(
         "create_ndvi_raster",
         input_images,
         output_images,
-        normalized_difference(nir_band, red_band),
+        {"nir_band": nir_band, "red_band": red_band},
         custom_nodata_value=custom_nodata_value,
         window_size=window_size,
         custom_output_dtype=custom_output_dtype,
@@ -324,18 +322,32 @@ def create_ndwi_raster(
     list of str
         The output paths.
     """
-    check("create_ndwi_raster", "green_band", green_band, POSITIVE_INTEGER)
-    check("create_ndwi_raster", "nir_band", nir_band, POSITIVE_INTEGER)
-    return evaluate_to_rasters(
+    return _normalized_difference_rasters(
         "create_ndwi_raster",
         input_images,
         output_images,
-        normalized_difference(green_band, nir_band),
+        {"green_band": green_band, "nir_band": nir_band},
         custom_nodata_value=custom_nodata_value,
         window_size=window_size,
         custom_output_dtype=custom_output_dtype,
         calculation_dtype=calculation_dtype,
     )
+
+
+def _normalized_difference_rasters(
+    owner: str,
+    input_images: ImagesLike,
+    output_images: OutputsLike,
+    bands: dict[str, int],
+    **options: Any,
+) -> list[str]:
+    """The normalized difference of the two ``bands`` (keyword -> band, the first minus
+    the second) of each image, written by ``owner``."""
+    for keyword, band in bands.items():
+        check(owner, keyword, band, POSITIVE_INTEGER)
+    first, second = bands.values()
+    expression = normalized_difference(first, second)
+    return evaluate_to_rasters(owner, input_images, output_images, expression, **options)
 
 
 def normalized_difference(first: int, second: int) -> Expression:
