@@ -11,6 +11,7 @@ from .functions import function_commands
 from .mask import mask
 from .match import match
 from .merge import merge
+from .report import report
 from .seamlines import seamlines
 from .transform import transform
 
@@ -30,7 +31,7 @@ def main() -> None:
     """
 
 
-for command in (match, fit, transform, align, seamlines, mask, merge, *function_commands()):
+for command in (match, fit, transform, align, seamlines, mask, merge, report, *function_commands()):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

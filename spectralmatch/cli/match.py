@@ -16,6 +16,7 @@ from .options import (
     output_folder_option,
     write_settings,
 )
+from .report import report_option, write_html_report
 
 
 @inputs_command
@@ -23,15 +24,22 @@ from .options import (
 @click.option(
     "--save-model", type=click.Path(dir_okay=False), help="Also save the fitted model (JSON) there."
 )
+@report_option
 @model_options
 @correction_write_options
 @engine_options
-def match(inputs: tuple[str, ...], out_dir: str, save_model: str | None, **options: Any) -> None:
+def match(
+    inputs: tuple[str, ...],
+    out_dir: str,
+    save_model: str | None,
+    report_dir: str | None,
+    **options: Any,
+) -> None:
     """Fit a model on INPUTS and write the matched images to OUTPUT.
 
     \b
     Example:
-      spectralmatch match data/*.tif -o matched/ --reference tile_00
+      spectralmatch match data/*.tif -o matched/ --reference tile_00 --report report/
     """
     model, collection = build_model(inputs, options)
     with folder_lock([out_dir]):
@@ -41,3 +49,13 @@ def match(inputs: tuple[str, ...], out_dir: str, save_model: str | None, **optio
         written = model.transform(collection, out_dir, **write_settings(options))
     if not options["quiet"]:
         click.echo(f"matched {len(written)} images into {out_dir}", err=True)
+    if report_dir:
+        page = write_html_report(
+            [image.path for image in collection],
+            [image.path for image in written],
+            report_dir,
+            model,
+            options["nodata"],
+        )
+        if not options["quiet"]:
+            click.echo(f"wrote the report {page}", err=True)
