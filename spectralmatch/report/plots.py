@@ -39,8 +39,12 @@ def save_figure(figure, path: str | os.PathLike, dpi: int = 100) -> Path:
 
 def rgba_quicklook(values: np.ndarray, valid: np.ndarray, limits: np.ndarray) -> np.ndarray:
     """``values`` (rows, cols, bands) stretched linearly between per-band ``limits``
-    (:func:`stretch_limits`) to 0..1, with an alpha channel that hides invalid pixels."""
-    scaled = np.clip((values - limits[:, 0]) / (limits[:, 1] - limits[:, 0]), 0, 1)
+    (:func:`stretch_limits`) to 0..1 (0.5 for a band whose limits are equal: a constant
+    image), with an alpha channel that hides invalid pixels."""
+    span = limits[:, 1] - limits[:, 0]
+    scaled = np.divide(
+        values - limits[:, 0], span, out=np.full(values.shape, 0.5), where=span > 0
+    ).clip(0, 1)
     return np.dstack([np.nan_to_num(scaled), valid.astype(float)])
 
 
