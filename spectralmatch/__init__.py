@@ -30,6 +30,11 @@ from .pif import Pif
 from .raster.collection import ImageCollection
 from .raster.image import Image
 from .raster.paths import create_paths, match_paths, search_paths
+from .report.published import (
+    compare_before_after_all_images,
+    compare_image_spectral_profiles_pairs,
+    compare_spatial_spectral_difference_band_average,
+)
 from .stats.moments import Moments
 from .stats.overlap import OverlapStatistics
 from .workflow import Match, global_regression, local_block_adjustment
@@ -64,6 +69,9 @@ __all__ = [
     "__version__",
     "align_rasters",
     "band_math",
+    "compare_before_after_all_images",
+    "compare_image_spectral_profiles_pairs",
+    "compare_spatial_spectral_difference_band_average",
     "compute_overviews",
     "compute_resolution",
     "create_cloud_mask",

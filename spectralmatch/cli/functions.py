@@ -37,6 +37,7 @@ from ..ops import (
     vectors,
 )
 from ..raster import paths
+from ..report import published
 from .options import report_errors
 
 #: The published functions, by the names its command line gives them.
@@ -62,6 +63,11 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "search_paths": paths.search_paths,
     "create_paths": paths.create_paths,
     "match_paths": paths.match_paths,
+    "compare_image_spectral_profiles_pairs": published.compare_image_spectral_profiles_pairs,
+    "compare_spatial_spectral_difference_band_average": (
+        published.compare_spatial_spectral_difference_band_average
+    ),
+    "compare_before_after_all_images": published.compare_before_after_all_images,
 }
 #: The keywords that ask for debug messages.
 DEBUG_KEYWORDS = ("debug_logs", "shared_debug_logs")

@@ -11,6 +11,41 @@ import numpy as np
 from rasterio.enums import Resampling
 
 from ..raster.collection import ImageCollection
+from ..raster.files import atomic_path
+
+
+def pyplot():
+    """``matplotlib.pyplot`` drawing off screen (the Agg backend): no window ever opens."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(figure, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Write ``figure`` as a PNG at ``path`` (through a temporary file and a rename, so a
+    failed or interrupted save leaves no partial file), close it and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_path(path, suffix=".png") as temporary:
+            figure.savefig(temporary, dpi=dpi, format="png")
+    finally:
+        pyplot().close(figure)
+    return path
+
+
+def rgba_quicklook(values: np.ndarray, valid: np.ndarray, limits: np.ndarray) -> np.ndarray:
+    """``values`` (rows, cols, bands) stretched linearly between per-band ``limits``
+    (:func:`stretch_limits`) to 0..1 (0.5 for a band whose limits are equal: a constant
+    image), with an alpha channel that hides invalid pixels."""
+    span = limits[:, 1] - limits[:, 0]
+    scaled = np.divide(
+        values - limits[:, 0], span, out=np.full(values.shape, 0.5), where=span > 0
+    ).clip(0, 1)
+    return np.dstack([np.nan_to_num(scaled), valid.astype(float)])
 
 
 def composite(
@@ -66,25 +101,16 @@ def plot_before_after(
     The stretch comes from ``after``, so differences between the images of ``before``
     show as they are.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = [composite(images, bands, max_size) for images in (before, after)]
     limits = stretch_limits(panels[1][0])
     figure, axes = plt.subplots(1, 2, figsize=(10, 5.2), constrained_layout=True)
     for axis, (values, valid, extent), title in zip(axes, panels, titles, strict=True):
-        scaled = np.clip((values - limits[:, 0]) / (limits[:, 1] - limits[:, 0]), 0, 1)
-        rgba = np.dstack([np.nan_to_num(scaled), valid.astype(float)])
+        rgba = rgba_quicklook(values, valid, limits)
         axis.imshow(rgba if len(bands) == 3 else rgba[..., 0], extent=extent)
         axis.set_title(title)
         axis.set_axis_off()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def plot_masks(
@@ -99,16 +125,13 @@ def plot_masks(
     create_cloud_mask` or :func:`~spectralmatch.threshold_raster` write), its non-zero
     classes painted over the image in colour (class 1 red, 2 blue, 3 yellow) and its nodata
     left transparent."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
+
+    plt = pyplot()
 
     values, valid, extent = composite([image], bands, max_size)
     limits = stretch_limits(values)
-    scaled = np.clip((values - limits[:, 0]) / (limits[:, 1] - limits[:, 0]), 0, 1)
-    picture = np.dstack([np.nan_to_num(scaled), valid.astype(float)])
+    picture = rgba_quicklook(values, valid, limits)
     colours = ListedColormap(
         [(0, 0, 0, 0), (0.9, 0.1, 0.1, 0.6), (0.1, 0.3, 0.9, 0.6), (1, 0.85, 0, 0.6)]
     )
@@ -131,8 +154,4 @@ def plot_masks(
         axis.set_title(title)
     for axis in axes:
         axis.set_axis_off()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
