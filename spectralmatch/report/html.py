@@ -23,6 +23,12 @@ from attrs import frozen
 from ..errors import SpectralMatchError
 from ..raster.collection import ImageCollection
 from ..raster.image import Image
+from .figures import (
+    plot_disagreement,
+    plot_histograms,
+    plot_overlap_graph,
+    plot_spectral_profiles,
+)
 from .metrics import OverlapDifference, overlap_differences
 from .plots import plot_before_after
 
@@ -37,12 +43,21 @@ PARAMETER_FORMAT = "{:.4f}"
 
 FigureMaker = Callable[[ImageCollection, ImageCollection, Path], Path]
 
+
+def _disagreement_after(before: ImageCollection, after: ImageCollection, path: Path) -> Path:
+    return plot_disagreement(after, path)
+
+
 FIGURES: list[tuple[str, str, FigureMaker]] = [
     (
         "Quick-look before and after (one stretch, from after)",
         "before_after.png",
         plot_before_after,
     ),
+    ("Mean spectral profile of every image", "profiles.png", plot_spectral_profiles),
+    ("Histograms per band", "histograms.png", plot_histograms),
+    ("Overlaps, coloured by their mean absolute difference", "overlaps.png", plot_overlap_graph),
+    ("Where the images still disagree after matching", "disagreement.png", _disagreement_after),
 ]
 """The report's figures, in page order: (title, PNG file name, ``maker(before, after,
 path)``). A new figure is one more entry."""
