@@ -77,3 +77,51 @@ def test_seam_contrast_warns_without_a_cut(tmp_path):
     with pytest.warns(UserWarning, match="tile_00.tif: no neighbouring valid pixels"):
         contrast = seam_contrast(image, seams)
     assert np.isnan(contrast).all()
+
+
+def test_image_statistics_agree_with_numpy_over_the_whole_image():
+    from spectralmatch.report.statistics import image_statistics
+
+    levels = [0, 2, 50, 98, 100]
+    # windows of 100 px: each image is read in several parts that are merged
+    results = image_statistics(DATA_DIR, percentiles=levels, window_size=100)
+    assert [r.name for r in results] == [f"tile_0{i}" for i in range(4)]
+    for result in results:
+        with rasterio.open(DATA_DIR / f"{result.name}.tif") as dataset:
+            data = dataset.read().astype(np.float64)
+        for band in range(3):
+            values = data[band][data[band] != 0]
+            assert result.count[band] == values.size
+            assert result.mean[band] == pytest.approx(values.mean(), rel=1e-12)
+            assert result.std[band] == pytest.approx(values.std(), rel=1e-9)
+            assert (result.minimum[band], result.maximum[band]) == (values.min(), values.max())
+            # within one bin of numpy's (which interpolates between order statistics)
+            expected = np.percentile(values, levels)
+            assert np.abs(result.values[band] - expected).max() <= result.bin_width[band]
+
+
+def test_image_statistics_reject_a_bad_percentile():
+    from spectralmatch.errors import SpectralMatchError
+    from spectralmatch.report.statistics import image_statistics
+
+    with pytest.raises(SpectralMatchError, match=r"\[0, 100\]"):
+        image_statistics(DATA_DIR, percentiles=[50, 101])
+
+
+def test_overlap_changes_pair_the_overlaps_before_and_after(tmp_path):
+    from spectralmatch import GlobalModel, Mosaic
+    from spectralmatch.errors import SpectralMatchError
+    from spectralmatch.report.metrics import overlap_differences
+    from spectralmatch.report.statistics import overlap_changes
+
+    matched = Mosaic(steps=[GlobalModel()]).fit_transform(DATA_DIR, tmp_path / "matched")
+    changes = overlap_changes(DATA_DIR, matched)
+    before, after = overlap_differences(DATA_DIR), overlap_differences(matched)
+    assert [(c.first, c.second) for c in changes] == [(d.first, d.second) for d in before]
+    for change, first, second in zip(changes, before, after, strict=True):
+        np.testing.assert_array_equal(change.before, first.mean_abs_difference)
+        np.testing.assert_array_equal(change.after, second.mean_abs_difference)
+    # matching brings the overlaps together
+    assert np.mean([c.after for c in changes]) < 0.5 * np.mean([c.before for c in changes])
+    with pytest.raises(SpectralMatchError, match="4 images before matching but 1 after"):
+        overlap_changes(DATA_DIR, DATA_DIR / "tile_00.tif")

@@ -9,6 +9,7 @@ import numpy as np
 from attrs import frozen
 from rasterio.windows import Window
 
+from ..errors import SpectralMatchWarning
 from ..geo.grid import split_window
 from ..geo.overlap import OverlapGraph
 from ..ops.seamline import Seamline
@@ -207,6 +208,7 @@ def _contrast(sums: np.ndarray, counts: np.ndarray, path) -> np.ndarray:
         warnings.warn(
             f"{path}: no neighbouring valid pixels from different seamline polygons, "
             "so no seam to measure; seam contrast is NaN",
+            SpectralMatchWarning,
             stacklevel=3,
         )
         return np.full(across_count.shape, np.nan)
