@@ -27,7 +27,9 @@ from .options import (
 @correction_write_options
 @engine_options
 def match(inputs: tuple[str, ...], out_dir: str, save_model: str | None, **options: Any) -> None:
-    """Fit a model on INPUTS and write the matched images to OUTPUT.
+    """Fit a model on INPUTS and write the matched images to OUTPUT; then print the
+    fitted gains and offsets and the overlaps' differences before and after (not with
+    --quiet).
 
     \b
     Example:
@@ -40,4 +42,7 @@ def match(inputs: tuple[str, ...], out_dir: str, save_model: str | None, **optio
             model.save(save_model)
         written = model.transform(collection, out_dir, **write_settings(options))
     if not options["quiet"]:
+        from ..report.summary import fit_summary
+
         click.echo(f"matched {len(written)} images into {out_dir}", err=True)
+        click.echo(fit_summary(model))
