@@ -6,8 +6,8 @@ Writes the figure ``sample_mosaic_before_after.png`` into FOLDER (default: a new
 ``docs/images`` regenerates the README's figure).
 
 Prints the seam contrast of each mosaic: the mean absolute difference between
-neighbouring pixels across the cut lines over the same inside the images, per band
-(about 1 when the cuts cannot be seen).
+neighbouring pixels across the cut lines over the same for neighbours of one image
+beside the cuts (within 3 pixels), per band (about 1 when the cuts cannot be seen).
 """
 
 import sys

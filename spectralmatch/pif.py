@@ -184,6 +184,7 @@ def _check_min_samples(fit: GlobalModel, min_samples: int | None) -> None:
     if min_samples is None:
         return
     diagnostics = fit.diagnostics_
+    assert diagnostics is not None  # fitted here, not read from a file
     for (first, second), counts in zip(diagnostics.pairs, diagnostics.count, strict=True):
         if counts.min() < min_samples:
             raise keyword_error(

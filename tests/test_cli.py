@@ -643,3 +643,82 @@ def test_mask_options_refuse_what_they_cannot_do(runner, tmp_path, options, frag
     result = invoke(runner, "match", DATA_DIR, "-o", tmp_path / "out", "--no-cache", "-q", *options)
     assert_one_line_error(result, *fragments)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+# ---------------------------------------------------------------------- fit summary / inspect
+
+
+def table_rows(text: str, title: str) -> dict[str, list[list[float]]]:
+    """The rows of the table under ``title``: first cell -> the other cells' numbers
+    (``a / b / c`` per band; ``low..high`` split in two)."""
+    lines = text.split(title, 1)[1].split("\n\n", 1)[0].splitlines()[3:]
+    rows = {}
+    for line in lines:
+        first, *cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[first] = [
+            [float(number) for value in cell.split(" / ") for number in value.split("..")]
+            for cell in cells
+        ]
+    return rows
+
+
+def test_match_ends_with_the_fit_and_inspect_prints_it_again(runner, tiles, tmp_path):
+    from spectralmatch import Mosaic
+
+    model_path = tmp_path / "model.json"
+    matched = invoke(
+        runner, "match", tiles.folder, "-o", tmp_path / "out", "--save-model", model_path
+    )
+    assert matched.exit_code == 0, matched.output
+    model = Mosaic.load(model_path)
+    global_step, block_step = model.steps_
+    rows = table_rows(matched.stdout, "GlobalModel: gain and offset per image")
+    assert list(rows) == global_step.images_
+    for name, gains, offsets in zip(rows, global_step.gains_, global_step.offsets_, strict=True):
+        np.testing.assert_allclose(rows[name][0], gains, atol=0.5e-4)
+        np.testing.assert_allclose(rows[name][1], offsets, atol=0.5e-2)
+    diagnostics = global_step.diagnostics_
+    overlaps = table_rows(matched.stdout, "GlobalModel: per overlap")
+    assert list(overlaps) == [f"{a} - {b}" for a, b in diagnostics.pairs]
+    for row, before, after in zip(
+        overlaps.values(),
+        diagnostics.mean_difference_before,
+        diagnostics.mean_difference_after,
+        strict=True,
+    ):
+        np.testing.assert_allclose(row[1], np.abs(before), atol=0.5e-2)
+        np.testing.assert_allclose(row[2], np.abs(after), atol=0.5e-2)
+    blocks = table_rows(matched.stdout, "BlockMap: range of gain and offset")
+    for name in block_step.images_:
+        gains, offsets = block_step.block_gains_offsets(name)
+        for cell, values, decimals in ((0, gains, 4), (1, offsets, 2)):
+            low_high = np.array(blocks[name][cell]).reshape(-1, 2)
+            expected = [(band.min(), band.max()) for band in values]
+            np.testing.assert_allclose(low_high, expected, atol=0.5 * 10.0**-decimals)
+    inspected = invoke(runner, "inspect", model_path)
+    assert inspected.exit_code == 0, inspected.output
+    assert inspected.stdout == matched.stdout
+
+
+def test_inspect_a_model_saved_without_diagnostics(runner, tiles, tmp_path):
+    from spectralmatch import Mosaic
+
+    model_path = tmp_path / "model.json"
+    assert invoke(runner, "fit", tiles.folder, "--model", model_path, "-q").exit_code == 0
+    # the file as models were saved before the diagnostics were kept (its arrays stay in
+    # model.npz, which it names)
+    data = json.loads(model_path.read_text())
+    del data["steps"][0]["state"]["diagnostics"]
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    new, loaded = Mosaic.load(model_path), Mosaic.load(old)
+    assert loaded.steps_[0].diagnostics_ is None
+    np.testing.assert_array_equal(loaded.steps_[0].gains_, new.steps_[0].gains_)
+    result = invoke(runner, "inspect", old)
+    assert result.exit_code == 0, result.output
+    assert "overlap diagnostics are not available" in result.stdout
+    assert "GlobalModel: gain and offset per image" in result.stdout
+    broken = tmp_path / "broken.json"
+    data["steps"][0]["state"]["diagnostics"] = {"pairs": [["tile_0", "nowhere"]]}
+    broken.write_text(json.dumps(data))
+    assert_one_line_error(invoke(runner, "inspect", broken), "steps[0].state.diagnostics.pairs")

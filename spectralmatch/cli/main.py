@@ -8,6 +8,7 @@ from .._version import __version__
 from .align import align
 from .fit import fit
 from .functions import function_commands
+from .inspect import inspect
 from .mask import mask
 from .match import match
 from .merge import merge
@@ -31,7 +32,18 @@ def main() -> None:
     """
 
 
-for command in (match, fit, transform, align, seamlines, mask, merge, report, *function_commands()):
+for command in (
+    match,
+    fit,
+    transform,
+    inspect,
+    align,
+    seamlines,
+    mask,
+    merge,
+    report,
+    *function_commands(),
+):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

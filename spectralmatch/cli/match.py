@@ -35,7 +35,9 @@ def match(
     report_dir: str | None,
     **options: Any,
 ) -> None:
-    """Fit a model on INPUTS and write the matched images to OUTPUT.
+    """Fit a model on INPUTS and write the matched images to OUTPUT; then print the
+    fitted gains and offsets and the overlaps' differences before and after (not with
+    --quiet).
 
     \b
     Example:
@@ -48,7 +50,10 @@ def match(
             model.save(save_model)
         written = model.transform(collection, out_dir, **write_settings(options))
     if not options["quiet"]:
+        from ..report.summary import fit_summary
+
         click.echo(f"matched {len(written)} images into {out_dir}", err=True)
+        click.echo(fit_summary(model))
     if report_dir:
         page = write_html_report(
             [image.path for image in collection],

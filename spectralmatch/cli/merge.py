@@ -42,7 +42,7 @@ from .options import inputs_command, write_options
     "--report",
     is_flag=True,
     help="Print how visible the cut lines are (needs --seamlines): neighbour "
-    "differences across cuts over those inside images, per band; ~1 = unseen.",
+    "differences across cuts over those beside them (within 3 px), per band; ~1 = unseen.",
 )
 @click.option(
     "--resolution",

@@ -333,6 +333,30 @@ class BlockMap(Adjuster):
         values += offset
         return values
 
+    def block_gains_offsets(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per band and block, the gain and offset of ``x' = gain * x + offset`` by which
+        image ``name`` is corrected (between blocks they are interpolated); 1 and 0 for
+        a reference image.
+
+        Returns
+        -------
+        gains, offsets : ndarray (n_bands, rows, cols)
+
+        Raises
+        ------
+        SpectralMatchError
+            For the gamma correction (not a gain and an offset), or an unknown image.
+        """
+        check_is_fitted(self, "shifts_")
+        if self.correction == "gamma":
+            raise SpectralMatchError(
+                f"BlockMap: the gamma correction of {name} has no gain and offset per block"
+            )
+        row = self._image_row(name)
+        if name in self.reference_:
+            return np.ones_like(self.shifts_[row]), np.zeros_like(self.shifts_[row])
+        return self._linear_fields(row)
+
     def _linear_fields(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """Block values of ``F`` and ``G`` in ``x' = F * x + G`` (offset, gain, wallis)."""
         local, shift = self.local_means_[row], self._applied_shifts(row)

@@ -45,6 +45,46 @@ class FitDiagnostics:
     std_difference_after: np.ndarray
     robust_weights: np.ndarray
 
+    def to_state(self) -> dict[str, Any]:
+        """The diagnostics as lists (for a model file); inverse: :meth:`from_state`."""
+        return {
+            "pairs": [list(pair) for pair in self.pairs],
+            **{name: getattr(self, name).tolist() for name in _DIAGNOSTIC_ARRAYS},
+        }
+
+    @classmethod
+    def from_state(cls, state: Any, images: list[str], n_bands: int) -> FitDiagnostics:
+        """Diagnostics from :meth:`to_state`, checked against the model's ``images``.
+
+        Raises
+        ------
+        StateError
+            Naming the field (``diagnostics.count``), when one is missing or does not fit.
+        """
+        if not isinstance(state, dict):
+            raise StateError("diagnostics", f"expected an object, got {state!r:.60}")
+        pairs = state.get("pairs")
+        if not isinstance(pairs, list) or not all(
+            isinstance(pair, list) and len(pair) == 2 and set(pair) <= set(images) for pair in pairs
+        ):
+            raise StateError("diagnostics.pairs", "expected pairs of the model's image names")
+        arrays = {}
+        for name in _DIAGNOSTIC_ARRAYS:
+            try:
+                arrays[name] = state_array(state, name, 2, (len(pairs), n_bands))
+            except StateError as error:
+                raise StateError(f"diagnostics.{error.field}", error.problem) from None
+        return cls(pairs=[(first, second) for first, second in pairs], **arrays)
+
+
+_DIAGNOSTIC_ARRAYS = (
+    "count",
+    "mean_difference_before",
+    "mean_difference_after",
+    "std_difference_before",
+    "std_difference_after",
+    "robust_weights",
+)
 
 BISQUARE_THRESHOLD = 4.685
 MAX_ROBUST_ITERATIONS = 50
@@ -98,7 +138,8 @@ class GlobalModel(Adjuster):
     gains_, offsets_ : ndarray of shape (n_images, n_bands)
     reference_ : list of str
         The reference images' names.
-    diagnostics_ : FitDiagnostics
+    diagnostics_ : FitDiagnostics or None
+        None for a model read from a file saved without them (before they were saved).
     down_weighted_ : list of str
         Pairs (``"a-b"``) whose robust weight fell below 0.5 in some band.
 
@@ -156,7 +197,9 @@ class GlobalModel(Adjuster):
         self.images_ = list(names)
         self.reference_ = [names[i] for i in sorted(fixed)]
         self.gains_, self.offsets_ = gains, offsets
-        self.diagnostics_ = _diagnostics(statistics, pairs, gains, offsets, robust)
+        self.diagnostics_: FitDiagnostics | None = _diagnostics(
+            statistics, pairs, gains, offsets, robust
+        )
         if self.robust and (robust < 1).any():
             down = [
                 f"{a}-{b}"
@@ -270,6 +313,7 @@ class GlobalModel(Adjuster):
             "reference": self.reference_,
             "gains": self.gains_.tolist(),
             "offsets": self.offsets_.tolist(),
+            **({} if self.diagnostics_ is None else {"diagnostics": self.diagnostics_.to_state()}),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -279,11 +323,17 @@ class GlobalModel(Adjuster):
         offsets = state_array(state, "offsets", 2, gains.shape)
         if not set(reference) <= set(images):
             raise StateError("reference", "names images the model does not hold")
+        diagnostics = state.get("diagnostics")
         self.images_, self.reference_, self.gains_, self.offsets_ = (
             images,
             reference,
             gains,
             offsets,
+        )
+        self.diagnostics_ = (
+            None
+            if diagnostics is None
+            else FitDiagnostics.from_state(diagnostics, images, gains.shape[1])
         )
 
 

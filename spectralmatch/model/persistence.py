@@ -38,6 +38,10 @@ MAX_NESTING = 100
 #: The Mosaic hyper-parameters a model file keeps (how it runs, not what it fits).
 SAVED_PARAMS = ("window_size", "threads")
 
+#: Fields of a step's state that describe its fit without changing its correction (a
+#: model saved before they were kept corrects the same).
+DESCRIPTIVE_STATE = frozenset({"diagnostics"})
+
 
 class ModelFileError(SpectralMatchError):
     """A model file that cannot be read: the message names the file and the field."""
@@ -167,13 +171,18 @@ def _step_to_dict(step: Adjuster) -> dict[str, Any]:
 
 def steps_digest(steps: list[Adjuster]) -> str:
     """SHA-256 of fitted steps: their classes, hyper-parameters and learned state (arrays
-    by their bytes), so two models that correct alike have the same digest."""
+    by their bytes; not ``DESCRIPTIVE_STATE``), so two models that correct alike have the
+    same digest."""
     arrays: dict[str, np.ndarray] = {}
     described = [
         {
             "class": f"{type(step).__module__}:{type(step).__qualname__}",
             "params": step.get_params(deep=False),
-            "state": step.get_state(),
+            "state": {
+                name: value
+                for name, value in step.get_state().items()
+                if name not in DESCRIPTIVE_STATE
+            },
         }
         for step in steps
     ]

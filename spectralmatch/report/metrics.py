@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 from attrs import frozen
 from rasterio.windows import Window
 
+from ..errors import SpectralMatchWarning
 from ..geo.grid import split_window
 from ..geo.overlap import OverlapGraph
 from ..ops.seamline import Seamline
@@ -72,14 +74,17 @@ def seam_contrast(
     mosaic: str | os.PathLike,
     seamlines,
     field: str = "image",
+    band_width: int = 3,
     window_size: int = DEFAULT_WINDOW_SIZE,
 ) -> np.ndarray:
     """How visible the cut lines of a merged mosaic are, per band.
 
-    The mean absolute difference between neighbouring pixels (right and lower
-    neighbours) that come from different seamline polygons, divided by the same for
-    neighbours from the same polygon: about 1 where the cuts cannot be seen, larger where
-    they can.
+    The mean absolute difference between neighbouring pixels that come from different
+    seamline polygons (across a cut), divided by the mean absolute difference between
+    neighbouring pixels of the same polygon within ``band_width`` pixels of a cut (the
+    same ground, beside the cut). Each direction (rows, columns) is compared with
+    itself, so textures that differ along and across the cut do not count: images of
+    identical radiometry score about 1, cuts that show score more.
 
     Parameters
     ----------
@@ -87,6 +92,16 @@ def seam_contrast(
     seamlines : Seamline or vector file with one polygon per image
     field : str
         Field naming the image, for a vector file.
+    band_width : int
+        How far from a cut (in pixels) the pairs beside it are taken.
+    window_size : int
+        Pixels per side of the windows read one at a time.
+
+    Returns
+    -------
+    ndarray (n_bands,)
+        The ratio per band; inf where the pixels beside the cuts do not differ at all,
+        NaN (with a warning) where the mosaic has no cut between valid pixels.
     """
     import rasterio
     from rasterio.features import rasterize
@@ -98,17 +113,13 @@ def seam_contrast(
         for number, geometry in enumerate(polygons.values(), start=1)
         if geometry is not None and not geometry.is_empty
     ]
-    sums = np.zeros((2, image.count))
-    counts = np.zeros((2, image.count))
+    # [across, beside] x [row pairs, column pairs] x bands
+    sums = np.zeros((2, 2, image.count))
+    counts = np.zeros((2, 2, image.count))
+    margin = band_width + 1
     with rasterio.open(image.path) as dataset:
         for window in image.windows(window_size):
-            # one pixel more to the right and below, to pair the window's last pixels
-            grown = Window(
-                window.col_off,
-                window.row_off,
-                min(window.width + 1, image.width - window.col_off),
-                min(window.height + 1, image.height - window.row_off),
-            )
+            grown, core = _with_margin(window, margin, image)
             values, valid = image.read(grown, dataset)
             source = rasterize(
                 shapes,
@@ -116,30 +127,95 @@ def seam_contrast(
                 fill=0,
                 transform=rasterio.windows.transform(grown, image.transform),
             )
-            for axis in (1, 2):
-                _add_neighbour_differences(values, valid, source, axis, sums, counts)
+            near = _near_cut(source, band_width)
+            for index, axis in enumerate((1, 2)):
+                pairs = _NeighbourPairs(axis)
+                selected = pairs.of(valid) & pairs.behind(core)[None]
+                difference = np.abs(pairs.ahead(values.astype(np.float64)) - pairs.behind(values))
+                across = pairs.across(source)
+                beside = ~across & pairs.of(near) & pairs.of(source > 0)
+                for row, kind in enumerate((across, beside)):
+                    chosen = selected & kind[None]
+                    sums[row, index] += np.where(chosen, difference, 0).sum(axis=(1, 2))
+                    counts[row, index] += chosen.sum(axis=(1, 2))
+    return _contrast(sums, counts, image.path)
+
+
+def _with_margin(window: Window, margin: int, image: Image) -> tuple[Window, np.ndarray]:
+    """``window`` grown by ``margin`` pixels on every side (within the image), and a mask
+    of the grown window's pixels that lie in ``window``."""
+    col_off = max(window.col_off - margin, 0)
+    row_off = max(window.row_off - margin, 0)
+    col_end = min(window.col_off + window.width + margin, image.width)
+    row_end = min(window.row_off + window.height + margin, image.height)
+    grown = Window(col_off, row_off, col_end - col_off, row_end - row_off)
+    core = np.zeros((grown.height, grown.width), dtype=bool)
+    core[
+        window.row_off - row_off : window.row_off - row_off + window.height,
+        window.col_off - col_off : window.col_off - col_off + window.width,
+    ] = True
+    return grown, core
+
+
+def _near_cut(source: np.ndarray, band_width: int) -> np.ndarray:
+    """Pixels within ``band_width`` pixels (in rows and columns) of a cut: of a pixel
+    whose row or column neighbour comes from another polygon."""
+    from scipy import ndimage
+
+    on_cut = np.zeros(source.shape, dtype=bool)
+    for axis in (1, 2):
+        pairs = _NeighbourPairs(axis)
+        across = pairs.across(source)
+        pairs.behind(on_cut)[...] |= across
+        pairs.ahead(on_cut)[...] |= across
+    return ndimage.binary_dilation(on_cut, np.ones((3, 3), bool), iterations=band_width)
+
+
+@frozen
+class _NeighbourPairs:
+    """Each pixel and its next neighbour along ``axis`` of a (bands, rows, cols) array
+    (axis 1 or 2; 2-d arrays of rows and cols are indexed one axis lower)."""
+
+    axis: int
+
+    def _slice(self, array: np.ndarray, part: slice) -> np.ndarray:
+        axis = self.axis - (3 - array.ndim)
+        index = [slice(None)] * array.ndim
+        index[axis] = part
+        return array[tuple(index)]
+
+    def ahead(self, array: np.ndarray) -> np.ndarray:
+        return self._slice(array, slice(1, None))
+
+    def behind(self, array: np.ndarray) -> np.ndarray:
+        return self._slice(array, slice(None, -1))
+
+    def of(self, mask: np.ndarray) -> np.ndarray:
+        """Pairs whose two pixels are both in ``mask``."""
+        return self.ahead(mask) & self.behind(mask)
+
+    def across(self, source: np.ndarray) -> np.ndarray:
+        """Pairs from two different polygons (both inside one)."""
+        return self.of(source > 0) & (self.ahead(source) != self.behind(source))
+
+
+def _contrast(sums: np.ndarray, counts: np.ndarray, path) -> np.ndarray:
+    """Across-cut mean difference over the beside-cut one expected for the same mix of
+    row and column pairs, per band (1 where neither differs at all)."""
     mean = np.divide(sums, counts, out=np.full_like(sums, np.nan), where=counts > 0)
-    # no difference at all inside the images: any cut is infinitely visible
-    return np.divide(mean[1], mean[0], out=np.full_like(mean[1], np.inf), where=mean[0] > 0)
-
-
-def _add_neighbour_differences(values, valid, source, axis, sums, counts) -> None:
-    """Accumulate |differences| of neighbours along ``axis``: same source (row 0 of
-    ``sums``) and different sources (row 1)."""
-
-    def ahead(array):
-        return np.take(array, range(1, array.shape[axis]), axis=axis)
-
-    def behind(array):
-        return np.take(array, range(array.shape[axis] - 1), axis=axis)
-
-    difference = np.abs(ahead(values.astype(np.float64)) - behind(values))
-    both = ahead(valid) & behind(valid)
-    across = (
-        (ahead(source[None]) != behind(source[None]))
-        & (behind(source[None]) > 0)
-        & (ahead(source[None]) > 0)
-    )
-    for row, selected in enumerate((both & ~across, both & across)):
-        sums[row] += np.where(selected, difference, 0).sum(axis=(1, 2))
-        counts[row] += selected.sum(axis=(1, 2))
+    across_count = counts[0].sum(axis=0)
+    if not across_count.any():
+        warnings.warn(
+            f"{path}: no neighbouring valid pixels from different seamline polygons, "
+            "so no seam to measure; seam contrast is NaN",
+            SpectralMatchWarning,
+            stacklevel=3,
+        )
+        return np.full(across_count.shape, np.nan)
+    # each direction's beside-cut mean, weighted by its share of the across-cut pairs
+    weighted = (counts[0] * np.where(counts[0] > 0, mean[1], 0)).sum(axis=0)
+    nan = np.full_like(across_count, np.nan)
+    expected = np.divide(weighted, across_count, out=nan.copy(), where=across_count > 0)
+    across = np.divide(sums[0].sum(axis=0), across_count, out=nan.copy(), where=across_count > 0)
+    ratio = np.divide(across, expected, out=np.full_like(across, np.inf), where=expected > 0)
+    return np.where((expected == 0) & (across == 0), 1.0, ratio)
