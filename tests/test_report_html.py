@@ -91,7 +91,8 @@ def interleaved(before, after) -> list[str]:
 
 
 def check_page(seen, folder) -> None:
-    assert len(seen["widths"]) == len(FIGURES)
+    # the figures of every report, and the block surfaces of the model's local step
+    assert len(seen["widths"]) == len(FIGURES) + 1
     assert all(width > 0 for width in seen["widths"])
     assert seen["tables"]["overlap-differences"] == overlap_rows(DATA_DIR, folder / "matched")
     assert seen["tables"]["image-means"] == [

@@ -24,6 +24,7 @@ from ..errors import SpectralMatchError
 from ..raster.collection import ImageCollection
 from ..raster.image import Image
 from .figures import (
+    plot_block_surfaces,
     plot_disagreement,
     plot_histograms,
     plot_overlap_graph,
@@ -105,6 +106,7 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = [Figure(title, make(before, after, out_dir / name)) for title, name, make in FIGURES]
+    figures += _model_figures(model, before, out_dir)
     sections = [
         _figures_section(figures),
         _means_section(before, after),
@@ -117,6 +119,19 @@ def write_report(
         PAGE.substitute(title="spectralmatch report", body="\n".join(sections)), encoding="utf-8"
     )
     return page
+
+
+def _model_figures(model: Mosaic | None, before: ImageCollection, out_dir: Path) -> list[Figure]:
+    """The block surfaces of the model's local step, when it has one."""
+    steps = getattr(model, "steps_", [])
+    return [
+        Figure(
+            "Local block surfaces: each image's shift per band",
+            plot_block_surfaces(step, out_dir / f"blocks_{number}.png", before),
+        )
+        for number, step in enumerate(steps)
+        if hasattr(step, "shifts_")
+    ]
 
 
 def _check_pairs(before: ImageCollection, after: ImageCollection) -> None:
