@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from attrs import evolve
 from conftest import BAND_NAMES, DATA_DIR, SAMPLE_TILES
 
 from spectralmatch import (
@@ -22,7 +23,7 @@ from spectralmatch import (
     create_cloud_mask,
     create_cloud_mask_with_omnicloudmask,
 )
-from spectralmatch.masks.cloud import CLOUD, SHADOW
+from spectralmatch.masks.cloud import CLOUD, SHADOW, CloudScale
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from synthetic_cloud import (  # noqa: E402
@@ -238,3 +239,20 @@ def test_the_command_line_leaves_clouds_out_of_the_fit(pasted, tmp_path):
     expected = _fitted_gains(clean)[1]
     assert np.abs(gains("plain") / expected - 1).max() > 0.2
     assert np.abs(gains("masked", "--mask-cloud") / expected - 1).max() < 0.05
+
+
+def test_a_window_inside_the_cloud_is_judged_by_the_whole_images_scale(pasted):
+    """A window the cloud fills would, scaled by its own pixels, look like ordinary
+    ground; the mask scales it by the whole image."""
+    from rasterio.windows import Window
+
+    image = Image(pasted.path)
+    window = Window(CENTER[1] - 15, CENTER[0] - 15, 30, 30)
+    values, _ = image.read(window)
+    mask = CloudMask()
+    excluded = mask.excluded(image, values, image.grid.window_grid(window))
+    assert excluded.mean() > 0.9
+    own = CloudScale.estimate(values, (values > 0).all(axis=0), mask.roles(image, 3), False)
+    assert (
+        evolve(mask, scale=own).excluded(image, values, image.grid.window_grid(window)).mean() < 0.5
+    )

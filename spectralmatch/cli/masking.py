@@ -43,7 +43,7 @@ def fit_mask(image: Any, options: dict[str, Any]) -> Any:
     if options["mask_ndvi"]:
         masks.append(_ndvi_mask(image, options["mask_ndvi"], options["band_roles"]))
     if options["mask_cloud"]:
-        masks.append(_cloud_mask(image, options["band_roles"]))
+        masks.append(_cloud_mask(options["band_roles"]))
     return combine(*masks)
 
 
@@ -65,20 +65,13 @@ def _ndvi_mask(image: Any, condition: str, roles: dict[str, int]) -> Any:
     return ExpressionMask(f"({nir} - {red}) / ({nir} + {red}) {condition}")
 
 
-def _cloud_mask(image: Any, roles: dict[str, int]) -> Any:
-    """A cloud mask scaled by the whole image's values (a window of cloud judged on its
-    own would be scaled by the cloud)."""
-    from attrs import evolve
-
+def _cloud_mask(roles: dict[str, int]) -> Any:
     from ..masks.cloud import CloudMask
-    from ..ops.clouds import image_scale
 
-    mask = CloudMask(
+    return CloudMask(
         blue_band=roles.get("blue"),
         green_band=roles.get("green"),
         red_band=roles.get("red"),
         nir_band=roles.get("nir"),
         swir_band=roles.get("swir"),
     )
-    with image.open() as dataset:
-        return evolve(mask, scale=image_scale(image, mask, dataset))

@@ -36,6 +36,7 @@ brighter than ``shadow_darkness``), and shadows are grown by ``buffer`` pixels a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from typing import Any, cast
@@ -47,6 +48,8 @@ from ..errors import SpectralMatchError
 from ..geo.grid import PixelGrid
 from .base import Mask, MaskTarget
 
+#: Most pixels a side of the decimated read that scales an image's values.
+SCALE_READ_SIZE = 1024
 #: Where the median ground is put by the scaling of non-reflectance values.
 GROUND_LEVEL = 0.1
 #: How far above the fitted clear-sky line the HOT of non-reflectance values is zero.
@@ -216,7 +219,8 @@ class CloudMask(Mask):
     shadow_distance : int, default 30
         Without the sun's position: how many pixels from a cloud a shadow may lie.
     scale : CloudScale, optional
-        The scaling of the values; default: estimated from the pixels judged.
+        The scaling of the values; default: estimated once per image from a decimated
+        read of all of it (:meth:`image_scale`).
 
     Notes
     -----
@@ -224,11 +228,11 @@ class CloudMask(Mask):
     them (an :class:`~spectralmatch.Image` does); pixels nodata in any band are not judged.
 
     As a mask of an image (``Image(path, mask=CloudMask())``) each window the fit reads is
-    judged on its own, and scaled by its own statistics unless ``scale`` is given: a cloud
-    or a shadow across a window's edge is found on each side by its own pixels, without
-    the buffer and shadow search reaching over the edge. Masks written by
+    judged on its own, scaled by the whole image's values: a cloud or a shadow across a
+    window's edge is found on each side by its own pixels, without the buffer and shadow
+    search reaching over the edge. Masks written by
     :func:`~spectralmatch.create_cloud_mask` have no such seams (each window is read with
-    a margin of :meth:`margin` pixels, and the scale is the image's).
+    a margin of :meth:`margin` pixels).
     """
 
     blue_band: int | None = None
@@ -252,6 +256,7 @@ class CloudMask(Mask):
     shadow_darkness: float = 0.05
     shadow_distance: int = 30
     scale: CloudScale | None = None
+    _scales: dict[str, CloudScale] = field(factory=dict, init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         for name in ("min_cloud_pixels", "buffer", "shadow_distance"):
@@ -292,8 +297,31 @@ class CloudMask(Mask):
         nodata = getattr(target, "nodata", None)
         valid = _valid(values, nodata)
         roles = self.roles(target, values.shape[0])
-        scale = self.scale or CloudScale.estimate(values, valid, roles, self.reflectance)
+        if hasattr(target, "read_on_grid"):  # an image: scaled by all of its values
+            scale = self.image_scale(target)
+        else:
+            scale = self.scale or CloudScale.estimate(values, valid, roles, self.reflectance)
         return self.classify(values, valid, roles, scale, grid.pixel_size) != CLEAR
+
+    def image_scale(self, image: Any, dataset: Any = None) -> CloudScale:
+        """The scale of ``image``'s values (an :class:`~spectralmatch.Image`): ``scale``
+        if given, else estimated once per image from a decimated read of all of it (at
+        most :data:`SCALE_READ_SIZE` pixels a side), so that a window full of cloud is
+        not scaled by the cloud."""
+        if self.scale is not None:
+            return self.scale
+        key = str(image.path)
+        if key not in self._scales:
+            factor = max(1.0, max(image.shape) / SCALE_READ_SIZE)
+            shape = (max(1, round(image.height / factor)), max(1, round(image.width / factor)))
+            with contextlib.ExitStack() as stack:
+                opened = dataset if dataset is not None else stack.enter_context(image.open())
+                values, valid = image.read_on_grid(image.grid.resampled(shape), opened)
+            roles = self.roles(image, image.count)
+            self._scales[key] = CloudScale.estimate(
+                values, np.all(valid, axis=0), roles, self.reflectance
+            )
+        return self._scales[key]
 
     def classify(
         self,

@@ -17,7 +17,7 @@ from .._validation import BOOLEAN, NONE, POSITIVE, POSITIVE_INTEGER, AnyOf, chec
 from ..engine.published import ResumeMode, Threads, takes_engine_keywords
 from ..errors import SpectralMatchError
 from ..geo.grid import intersect, local_slices
-from ..masks.cloud import CloudMask, CloudScale
+from ..masks.cloud import CloudMask
 from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import output_arguments, resolve_outputs
@@ -28,8 +28,6 @@ from ..raster.write import output_profile, write_raster
 MASK_NODATA = 255
 #: None or a positive pixel size.
 OPTIONAL_SIZE = AnyOf((NONE, POSITIVE))
-#: The longest side of the decimated read an image's scale is estimated from.
-SCALE_READ_SIZE = 1024
 
 
 @takes_engine_keywords
@@ -117,25 +115,13 @@ def create_cloud_mask(
     return [str(path) for path in paths]
 
 
-def image_scale(image: Image, mask: CloudMask, dataset: Any) -> CloudScale:
-    """The scale of ``image``'s values: ``mask.scale`` if set, else estimated from a
-    decimated read of the whole image."""
-    if mask.scale is not None:
-        return mask.scale
-    factor = max(1.0, max(image.shape) / SCALE_READ_SIZE)
-    shape = (max(1, round(image.height / factor)), max(1, round(image.width / factor)))
-    values, valid = image.read_on_grid(image.grid.resampled(shape), dataset)
-    roles = mask.roles(image, image.count)
-    return CloudScale.estimate(values, np.all(valid, axis=0), roles, mask.reflectance)
-
-
 def _labelled(image: Image, mask: CloudMask, window_size: int) -> Iterator[tuple]:
     """The image's windows classified, each read with the mask's margin around it."""
     roles = mask.roles(image, image.count)
     margin = mask.margin(image.grid.pixel_size)
     whole = Window(0, 0, image.width, image.height)
     with image.open() as dataset:
-        scale = image_scale(image, mask, dataset)
+        scale = mask.image_scale(image, dataset)
         for window in image.windows(window_size):
             padded = Window(
                 window.col_off - margin,
