@@ -92,7 +92,7 @@ class RunOptions:
         return {
             "window_size": self._window_size(),
             "threads": workers,
-            "executor": "serial" if workers == 1 else self.engine.executor_name(),
+            "executor": self.engine.executor(workers),
             "cache": self.engine.resume_from_outputs != "no",
             "progress": self.progress,
         }
@@ -342,9 +342,11 @@ def global_regression(
     concurrent_processing_backend : {"process_pool", "thread", "process", "dask"}
         ``"process_pool"`` (default) and ``"thread"`` run the workers in threads (the
         published image work also runs in a thread pool), ``"process"`` in processes;
-        ``"dask"`` raises, as no Dask executor exists yet.
+        ``"dask"`` on the workers of the Dask scheduler ``dask_scheduler`` names
+        (:class:`~spectralmatch.engine.dask.DaskExecutor`), with the same results.
     dask_scheduler : tuple, optional
-        Must be None (no Dask executor yet).
+        With ``"dask"`` (and only then): ``("address", "tcp://HOST:PORT")`` or
+        ``("file", path of a scheduler file)``.
     window_size : int, (width, height) or None
         Pixels per side of the windows read and written (the larger side of a tuple);
         None: 1024. It changes memory use, never the result.

@@ -144,17 +144,18 @@ def test_every_layer_exists(layer):
     assert (PACKAGE / layer).is_dir() or (PACKAGE / f"{layer}.py").is_file()
 
 
-def test_importing_the_package_leaves_the_slow_scipy_modules_for_later():
-    """scipy's ndimage, sparse solvers and spatial trees take most of a second to import;
-    the modules that use them import them where they are used, so that the command line
-    starts fast."""
+def test_importing_the_package_leaves_the_slow_modules_for_later():
+    """scipy's ndimage, sparse solvers and spatial trees take most of a second to import,
+    Dask more; the modules that use them import them where they are used, so that the
+    command line starts fast (and the core install needs no Dask)."""
     import subprocess
     import sys
 
     code = (
         "import sys, spectralmatch, spectralmatch.cli.main; "
         "print(sorted(m for m in sys.modules if m in "
-        "('scipy.ndimage', 'scipy.sparse.linalg', 'scipy.spatial', 'scipy.stats')))"
+        "('scipy.ndimage', 'scipy.sparse.linalg', 'scipy.spatial', 'scipy.stats', "
+        "'dask', 'distributed')))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

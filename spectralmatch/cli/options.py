@@ -153,6 +153,14 @@ engine_options = _apply(
             "valid everywhere.",
         ),
         click.option(
+            "--scheduler",
+            default=None,
+            metavar="ADDRESS",
+            help="Run the work on a Dask cluster: a running scheduler's address "
+            "(tcp://HOST:PORT), or local:N to start N local worker processes "
+            "(needs spectralmatch[dask]).",
+        ),
+        click.option(
             "--cache-dir",
             type=click.Path(file_okay=False),
             default=None,
@@ -314,6 +322,16 @@ def write_settings(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def engine_executor(options: dict[str, Any]) -> Any:
+    """The executor of :data:`engine_options`: threads, or with ``--scheduler`` a Dask
+    executor, its cluster or connection closed when the command ends."""
+    if options["scheduler"] is None:
+        return "threads"
+    from ..engine.dask import cli_executor
+
+    return click.get_current_context().with_resource(cli_executor(options["scheduler"]))
+
+
 def build_model(inputs: tuple[str, ...], options: dict[str, Any]) -> tuple[Any, Any]:
     """The model and the collection the options of :data:`model_options` and
     :data:`engine_options` describe."""
@@ -357,6 +375,7 @@ def build_model(inputs: tuple[str, ...], options: dict[str, Any]) -> tuple[Any, 
         steps=steps,
         window_size=options["window_size"],
         threads=options["threads"],
+        executor=engine_executor(options),
         progress=show_progress(options["quiet"]),
         pif=None if options["no_pif"] else detectors[options["pif"]],
         pif_dir=options["pif_dir"],

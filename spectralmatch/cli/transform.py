@@ -7,6 +7,7 @@ import click
 from ..raster.lock import folder_lock
 from .options import (
     correction_write_options,
+    engine_executor,
     engine_options,
     inputs_command,
     output_folder_option,
@@ -47,6 +48,7 @@ def transform(inputs, model_path, out_dir, update_model, **options):
 
     model = Mosaic.load(model_path).set_params(
         threads=options["threads"],
+        executor=engine_executor(options),
         window_size=options["window_size"],
         progress=show_progress(options["quiet"]),
         cache=(options["cache_dir"] or True) if options["cache"] else False,

@@ -3,7 +3,8 @@
 A task is a module-level function and one picklable item (an image or a group of its
 windows in; small mergeable accumulators or a written file out); it changes nothing
 shared. So any executor gives the same results, and a distributed one only has to map
-a function over items.
+a function over items: :class:`spectralmatch.engine.dask.DaskExecutor` does so on a
+``dask.distributed`` Client (Dask is imported only when one is given).
 """
 
 from __future__ import annotations
@@ -15,36 +16,21 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor as FuturesExecutor
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from .. import _interrupt
 from .._typing import ExecutorName
+from .._validation import Constraint
 from ..errors import SpectralMatchError
+from .base import Executor, progress_bar
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 EXECUTOR_NAMES: tuple[ExecutorName, ...] = ("serial", "threads", "processes")
-
-
-class Executor:
-    """Runs ``function`` over items and returns the results in order.
-
-    Subclass it and implement :meth:`map` to run passes elsewhere (a cluster, say).
-    """
-
-    #: Workers running at once (a hint for splitting images into several tasks).
-    workers: int = 1
-
-    def map(
-        self,
-        function: Callable[[T], R],
-        items: Sequence[T],
-        *,
-        progress: bool = False,
-        label: str = "",
-    ) -> list[R]:
-        raise NotImplementedError
 
 
 class SerialExecutor(Executor):
@@ -58,7 +44,7 @@ class SerialExecutor(Executor):
         progress: bool = False,
         label: str = "",
     ) -> list[R]:
-        with _progress_bar(len(items), progress, label) as bar:
+        with progress_bar(len(items), progress, label) as bar:
             results: list[R] = []
             for item in items:
                 results.append(function(item))
@@ -103,7 +89,7 @@ class _PoolExecutor(Executor):
         if workers <= 1:
             return SerialExecutor().map(function, items, progress=progress, label=label)
         pool, flag = self._pool(workers)
-        with _progress_bar(len(items), progress, label) as bar, pool:
+        with progress_bar(len(items), progress, label) as bar, pool:
             futures = [self._submit(pool, flag, function, item) for item in items]
             for future in futures:
                 future.add_done_callback(lambda _: bar.update())
@@ -154,23 +140,40 @@ class ProcessExecutor(_PoolExecutor):
             ) from None
 
 
-def as_executor(executor: ExecutorName | Executor | None, workers: int | None = None) -> Executor:
+def is_dask_client(value: Any) -> TypeGuard[Client]:
+    """Whether ``value`` is a ``dask.distributed`` Client, told without importing Dask."""
+    return any(
+        kind.__name__ == "Client" and kind.__module__.startswith("distributed.")
+        for kind in type(value).__mro__
+    )
+
+
+class ExecutorLike(Constraint):
+    """An executor's name, an :class:`Executor` or a ``dask.distributed`` Client."""
+
+    def accepts(self, value: Any) -> bool:
+        return value in EXECUTOR_NAMES or isinstance(value, Executor) or is_dask_client(value)
+
+    def describe(self) -> str:
+        return f"one of {', '.join(EXECUTOR_NAMES)}, an Executor or a dask.distributed Client"
+
+
+def as_executor(
+    executor: ExecutorName | Executor | Client | None, workers: int | None = None
+) -> Executor:
     """An executor from a name (``"serial"``, ``"threads"``, ``"processes"``) and a
-    number of workers, or the given executor itself (None: threads)."""
+    number of workers, a :class:`~spectralmatch.engine.dask.DaskExecutor` from a
+    ``dask.distributed`` Client, or the given executor itself (None: threads)."""
     if isinstance(executor, Executor):
         return executor
+    if is_dask_client(executor):
+        from .dask import DaskExecutor
+
+        return DaskExecutor(executor)
     if executor in (None, "threads"):
         return ThreadExecutor(workers)
     if executor == "processes":
         return ProcessExecutor(workers)
     if executor == "serial":
         return SerialExecutor()
-    raise SpectralMatchError(
-        f"executor must be one of {', '.join(EXECUTOR_NAMES)} or an Executor, got {executor!r}"
-    )
-
-
-def _progress_bar(total: int, progress: bool, label: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=label, unit="task", disable=not progress, leave=False)
+    raise SpectralMatchError(f"executor must be {ExecutorLike().describe()}, got {executor!r}")

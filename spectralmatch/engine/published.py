@@ -66,13 +66,7 @@ class EngineKeywords:
                 "concurrent_processing_backend",
                 f"must be one of {', '.join(BACKENDS)}, got {self.concurrent_processing_backend!r}",
             )
-        if self.concurrent_processing_backend == "dask" or self.dask_scheduler is not None:
-            keyword = "dask_scheduler" if self.dask_scheduler else "concurrent_processing_backend"
-            raise keyword_error(
-                keyword,
-                "a Dask executor does not exist yet; use 'thread' or 'process' (or give a "
-                "spectralmatch.engine.executors.Executor to Mosaic)",
-            )
+        self._check_dask()
         if self.resume_from_outputs not in RESUME_MODES:
             raise keyword_error(
                 "resume_from_outputs",
@@ -100,9 +94,43 @@ class EngineKeywords:
                 )
         return max(counts, default=None)
 
-    def executor_name(self) -> str:
-        """``"processes"`` for the published ``"process"`` backend, else ``"threads"``
-        (``"process_pool"``, the published default, runs its image work in threads)."""
+    def _check_dask(self) -> None:
+        """The ``"dask"`` backend needs a scheduler; a scheduler needs the ``"dask"`` backend."""
+        scheduler = self.dask_scheduler
+        if scheduler is not None and not (
+            isinstance(scheduler, tuple)
+            and len(scheduler) == 2
+            and scheduler[0] in ("address", "file")
+            and isinstance(scheduler[1], str)
+        ):
+            raise keyword_error(
+                "dask_scheduler",
+                f"must be ('address', 'tcp://HOST:PORT') or ('file', path of a scheduler "
+                f"file), got {scheduler!r}",
+            )
+        if self.concurrent_processing_backend == "dask" and scheduler is None:
+            raise keyword_error(
+                "concurrent_processing_backend",
+                "'dask' runs on a running Dask scheduler: give dask_scheduler=('address', "
+                "'tcp://HOST:PORT') or ('file', path of a scheduler file)",
+            )
+        if scheduler is not None and self.concurrent_processing_backend != "dask":
+            raise keyword_error(
+                "dask_scheduler",
+                "is used with concurrent_processing_backend='dask'; give both, or neither",
+            )
+
+    def executor(self, workers: int | None) -> Any:
+        """Who runs the work: a Dask executor on ``dask_scheduler`` for the ``"dask"``
+        backend; else ``"serial"`` for one worker, ``"processes"`` for the published
+        ``"process"`` backend, and ``"threads"`` (``"process_pool"``, the published
+        default, runs its image work in threads)."""
+        if self.dask_scheduler is not None:
+            from .dask import scheduler_executor
+
+            return scheduler_executor("dask_scheduler", self.dask_scheduler)
+        if workers == 1:
+            return "serial"
         return "processes" if self.concurrent_processing_backend == "process" else "threads"
 
     def refuse_resume(self, function: str) -> None:
@@ -138,7 +166,8 @@ def takes_engine_keywords(function: Callable[..., R]) -> Callable[..., R]:
     for the call. The ones ``function`` declares itself (``resume_from_outputs``,
     ``image_threads``) are passed on to it, checked; of the others, the thread counts and
     the backend change nothing (the work is read and written window by window in one
-    pass), and ``resume_from_outputs`` other than ``"no"`` is refused."""
+    pass; ``"dask"`` says so in a warning), and ``resume_from_outputs`` other than
+    ``"no"`` is refused."""
     declared = set(inspect.signature(function).parameters) & set(ENGINE_KEYWORDS)
 
     @functools.wraps(function)
@@ -148,6 +177,13 @@ def takes_engine_keywords(function: Callable[..., R]) -> Callable[..., R]:
         if "resume_from_outputs" not in declared:
             engine.refuse_resume(function.__name__)
         passed = {name: value for name, value in given.items() if name in declared}
+        if engine.dask_scheduler is not None and "dask_scheduler" not in declared:
+            warnings.warn(
+                f"concurrent_processing_backend='dask': {function.__name__} runs on this "
+                "machine, not on the Dask cluster",
+                SpectralMatchWarning,
+                stacklevel=2,
+            )
         with engine.logging():
             LOGGER.debug("%s: %s", function.__name__, {**keywords, **given})
             return function(*args, **keywords, **passed)

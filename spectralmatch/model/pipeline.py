@@ -11,7 +11,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from .._validation import (
 )
 from ..engine.cache import StatisticsCache
 from ..engine.collect import StatisticsPass
-from ..engine.executors import EXECUTOR_NAMES, Executor, as_executor
+from ..engine.executors import Executor, ExecutorLike, as_executor
 from ..engine.passes import WriteTask, Written, write_corrected
 from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.cells import CellGrid
@@ -72,6 +72,9 @@ from .pif import (
     without_cells,
     write_cell_masks,
 )
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 WORKING_DTYPES: tuple[WorkingDtype, ...] = get_args(WorkingDtype)
 
@@ -115,8 +118,11 @@ class Mosaic(Estimator):
         Pixels per side of the windows read and written; memory grows with its square.
     threads : int, optional
         Workers running at once (default: the number of CPUs).
-    executor : {"threads", "processes", "serial"} or Executor, default "threads"
-        Who runs the tasks of each pass (see :mod:`spectralmatch.engine.executors`).
+    executor : {"threads", "processes", "serial"}, Executor or dask.distributed.Client, \
+default "threads"
+        Who runs the tasks of each pass (see :mod:`spectralmatch.engine.executors`); a
+        Client runs them on its cluster's workers
+        (:class:`~spectralmatch.engine.dask.DaskExecutor`), with the same results.
     progress : bool, default False
         Show progress bars.
     pif : "auto", ChangeDetector or None, default "auto"
@@ -159,7 +165,7 @@ class Mosaic(Estimator):
     _parameter_constraints: ClassVar[dict[str, Constraint]] = {
         "window_size": POSITIVE_INTEGER,
         "threads": AnyOf((NONE, POSITIVE_INTEGER)),
-        "executor": AnyOf((Options(EXECUTOR_NAMES), InstanceOf((Executor,), "an Executor"))),
+        "executor": ExecutorLike(),
         "progress": BOOLEAN,
         "pif": AnyOf((NONE, Options(("auto",)), InstanceOf((ChangeDetector,), "a ChangeDetector"))),
         "pif_dir": AnyOf((NONE, PATH)),
@@ -172,7 +178,7 @@ class Mosaic(Estimator):
         steps: Sequence[Adjuster] | None = None,
         window_size: int = DEFAULT_WINDOW_SIZE,
         threads: int | None = None,
-        executor: ExecutorName | Executor = "threads",
+        executor: ExecutorName | Executor | Client = "threads",
         progress: bool = False,
         pif: ChangeDetector | Literal["auto"] | None = "auto",
         pif_dir: str | os.PathLike | None = None,

@@ -95,10 +95,12 @@ class Moments:
             if selected.size:
                 mean = selected.mean(dtype=np.float64)
                 deviation = selected - mean
+                # einsum, not np.dot: BLAS splits a long dot product by its number of
+                # threads, so the sum would depend on the machine (a Dask worker has one)
                 moments[:, band] = (
                     selected.size,
                     mean,
-                    np.dot(deviation, deviation),
+                    np.einsum("i,i->", deviation, deviation),
                     selected.min(),
                     selected.max(),
                 )
