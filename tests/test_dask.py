@@ -105,6 +105,10 @@ def test_an_operation_says_it_runs_here_not_on_the_cluster(client, tmp_path):
         ({"dask_scheduler": ("address", "tcp://127.0.0.1:1")}, "give both, or neither"),
         ({"dask_scheduler": "tcp://127.0.0.1:1"}, "must be \\('address'"),
         (
+            {"concurrent_processing_backend": "dask", "dask_scheduler": ("address", " ")},
+            "must be \\('address'",
+        ),
+        (
             {"concurrent_processing_backend": "dask", "dask_scheduler": ("file", "none.json")},
             "no Dask scheduler file 'none.json'",
         ),

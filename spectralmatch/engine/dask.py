@@ -133,6 +133,7 @@ def _connect(keyword: str, kind: str, target: str) -> Client:
     """A Client on a scheduler's address or scheduler file; an error naming ``keyword``
     and the scheduler when it cannot connect."""
     distributed = _import_distributed(keyword)
+    target = target.strip()  # as the published package reads it
     if kind == "file" and not os.path.isfile(target):
         raise SpectralMatchError(f"{keyword}: no Dask scheduler file {target!r}")
     try:

@@ -102,6 +102,7 @@ class EngineKeywords:
             and len(scheduler) == 2
             and scheduler[0] in ("address", "file")
             and isinstance(scheduler[1], str)
+            and scheduler[1].strip()
         ):
             raise keyword_error(
                 "dask_scheduler",
