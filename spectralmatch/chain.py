@@ -112,6 +112,8 @@ PIPELINE_DEFAULTS = {"merge": {"build_overviews": True}}
 SHARED_ONLY_WITH = {
     "merge": ({"image_threads", "concurrent_processing_backend", "dask_scheduler"}, "output_tiles")
 }
+#: The file that marks a folder of the working directory as a step's.
+STEP_MARK = ".spectralmatch-pipeline-step"
 #: Keywords that name a step's inputs and outputs: the pipeline sets them.
 WIRED = {"input_images", "output_images", "output_mask", "output_image_path"}
 
@@ -161,7 +163,8 @@ def pipeline(
     delete_temp_dir : bool, default True
         Delete the steps' folders in the working directory at the end (and the working
         directory itself when this call created it or it is left empty). Files of yours
-        in a ``shared_temp_dir`` you gave are never deleted.
+        in a ``shared_temp_dir`` you gave are never deleted: a folder there with a step's
+        name that a pipeline run did not make stops the run before any step.
     delete_previous_step : bool, default False
         Delete a step's intermediate outputs as soon as no later step needs them.
     shared_resume_from_steps : {"no", "yes", "validate"}, default "no"
@@ -395,6 +398,8 @@ class _Run:
         delete_previous: bool,
     ) -> dict[str, Any]:
         """Run the steps; returns each step's output under its name."""
+        for step, _ in plan[:-1]:  # before any step runs: a folder of yours stops it
+            self._claim(self._step_folder(step))
         results: dict[str, Any] = {}
         seamlines: tuple[str, str] | None = None
         for index, (step, keywords) in enumerate(plan):
@@ -417,10 +422,28 @@ class _Run:
                 self._delete_unneeded(plan[index + 1 :], images, seamlines)
         return results
 
-    def _folder_for(self, step: Step) -> str:
+    def _step_folder(self, step: Step) -> Path:
         path = self.folder / step.temporary_output
-        self.written.append(path if step.writes == IMAGES else path.parent)
-        return str(path)
+        return path if step.writes == IMAGES else path.parent
+
+    @staticmethod
+    def _claim(folder: Path) -> None:
+        """Mark ``folder`` as a step's (made here, or by an earlier pipeline run); a
+        folder of that name holding anything else is the user's, and is refused."""
+        mark = folder / STEP_MARK
+        if folder.is_dir() and any(folder.iterdir()) and not mark.exists():
+            raise keyword_error(
+                "shared_temp_dir",
+                f"{folder} exists and was not made by a pipeline run; give another working "
+                "directory (nothing in it was changed)",
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        if not mark.exists():
+            mark.touch()
+
+    def _folder_for(self, step: Step) -> str:
+        self.written.append(self._step_folder(step))
+        return str(self.folder / step.temporary_output)
 
     def _delete_unneeded(
         self,

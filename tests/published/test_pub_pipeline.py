@@ -317,3 +317,20 @@ def test_a_resumed_pipeline_keeps_every_finished_step(tmp_path, data_dir):
     assert [path.stat().st_mtime_ns for path in written] == stamps
     for step in first["steps"]:
         assert first[step] == second[step]
+
+
+def test_a_folder_of_yours_in_the_working_directory_is_left_alone(tmp_path, two_images):
+    """A folder with a step's name that no pipeline run made stops the run before any
+    step, and keeps its files."""
+    work = tmp_path / "work"
+    (work / "global").mkdir(parents=True)
+    (work / "global" / "mine.txt").write_text("mine")
+    with pytest.raises(ValueError, match="global exists and was not made by a pipeline run"):
+        pipeline(
+            two_images,
+            str(tmp_path / "out"),
+            shared_temp_dir=str(work),
+            steps=("global_regression", "local_block_adjustment"),
+        )
+    assert sorted(p.name for p in work.rglob("*")) == ["global", "mine.txt"]
+    assert not (tmp_path / "out").exists()
