@@ -108,8 +108,11 @@ class BlockGrid:
         """Bilinear interpolation of block-centre surfaces (bands, rows, cols) to ``cells``.
 
         Edges are clamped: cells beyond the outermost block centres take their values.
-        Computed as ``W_rows @ surface @ W_cols.T`` restricted to the blocks the cells
-        touch, so no full-size grid is built.
+        Computed as ``W_rows @ (surface @ W_cols.T)`` restricted to the blocks the cells
+        touch (the small product first), so no full-size grid is built but the result.
+        The products are einsum's own loops, not BLAS: a multi-threaded BLAS called from
+        every worker thread at once oversubscribes the cores (ten times slower), and its
+        sums would depend on its number of threads.
         """
         rows, cols = self._coordinates(cells)
         row_weights, row_span = _bilinear_weights(rows - 0.5, self.rows)
@@ -117,9 +120,8 @@ class BlockGrid:
         result = []
         for surface in surfaces:
             part = surface[:, row_span, col_span]
-            row_weights_t = row_weights.astype(part.dtype)
-            col_weights_t = col_weights.astype(part.dtype).T
-            result.append(row_weights_t @ part @ col_weights_t)
+            along_cols = np.einsum("bik,jk->bij", part, col_weights.astype(part.dtype))
+            result.append(np.einsum("ik,bkj->bij", row_weights.astype(part.dtype), along_cols))
         return result
 
 
