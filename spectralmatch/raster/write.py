@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import shutil
 from collections.abc import Iterable, Sequence
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rasterio.enums import Interleaving
 
 from .._interrupt import check_interrupted
 from ..errors import SpectralMatchError
@@ -41,6 +43,8 @@ def output_profile(
         "predictor": 3 if is_float else 2,
         "interleave": "pixel",
         "bigtiff": "if_safer",
+        # GDAL compresses tiles on every core while the caller computes the next window
+        "num_threads": "all_cpus",
     }
     profile.update(creation_options)
     return profile
@@ -114,18 +118,52 @@ def write_raster(
             if not cog:
                 _write_pieces(temporary, profile, pieces, descriptions)
                 build_overviews(temporary, overviews)
+                if not _sparse(profile):
+                    check_blocks_written(temporary)
                 return path
             with temporary_folder(path.parent) as scratch:
                 tiled = scratch / "tiled.tif"
                 _write_pieces(tiled, profile, pieces, descriptions)
                 build_overviews(tiled, overviews)
                 translate_to_cog(tiled, temporary, profile)
+                if not _sparse(profile):
+                    check_blocks_written(temporary)
     except GDAL_ERRORS as error:
         cause = error_cause(error, path.name)
         if _disk_full(path.parent):
             cause = f"no space left on the device; {cause}"
         raise SpectralMatchError(f"{path}: cannot be written ({cause})") from None
     return path
+
+
+def check_blocks_written(path: Path) -> None:
+    """Raise OSError unless every block of the GeoTIFF at ``path`` lies whole in the file.
+
+    GDAL compresses and writes blocks in its own threads (``NUM_THREADS``) and flushes
+    its block cache from whichever thread needs room, so a failed write (a full disk, a
+    file-size limit) is not always raised where the file is written; a block it could
+    not write is left with no bytes, or pointing past the end of the file.
+    """
+    import rasterio
+
+    size = path.stat().st_size
+    with rasterio.open(gdal_path(path)) as dataset:
+        rows, cols = dataset.block_shapes[0]
+        bands = [1] if dataset.interleaving != Interleaving.band else dataset.indexes
+        for band in bands:
+            for row in range(math.ceil(dataset.height / rows)):
+                for col in range(math.ceil(dataset.width / cols)):
+                    offset = dataset.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", band)
+                    length = dataset.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", band)
+                    if not offset or not length or int(offset) + int(length) > size:
+                        raise OSError(
+                            errno.EIO, f"block {row}, {col} of band {band} was not written"
+                        )
+
+
+def _sparse(profile: dict[str, Any]) -> bool:
+    """Whether the profile lets GDAL leave empty blocks out (``SPARSE_OK``)."""
+    return str(profile.get("sparse_ok", "")).upper() in ("TRUE", "YES", "ON", "1")
 
 
 def _disk_full(folder: Path) -> bool:
@@ -179,4 +217,5 @@ def translate_to_cog(source: Path, destination: Path, profile: dict[str, Any]) -
         predictor=predictor,
         blocksize=profile["blockxsize"],
         bigtiff="IF_SAFER",
+        num_threads=profile.get("num_threads", "ALL_CPUS"),
     )
