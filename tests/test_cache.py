@@ -23,7 +23,11 @@ from spectralmatch.stats.requests import ImageMoments, Plan
 
 
 def model(cache) -> Mosaic:
-    return Mosaic(steps=[GlobalModel(), BlockMap(block_size=32)], cache=cache, threads=2)
+    # 32 px windows: what is read is told window by window, so a refit that reads an
+    # image only where it meets another reads fewer windows than a whole fit
+    return Mosaic(
+        steps=[GlobalModel(), BlockMap(block_size=32)], cache=cache, threads=2, window_size=32
+    )
 
 
 def assert_same_model(fitted: Mosaic, expected: Mosaic) -> None:

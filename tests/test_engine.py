@@ -31,16 +31,20 @@ from spectralmatch.engine.executors import (
     as_executor,
 )
 from spectralmatch.engine.passes import (
+    JointTask,
     Measurement,
     MeasureTask,
     Partner,
     measure,
+    measure_jointly,
     window_groups,
 )
+from spectralmatch.geo.grid import common_grid
 from spectralmatch.stats.requests import (
     BlockMoments,
     ImageHistogram,
     ImageMoments,
+    OverlapCells,
     OverlapHistogram,
     OverlapMoments,
     Plan,
@@ -252,13 +256,14 @@ def test_a_custom_executor_runs_both_passes(tiles, tmp_path):
     model = Mosaic(steps=[GlobalModel()], executor=executor)
     outputs = model.fit_transform(tiles.paths, tmp_path / "out")
     assert [(name, label) for name, label, _ in executor.calls] == [
-        ("measure", "statistics"),
+        ("measure_jointly", "statistics"),
         ("write_corrected", "transform"),
     ]
-    # one statistics task and one write task per image (one worker, four images)
-    assert executor.sizes("measure") == [4]
+    # the tiles share one grid, which one window covers: one statistics task reads them
+    # all; then one write task per image
+    assert executor.sizes("measure_jointly") == [1]
     assert executor.sizes("write_corrected") == [4]
-    assert [task.image.name for task in executor.calls[0][2]] == tiles.names
+    assert [image.name for image in executor.calls[0][2][0].images.values()] == tiles.names
     assert [task.path for task in executor.calls[1][2]] == [image.path for image in outputs]
     reference = Mosaic(steps=[GlobalModel()], executor="serial").fit(tiles.paths)
     np.testing.assert_array_equal(model.steps_[0].gains_, reference.steps_[0].gains_)
@@ -346,14 +351,57 @@ def test_window_groups_split_and_merge_to_the_same_measurement(tiles):
         np.testing.assert_array_equal(merged.whole_histogram.to_arrays()[key], array)
 
 
-def test_a_single_image_with_two_workers_is_measured_in_two_tasks(tiles):
+def assert_same_moments(found, expected, what):
+    for name in MOMENT_FIELDS:
+        ours, theirs = getattr(found, name), getattr(expected, name)
+        assert (ours is None) == (theirs is None), (what, name)
+        if ours is not None:
+            np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-6, err_msg=f"{what} {name}")
+
+
+def test_joint_and_image_by_image_tasks_measure_the_same_pixels(data_dir):
+    """On one pixel grid every pixel is read once and serves both sides of its overlaps;
+    image by image (images on different grids), each task reads its partners' validity
+    again. Both count the same pixels, whatever the windows."""
+    collection = ImageCollection.from_paths(data_dir)
+    edges = OverlapGraph.from_collection(collection).edges
+    plan = Plan.of([*all_requests(collection), OverlapCells(90.0)])
+    grid = common_grid([image.grid for image in collection])
+    assert grid is not None and grid.shape > collection.images[0].grid.shape
+    task = JointTask(
+        dict(enumerate(collection.images)),
+        grid,
+        list(grid.windows(100)),
+        edges,
+        frozenset(range(len(collection))),
+        plan,
+    )
+    for joint in measure_jointly(task):
+        index = joint.index
+        image = collection.images[index]
+        partners = [Partner(e, e.other(index), collection.images[e.other(index)]) for e in edges]
+        partners = [p for p in partners if index in (p.edge.first, p.edge.second)]
+        alone = measure(MeasureTask(image, index, list(image.windows(64)), partners, True, plan))
+        assert_same_moments(joint.whole, alone.whole, f"image {index}")
+        assert joint.pairs.keys() == alone.pairs.keys() and len(joint.pairs) == 3
+        for edge, moments in alone.pairs.items():
+            assert moments.count.min() > 1000
+            assert_same_moments(joint.pairs[edge], moments, f"{index} {edge}")
+            assert_same_moments(joint.cells[edge], alone.cells[edge], f"{index} {edge} cells")
+            for grid_, blocks in alone.blocks[edge].items():
+                assert_same_moments(joint.blocks[edge][grid_], blocks, f"{index} {edge} blocks")
+            for name, array in alone.histograms[edge].to_arrays().items():
+                np.testing.assert_array_equal(joint.histograms[edge].to_arrays()[name], array)
+
+
+def test_an_image_is_measured_in_one_task_per_row_of_windows(tiles):
     executor = RecordingExecutor(workers=2)
     collection = ImageCollection([tiles.paths[0]])
     statistics = StatisticsPass(64, executor).collect(collection, [], [ImageMoments()])
-    assert executor.sizes("measure") == [2]
+    assert executor.sizes("measure_jointly") == [2]
     tasks = executor.calls[0][2]
     assert [len(task.windows) for task in tasks] == [2, 2]
-    assert [task.index for task in tasks] == [0, 0]
+    assert [list(task.images) for task in tasks] == [[0], [0]]
     assert statistics.reads == {"tile_0": 4}
     data, valid = tiles.data_of(0), tiles.valid_of(0)
     np.testing.assert_array_equal(statistics.images[0].count, valid.reshape(3, -1).sum(axis=1))
@@ -440,7 +488,7 @@ def test_a_step_after_a_non_linear_step_is_fitted_on_a_second_pass(tile_factory,
     )
     # two passes: the first measures what both steps ask for, the second (through the
     # fitted first step) only what GlobalModel asks for
-    assert executor.sizes("measure") == [4, 4]
+    assert executor.sizes("measure_jointly") == [1, 1]
     first_pass, second_pass = executor.calls[0][2], executor.calls[1][2]
     assert first_pass[0].plan == Plan(image_moments=True, image_bins=64, overlaps=True)
     assert first_pass[0].correct is None

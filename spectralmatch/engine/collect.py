@@ -6,9 +6,10 @@ import math
 from collections.abc import Iterable, Sequence
 
 from attrs import define, field
+from rasterio.windows import Window
 
 from ..errors import SpectralMatchError
-from ..geo.grid import intersect
+from ..geo.grid import PixelGrid, common_grid, intersect, offset_in
 from ..geo.overlap import OverlapEdge
 from ..raster.collection import ImageCollection
 from ..raster.image import DEFAULT_WINDOW_SIZE
@@ -18,7 +19,16 @@ from ..stats.overlap import OverlapStatistics, PairMoments
 from ..stats.requests import Plan, Request
 from .cache import Entry, StatisticsCache
 from .executors import Executor, SerialExecutor
-from .passes import Correction, Measurement, MeasureTask, Partner, measure, window_groups
+from .passes import (
+    Correction,
+    JointTask,
+    Measurement,
+    MeasureTask,
+    Partner,
+    measure,
+    measure_jointly,
+    window_groups,
+)
 
 
 @define
@@ -69,9 +79,8 @@ class StatisticsPass:
             index: self._cached(collection, index, edges, index in wanted, plan, cache)
             for index in sorted(wanted | {i for edge in edges for i in (edge.first, edge.second)})
         }
-        tasks = self._tasks(collection, edges, wanted, known, plan, correct)
         measured: dict[int, Measurement] = {}
-        for result in self.executor.map(measure, tasks, progress=self.progress, label="statistics"):
+        for result in self._run(collection, edges, wanted, known, plan, correct):
             measured[result.index] = (
                 result if result.index not in measured else measured[result.index].merge(result)
             )
@@ -79,6 +88,54 @@ class StatisticsPass:
             self._store(cache, collection, index, result, plan)
             known[index] = known[index].merge(result)
         return _assemble(collection, edges, wanted, known)
+
+    def _run(
+        self,
+        collection: ImageCollection,
+        edges: list[OverlapEdge],
+        wanted: set[int],
+        known: dict[int, Measurement],
+        plan: Plan,
+        correct: Correction | None,
+    ) -> list[Measurement]:
+        """Measure what ``known`` lacks: jointly where the images share one pixel grid
+        (every pixel read once), else image by image (each reads its partners'
+        validity over their overlaps, resampled to its own grid)."""
+        todo_edges = [
+            edge
+            for edge in edges
+            if edge not in known[edge.first].pairs or edge not in known[edge.second].pairs
+        ]
+        todo_whole = {index for index in wanted if known[index].whole is None}
+        involved = sorted(
+            todo_whole | {i for edge in todo_edges for i in (edge.first, edge.second)}
+        )
+        grid = common_grid([collection.images[i].grid for i in involved]) if involved else None
+        if grid is None:
+            tasks = self._tasks(collection, edges, wanted, known, plan, correct)
+            return self.executor.map(measure, tasks, progress=self.progress, label="statistics")
+        joint = [
+            JointTask(
+                {i: collection.images[i] for i in involved},
+                grid,
+                windows,
+                todo_edges,
+                frozenset(todo_whole),
+                plan,
+                correct,
+            )
+            for windows in _window_rows(
+                grid, self.window_size, collection, involved, todo_whole, todo_edges
+            )
+        ]
+        results = self.executor.map(
+            measure_jointly, joint, progress=self.progress, label="statistics"
+        )
+        return [
+            _without_known(measurement, known[measurement.index])
+            for part in results
+            for measurement in part
+        ]
 
     def _tasks(
         self,
@@ -180,6 +237,46 @@ class StatisticsPass:
                 pair["cells"] = measured.cells[edge]
             partner = collection.images[edge.other(index)]
             cache.store(cache.pair_key(image, partner, edge, plan), pair)
+
+
+def _window_rows(
+    grid: PixelGrid,
+    size: int,
+    collection: ImageCollection,
+    involved: list[int],
+    whole: set[int],
+    edges: list[OverlapEdge],
+) -> list[list[Window]]:
+    """The windows of ``grid`` where something is to be measured, one list per row of
+    windows (a task each: as many whatever the number of workers, so the statistics are
+    merged alike on any executor)."""
+    places = {i: offset_in(grid, collection.images[i].grid) for i in involved}
+    areas = [
+        Window(*places[i], collection.images[i].width, collection.images[i].height)
+        for i in sorted(whole)
+    ]
+    areas += [window for edge in edges if (window := edge.window_in(grid)) is not None]
+    rows: dict[int, list[Window]] = {}
+    for window in grid.windows(size):
+        if any(intersect(window, area) is not None for area in areas):
+            rows.setdefault(int(window.row_off), []).append(window)
+    return list(rows.values())
+
+
+def _without_known(measurement: Measurement, known: Measurement) -> Measurement:
+    """``measurement`` less the overlap sides ``known`` already holds (a joint task
+    measures both sides of an overlap when either is missing)."""
+    pairs = {e: m for e, m in measurement.pairs.items() if e not in known.pairs}
+    return Measurement(
+        measurement.index,
+        measurement.whole,
+        measurement.whole_histogram,
+        pairs,
+        {e: blocks for e, blocks in measurement.blocks.items() if e in pairs},
+        {e: h for e, h in measurement.histograms.items() if e in pairs},
+        {e: c for e, c in measurement.cells.items() if e in pairs},
+        measurement.reads,
+    )
 
 
 def _moments(entry: Entry, name: str) -> Moments | None:

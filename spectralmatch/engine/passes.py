@@ -11,6 +11,7 @@ the window size times the number of workers, never by image size.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from .._interrupt import check_interrupted
 from .._typing import WorkingDtype
 from ..geo.blocks import BlockGrid
 from ..geo.cells import CellGrid
-from ..geo.grid import PixelGrid, intersect, local_slices
+from ..geo.grid import PixelGrid, intersect, local_slices, offset_in, shifted
 from ..geo.overlap import OverlapEdge
+from ..raster.blockcache import limit_block_cache
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.records import forget_record, write_record
 from ..raster.write import count_clipped, output_profile, to_dtype, write_raster
@@ -109,6 +111,7 @@ def _merged_by_key(a: dict[Any, Any], b: dict[Any, Any]) -> dict[Any, Any]:
 
 def measure(task: MeasureTask) -> Measurement:
     """The statistics of ``task.windows`` of one image (a pure function: a task)."""
+    limit_block_cache()
     image, plan = task.image, task.plan
     overlaps = {p.edge: p.edge.window_in(image.grid) for p in task.partners}
     partners = [p for p in task.partners if overlaps[p.edge] is not None]
@@ -133,16 +136,137 @@ def measure(task: MeasureTask) -> Measurement:
                 sides[partner.edge].add(values[:, rows, cols], joint, cells)
     for side in sides.values():
         side.finish()
+    return _measurement(task.index, whole, sides, {**reader.reads, task.index: len(task.windows)})
+
+
+def _measurement(
+    index: int,
+    whole: _WholeImage | None,
+    sides: dict[OverlapEdge, _OverlapSide],
+    reads: dict[int, int],
+) -> Measurement:
+    """What image ``index`` measured: its whole-image accumulator and overlap sides."""
     return Measurement(
-        task.index,
+        index,
         whole.moments if whole is not None else None,
         whole.histogram if whole is not None else None,
         {edge: side.moments for edge, side in sides.items()},
         {edge: side.blocks for edge, side in sides.items()},
         {edge: side.histogram for edge, side in sides.items() if side.histogram is not None},
         {edge: side.cells for edge, side in sides.items() if side.cells is not None},
-        {**reader.reads, task.index: len(task.windows)},
+        reads,
     )
+
+
+@define
+class JointTask:
+    """Measure the images over ``windows`` of their common pixel ``grid``: each image's
+    pixels in a window are read once and serve its whole-image statistics (for the
+    images in ``whole``) and its side of every overlap in ``edges`` there, the
+    partner's validity coming from the partner's own read.
+
+    ``images`` maps positions in the collection to the images these windows may need.
+    """
+
+    images: dict[int, Image]
+    grid: PixelGrid
+    windows: list[Window]
+    edges: list[OverlapEdge]
+    whole: frozenset[int]
+    plan: Plan
+    correct: Correction | None = None
+
+
+def measure_jointly(task: JointTask) -> list[Measurement]:
+    """The statistics of every image of ``task`` over its windows (a pure function: a
+    task), one :class:`Measurement` per image read."""
+    limit_block_cache()
+    places = {i: offset_in(task.grid, image.grid) for i, image in task.images.items()}
+    overlaps = {edge: edge.window_in(task.grid) for edge in task.edges}
+    sides: dict[tuple[OverlapEdge, int], _OverlapSide] = {}
+    wholes = {i: _WholeImage(task.images[i].count, task.plan) for i in sorted(task.whole)}
+    reads = dict.fromkeys(task.images, 0)
+    with contextlib.ExitStack() as stack:
+        datasets = _LazyDatasets(task.images, stack)
+        for window in task.windows:
+            check_interrupted()
+            meeting = [e for e, o in overlaps.items() if o and intersect(window, o)]
+            wanted = task.whole | {i for edge in meeting for i in (edge.first, edge.second)}
+            read: dict[int, _Read] = {}
+            for index in sorted(wanted):
+                image = task.images[index]
+                extent = Window(*places[index], image.width, image.height)
+                own = intersect(window, extent)
+                if own is None:
+                    continue
+                read[index] = _read(task, image, own, places[index], datasets[index])
+                reads[index] += 1
+                if index in wholes:
+                    wholes[index].add(read[index].values, read[index].valid)
+            for edge in meeting:
+                part = intersect(window, overlaps[edge])
+                first, second = read[edge.first].at(part), read[edge.second].at(part)
+                joint = first[1] & second[1]
+                count = None  # the same pixels on both sides, counted once
+                for index, (values, _) in ((edge.first, first), (edge.second, second)):
+                    if (edge, index) not in sides:
+                        sides[edge, index] = _OverlapSide(values.shape[0], task.plan, edge)
+                    cells = task.images[index].grid.window_grid(_moved(part, places[index]))
+                    count = sides[edge, index].add(values, joint, cells, count)
+    for side in sides.values():
+        side.finish()
+    return [
+        _measurement(
+            index,
+            wholes.get(index),
+            {edge: side for (edge, i), side in sides.items() if i == index},
+            {index: count},
+        )
+        for index, count in reads.items()
+        if count
+    ]
+
+
+@frozen
+class _Read:
+    """An image's pixels over ``own`` (a window of the common grid) and their validity."""
+
+    own: Window
+    values: np.ndarray
+    valid: np.ndarray
+
+    def at(self, part: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Values and validity over ``part``, a window of the common grid inside ``own``."""
+        rows, cols = local_slices(part, self.own)
+        return self.values[:, rows, cols], self.valid[:, rows, cols]
+
+
+def _moved(window: Window, place: tuple[int, int]) -> Window:
+    """A window of the common grid as a window of the image at ``place`` in it."""
+    return shifted(window, -place[0], -place[1])
+
+
+def _read(task: JointTask, image: Image, own: Window, place: tuple[int, int], dataset) -> _Read:
+    """Read ``own`` of ``image``, less its mask, through ``task.correct``."""
+    local = _moved(own, place)
+    values, valid = image.read(local, dataset)
+    valid = image.included(values, valid, image.grid.window_grid(local))
+    if task.correct is not None:
+        values = task.correct(image, local, values.astype(np.float64), valid)
+    return _Read(own, values, valid)
+
+
+class _LazyDatasets:
+    """Datasets of ``images``, opened on first use and closed with ``stack``."""
+
+    def __init__(self, images: dict[int, Image], stack: contextlib.ExitStack) -> None:
+        self.images, self.stack = images, stack
+        self.opened: dict[int, Any] = {}
+
+    def __getitem__(self, index: int) -> Any:
+        if index not in self.opened:
+            self.opened[index] = self.stack.enter_context(self.images[index].open())
+        return self.opened[index]
 
 
 class _WholeImage:
@@ -176,15 +300,27 @@ class _OverlapSide:
             self.cells = Moments.empty((count, self.cell_grid.size), extremes=False)
         self.histogram: Histogram | None = None
 
-    def add(self, values: np.ndarray, joint: np.ndarray, cells: PixelGrid) -> None:
-        """Count ``values`` (on ``cells``) where ``joint`` is true."""
+    def add(
+        self,
+        values: np.ndarray,
+        joint: np.ndarray,
+        cells: PixelGrid,
+        count: np.ndarray | None = None,
+    ) -> np.ndarray | None:
+        """Count ``values`` (on ``cells``) where ``joint`` is true; returns the pixels
+        counted per cell (None without cells), which the other side of the overlap,
+        counting where the same ``joint`` is true, may pass as ``count``."""
+        counted = None
         if self.cell_grid is not None and self.cells is not None:
             index, row_starts, col_starts = self.cell_grid.runs(cells)
-            self.cells.merge_at(index, Moments.from_blocks(values, joint, row_starts, col_starts))
+            part = Moments.from_blocks(values, joint, row_starts, col_starts, count)
+            self.cells.merge_at(index, part)
+            counted = part.count
         else:
             self._add_blocks(values, joint, cells)
         if self.bins is not None:
             self.histogram = _merged(self.histogram, Histogram.from_array(values, joint, self.bins))
+        return counted
 
     def _add_blocks(self, values: np.ndarray, joint: np.ndarray, cells: PixelGrid) -> None:
         measured = None
@@ -283,6 +419,7 @@ def write_corrected(task: WriteTask) -> Written:
     dtype unless the task gives one; it appears under ``task.path`` only once complete
     (as a Cloud Optimized GeoTIFF with ``cog``).
     """
+    limit_block_cache()
     image = task.image
     dtype = task.dtype or image.dtype
     working = task.working_dtype or working_dtype_for(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from attrs import frozen
 from rasterio import Affine
@@ -93,6 +93,53 @@ class PixelGrid:
     def windows(self, size: int) -> Iterator[Window]:
         """Square windows of at most ``size`` pixels covering the grid, row by row."""
         return split_window(Window(0, 0, self.width, self.height), size)
+
+
+def common_grid(grids: Sequence[PixelGrid]) -> PixelGrid | None:
+    """The grid over the union of ``grids`` of which each is a window, or None.
+
+    That is so when they are north-up with the same pixel size and their origins lie
+    whole pixels apart (within 1e-6 px): images cut from one product's grid, or aligned.
+
+    Examples
+    --------
+    >>> from rasterio.transform import from_origin
+    >>> a = PixelGrid(from_origin(0, 100, 10, 10), 4, 4)
+    >>> b = PixelGrid(from_origin(20, 80, 10, 10), 4, 4)
+    >>> common_grid([a, b]).shape, common_grid([a, b]).transform.c
+    ((6, 6), 0.0)
+    >>> common_grid([a, PixelGrid(from_origin(5, 80, 10, 10), 4, 4)]) is None
+    True
+    """
+    first = grids[0].transform
+    if not all(is_north_up(grid.transform) for grid in grids):
+        return None
+    if any(
+        not math.isclose(grid.transform.a, first.a, rel_tol=1e-9)
+        or not math.isclose(grid.transform.e, first.e, rel_tol=1e-9)
+        for grid in grids
+    ):
+        return None
+    left = min(grid.transform.c for grid in grids)
+    top = max(grid.transform.f for grid in grids)
+    origin = Affine(first.a, 0.0, left, 0.0, first.e, top)
+    offsets = [(~origin) * (grid.transform.c, grid.transform.f) for grid in grids]
+    if any(abs(v - round(v)) > _EPSILON for offset in offsets for v in offset):
+        return None
+    width = max(round(col) + grid.width for (col, _), grid in zip(offsets, grids, strict=True))
+    height = max(round(row) + grid.height for (_, row), grid in zip(offsets, grids, strict=True))
+    return PixelGrid(origin, width, height)
+
+
+def offset_in(grid: PixelGrid, part: PixelGrid) -> tuple[int, int]:
+    """(column, row) of ``part``'s first pixel in ``grid`` (a window of it)."""
+    col, row = (~grid.transform) * (part.transform.c, part.transform.f)
+    return round(col), round(row)
+
+
+def shifted(window: Window, columns: int, rows: int) -> Window:
+    """``window`` moved by ``columns`` and ``rows``."""
+    return Window(window.col_off + columns, window.row_off + rows, window.width, window.height)
 
 
 def split_window(window: Window, size: int) -> Iterator[Window]:
