@@ -9,6 +9,7 @@ from attrs import define, field
 from rasterio.windows import Window
 
 from ..errors import SpectralMatchError
+from ..geo.cells import CellGrid
 from ..geo.grid import PixelGrid, common_grid, intersect, offset_in
 from ..geo.overlap import OverlapEdge
 from ..raster.collection import ImageCollection
@@ -20,6 +21,7 @@ from ..stats.requests import Plan, Request
 from .cache import Entry, StatisticsCache
 from .executors import Executor, SerialExecutor
 from .passes import (
+    CellRows,
     Correction,
     JointTask,
     Measurement,
@@ -208,8 +210,9 @@ class StatisticsPass:
             if histogram is not None:
                 found.histograms[edge] = histogram
             cells = _moments(stored, "cells")
-            if cells is not None:
-                found.cells[edge] = cells
+            if cells is not None and plan.cell_side is not None:
+                shape = CellGrid.over(edge.bounds, plan.cell_side, plan.grids).shape
+                found.cells[edge] = CellRows.whole(cells, shape)
         return found
 
     @staticmethod
@@ -234,7 +237,7 @@ class StatisticsPass:
             if edge in measured.histograms:
                 pair["histogram"] = measured.histograms[edge]
             if edge in measured.cells:
-                pair["cells"] = measured.cells[edge]
+                pair["cells"] = measured.cells[edge].full()
             partner = collection.images[edge.other(index)]
             cache.store(cache.pair_key(image, partner, edge, plan), pair)
 
@@ -317,7 +320,7 @@ def _assemble(
         }
         cells = None
         if edge in first.cells and edge in second.cells:
-            cells = (first.cells[edge], second.cells[edge])
+            cells = (first.cells[edge].full(), second.cells[edge].full())
         pairs.append(
             PairMoments(edge, first.pairs[edge], second.pairs[edge], blocks, histograms, cells)
         )

@@ -65,6 +65,44 @@ class MeasureTask:
     correct: Correction | None = None
 
 
+@frozen
+class CellRows:
+    """Moments of rows ``first`` onwards of an overlap's cells (a :class:`CellGrid` of
+    ``shape``), flattened row by row: a task over a band of the mosaic holds only the
+    rows of cells it meets, so the memory of a pass does not grow with its tasks."""
+
+    first: int
+    moments: Moments
+    shape: tuple[int, int]
+
+    @classmethod
+    def whole(cls, moments: Moments, shape: tuple[int, int]) -> CellRows:
+        """All the cells' moments."""
+        return cls(0, moments, shape)
+
+    @property
+    def stop(self) -> int:
+        """The row after the last one held."""
+        return self.first + self.moments.count.shape[-1] // self.shape[1]
+
+    def merge(self, other: CellRows) -> CellRows:
+        """Both parts together (exact; rows both hold are merged)."""
+        first, stop = min(self.first, other.first), max(self.stop, other.stop)
+        columns = self.shape[1]
+        merged = Moments.empty((self.moments.count.shape[0], (stop - first) * columns), False)
+        for part in (self, other):
+            start = (part.first - first) * columns
+            merged.merge_at(np.arange(start, start + part.moments.count.shape[-1]), part.moments)
+        return CellRows(first, merged, self.shape)
+
+    def full(self) -> Moments:
+        """The moments of every cell (none counted in the rows not held)."""
+        return self.merge(CellRows.whole(self._empty(self.shape[0]), self.shape)).moments
+
+    def _empty(self, rows: int) -> Moments:
+        return Moments.empty((self.moments.count.shape[0], rows * self.shape[1]), False)
+
+
 @define
 class Measurement:
     """What one image (or part of it) contributes: whole-image statistics and its side
@@ -76,7 +114,7 @@ class Measurement:
     pairs: dict[OverlapEdge, Moments] = field(factory=dict)
     blocks: dict[OverlapEdge, dict[BlockGrid, Moments]] = field(factory=dict)
     histograms: dict[OverlapEdge, Histogram] = field(factory=dict)
-    cells: dict[OverlapEdge, Moments] = field(factory=dict)
+    cells: dict[OverlapEdge, CellRows] = field(factory=dict)
     reads: dict[int, int] = field(factory=dict)
 
     def merge(self, other: Measurement) -> Measurement:
@@ -153,7 +191,7 @@ def _measurement(
         {edge: side.moments for edge, side in sides.items()},
         {edge: side.blocks for edge, side in sides.items()},
         {edge: side.histogram for edge, side in sides.items() if side.histogram is not None},
-        {edge: side.cells for edge, side in sides.items() if side.cells is not None},
+        {edge: rows for edge, side in sides.items() if (rows := side.cell_rows) is not None},
         reads,
     )
 
@@ -210,7 +248,9 @@ def measure_jointly(task: JointTask) -> list[Measurement]:
                 count = None  # the same pixels on both sides, counted once
                 for index, (values, _) in ((edge.first, first), (edge.second, second)):
                     if (edge, index) not in sides:
-                        sides[edge, index] = _OverlapSide(values.shape[0], task.plan, edge)
+                        sides[edge, index] = _OverlapSide(
+                            values.shape[0], task.plan, edge, _met(task, edge, index, places)
+                        )
                     cells = task.images[index].grid.window_grid(_moved(part, places[index]))
                     count = sides[edge, index].add(values, joint, cells, count)
     for side in sides.values():
@@ -239,6 +279,20 @@ class _Read:
         """Values and validity over ``part``, a window of the common grid inside ``own``."""
         rows, cols = local_slices(part, self.own)
         return self.values[:, rows, cols], self.valid[:, rows, cols]
+
+
+def _met(
+    task: JointTask, edge: OverlapEdge, index: int, places: dict[int, tuple[int, int]]
+) -> PixelGrid:
+    """The pixels of ``edge`` that ``task``'s windows meet, on image ``index``'s grid."""
+    top = min(int(w.row_off) for w in task.windows)
+    bottom = max(int(w.row_off + w.height) for w in task.windows)
+    band = Window(0, top, task.grid.width, bottom - top)
+    overlap = edge.window_in(task.grid)
+    met = intersect(band, overlap) if overlap is not None else None
+    if met is None:
+        raise ValueError(f"no window of this task meets {edge}")
+    return task.images[index].grid.window_grid(_moved(met, places[index]))
 
 
 def _moved(window: Window, place: tuple[int, int]) -> Window:
@@ -288,16 +342,24 @@ class _OverlapSide:
     histogram. With cells, the blocks' and the overlap's moments are recomposed from
     them (the cells nest in the blocks), so the pixels are summed once."""
 
-    def __init__(self, count: int, plan: Plan, edge: OverlapEdge) -> None:
+    def __init__(
+        self, count: int, plan: Plan, edge: OverlapEdge, extent: PixelGrid | None = None
+    ) -> None:
+        """``extent``: the pixels this side may meet (default: the whole overlap)."""
         self.grids = plan.grids
         self.bins = plan.overlap_bins
         self.moments = Moments.empty(count)
         self.blocks = {g: Moments.empty((count, g.size), extremes=False) for g in plan.grids}
         self.cell_grid = None
         self.cells: Moments | None = None
+        self.first_row = 0
         if plan.cell_side is not None:
             self.cell_grid = CellGrid.over(edge.bounds, plan.cell_side, plan.grids)
-            self.cells = Moments.empty((count, self.cell_grid.size), extremes=False)
+            rows, columns = self.cell_grid.shape
+            if extent is not None:
+                met = self.cell_grid.pixel_cells(extent)[0]
+                self.first_row, rows = int(met[0]), int(met[-1]) + 1 - int(met[0])
+            self.cells = Moments.empty((count, rows * columns), extremes=False)
         self.histogram: Histogram | None = None
 
     def add(
@@ -314,7 +376,7 @@ class _OverlapSide:
         if self.cell_grid is not None and self.cells is not None:
             index, row_starts, col_starts = self.cell_grid.runs(cells)
             part = Moments.from_blocks(values, joint, row_starts, col_starts, count)
-            self.cells.merge_at(index, part)
+            self.cells.merge_at(index - self.first_row * self.cell_grid.shape[1], part)
             counted = part.count
         else:
             self._add_blocks(values, joint, cells)
@@ -337,10 +399,19 @@ class _OverlapSide:
         if self.cell_grid is None or self.cells is None:
             return
         self.moments = self.cells.total()
+        held = slice(self.first_row * self.cell_grid.shape[1], None)
+        held = slice(held.start, held.start + self.cells.count.shape[-1])
         self.blocks = {
-            grid: self.cells.grouped(self.cell_grid.block_index(grid), grid.size)
+            grid: self.cells.grouped(self.cell_grid.block_index(grid)[held], grid.size)
             for grid in self.grids
         }
+
+    @property
+    def cell_rows(self) -> CellRows | None:
+        """The cells measured, with the rows they are."""
+        if self.cell_grid is None or self.cells is None:
+            return None
+        return CellRows(self.first_row, self.cells, self.cell_grid.shape)
 
 
 class _PartnerReader:
@@ -437,7 +508,7 @@ def write_corrected(task: WriteTask) -> Written:
             for window in image.windows(window_size):
                 values, valid = image.read(window, source)
                 corrected = task.correct(image, window, values.astype(working), valid)
-                counts[:] += valid.sum(), count_clipped(corrected, valid, dtype)
+                counts[:] += np.count_nonzero(valid), count_clipped(corrected, valid, dtype)
                 mask = None
                 if image.nodata is None and image.profile["dataset_mask"]:
                     mask = valid.any(axis=0).astype(np.uint8) * 255
