@@ -508,7 +508,8 @@ def write_corrected(task: WriteTask) -> Written:
             for window in image.windows(window_size):
                 values, valid = image.read(window, source)
                 corrected = task.correct(image, window, values.astype(working), valid)
-                counts[:] += np.count_nonzero(valid), count_clipped(corrected, valid, dtype)
+                counts[0] += int(np.count_nonzero(valid))
+                counts[1] += count_clipped(corrected, valid, dtype)
                 mask = None
                 if image.nodata is None and image.profile["dataset_mask"]:
                     mask = valid.any(axis=0).astype(np.uint8) * 255
