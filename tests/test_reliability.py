@@ -24,8 +24,8 @@ from spectralmatch.errors import SpectralMatchError
 from spectralmatch.raster.files import TEMPORARY_PREFIX
 from spectralmatch.raster.lock import folder_lock
 
-#: Each sample tile enlarged by this factor per side: about 730 pixels a side.
-ENLARGE = 2
+#: Each sample tile enlarged by this factor per side: about 1100 pixels a side.
+ENLARGE = 3
 
 
 @pytest.fixture(scope="module")
