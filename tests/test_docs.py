@@ -102,10 +102,22 @@ def test_every_spectralmatch_command_in_a_bash_block_is_found():
     assert commands(script) == [["a", "x"], ["b", "-o", "y"], ["c"]]
 
 
+def build_hook(name: str):
+    """The module of docs/hooks/NAME.py (mkdocs.yml runs it while building the site)."""
+    spec = importlib.util.spec_from_file_location(name, DOCS / "hooks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sphinx_roles_of_docstrings_show_as_code():
+    hook = build_hook("sphinx_roles")
+    html = "a :class:<code>~spectralmatch.masks.Mask</code>, :func:<code>sm.f</code> <code>x</code>"
+    assert hook.on_page_content(html) == "a <code>Mask</code>, <code>sm.f</code> <code>x</code>"
+
+
 def test_the_cli_reference_has_every_command_as_its_help_says():
-    spec = importlib.util.spec_from_file_location("cli_reference", DOCS / "hooks/cli_reference.py")
-    hook = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(hook)
+    hook = build_hook("cli_reference")
     reference = hook.reference()
     for name in main.commands:
         assert f"### spectralmatch {name}\n" in reference, name
