@@ -20,7 +20,20 @@ Each tile imitates a separately acquired scene:
   valid pixels are rounded and clipped to [1, 65535].
 
 The parameters applied are written to ``sample.json``.  The output is
-deterministic: the same command gives byte-identical files.
+deterministic: the same command gives byte-identical files, so
+``python data/make_sample.py OUT && cmp OUT/tile_00.tif data/tile_00.tif`` checks the
+shipped sample; the script never writes into data/ unless told to.
+
+Source scenes: the shared benchmark data (``../shared/bench/data`` beside the clone,
+whose README.md tells how they were cropped), two public-domain USGS Landsat 8 OLI
+Level-1 products, ``LC08_L1TP_224077_20200518_20200518_01_RT`` and
+``LC08_L1TP_224078_20200518_20200518_01_RT``, bands 4, 3, 2 (red, green, blue) stacked
+in that order as ``<scene ID>_B432.tif``.  Where ../shared is not beside the clone, get
+the two scenes by their scene IDs from USGS EarthExplorer or the AWS Landsat public
+bucket, stack bands 4, 3, 2 of each into one uint16 GeoTIFF (nodata 0) under those names
+(the crops of the shared data are subsets of those files; a different crop gives other
+tiles), and pass their folder with ``--source``.  Nothing is downloaded at run time, and
+nothing needs to be: data/ ships the sample this script made.
 
 Usage: python data/make_sample.py [OUTPUT_DIR] [--source DIR] [--seed N]
 """
@@ -30,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,8 +89,9 @@ def parse_args() -> argparse.Namespace:
         "output",
         nargs="?",
         type=Path,
-        default=here,
-        help="output folder (default: the folder of this script)",
+        default=None,
+        help="output folder (default: a new temporary folder, printed; the shipped sample in"
+        " data/ is replaced only by copying on purpose)",
     )
     parser.add_argument(
         "--source",
@@ -95,7 +110,8 @@ def source_paths(source: Path) -> list[Path]:
         sys.exit(
             "Source scene(s) not found: "
             + ", ".join(missing)
-            + "\nPass the folder holding them with --source."
+            + "\nPass the folder holding them with --source (this script's docstring says"
+            + " where the scenes come from)."
         )
     return paths
 
@@ -262,6 +278,8 @@ def main() -> None:
     windows = tile_windows(rng)
     check_region(truth, windows)
     ranges = band_ranges(truth)
+    if args.output is None:
+        args.output = Path(tempfile.mkdtemp(prefix="spectralmatch-sample-"))
     args.output.mkdir(parents=True, exist_ok=True)
 
     tiles = []

@@ -3,8 +3,9 @@ and water found by a band-math index.
 
     python examples/masks_figure.py [FOLDER]
 
-Writes ``masks_over_sample.png`` into FOLDER (default: a new temporary folder;
-``docs/images`` regenerates the figure of docs/masks.md) and prints how much of the tile
+Writes ``masks_over_sample.png`` into FOLDER (default: a new temporary folder, printed;
+never over an existing file: to regenerate the figure of docs/masks.md, give a new
+folder and copy the figure to docs/images) and prints how much of the tile
 each mask covers.
 
 The sample has no clouds and no near-infrared band: a synthetic cloud and its shadow are
@@ -14,12 +15,12 @@ band would use NDWI or NDVI (``create_ndwi_raster``, ``create_ndvi_raster``,
 ``--mask-ndvi``).
 """
 
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from example_output import new_file, output_folder
 from synthetic_cloud import SUN_AZIMUTH, SUN_ELEVATION, paste_cloud
 
 import spectralmatch as sm
@@ -35,6 +36,7 @@ WATER = "((B2 - 1%B2) - (B1 - 1%B1)) / ((B2 - 1%B2) + (B1 - 1%B1)) > 0.2"
 def main(folder: Path) -> dict[str, float]:
     """Write the figure into ``folder``; returns the fraction of the tile's valid pixels
     each class covers."""
+    figure = new_file(folder, "masks_over_sample.png")
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         pasted = paste_cloud(ROOT / "data" / "tile_01.tif", work / "tile_01.tif")
@@ -45,7 +47,7 @@ def main(folder: Path) -> dict[str, float]:
         plot_masks(
             pasted.path,
             {"Clouds (red), shadows (blue)": clouds, "Water: green-red index > 0.2 (red)": water},
-            folder / "masks_over_sample.png",
+            figure,
         )
         return {
             "cloud": _fraction(clouds, 1),
@@ -67,7 +69,7 @@ def _valid_pixels(mask_path) -> int:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())
+    target = output_folder()
     for name, fraction in main(target).items():
         print(f"{name}: {100 * fraction:.1f} % of the tile")
     print(f"wrote {target / 'masks_over_sample.png'}")

@@ -1,15 +1,15 @@
 """The published six-call mosaic workflow, folder to folder, on the sample data.
 
-    python examples/mosaic_workflow.py [WORKDIR]
+    python examples/mosaic_workflow.py [FOLDER]
 
-WORKDIR (default: a new temporary folder) gets Input/ (a copy of data/), then one folder
+FOLDER (default: a new temporary folder, printed) gets Input/ (a copy of data/), then one folder
 per step and MergedImage.tif.
 """
 
 import shutil
-import sys
-import tempfile
 from pathlib import Path
+
+from example_output import output_folder
 
 from spectralmatch import (
     align_rasters,
@@ -24,6 +24,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def run(wd: Path) -> Path:
+    """The six calls, folder to folder, in ``wd``; returns the mosaic's path."""
     (wd / "Input").mkdir(parents=True, exist_ok=True)
     for tile in DATA.glob("*.tif"):
         shutil.copy(tile, wd / "Input" / tile.name)
@@ -43,5 +44,4 @@ def run(wd: Path) -> Path:
 
 
 if __name__ == "__main__":
-    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp())
-    print(run(folder))
+    print(run(output_folder()))

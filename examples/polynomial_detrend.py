@@ -1,14 +1,17 @@
 """A step of your own in a model: a global model, then smooth trends removed by one
 polynomial surface per image (``my_steps.PolynomialDetrend``, beside this script).
 
-    python examples/polynomial_detrend.py OUT_DIR
+    python examples/polynomial_detrend.py [FOLDER]
+
+Writes matched/, model.json and again/ (the saved model applied once more) into FOLDER
+(default: a new temporary folder, printed).
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+from example_output import output_folder
 from my_steps import PolynomialDetrend
 
 import spectralmatch as sm
@@ -16,9 +19,9 @@ import spectralmatch as sm
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main(out_dir: str) -> None:
+def main(folder: Path) -> None:
     """Global model, then the detrend, on the sample tiles; save, load and apply."""
-    out = Path(out_dir)
+    out = Path(folder)
     model = sm.Mosaic(steps=[sm.GlobalModel(), PolynomialDetrend(degree=2)])
     model.fit_transform(ROOT / "data", out / "matched")
     print(model, "read", sum(model.reads_.values()), "windows")
@@ -28,4 +31,4 @@ def main(out_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else ".")
+    main(output_folder())

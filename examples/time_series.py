@@ -1,19 +1,20 @@
 """Time series: fit once against a reference date, keep the model, normalize later scenes.
 
-    python examples/time_series.py [WORKDIR]
+    python examples/time_series.py [FOLDER]
 
 Makes four "dates" of one footprint from data/tile_00.tif (the same ground, each with
 its own gain and offset per band and two patches of land-cover change), fits global +
 local adjustment to the first date with pseudo-invariant features (IR-MAD), saves the
-model, and normalizes a fifth date that arrives later against it.
+model, and normalizes a fifth date that arrives later against it. Writes scenes/,
+change_masks/, normalized/ and model.json into FOLDER (default: a new temporary folder,
+printed).
 """
 
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from example_output import output_folder
 
 import spectralmatch as sm
 
@@ -45,6 +46,7 @@ def make_dates(folder: Path, count: int = 5, seed: int = 1) -> list[Path]:
 
 
 def main(workdir: Path) -> None:
+    """Make the dates in ``workdir``, fit, save, and normalize the late one."""
     dates = make_dates(workdir / "scenes")
     model = sm.Mosaic(
         steps=[sm.GlobalModel(reference=["date_0"]), sm.BlockMap(reference=["date_0"])],
@@ -62,4 +64,4 @@ def main(workdir: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp()))
+    main(output_folder())

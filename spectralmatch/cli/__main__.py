@@ -2,4 +2,5 @@
 
 from .main import main
 
-main()
+if __name__ == "__main__":  # pragma: no cover
+    main(prog_name="spectralmatch")

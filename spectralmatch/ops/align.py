@@ -211,6 +211,8 @@ def align_rasters(
         each that exists, with ``"validate"`` each that opens as a whole raster (the
         others are written again). It assumes the inputs and options are unchanged.
 
+    Notes
+    -----
     Each output covers its input's extent on the common grid; nodata, dtype, bands and
     their descriptions are kept. An image without a nodata value gets a mask of where
     it has data (reprojection leaves empty corners).
