@@ -63,9 +63,9 @@ class Run:
         the flag as soon as the feedback is canceled (the tasks then stop)."""
         pending = set(futures)
         while pending:
-            _, pending = wait(pending, timeout=POLL)
             if self.feedback.isCanceled():
                 self.flag.set()
+            _, pending = wait(pending, timeout=POLL)
             yield len(futures) - len(pending)
 
 
