@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import folder_listing, read_raster
 
 from spectralmatch.cli.main import main
 from spectralmatch.qgis.build import MODULES, PLUGIN_FOLDER
-
-from conftest import folder_listing, read_raster
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"
