@@ -279,3 +279,24 @@ def test_a_library_error_becomes_a_processing_error(tmp_path, plugin_folder, sam
     )
     assert "threshold must be a comparison and a number" in output
     assert "raised" in output
+
+
+@needs_qgis
+def test_the_install_algorithm_reports_a_failed_pip(tmp_path, plugin_folder):
+    """A requirement pip cannot install (a missing wheel file): the run fails, saying
+    the common causes and pip's own words, and the profile's install folder exists."""
+    output = run_in_qgis(
+        """
+        missing = str(Path("missing-0.1.0-py3-none-any.whl").resolve())
+        try:
+            processing.run("spectralmatch:install", {"REQUIREMENT": missing})
+        except QgsProcessingException as error:
+            print("raised", error)
+        from spectralmatch_qgis.install import install_folder
+        print("folder", install_folder().is_dir(), install_folder().is_relative_to(Path.cwd()))
+        """,
+        tmp_path,
+        plugin_folder,
+    )
+    assert "raised pip failed" in output
+    assert "folder True True" in output
