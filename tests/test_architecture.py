@@ -26,7 +26,7 @@ LAYERS = [
     ["report"],
     ["workflow", "pif"],
     ["chain"],
-    ["cli", "__main__"],
+    ["cli", "__main__", "qgis"],
 ]
 
 

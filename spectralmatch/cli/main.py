@@ -12,6 +12,7 @@ from .inspect import inspect
 from .mask import mask
 from .match import match
 from .merge import merge
+from .qgis_plugin import qgis_plugin
 from .report import report
 from .seamlines import seamlines
 from .transform import transform
@@ -42,6 +43,7 @@ for command in (
     mask,
     merge,
     report,
+    qgis_plugin,
     *function_commands(),
 ):
     main.add_command(command)

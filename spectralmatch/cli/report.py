@@ -32,9 +32,15 @@ def command_line() -> str:
 
 
 def write_html_report(
-    inputs: list[Path], outputs: list[Path], report_dir: str, model: Any, nodata: float | None
+    inputs: list[Path],
+    outputs: list[Path],
+    report_dir: str,
+    model: Any,
+    nodata: float | None,
+    commands: list[str] | None = None,
 ) -> Path:
-    """Write the report of ``inputs`` (before) against ``outputs`` (after)."""
+    """Write the report of ``inputs`` (before) against ``outputs`` (after); the page lists
+    ``commands`` as what made it (default: the command line running)."""
     from ..raster.collection import ImageCollection
     from ..raster.image import Image
     from ..report.html import write_report
@@ -43,7 +49,7 @@ def write_html_report(
         return ImageCollection([Image(path, nodata=nodata) for path in paths])
 
     return write_report(
-        collection(inputs), collection(outputs), report_dir, [command_line()], model
+        collection(inputs), collection(outputs), report_dir, commands or [command_line()], model
     )
 
 

@@ -1,0 +1,31 @@
+"""``spectralmatch qgis-plugin``: build the installable QGIS plugin zip."""
+
+from __future__ import annotations
+
+import click
+
+from .options import report_errors
+
+
+@click.command("qgis-plugin")
+@click.option(
+    "--output",
+    "-o",
+    "out_path",
+    default="spectralmatch.zip",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The plugin zip to write.",
+)
+@report_errors
+def qgis_plugin(out_path: str) -> None:
+    """Build the QGIS Processing plugin as a zip to install in QGIS (Plugins > Manage and
+    Install Plugins > Install from ZIP).
+
+    \b
+    Example:
+      spectralmatch qgis-plugin -o spectralmatch.zip
+    """
+    from ..qgis.build import build_plugin
+
+    click.echo(f"wrote the QGIS plugin {build_plugin(out_path)}", err=True)
