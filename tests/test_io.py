@@ -9,9 +9,15 @@ from conftest import folder_listing, write_raster
 from rasterio.enums import Compression
 
 from spectralmatch import Image, SpectralMatchError
+from spectralmatch.raster.blockcache import BLOCK_CACHE_BYTES, limit_block_cache
 from spectralmatch.raster.files import atomic_path
 from spectralmatch.raster.paths import check_not_input
-from spectralmatch.raster.write import output_profile, to_dtype, translate_to_cog
+from spectralmatch.raster.write import (
+    check_blocks_written,
+    output_profile,
+    to_dtype,
+    translate_to_cog,
+)
 
 
 def test_output_profile_is_tiled_deflate_on_the_input_grid(data_dir):
@@ -114,3 +120,38 @@ def test_translate_to_cog_gives_a_cog_layout(tmp_path, data_dir):
         assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert dataset.compression == Compression.deflate
         np.testing.assert_array_equal(dataset.read(), source.read()[0])
+
+
+def test_a_block_that_did_not_reach_the_file_is_found(data_dir, tmp_path):
+    """A write that failed in one of GDAL's threads leaves a block with no bytes or past
+    the end of the file; the check that every written GeoTIFF passes finds it."""
+    path = tmp_path / "copy.tif"
+    image = Image(data_dir / "tile_00.tif")
+    with rasterio.open(path, "w", **output_profile(image, blockxsize=128, blockysize=128)) as out:
+        out.write(image.read()[0])
+    check_blocks_written(path)  # whole: no error
+    with rasterio.open(path) as dataset:
+        offset = int(dataset.get_tag_item("BLOCK_OFFSET_2_1", "TIFF", 1))
+    with open(path, "r+b") as file:  # the file ends inside that block, as on a full disk
+        file.truncate(offset + 10)
+    with pytest.raises(OSError, match="block 1, 2 of band 1 was not written"):
+        check_blocks_written(path)
+
+
+def test_the_block_cache_is_bounded_unless_the_user_set_it(monkeypatch):
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    before = get_gdal_config("GDAL_CACHEMAX")
+    try:
+        set_gdal_config("GDAL_CACHEMAX", 1 << 30)
+        monkeypatch.setenv("GDAL_CACHEMAX", "1024")
+        limit_block_cache()
+        assert get_gdal_config("GDAL_CACHEMAX") == 1 << 30  # the user's choice is kept
+        monkeypatch.delenv("GDAL_CACHEMAX")
+        limit_block_cache()
+        assert get_gdal_config("GDAL_CACHEMAX") == BLOCK_CACHE_BYTES
+        set_gdal_config("GDAL_CACHEMAX", 8 << 20)
+        limit_block_cache()
+        assert get_gdal_config("GDAL_CACHEMAX") == 8 << 20  # never raised
+    finally:
+        set_gdal_config("GDAL_CACHEMAX", before)
