@@ -67,40 +67,31 @@ class MeasureTask:
 
 @frozen
 class CellRows:
-    """Moments of rows ``first`` onwards of an overlap's cells (a :class:`CellGrid` of
-    ``shape``), flattened row by row: a task over a band of the mosaic holds only the
-    rows of cells it meets, so the memory of a pass does not grow with its tasks."""
+    """Moments of rows of an overlap's cells (a :class:`CellGrid` of ``shape``), in
+    ``parts``: (first row, the moments of the rows from it, flattened row by row). A task
+    over a band of the mosaic holds only the rows of cells it meets, so the memory of a
+    pass does not grow with its tasks; the parts are put together once, in order."""
 
-    first: int
-    moments: Moments
     shape: tuple[int, int]
+    parts: tuple[tuple[int, Moments], ...]
 
     @classmethod
     def whole(cls, moments: Moments, shape: tuple[int, int]) -> CellRows:
         """All the cells' moments."""
-        return cls(0, moments, shape)
-
-    @property
-    def stop(self) -> int:
-        """The row after the last one held."""
-        return self.first + self.moments.count.shape[-1] // self.shape[1]
+        return cls(shape, ((0, moments),))
 
     def merge(self, other: CellRows) -> CellRows:
-        """Both parts together (exact; rows both hold are merged)."""
-        first, stop = min(self.first, other.first), max(self.stop, other.stop)
-        columns = self.shape[1]
-        merged = Moments.empty((self.moments.count.shape[0], (stop - first) * columns), False)
-        for part in (self, other):
-            start = (part.first - first) * columns
-            merged.merge_at(np.arange(start, start + part.moments.count.shape[-1]), part.moments)
-        return CellRows(first, merged, self.shape)
+        """Both together (exact: :meth:`full` merges rows that both hold)."""
+        return CellRows(self.shape, self.parts + other.parts)
 
     def full(self) -> Moments:
-        """The moments of every cell (none counted in the rows not held)."""
-        return self.merge(CellRows.whole(self._empty(self.shape[0]), self.shape)).moments
-
-    def _empty(self, rows: int) -> Moments:
-        return Moments.empty((self.moments.count.shape[0], rows * self.shape[1]), False)
+        """The moments of every cell (none counted in the rows no part holds)."""
+        bands = self.parts[0][1].count.shape[0]
+        cells = Moments.empty((bands, self.shape[0] * self.shape[1]), extremes=False)
+        for first, moments in self.parts:
+            start = first * self.shape[1]
+            cells.merge_at(slice(start, start + moments.count.shape[-1]), moments)
+        return cells
 
 
 @define
@@ -411,7 +402,7 @@ class _OverlapSide:
         """The cells measured, with the rows they are."""
         if self.cell_grid is None or self.cells is None:
             return None
-        return CellRows(self.first_row, self.cells, self.cell_grid.shape)
+        return CellRows(self.cell_grid.shape, ((self.first_row, self.cells),))
 
 
 class _PartnerReader:

@@ -217,7 +217,7 @@ class Moments:
         """Population standard deviation."""
         return np.sqrt(self.variance)
 
-    def merge_at(self, index: np.ndarray, other: Moments) -> None:
+    def merge_at(self, index: np.ndarray | slice, other: Moments) -> None:
         """Merge ``other`` into positions ``index`` of the last axis, in place."""
         merged = Moments(*(None if a is None else a[..., index] for a in self._arrays()))
         merged = merged.merge(other)
