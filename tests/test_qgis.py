@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from conftest import folder_listing, read_raster
 
 from spectralmatch.cli.main import main
-from spectralmatch.qgis.build import MODULES, PLUGIN_FOLDER
+from spectralmatch.qgis.build import MODULES, PLUGIN_FOLDER, WHEELS
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -75,13 +75,15 @@ provider = plugin.provider
 """
 
 
-@pytest.fixture
-def plugin_folder(tmp_path) -> Path:
-    """The plugin zip built by the command, unpacked as QGIS installs it."""
-    archive = tmp_path / "spectralmatch.zip"
+@pytest.fixture(scope="module")
+def plugin_folder(tmp_path_factory) -> Path:
+    """The plugin zip built by the command, unpacked as QGIS installs it (once: building
+    it builds a wheel of the library)."""
+    root = tmp_path_factory.mktemp("plugin")
+    archive = root / "spectralmatch.zip"
     result = CliRunner().invoke(main, ["qgis-plugin", "-o", str(archive)])
     assert result.exit_code == 0, result.output
-    folder = tmp_path / "plugins"
+    folder = root / "plugins"
     with zipfile.ZipFile(archive) as opened:
         opened.extractall(folder)
     return folder
@@ -114,8 +116,10 @@ def run_in_qgis(script: str, tmp_path: Path, plugins: Path, with_library: bool =
 def test_the_zip_holds_an_installable_plugin(plugin_folder):
     plugin = plugin_folder / PLUGIN_FOLDER
     assert sorted(p.name for p in plugin.iterdir()) == sorted(
-        ["metadata.txt", "__init__.py", *(f"{m}.py" for m in MODULES)]
+        ["metadata.txt", "__init__.py", WHEELS, *(f"{m}.py" for m in MODULES)]
     )
+    # the wheel of the library as installed, of its version
+    assert [p.name for p in (plugin / WHEELS).iterdir()] == ["spectralmatch-0.1.0-py3-none-any.whl"]
     metadata = (plugin / "metadata.txt").read_text()
     assert "version=0.1.0" in metadata.splitlines()  # the library's version
     assert "hasProcessingProvider=yes" in metadata.splitlines()
@@ -135,6 +139,36 @@ def test_the_plugin_imports_the_library_only_inside_functions(plugin_folder):
         if module.name != "running.py":
             assert not [n for n in names if n.split(".")[0] == "spectralmatch"], module.name
             assert "running" not in relative, module.name
+
+
+def test_the_carried_wheel_installs_this_library_without_the_network(plugin_folder, tmp_path):
+    """What the install algorithm does by default, less the dependencies (which pip
+    takes from the package index): the wheel holds the library's modules."""
+    (wheel,) = (plugin_folder / PLUGIN_FOLDER / WHEELS).iterdir()
+    target = tmp_path / "packages"
+    command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet"]
+    subprocess.run([*command, "--target", str(target), str(wheel)], check=True, timeout=300)
+    environment = dict(os.environ, PYTHONPATH=str(target))
+    shown = subprocess.run(
+        [sys.executable, "-c", "import spectralmatch as s; print(s.__version__, s.__file__)"],
+        capture_output=True, text=True, env=environment, cwd=tmp_path, check=True,
+    )  # fmt: skip
+    version, location = shown.stdout.split()
+    assert version == "0.1.0" and Path(location).is_relative_to(target)
+    assert (target / "spectralmatch" / "qgis" / "install.py").is_file()
+
+
+def test_a_given_wheel_is_carried_and_a_missing_one_refused(tmp_path, plugin_folder):
+    (wheel,) = (plugin_folder / PLUGIN_FOLDER / WHEELS).iterdir()
+    archive = tmp_path / "plugin.zip"
+    given = CliRunner().invoke(main, ["qgis-plugin", "-o", str(archive), "--wheel", str(wheel)])
+    assert given.exit_code == 0, given.output
+    with zipfile.ZipFile(archive) as opened:
+        assert f"{PLUGIN_FOLDER}/{WHEELS}/{wheel.name}" in opened.namelist()
+    missing = CliRunner().invoke(
+        main, ["qgis-plugin", "-o", str(tmp_path / "other.zip"), "--wheel", "no.whl"]
+    )
+    assert missing.exit_code == 2 and "no.whl" in missing.output
 
 
 def test_the_zip_is_written_atomically_and_replaced(tmp_path):
@@ -191,13 +225,19 @@ def test_without_the_library_only_the_install_algorithm_loads(tmp_path, plugin_f
     output = run_in_qgis(
         """
         assert "spectralmatch" not in sys.modules
+        install = provider.algorithms()[0]
+        print(Path(install.parameterDefinition("REQUIREMENT").defaultValue()).name)
         print([a.id() for a in provider.algorithms()])
         """,
         tmp_path,
         plugin_folder,
         with_library=False,
     )
-    assert output.splitlines()[-1] == "['spectralmatch:install']"
+    # the install algorithm offers the wheel that came with the plugin
+    assert output.splitlines()[-2:] == [
+        "spectralmatch-0.1.0-py3-none-any.whl",
+        "['spectralmatch:install']",
+    ]
 
 
 @needs_qgis

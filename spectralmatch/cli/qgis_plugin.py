@@ -17,10 +17,19 @@ from .options import report_errors
     type=click.Path(dir_okay=False),
     help="The plugin zip to write.",
 )
+@click.option(
+    "--wheel",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A wheel of the library for the plugin to carry and install [default: one made "
+    "of this library as installed].",
+)
 @report_errors
-def qgis_plugin(out_path: str) -> None:
+def qgis_plugin(out_path: str, wheel: str | None) -> None:
     """Build the QGIS Processing plugin as a zip to install in QGIS (Plugins > Manage and
     Install Plugins > Install from ZIP).
+
+    The zip carries a wheel of the library, which the plugin's algorithm "Install or
+    update the spectralmatch library" installs into QGIS's Python by default.
 
     \b
     Example:
@@ -28,4 +37,4 @@ def qgis_plugin(out_path: str) -> None:
     """
     from ..qgis.build import build_plugin
 
-    click.echo(f"wrote the QGIS plugin {build_plugin(out_path)}", err=True)
+    click.echo(f"wrote the QGIS plugin {build_plugin(out_path, wheel)}", err=True)

@@ -49,6 +49,12 @@ def use_install_folder() -> None:
         importlib.invalidate_caches()
 
 
+def bundled_wheel() -> Path | None:
+    """The library's wheel the plugin zip carries, if it carries one."""
+    wheels = sorted(Path(__file__).with_name("wheels").glob(f"{PACKAGE}-*.whl"))
+    return wheels[-1] if wheels else None
+
+
 def plugin_version() -> str | None:
     """The version of the plugin: its metadata.txt's, or inside the library the library's
     installed version (None if unknown)."""
@@ -114,18 +120,19 @@ class InstallAlgorithm(QgsProcessingAlgorithm):
         return (
             "Runs pip with the Python QGIS runs: python -m pip install --upgrade --target "
             f"<profile>/python/{PACKAGE}-packages REQUIREMENT, and puts that folder on "
-            "Python's path (after QGIS's own packages). The requirement is the version "
-            "of this plugin by default; a wheel file or another pip requirement works "
-            "too. Needs pip and network access (or a wheel file); restart QGIS after an "
-            "update of a library already loaded."
+            "Python's path (after QGIS's own packages). The requirement is by default "
+            "the library's wheel that came with this plugin (the same version); a "
+            "wheel file or another pip "
+            "requirement works too. Needs pip, and network access for the library's "
+            "dependencies; restart QGIS after an update of a library already loaded."
         )
 
     def createInstance(self) -> InstallAlgorithm:
         return InstallAlgorithm()
 
     def initAlgorithm(self, config: Any = None) -> None:
-        version = plugin_version()
-        default = f"{PACKAGE}=={version}" if version else PACKAGE
+        version, wheel = plugin_version(), bundled_wheel()
+        default = str(wheel) if wheel else f"{PACKAGE}=={version}" if version else PACKAGE
         self.addParameter(QgsProcessingParameterString("REQUIREMENT", "Requirement", default))
         self.addOutput(QgsProcessingOutputFolder("FOLDER", "Install folder"))
 
