@@ -68,6 +68,20 @@ def test_mosaic_on_a_client_matches_the_threaded_run_bit_for_bit(client, tmp_pat
     assert remote.reads_ == local.reads_
 
 
+def test_fit_and_transform_take_the_client_for_one_call(client, tmp_path):
+    """``fit(images, executor=client)`` and ``transform(..., executor=client)`` run that
+    call on the cluster; the model keeps its own executor."""
+    local = Mosaic().fit(DATA_DIR)
+    local_outputs = local.transform(DATA_DIR, tmp_path / "local")
+    remote = Mosaic().fit(DATA_DIR, executor=client)
+    remote_outputs = remote.transform(DATA_DIR, tmp_path / "dask", executor=client)
+    assert remote.executor == "threads" and "_call_executor" not in vars(remote)
+    assert digests(image.path for image in remote_outputs) == digests(
+        image.path for image in local_outputs
+    )
+    np.testing.assert_array_equal(remote.steps_[1].shifts_, local.steps_[1].shifts_)
+
+
 def test_a_failing_task_raises_its_error_on_the_client(client):
     with pytest.raises(ValueError, match="'x'"):
         as_executor(client).map(int, ["1", "x", "3"])

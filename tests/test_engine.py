@@ -616,3 +616,27 @@ def test_cache_entries_follow_the_plan(tiles, tmp_path):
     np.testing.assert_array_equal(
         np.asarray(repeated.steps_[1].knots_), np.asarray(with_histograms.steps_[1].knots_)
     )
+
+
+def test_the_model_and_the_outputs_do_not_depend_on_the_number_of_workers(tile_factory, tmp_path):
+    """The statistics tasks are rows of windows over the mosaic whatever the number of
+    workers, and their parts merge in task order: one worker, two or four give the same
+    numbers and the same bytes."""
+    tiles = tile_factory(dtype="uint16")
+    digests, models = [], []
+    for threads in (1, 2, 4):
+        model = Mosaic(threads=threads, window_size=64)
+        outputs = model.fit_transform(tiles.paths, tmp_path / f"out{threads}")
+        digests.append([file_digest(image.path) for image in outputs])
+        models.append(model)
+    assert digests[0] == digests[1] == digests[2]
+    for model in models[1:]:
+        for ours, theirs in zip(model.steps_, models[0].steps_, strict=True):
+            for name in ("gains_", "offsets_", "shifts_"):
+                if hasattr(theirs, name):
+                    np.testing.assert_array_equal(getattr(ours, name), getattr(theirs, name))
+
+
+def test_a_call_refuses_an_executor_it_cannot_use(tiles):
+    with pytest.raises(SpectralMatchError, match="executor must be one of serial, threads"):
+        Mosaic().fit(tiles.paths, executor="cluster")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -9,7 +10,7 @@ import os
 import tempfile
 import warnings
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
@@ -229,18 +230,56 @@ default "threads"
         return StatisticsCache(None if self.cache is True else self.cache).folder / "outputs"
 
     def _executor(self) -> Executor:
+        if self._call_executor is not None:
+            return self._call_executor
         return as_executor(self.executor, self.threads)
+
+    #: The executor given to the running fit or transform, in place of ``executor``.
+    _call_executor: Executor | None = None
+
+    @contextlib.contextmanager
+    def _running_on(self, executor: ExecutorName | Executor | Client | None) -> Iterator[None]:
+        """Run this call's tasks on ``executor`` (None: the model's own)."""
+        if executor is None:
+            yield
+            return
+        if not ExecutorLike().accepts(executor):
+            raise SpectralMatchError(
+                f"Mosaic: executor must be {ExecutorLike().describe()}, got {executor!r}"
+            )
+        self._call_executor = as_executor(executor, self.threads)
+        try:
+            yield
+        finally:
+            del self._call_executor  # back to the class's None
 
     # ---------------------------------------------------------------- fit
 
-    def fit(self, images: ImagesLike) -> Mosaic:
+    def fit(
+        self,
+        images: ImagesLike,
+        *,
+        executor: ExecutorName | Executor | Client | None = None,
+    ) -> Mosaic:
         """Read the statistics of ``images`` once and fit every step; returns ``self``.
 
         Linear steps hand their successors the statistics mapped through themselves, so
         the whole model fits from one read pass; after a step that cannot do that, the
         statistics its successors ask for are measured again through the fitted steps
         (no files are written). On any error the model is left as it was.
+
+        Parameters
+        ----------
+        images : ImageCollection, Image, folder, glob or list of paths
+        executor : {"threads", "processes", "serial"}, Executor or dask.distributed.Client, \
+optional
+            Who runs this fit's tasks, in place of the model's ``executor``: e.g. a Client,
+            whose workers then read the images. The fitted model is the same on any.
         """
+        with self._running_on(executor):
+            return self._fit_images(images)
+
+    def _fit_images(self, images: ImagesLike) -> Mosaic:
         self._validate_params()
         collection = ImageCollection.coerce(images)
         _notice_all_valid(collection)
@@ -457,6 +496,7 @@ default "threads"
         working_dtype: WorkingDtype | None = None,
         output_dtype: str | None = None,
         resume: bool = False,
+        executor: ExecutorName | Executor | Client | None = None,
         **creation_options: Any,
     ) -> ImageCollection:
         """Write the corrected images; returns them as a new collection.
@@ -491,6 +531,10 @@ default "threads"
             Keep outputs that a previous run of the same model, inputs and settings
             completed (verified by their completion records: size and checksum), and
             write only the others. Needs the cache, where the records are kept.
+        executor : {"threads", "processes", "serial"}, Executor or dask.distributed.Client, \
+optional
+            Who runs this transform's tasks, in place of the model's ``executor``: e.g. a
+            Client, whose workers then write the outputs. The bytes are the same on any.
         **creation_options
             GDAL GeoTIFF creation options that override the defaults (e.g. ``compress``).
 
@@ -509,6 +553,22 @@ default "threads"
             inputs' dtypes differ without ``output_dtype``, or another run is writing
             into an output folder.
         """
+        with self._running_on(executor):
+            return self._transform_images(
+                images, out_dir, outputs, cog, working_dtype, output_dtype, resume, creation_options
+            )
+
+    def _transform_images(
+        self,
+        images: ImagesLike,
+        out_dir: str | os.PathLike | None,
+        outputs: Sequence[str | os.PathLike] | None,
+        cog: bool,
+        working_dtype: WorkingDtype | None,
+        output_dtype: str | None,
+        resume: bool,
+        creation_options: dict[str, Any],
+    ) -> ImageCollection:
         check_is_fitted(self)
         self._validate_params()
         output_dtype = dtype_name("Mosaic.transform", "output_dtype", output_dtype)
