@@ -8,7 +8,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import file_digest, folder_listing, read_raster
+from conftest import LAYOUT, file_digest, folder_listing, make_tiles, read_raster
 
 from spectralmatch import (
     Adjuster,
@@ -640,3 +640,27 @@ def test_the_model_and_the_outputs_do_not_depend_on_the_number_of_workers(tile_f
 def test_a_call_refuses_an_executor_it_cannot_use(tiles):
     with pytest.raises(SpectralMatchError, match="executor must be one of serial, threads"):
         Mosaic().fit(tiles.paths, executor="cluster")
+
+
+def test_scenes_far_apart_are_measured_window_by_window_only_where_they_are(truth, tmp_path):
+    """Two pairs of tiles 3,000 km apart share one 30 m grid, a mosaic 100,000 px wide:
+    the tasks get only the few windows the tiles meet."""
+    near = make_tiles(tmp_path / "far", truth, windows=LAYOUT[:2], names=["a0", "a1"])
+    far = make_tiles(
+        tmp_path / "far", truth, windows=LAYOUT[:2], names=["b0", "b1"],
+        grid_offset=(3_000_000.0, 0.0),
+    )  # fmt: skip
+    collection = ImageCollection.from_paths(near.paths + far.paths)
+    edges = OverlapGraph.from_collection(collection).edges
+    executor = RecordingExecutor()
+    statistics = StatisticsPass(64, executor).collect(collection, edges, [ImageMoments()])
+    (tasks,) = [items for name, _, items in executor.calls if name == "measure_jointly"]
+    assert tasks[0].grid.width > 100_000
+    assert sum(len(task.windows) for task in tasks) == 4 * 2 * 2  # 200 x 120 px: 4 x 2 each
+    expected = (
+        Mosaic(window_size=1024, executor="serial")
+        ._statistics_pass()
+        .collect(collection, edges, [ImageMoments()])
+    )
+    for ours, theirs in zip(statistics.images, expected.images, strict=True):
+        assert_same_moments(ours, theirs, "image")

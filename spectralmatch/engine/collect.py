@@ -259,10 +259,23 @@ def _window_rows(
         for i in sorted(whole)
     ]
     areas += [window for edge in edges if (window := edge.window_in(grid)) is not None]
+    # the windows each area meets, by their row and column in the grid of windows (not
+    # by visiting every window of the grid: scenes far apart span a vast mosaic)
+    met: set[tuple[int, int]] = set()
+    for area in areas:
+        first_row, first_col = int(area.row_off) // size, int(area.col_off) // size
+        last_row = (int(area.row_off + area.height) - 1) // size
+        last_col = (int(area.col_off + area.width) - 1) // size
+        met.update(
+            (row, col)
+            for row in range(first_row, last_row + 1)
+            for col in range(first_col, last_col + 1)
+        )
     rows: dict[int, list[Window]] = {}
-    for window in grid.windows(size):
-        if any(intersect(window, area) is not None for area in areas):
-            rows.setdefault(int(window.row_off), []).append(window)
+    for row, col in sorted(met):
+        top, left = row * size, col * size
+        window = Window(left, top, min(size, grid.width - left), min(size, grid.height - top))
+        rows.setdefault(row, []).append(window)
     return list(rows.values())
 
 
