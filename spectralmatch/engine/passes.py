@@ -234,16 +234,7 @@ def measure_jointly(task: JointTask) -> list[Measurement]:
                     wholes[index].add(read[index].values, read[index].valid)
             for edge in meeting:
                 part = intersect(window, overlaps[edge])
-                first, second = read[edge.first].at(part), read[edge.second].at(part)
-                joint = first[1] & second[1]
-                count = None  # the same pixels on both sides, counted once
-                for index, (values, _) in ((edge.first, first), (edge.second, second)):
-                    if (edge, index) not in sides:
-                        sides[edge, index] = _OverlapSide(
-                            values.shape[0], task.plan, edge, _met(task, edge, index, places)
-                        )
-                    cells = task.images[index].grid.window_grid(_moved(part, places[index]))
-                    count = sides[edge, index].add(values, joint, cells, count)
+                _add_overlap(task, edge, part, read, sides, places)
     for side in sides.values():
         side.finish()
     return [
@@ -251,11 +242,32 @@ def measure_jointly(task: JointTask) -> list[Measurement]:
             index,
             wholes.get(index),
             {edge: side for (edge, i), side in sides.items() if i == index},
-            {index: count},
+            {index: windows},
         )
-        for index, count in reads.items()
-        if count
+        for index, windows in reads.items()
+        if windows
     ]
+
+
+def _add_overlap(
+    task: JointTask,
+    edge: OverlapEdge,
+    part: Window,
+    read: dict[int, _Read],
+    sides: dict[tuple[OverlapEdge, int], _OverlapSide],
+    places: dict[int, tuple[int, int]],
+) -> None:
+    """Add ``part`` (a window of the common grid) of ``edge`` to both its sides, where
+    both images are valid."""
+    first, second = read[edge.first].at(part), read[edge.second].at(part)
+    joint = first[1] & second[1]
+    count = None  # the same pixels on both sides, counted once
+    for index, (values, _) in ((edge.first, first), (edge.second, second)):
+        if (edge, index) not in sides:
+            met = _met(task, edge, index, places)
+            sides[edge, index] = _OverlapSide(values.shape[0], task.plan, edge, met)
+        cells = task.images[index].grid.window_grid(_moved(part, places[index]))
+        count = sides[edge, index].add(values, joint, cells, count)
 
 
 @frozen
