@@ -251,8 +251,8 @@ def _window_rows(
     edges: list[OverlapEdge],
 ) -> list[list[Window]]:
     """The windows of ``grid`` where something is to be measured, one list per row of
-    windows (a task each: as many whatever the number of workers, so the statistics are
-    merged alike on any executor)."""
+    windows (a task each: as many, in the same order, whatever the number of workers, so
+    the statistics are merged alike on any executor)."""
     places = {i: offset_in(grid, collection.images[i].grid) for i in involved}
     areas = [
         Window(*places[i], collection.images[i].width, collection.images[i].height)
@@ -276,7 +276,8 @@ def _window_rows(
         top, left = row * size, col * size
         window = Window(left, top, min(size, grid.width - left), min(size, grid.height - top))
         rows.setdefault(row, []).append(window)
-    return list(rows.values())
+    # the longest rows first, so that the workers finish together
+    return sorted(rows.values(), key=len, reverse=True)
 
 
 def _without_known(measurement: Measurement, known: Measurement) -> Measurement:
