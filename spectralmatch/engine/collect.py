@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-from attrs import define, field
+from attrs import define, field, frozen
 from rasterio.windows import Window
 
 from ..errors import SpectralMatchError
@@ -13,7 +13,7 @@ from ..geo.cells import CellGrid
 from ..geo.grid import PixelGrid, common_grid, intersect, offset_in
 from ..geo.overlap import OverlapEdge
 from ..raster.collection import ImageCollection
-from ..raster.image import DEFAULT_WINDOW_SIZE
+from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..stats.histogram import Histogram
 from ..stats.moments import Moments
 from ..stats.overlap import OverlapStatistics, PairMoments
@@ -250,34 +250,86 @@ def _window_rows(
     whole: set[int],
     edges: list[OverlapEdge],
 ) -> list[list[Window]]:
-    """The windows of ``grid`` where something is to be measured, one list per row of
-    windows (a task each: as many, in the same order, whatever the number of workers, so
-    the statistics are merged alike on any executor)."""
+    """The windows of ``grid`` where something is to be measured, one list per band of
+    the mosaic (a task each: as many, in the same order, whatever the number of workers,
+    so the statistics are merged alike on any executor). Windows are ``size`` wide and
+    as tall as their band (see :func:`_bands`); only those an area meets are listed (scenes
+    far apart span a vast mosaic)."""
     places = {i: offset_in(grid, collection.images[i].grid) for i in involved}
     areas = [
         Window(*places[i], collection.images[i].width, collection.images[i].height)
         for i in sorted(whole)
     ]
     areas += [window for edge in edges if (window := edge.window_in(grid)) is not None]
-    # the windows each area meets, by their row and column in the grid of windows (not
-    # by visiting every window of the grid: scenes far apart span a vast mosaic)
-    met: set[tuple[int, int]] = set()
-    for area in areas:
-        first_row, first_col = int(area.row_off) // size, int(area.col_off) // size
-        last_row = (int(area.row_off + area.height) - 1) // size
-        last_col = (int(area.col_off + area.width) - 1) // size
-        met.update(
-            (row, col)
-            for row in range(first_row, last_row + 1)
-            for col in range(first_col, last_col + 1)
-        )
-    rows: dict[int, list[Window]] = {}
-    for row, col in sorted(met):
-        top, left = row * size, col * size
-        window = Window(left, top, min(size, grid.width - left), min(size, grid.height - top))
-        rows.setdefault(row, []).append(window)
+    tiles = [
+        _TileRows(places[i][1], collection.images[i].height, _tile_height(collection.images[i]))
+        for i in involved
+    ]
+    rows = []
+    for top, bottom in _bands(grid.height, tiles, size):
+        columns = {
+            column
+            for area in areas
+            if area.row_off < bottom and area.row_off + area.height > top
+            for column in range(
+                int(area.col_off) // size, (int(area.col_off + area.width) - 1) // size + 1
+            )
+        }
+        if columns:
+            rows.append(
+                [
+                    Window(c * size, top, min(size, grid.width - c * size), bottom - top)
+                    for c in sorted(columns)
+                ]
+            )
     # the longest rows first, so that the workers finish together
-    return sorted(rows.values(), key=len, reverse=True)
+    return sorted(rows, key=len, reverse=True)
+
+
+@frozen
+class _TileRows:
+    """An image's rows in the mosaic (from ``top``, ``height`` of them), read by GDAL in
+    blocks of ``tile`` rows."""
+
+    top: int
+    height: int
+    tile: int
+
+    def cut_at(self, row: int) -> bool:
+        """Whether an edge between mosaic rows ``row - 1`` and ``row`` cuts a block."""
+        return self.top < row < self.top + self.height and (row - self.top) % self.tile != 0
+
+
+def _tile_height(image: Image) -> int:
+    return int(image.profile.get("blockysize", 1)) if image.profile.get("tiled") else 1
+
+
+def _bands(height: int, tiles: list[_TileRows], size: int) -> list[tuple[int, int]]:
+    """Bands of rows ``[top, bottom)`` of a mosaic ``height`` rows tall, each at most
+    ``size`` rows and at least three quarters of that (but the last), whose edges cut the
+    fewest images' blocks: a block an edge cuts is decoded by the tasks of both bands.
+    They depend on the mosaic and its images only, so that statistics measured in part
+    (the rest from the cache) add up as a whole measurement does."""
+    bands = []
+    start = 0
+    while height - start > size:
+        low, high = start + (3 * size) // 4, start + size
+        candidates = {high} | {
+            row
+            for rows in tiles
+            if rows.tile > 1 and rows.top < high and rows.top + rows.height > low
+            for row in range(_first_edge(rows, low), high + 1, rows.tile)
+        }
+        best = min(candidates, key=lambda row: (sum(r.cut_at(row) for r in tiles), -row))
+        bands.append((start, best))
+        start = best
+    bands.append((start, height))
+    return bands
+
+
+def _first_edge(rows: _TileRows, low: int) -> int:
+    """The first block edge of ``rows`` at or after mosaic row ``low``."""
+    return rows.top + -(-(low - rows.top) // rows.tile) * rows.tile
 
 
 def _without_known(measurement: Measurement, known: Measurement) -> Measurement:
