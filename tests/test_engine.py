@@ -664,3 +664,18 @@ def test_scenes_far_apart_are_measured_window_by_window_only_where_they_are(trut
     )
     for ours, theirs in zip(statistics.images, expected.images, strict=True):
         assert_same_moments(ours, theirs, "image")
+
+
+def test_statistics_bands_end_between_tile_rows_where_they_can():
+    """Band edges avoid cutting the images' blocks: an edge inside a block makes both
+    bands' tasks decode it."""
+    from spectralmatch.engine.collect import _bands, _TileRows
+
+    tiles = [_TileRows(0, 3000, 256), _TileRows(2250, 3000, 256), _TileRows(0, 5250, 1)]
+    bands = _bands(5250, tiles, 1024)
+    assert bands[0][0] == 0 and bands[-1][1] == 5250
+    assert all(a[1] == b[0] for a, b in zip(bands[:-1], bands[1:], strict=True))  # no gap
+    assert all(768 <= bottom - top <= 1024 for top, bottom in bands[:-1])
+    cuts = [sum(rows.cut_at(bottom) for rows in tiles) for _, bottom in bands[:-1]]
+    regular = [sum(rows.cut_at(row) for rows in tiles) for row in range(1024, 5250, 1024)]
+    assert sum(cuts) < sum(regular) and sum(cuts) == 0
