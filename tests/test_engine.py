@@ -679,3 +679,24 @@ def test_statistics_bands_end_between_tile_rows_where_they_can():
     cuts = [sum(rows.cut_at(bottom) for rows in tiles) for _, bottom in bands[:-1]]
     regular = [sum(rows.cut_at(row) for rows in tiles) for row in range(1024, 5250, 1024)]
     assert sum(cuts) < sum(regular) and sum(cuts) == 0
+
+
+def test_where_many_images_overlap_the_windows_are_narrower(tiles, tmp_path):
+    """A window reads every image it meets: over a stack of eight dates, windows are half
+    as wide, so that memory stays that of four full windows; the statistics are the
+    same."""
+    from spectralmatch.engine.collect import FULL_WINDOWS
+
+    stack = [tmp_path / f"date_{k}.tif" for k in range(8)]
+    for path in stack:
+        path.write_bytes(tiles.paths[0].read_bytes())
+    collection = ImageCollection.from_paths(stack)
+    edges = OverlapGraph.from_collection(collection).edges
+    executor = RecordingExecutor()
+    narrow = StatisticsPass(128, executor).collect(collection, edges, [OverlapMoments()])
+    (tasks,) = [items for name, _, items in executor.calls if name == "measure_jointly"]
+    # 128 * 4 / 8 = 64 px wide (the last one to the edge of the 120 px tiles)
+    assert {int(w.width) for task in tasks for w in task.windows} == {128 * FULL_WINDOWS // 8, 56}
+    wide = StatisticsPass(1024).collect(collection, edges, [OverlapMoments()])
+    for ours, theirs in zip(narrow.pairs, wide.pairs, strict=True):
+        assert_same_moments(ours.first, theirs.first, "pair")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from attrs import define, field, frozen
@@ -242,6 +243,11 @@ class StatisticsPass:
             cache.store(cache.pair_key(image, partner, edge, plan), pair)
 
 
+#: Images a window of the joint statistics pass reads at full size: where more images
+#: overlap, the windows are narrower, so that memory stays that of this many windows.
+FULL_WINDOWS = 4
+
+
 def _window_rows(
     grid: PixelGrid,
     size: int,
@@ -265,25 +271,37 @@ def _window_rows(
         _TileRows(places[i][1], collection.images[i].height, _tile_height(collection.images[i]))
         for i in involved
     ]
+    extents = [
+        Window(*places[i], collection.images[i].width, collection.images[i].height)
+        for i in involved
+    ]
     rows = []
     for top, bottom in _bands(grid.height, tiles, size):
-        columns = {
-            column
-            for area in areas
-            if area.row_off < bottom and area.row_off + area.height > top
-            for column in range(
-                int(area.col_off) // size, (int(area.col_off + area.width) - 1) // size + 1
-            )
-        }
+        # where many images overlap (a deep time series), narrower windows: a window
+        # reads every image it meets
+        depth = max(_columns(extents, top, bottom, size).values(), default=0)
+        width = size if depth <= FULL_WINDOWS else max(size * FULL_WINDOWS // depth, 64)
+        columns = _columns(areas, top, bottom, width)
         if columns:
             rows.append(
                 [
-                    Window(c * size, top, min(size, grid.width - c * size), bottom - top)
+                    Window(c * width, top, min(width, grid.width - c * width), bottom - top)
                     for c in sorted(columns)
                 ]
             )
     # the longest rows first, so that the workers finish together
     return sorted(rows, key=len, reverse=True)
+
+
+def _columns(areas: list[Window], top: int, bottom: int, width: int) -> Counter[int]:
+    """The columns of windows ``width`` wide in rows ``[top, bottom)`` that ``areas``
+    meet, each with how many of them meet it."""
+    met: Counter[int] = Counter()
+    for area in areas:
+        if area.row_off < bottom and area.row_off + area.height > top:
+            first, stop = int(area.col_off), int(area.col_off + area.width)
+            met.update(range(first // width, (stop - 1) // width + 1))
+    return met
 
 
 @frozen
