@@ -7,7 +7,7 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from rasterio.enums import MaskFlags, Resampling
@@ -189,7 +189,7 @@ def compare_spatial_spectral_difference_band_average(
         raise SpectralMatchError(
             f"input_images: give two images (before, after), not {len(input_images)}"
         )
-    if resampling_method not in WarpResampling.__args__:  # type: ignore[attr-defined]
+    if resampling_method not in get_args(WarpResampling):
         raise SpectralMatchError(
             f"resampling_method={resampling_method!r}: use nearest, bilinear, cubic or lanczos"
         )
