@@ -261,25 +261,22 @@ def _window_rows(
     so the statistics are merged alike on any executor). Windows are ``size`` wide and
     as tall as their band (see :func:`_bands`); only those an area meets are listed (scenes
     far apart span a vast mosaic)."""
-    places = {i: offset_in(grid, collection.images[i].grid) for i in involved}
-    areas = [
-        Window(*places[i], collection.images[i].width, collection.images[i].height)
-        for i in sorted(whole)
-    ]
+    images = {i: collection.images[i] for i in involved}
+    extents = {
+        i: Window(*offset_in(grid, image.grid), image.width, image.height)
+        for i, image in images.items()
+    }
+    areas = [extents[i] for i in sorted(whole)]
     areas += [window for edge in edges if (window := edge.window_in(grid)) is not None]
     tiles = [
-        _TileRows(places[i][1], collection.images[i].height, _tile_height(collection.images[i]))
-        for i in involved
-    ]
-    extents = [
-        Window(*places[i], collection.images[i].width, collection.images[i].height)
-        for i in involved
+        _TileRows(int(extents[i].row_off), image.height, _tile_height(image))
+        for i, image in images.items()
     ]
     rows = []
     for top, bottom in _bands(grid.height, tiles, size):
         # where many images overlap (a deep time series), narrower windows: a window
         # reads every image it meets
-        depth = max(_columns(extents, top, bottom, size).values(), default=0)
+        depth = max(_columns(list(extents.values()), top, bottom, size).values(), default=0)
         width = size if depth <= FULL_WINDOWS else max(size * FULL_WINDOWS // depth, 64)
         columns = _columns(areas, top, bottom, width)
         if columns:
@@ -319,6 +316,7 @@ class _TileRows:
 
 
 def _tile_height(image: Image) -> int:
+    """Rows of the image's tiles; 1 for a striped image (its strips are not weighed)."""
     return int(image.profile.get("blockysize", 1)) if image.profile.get("tiled") else 1
 
 
