@@ -4,7 +4,11 @@ steps ask for, the cache follows the plan, and a failed transform changes nothin
 from __future__ import annotations
 
 import functools
+import os
 import pickle
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -700,3 +704,44 @@ def test_where_many_images_overlap_the_windows_are_narrower(tiles, tmp_path):
     wide = StatisticsPass(1024).collect(collection, edges, [OverlapMoments()])
     for ours, theirs in zip(narrow.pairs, wide.pairs, strict=True):
         assert_same_moments(ours.first, theirs.first, "pair")
+
+
+_ARENA_PROBE = """
+import ctypes, sys, threading
+from spectralmatch.engine.executors import ThreadExecutor
+if sys.argv[1] == "pool":
+    ThreadExecutor(2).map(len, ["a", "b"])  # a pool bounds the arenas before its threads start
+start = threading.Barrier(8)
+def churn():
+    start.wait()
+    for _ in range(200):
+        del [bytearray(4096) for _ in range(20)][:]
+threads = [threading.Thread(target=churn) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+ctypes.CDLL(None).malloc_stats()
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are glibc's")
+@pytest.mark.parametrize(
+    ("mode", "environment", "bounded"),
+    [("pool", {}, True), ("none", {}, False), ("pool", {"MALLOC_ARENA_MAX": "5"}, False)],
+)
+def test_a_thread_pool_bounds_the_malloc_arenas_unless_the_user_did(mode, environment, bounded):
+    run = subprocess.run(
+        [sys.executable, "-c", _ARENA_PROBE, mode],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **environment},
+        check=True,
+    )
+    arenas = sum(line.startswith("Arena ") for line in run.stderr.splitlines())
+    if bounded:
+        assert arenas == 2
+    elif environment:
+        assert arenas == 5  # the user's bound
+    else:
+        assert arenas > 2  # eight threads, left alone, get arenas of their own
