@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
 from spectralmatch import Moments
+from spectralmatch.stats.moments import NARROW_SEGMENT, _segment_sums
 
 
 def split_moments(
@@ -69,6 +72,24 @@ def test_float_data_around_one_million():
     assert 0.8e-4 < variance[0] < 1.2e-4
     np.testing.assert_allclose(merged.mean, mean, rtol=1e-14)
     np.testing.assert_allclose(merged.variance, variance, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16"])
+def test_small_integers_are_summed_exactly(dtype):
+    """Mean and M2 of integers up to 16 bits are the exact values, correctly rounded."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(3)
+    values = rng.integers(info.min, info.max, size=(2, 50, 70), endpoint=True).astype(dtype)
+    values[0, :5] = info.max  # the extremes, whose squares fill 32 bits
+    values[1, :5] = info.min
+    valid = rng.random(values.shape) > 0.2
+    moments = Moments.from_array(values, valid)
+    for band in range(2):
+        pixels = [int(v) for v in values[band][valid[band]]]
+        n, total = len(pixels), sum(pixels)
+        m2 = Fraction(sum(v * v for v in pixels)) - Fraction(total * total, n)
+        assert moments.mean[band] == float(Fraction(total, n))
+        assert moments.m2[band] == float(m2)
 
 
 def test_merge_is_order_independent_and_empty_is_neutral():
@@ -170,6 +191,39 @@ def test_from_blocks_equals_from_array_on_each_block(kind):
     np.testing.assert_array_equal(total.count, whole.count)
     np.testing.assert_allclose(total.mean, whole.mean, rtol=1e-13)
     np.testing.assert_allclose(total.m2, whole.m2, rtol=1e-9)
+
+
+@pytest.mark.parametrize("everywhere", [True, False])
+def test_from_blocks_on_narrow_cells_equals_from_array_on_each(everywhere):
+    """Cells of 3 and 4 pixels, the first and last cut short: the strided sums."""
+    rng = np.random.default_rng(5)
+    values = rng.normal(1000.0, 30.0, size=(2, 23, 30))
+    valid = np.ones(values.shape, bool) if everywhere else rng.random(values.shape) > 0.3
+    row_starts, col_starts = np.array([0, 2, 5, 8, 11, 14, 17, 20]), np.arange(0, 30, 4)
+    blocks = Moments.from_blocks(values, valid, row_starts, col_starts)
+    for k, moments in enumerate(_blocks_of(values, valid, row_starts, col_starts)):
+        np.testing.assert_array_equal(blocks.count[:, k], moments.count)
+        np.testing.assert_allclose(blocks.mean[:, k], moments.mean, rtol=1e-13)
+        np.testing.assert_allclose(blocks.m2[:, k], moments.m2, rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_segment_sums_equal_reduceat(seed):
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        length, width = int(rng.integers(1, 40)), int(rng.integers(1, NARROW_SEGMENT + 3))
+        first = int(rng.integers(1, width + 1))
+        starts = np.r_[0, np.arange(first, length, width)]
+        if rng.random() < 0.2:  # irregular segments take reduceat itself
+            starts = np.unique(np.r_[0, rng.integers(0, length, int(rng.integers(1, 6)))])
+        values = rng.normal(size=(2, length, 3))
+        for axis, array in ((1, values), (2, np.ascontiguousarray(values.transpose(0, 2, 1)))):
+            expected = np.add.reduceat(array, starts, axis=axis)
+            np.testing.assert_allclose(_segment_sums(array, starts, axis), expected, rtol=1e-12)
+        flags = (values > 0).view(np.uint8)
+        counted = _segment_sums(flags, starts, 1, np.int32)
+        assert counted.dtype == np.int32
+        np.testing.assert_array_equal(counted, np.add.reduceat(flags, starts, 1, np.int32))
 
 
 def test_merge_at_merges_windows_into_their_blocks_in_place():

@@ -43,6 +43,26 @@ def _rough_mean(values: np.ndarray, valid: np.ndarray, step: int = 16) -> np.nda
     return pivot
 
 
+def _mean_and_m2(values: np.ndarray) -> tuple[float, float]:
+    """Mean and sum of squared deviations of a 1-D array.
+
+    Integers of up to 16 bits are summed exactly (their squares fit 32 bits, and their
+    sums 64 bits for fewer than 2**32 values), so the result is correctly rounded and
+    independent of the order of the pixels; other types take two passes in float64.
+    """
+    n = values.size
+    if values.dtype.kind in "iu" and values.dtype.itemsize <= 2 and n < 1 << 32:
+        total = int(values.sum(dtype=np.int64))
+        squares = np.square(values, dtype=np.uint32 if values.dtype.kind == "u" else np.int32)
+        sum_of_squares = int(squares.sum(dtype=np.uint64))
+        return total / n, (n * sum_of_squares - total * total) / n
+    mean = values.mean(dtype=np.float64)
+    deviation = values - mean
+    # einsum, not np.dot: BLAS splits a long dot product by its number of threads, so
+    # the sum would depend on the machine (a Dask worker has one)
+    return float(mean), float(np.einsum("i,i->", deviation, deviation))
+
+
 @define
 class Moments:
     """Count, mean, M2 (sum of squared deviations), minimum and maximum.
@@ -93,14 +113,9 @@ class Moments:
         for band in range(n_bands):
             selected = flat[band] if everywhere[band] else flat[band][mask[band]]
             if selected.size:
-                mean = selected.mean(dtype=np.float64)
-                deviation = selected - mean
-                # einsum, not np.dot: BLAS splits a long dot product by its number of
-                # threads, so the sum would depend on the machine (a Dask worker has one)
                 moments[:, band] = (
                     selected.size,
-                    mean,
-                    np.einsum("i,i->", deviation, deviation),
+                    *_mean_and_m2(selected),
                     selected.min(),
                     selected.max(),
                 )
@@ -137,15 +152,21 @@ class Moments:
         n_bands = values.shape[0]
         pivot = _per_band(_rough_mean(values, valid), values)
         deviation = values - pivot
-        np.copyto(deviation, 0.0, where=~valid)
+        everywhere = bool(valid.all())
+        if not everywhere:
+            np.copyto(deviation, 0.0, where=~valid)
 
         def block_sums(array: np.ndarray, dtype=None) -> np.ndarray:
-            # columns first: numpy's reduceat over the contiguous last axis is many times
-            # faster than over rows, and it shrinks the array the row sums then walk
-            cols = np.add.reduceat(array, col_starts, axis=2, dtype=dtype)
-            return np.add.reduceat(cols, row_starts, axis=1).reshape(n_bands, -1)
+            # columns first: it shrinks the array the row sums then walk
+            cols = _segment_sums(array, col_starts, axis=2, dtype=dtype)
+            return _segment_sums(cols, row_starts, axis=1).reshape(n_bands, -1)
 
-        if count is None:
+        if count is None and everywhere:
+            sizes = np.diff(row_starts, append=values.shape[1])[:, None] * np.diff(
+                col_starts, append=values.shape[2]
+            )
+            count = np.tile(sizes.ravel().astype(np.float64), (n_bands, 1))
+        elif count is None:
             count = block_sums(valid.view(np.uint8), np.int32).astype(np.float64)
         total = block_sums(deviation)
         squares = block_sums(np.square(deviation, out=deviation))
@@ -227,6 +248,43 @@ class Moments:
 
     def _arrays(self) -> tuple[np.ndarray | None, ...]:
         return self.count, self.mean, self.m2, self.minimum, self.maximum
+
+
+#: Segments narrower than this are summed as strided slices added one by one: numpy's
+#: reduceat spends more on each segment than on its few terms.
+NARROW_SEGMENT = 8
+
+
+def _segment_sums(array: np.ndarray, starts: np.ndarray, axis: int, dtype=None) -> np.ndarray:
+    """Sums of ``array`` over the consecutive segments of ``axis`` beginning at ``starts``
+    (increasing, the first 0), like ``np.add.reduceat``.
+
+    Segments of one width narrower than :data:`NARROW_SEGMENT` (but the first and the
+    last, which may be shorter) are summed as that many strided slices.
+    """
+    widths = np.diff(starts, append=array.shape[axis])
+    width = int(widths.max(initial=0))
+    full = np.flatnonzero(widths == width)
+    if width >= NARROW_SEGMENT or len(full) < 2 or full[-1] - full[0] + 1 != len(full):
+        return np.add.reduceat(array, starts, axis=axis, dtype=dtype)
+    if full[0] > 1 or full[-1] < len(widths) - 2:  # a short segment inside
+        return np.add.reduceat(array, starts, axis=axis, dtype=dtype)
+    begin, end = int(starts[full[0]]), int(starts[full[0]]) + len(full) * width
+
+    def part(start: int, stop: int | None, step: int = 1) -> np.ndarray:
+        index = [slice(None)] * array.ndim
+        index[axis] = slice(start, stop, step)
+        return array[tuple(index)]
+
+    core = part(begin, end, width).astype(dtype or array.dtype)
+    for offset in range(1, width):
+        core += part(begin + offset, end, width)
+    pieces = [core]
+    if begin > 0:
+        pieces.insert(0, part(0, begin).sum(axis=axis, keepdims=True, dtype=core.dtype))
+    if end < array.shape[axis]:
+        pieces.append(part(end, None).sum(axis=axis, keepdims=True, dtype=core.dtype))
+    return np.concatenate(pieces, axis=axis) if len(pieces) > 1 else core
 
 
 def _group_sums(values: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
