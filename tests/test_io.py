@@ -14,6 +14,7 @@ from spectralmatch.raster.files import atomic_path
 from spectralmatch.raster.paths import check_not_input
 from spectralmatch.raster.write import (
     check_blocks_written,
+    count_clipped,
     output_profile,
     to_dtype,
     translate_to_cog,
@@ -44,6 +45,26 @@ def test_to_dtype_rounds_and_clips_integers():
     out = to_dtype(values, valid, "uint8", None)
     assert out.dtype == np.uint8
     assert out.tolist() == [[2, 3, 0, 255, 0, 0]]
+
+
+def test_to_dtype_in_range_rounds_half_to_even_and_fills_nodata():
+    rng = np.random.default_rng(2)
+    values = rng.uniform(1.0, 65534.0, size=(3, 40, 50)).astype(np.float32)
+    values[0, 0, :4] = [2.5, 3.5, 1.0, 65534.0]
+    valid = rng.random(values.shape) > 0.1
+    valid[0, 0, :4] = True
+    expected = np.where(valid, np.rint(values), 0).astype(np.uint16)
+    assert count_clipped(values, valid, "uint16") == 0
+    np.testing.assert_array_equal(to_dtype(values.copy(), valid, "uint16", 0), expected)
+    assert to_dtype(values, valid, "uint16", 0)[0, 0, :4].tolist() == [2, 4, 1, 65534]
+
+
+def test_count_clipped_counts_valid_values_out_of_range_only():
+    values = np.array([[[-0.6, -0.4, 255.4, 255.6, np.nan, 1e9, 7.0]]])
+    valid = np.array([[[True, True, True, True, True, False, True]]])
+    assert count_clipped(values, valid, "uint8") == 3  # -0.6, 255.6 and NaN
+    assert count_clipped(values[..., 1:3], valid[..., 1:3], "uint8") == 0
+    assert count_clipped(np.zeros((1, 0, 0)), np.zeros((1, 0, 0), bool), "uint8") == 0
 
 
 def test_to_dtype_never_turns_a_valid_pixel_into_nodata():

@@ -59,16 +59,20 @@ def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | 
     """
     target = np.dtype(dtype)
     info = np.iinfo(target) if target.kind in "iu" else np.finfo(target)
-    if not np.isfinite(values).all():
-        np.nan_to_num(values, copy=False, nan=0.0, posinf=info.max, neginf=info.min)
     low, high = float(info.min), float(info.max)
     exact_nodata = nodata is not None and not math.isnan(nodata)
     if target.kind in "iu":
-        np.rint(values, out=values)
         # the nodata value at an end of the range is avoided by the clip itself
         low += exact_nodata and nodata == low
         high -= exact_nodata and nodata == high
-    np.clip(values, low, high, out=values)
+    # the common case, every value finite and in range, needs no clip
+    inside = _within(values, low, high)
+    if not inside and not np.isfinite(values).all():
+        np.nan_to_num(values, copy=False, nan=0.0, posinf=info.max, neginf=info.min)
+    if target.kind in "iu":
+        np.rint(values, out=values)
+    if not inside:
+        np.clip(values, low, high, out=values)
     if nodata is not None and exact_nodata and low < nodata < high:
         clash = valid & (values.astype(target) == target.type(nodata))
         # the next value up: nodata + 1 for integers (nextafter would round back to it)
@@ -89,8 +93,15 @@ def count_clipped(values: np.ndarray, valid: np.ndarray, dtype: str) -> int:
     else:
         integer = np.iinfo(target)
         low, high = integer.min - 0.5, integer.max + 0.5
+    if _within(values, low, high):
+        return 0
     inside = (values >= low) & (values <= high)
     return int(np.count_nonzero(valid & ~inside))
+
+
+def _within(values: np.ndarray, low: float, high: float) -> bool:
+    """Whether every value lies in [low, high] (False if one is NaN)."""
+    return values.size == 0 or bool(low <= values.min() and values.max() <= high)
 
 
 #: One piece of output: the window, its values and, where the format needs one, a mask.
