@@ -211,7 +211,7 @@ def test_from_blocks_on_narrow_cells_equals_from_array_on_each(everywhere):
 def test_segment_sums_equal_reduceat(seed):
     rng = np.random.default_rng(seed)
     for _ in range(50):
-        length, width = int(rng.integers(1, 40)), int(rng.integers(1, NARROW_SEGMENT + 3))
+        length, width = int(rng.integers(1, 40)), int(rng.integers(1, 3 * NARROW_SEGMENT))
         first = int(rng.integers(1, width + 1))
         starts = np.r_[0, np.arange(first, length, width)]
         if rng.random() < 0.2:  # irregular segments take reduceat itself
