@@ -708,9 +708,9 @@ def test_where_many_images_overlap_the_windows_are_narrower(tiles, tmp_path):
 
 _ARENA_PROBE = """
 import ctypes, sys, threading
-from spectralmatch.engine.executors import ThreadExecutor
-if sys.argv[1] == "pool":
-    ThreadExecutor(2).map(len, ["a", "b"])  # a pool bounds the arenas before its threads start
+from spectralmatch.cli.main import main
+if sys.argv[1] == "command":
+    main(["fit", "--help"], standalone_mode=False)  # the command bounds them before a pass
 start = threading.Barrier(8)
 def churn():
     start.wait()
@@ -725,12 +725,19 @@ ctypes.CDLL(None).malloc_stats()
 """
 
 
+_CORES = os.cpu_count() or 1
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are glibc's")
 @pytest.mark.parametrize(
-    ("mode", "environment", "bounded"),
-    [("pool", {}, True), ("none", {}, False), ("pool", {"MALLOC_ARENA_MAX": "5"}, False)],
+    ("mode", "environment", "bound"),
+    [
+        ("command", {}, max(2, _CORES)),
+        ("library", {}, 8 * _CORES),  # glibc's own: importing the library changes nothing
+        ("command", {"MALLOC_ARENA_MAX": "5"}, 5),  # the user's bound is kept
+    ],
 )
-def test_a_thread_pool_bounds_the_malloc_arenas_unless_the_user_did(mode, environment, bounded):
+def test_the_command_bounds_the_malloc_arenas_unless_the_user_did(mode, environment, bound):
     run = subprocess.run(
         [sys.executable, "-c", _ARENA_PROBE, mode],
         capture_output=True,
@@ -738,10 +745,5 @@ def test_a_thread_pool_bounds_the_malloc_arenas_unless_the_user_did(mode, enviro
         env={**os.environ, **environment},
         check=True,
     )
-    arenas = sum(line.startswith("Arena ") for line in run.stderr.splitlines())
-    if bounded:
-        assert arenas == 2
-    elif environment:
-        assert arenas == 5  # the user's bound
-    else:
-        assert arenas > 2  # eight threads, left alone, get arenas of their own
+    made = sum(line.startswith("Arena ") for line in run.stderr.splitlines())
+    assert made == min(9, bound)  # eight threads and the main one allocate at once

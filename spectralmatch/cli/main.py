@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from .._version import __version__
+from ..engine.heap import limit_malloc_arenas
 from .align import align
 from .fit import fit
 from .functions import function_commands
@@ -31,6 +34,8 @@ def main() -> None:
     the published package's command line calls them:
     spectralmatch pipeline data/ mosaic.tif --shared_debug_logs=True
     """
+    # this process is the command's own: its threads share as many arenas as cores
+    limit_malloc_arenas(os.cpu_count() or 1)
 
 
 for command in (

@@ -23,7 +23,6 @@ from .._typing import ExecutorName
 from .._validation import Constraint
 from ..errors import SpectralMatchError
 from .base import Executor, progress_bar
-from .heap import limit_malloc_arenas
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -110,7 +109,6 @@ class ThreadExecutor(_PoolExecutor):
     """Tasks on a thread pool (rasterio and numpy release the GIL): the default."""
 
     def _pool(self, workers: int) -> tuple[FuturesExecutor, Any]:
-        limit_malloc_arenas(workers)
         return ThreadPoolExecutor(workers), threading.Event()
 
     def _submit(self, pool: FuturesExecutor, flag: Any, function: Callable[[T], R], item: T):

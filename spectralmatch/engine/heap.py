@@ -3,11 +3,13 @@
 glibc gives threads that allocate at the same time arenas of their own, up to eight per
 core, and memory freed in one arena serves only the threads that use it. A pass
 allocates a few window-sized arrays per task from its worker threads and GDAL's
-compression threads; left alone, freed windows pile up in a dozen arenas (a fit then a
-transform of nine 3000 x 3000 images peaked at 540 MB on 2 cores; with as many arenas
-as workers, 320 MB), and every new window touches fresh pages the kernel must zero.
-So a thread pool bounds the arenas to its number of workers, unless
-``MALLOC_ARENA_MAX`` is set in the environment. Other C libraries are left alone.
+compression threads; left alone, freed windows may pile up in a dozen arenas (a fit
+then a transform of nine 3000 x 3000 images peaked anywhere from 330 to 540 MB from run
+to run on 2 cores; with the arenas bounded to the cores, 316 to 350 MB in every run).
+
+The bound is the process's, not a library's to set behind its host's back: the
+``spectralmatch`` command sets it for itself, and a program that runs the passes may
+call :func:`limit_malloc_arenas` first, or start with ``MALLOC_ARENA_MAX`` set.
 """
 
 from __future__ import annotations
