@@ -3,9 +3,9 @@
 glibc gives threads that allocate at the same time arenas of their own, up to eight per
 core, and memory freed in one arena serves only the threads that use it. A pass
 allocates a few window-sized arrays per task from its worker threads and GDAL's
-compression threads; left alone, freed windows may pile up in a dozen arenas (a fit
-then a transform of nine 3000 x 3000 images peaked anywhere from 330 to 540 MB from run
-to run on 2 cores; with the arenas bounded to the cores, 316 to 350 MB in every run).
+compression threads; left alone, freed windows pile up in a dozen arenas (a fit then a
+transform of nine 3000 x 3000 images peaked at 384 to 509 MB on 2 cores; with the arenas
+bounded to the cores, at 316 to 350 MB).
 
 The bound is the process's, not a library's to set behind its host's back: the
 ``spectralmatch`` command sets it for itself, and a program that runs the passes may
