@@ -268,9 +268,10 @@ def _segment_sums(array: np.ndarray, starts: np.ndarray, axis: int, dtype=None) 
     width = int(widths.max(initial=0))
     full = np.flatnonzero(widths == width)
     wide = axis in (-1, array.ndim - 1) and width >= NARROW_SEGMENT
-    if wide or len(full) < 2 or full[-1] - full[0] + 1 != len(full):
-        return np.add.reduceat(array, starts, axis=axis, dtype=dtype)
-    if full[0] > 1 or full[-1] < len(widths) - 2:  # a short segment inside
+    # the full-width segments must run on together, only the first and last cut short
+    uneven = len(full) < 2 or full[-1] - full[0] + 1 != len(full)
+    uneven = uneven or full[0] > 1 or full[-1] < len(widths) - 2
+    if wide or uneven:
         return np.add.reduceat(array, starts, axis=axis, dtype=dtype)
     begin, end = int(starts[full[0]]), int(starts[full[0]]) + len(full) * width
 
