@@ -17,6 +17,7 @@ from spectralmatch.raster.write import (
     count_clipped,
     output_profile,
     to_dtype,
+    to_dtype_counting,
     translate_to_cog,
 )
 
@@ -94,6 +95,30 @@ def test_to_dtype_float_with_numeric_nodata():
     assert out[0, 1] == np.finfo(np.float32).max and out[0, 2] == np.finfo(np.float32).min
     assert out[0, 4] == 1.5 and out[0, 5] == -9999.0
     assert (out[valid] != -9999.0).all()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "nodata", "values"),
+    [
+        ("int16", 0, [[np.nan, -0.4, 0.3, 2.0, -3.0, 1e6]]),  # NaN and rounding onto 0
+        ("int16", 0, [[-0.4, 0.45, 2.0, -3.0, 5.0, 0.0]]),  # rounding onto 0
+        ("int16", 0, [[7.0, 9.6, 12.2, 40.0, 8.0, 11.0]]),  # far from nodata
+        ("uint16", 0, [[0.2, -50.0, 1.0, 12.0, 70000.0, 3.0]]),
+        ("float32", -9999.0, [[-9999.00001, 5.0, -1e4, 2.5, 7.0, 1.0]]),
+        ("float32", -9999.0, [[100.0, 5.0, 3.0, 2.5, 7.0, 1.0]]),
+        ("uint8", None, [[2.4, 2.6, -7.0, 300.0, np.nan, 17.0]]),
+    ],
+)
+def test_to_dtype_counting_is_to_dtype_and_count_clipped_together(dtype, nodata, values):
+    values = np.array(values)
+    valid = np.array([[True, True, True, True, True, False]])
+    converted, clipped = to_dtype_counting(values.copy(), valid, dtype, nodata)
+    assert clipped == count_clipped(values, valid, dtype)
+    expected = to_dtype(values.copy(), valid, dtype, nodata)
+    np.testing.assert_array_equal(converted, expected)
+    assert converted.dtype == np.dtype(dtype)
+    if nodata is not None:  # a valid pixel never becomes nodata, an invalid one always
+        assert (converted[valid] != nodata).all() and (converted[~valid] == nodata).all()
 
 
 def test_to_dtype_float_with_nan_nodata():

@@ -29,7 +29,7 @@ from ..geo.overlap import OverlapEdge
 from ..raster.blockcache import limit_block_cache
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.records import forget_record, write_record
-from ..raster.write import count_clipped, output_profile, to_dtype, write_raster
+from ..raster.write import output_profile, to_dtype_counting, write_raster
 from ..stats.histogram import Histogram
 from ..stats.moments import Moments
 from ..stats.requests import Plan
@@ -512,11 +512,12 @@ def write_corrected(task: WriteTask) -> Written:
                 values, valid = image.read(window, source)
                 corrected = task.correct(image, window, values.astype(working), valid)
                 counts[0] += int(np.count_nonzero(valid))
-                counts[1] += count_clipped(corrected, valid, dtype)
                 mask = None
                 if image.nodata is None and image.profile["dataset_mask"]:
                     mask = valid.any(axis=0).astype(np.uint8) * 255
-                yield window, to_dtype(corrected, valid, dtype, image.nodata), mask
+                converted, clipped = to_dtype_counting(corrected, valid, dtype, image.nodata)
+                counts[1] += clipped
+                yield window, converted, mask
 
         path = write_raster(
             task.path, profile, pieces(), descriptions=image.descriptions, cog=task.cog

@@ -21,7 +21,7 @@ from ..masks.expression import Expression
 from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import output_arguments, resolve_outputs
-from ..raster.write import count_clipped, output_profile, to_dtype, write_raster
+from ..raster.write import output_profile, to_dtype_counting, write_raster
 from ..stats.histogram import Histogram
 
 #: Histogram bins for percentile terms: integer data of up to 16 bits counted exactly.
@@ -99,8 +99,9 @@ class Evaluation:
     def pieces(self, dtype: str, nodata: float) -> Iterator[tuple[Window, np.ndarray, None]]:
         """The results as ``dtype`` (invalid pixels ``nodata``), one band, per window."""
         for window, result, valid in self.windows():
-            self.clipped += count_clipped(result, valid, dtype)
-            yield window, to_dtype(result, valid, dtype, nodata)[None], None
+            converted, clipped = to_dtype_counting(result, valid, dtype, nodata)
+            self.clipped += clipped
+            yield window, converted[None], None
 
     def warn(self, owner: str, dtype: str) -> None:
         """Warn when some valid pixels had no finite result or were clipped to ``dtype``."""

@@ -20,7 +20,7 @@ from ..masks.expression import Expression
 from ..raster.collection import ImageCollection, ImagesLike
 from ..raster.image import DEFAULT_WINDOW_SIZE
 from ..raster.paths import output_arguments, resolve_outputs
-from ..raster.write import count_clipped, to_dtype
+from ..raster.write import to_dtype_counting
 from .bandmath import Evaluation, bind, with_nodata
 from .vectors import reusable_vector, write_frame
 
@@ -198,8 +198,8 @@ def _polygons(evaluation: Evaluation, dtype: str, mapping: dict[float, float | N
 
     pieces: dict[float, list[Any]] = {}
     for window, result, valid in evaluation.windows():
-        evaluation.clipped += count_clipped(result, valid, dtype)
-        original = to_dtype(result, valid, dtype, None)
+        original, clipped = to_dtype_counting(result, valid, dtype, None)
+        evaluation.clipped += clipped
         values = original.copy()
         for old, new in mapping.items():
             hit = original == old

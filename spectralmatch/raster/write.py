@@ -57,7 +57,45 @@ def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | 
     finite range. A valid pixel never becomes NaN, inf or the nodata value (it is moved
     to the nearest representable neighbour); invalid pixels become nodata (0 without one).
     """
-    target = np.dtype(dtype)
+    return _converted(values, valid, np.dtype(dtype), nodata, _extremes(values))
+
+
+def count_clipped(values: np.ndarray, valid: np.ndarray, dtype: str) -> int:
+    """How many valid ``values`` lie outside the range ``dtype`` can hold (after rounding,
+    for integers); NaN and infinities count as clipped."""
+    return _clipped(values, valid, np.dtype(dtype), _extremes(values))
+
+
+def to_dtype_counting(
+    values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | None
+) -> tuple[np.ndarray, int]:
+    """:func:`to_dtype` and :func:`count_clipped` of the same ``values`` (counted before
+    they are converted), with their range measured once for both."""
+    extremes, target = _extremes(values), np.dtype(dtype)
+    clipped = _clipped(values, valid, target, extremes)
+    return _converted(values, valid, target, nodata, extremes), clipped
+
+
+def _extremes(values: np.ndarray) -> tuple[float, float]:
+    """Smallest and largest value (NaN if one is NaN; +inf, -inf when empty)."""
+    if values.size == 0:
+        return math.inf, -math.inf
+    return float(values.min()), float(values.max())
+
+
+def _within(extremes: tuple[float, float], low: float, high: float) -> bool:
+    """Whether values of these ``extremes`` all lie in [low, high] (False with a NaN)."""
+    return low <= extremes[0] and extremes[1] <= high
+
+
+def _converted(
+    values: np.ndarray,
+    valid: np.ndarray,
+    target: np.dtype,
+    nodata: float | None,
+    extremes: tuple[float, float],
+) -> np.ndarray:
+    """:func:`to_dtype`, given the ``extremes`` of ``values``."""
     info = np.iinfo(target) if target.kind in "iu" else np.finfo(target)
     low, high = float(info.min), float(info.max)
     exact_nodata = nodata is not None and not math.isnan(nodata)
@@ -66,42 +104,46 @@ def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | 
         low += exact_nodata and nodata == low
         high -= exact_nodata and nodata == high
     # the common case, every value finite and in range, needs no clip
-    inside = _within(values, low, high)
+    inside = _within(extremes, low, high)
     if not inside and not np.isfinite(values).all():
         np.nan_to_num(values, copy=False, nan=0.0, posinf=info.max, neginf=info.min)
     if target.kind in "iu":
         np.rint(values, out=values)
     if not inside:
         np.clip(values, low, high, out=values)
-    if nodata is not None and exact_nodata and low < nodata < high:
+    reachable = nodata is not None and exact_nodata and low < nodata < high
+    if nodata is not None and reachable and _may_become(extremes, nodata):
         clash = valid & (values.astype(target) == target.type(nodata))
         # the next value up: nodata + 1 for integers (nextafter would round back to it)
         up = nodata + 1 if target.kind in "iu" else np.nextafter(target.type(nodata), high)
         values[clash] = up
     result = values.astype(target)
-    np.copyto(result, target.type(0 if nodata is None else nodata), where=~valid)
+    if not valid.all():
+        np.copyto(result, target.type(0 if nodata is None else nodata), where=~valid)
     return result
 
 
-def count_clipped(values: np.ndarray, valid: np.ndarray, dtype: str) -> int:
-    """How many valid ``values`` lie outside the range ``dtype`` can hold (after rounding,
-    for integers); NaN and infinities count as clipped."""
-    target = np.dtype(dtype)
+def _may_become(extremes: tuple[float, float], value: float) -> bool:
+    """Whether values of these ``extremes``, once rounded or cast, may equal ``value``
+    (always with a NaN, which may become 0)."""
+    margin = max(1.0, abs(value) * 1e-6)
+    return not (extremes[0] > value + margin or extremes[1] < value - margin)
+
+
+def _clipped(
+    values: np.ndarray, valid: np.ndarray, target: np.dtype, extremes: tuple[float, float]
+) -> int:
+    """:func:`count_clipped`, given the ``extremes`` of ``values``."""
     if target.kind == "f":
         info = np.finfo(target)
         low, high = float(info.min), float(info.max)
     else:
         integer = np.iinfo(target)
         low, high = integer.min - 0.5, integer.max + 0.5
-    if _within(values, low, high):
+    if _within(extremes, low, high):
         return 0
     inside = (values >= low) & (values <= high)
     return int(np.count_nonzero(valid & ~inside))
-
-
-def _within(values: np.ndarray, low: float, high: float) -> bool:
-    """Whether every value lies in [low, high] (False if one is NaN)."""
-    return values.size == 0 or bool(low <= values.min() and values.max() <= high)
 
 
 #: One piece of output: the window, its values and, where the format needs one, a mask.
