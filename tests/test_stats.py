@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from spectralmatch import Moments
-from spectralmatch.stats.moments import NARROW_SEGMENT, _segment_sums
+from spectralmatch.stats.moments import (
+    EXACT_BLOCK_PIXELS,
+    MAX_RUNS,
+    NARROW_SEGMENT,
+    _segment_sums,
+)
 
 
 def split_moments(
@@ -162,13 +167,15 @@ def _blocks_of(values, valid, row_starts, col_starts):
     ]
 
 
-@pytest.mark.parametrize("kind", ["float", "uint16-pedestal"])
+@pytest.mark.parametrize("kind", ["float", "uint16-pedestal", "int16-negative"])
 def test_from_blocks_equals_from_array_on_each_block(kind):
     rng = np.random.default_rng(21)
     if kind == "float":
         values = rng.normal(250.0, 40.0, size=(3, 37, 53))
-    else:  # 60000 +- 3: the spread must survive the pedestal
+    elif kind == "uint16-pedestal":  # 60000 +- 3: the spread must survive the pedestal
         values = (60000 + rng.integers(-3, 4, size=(3, 37, 53))).astype(np.uint16)
+    else:  # whole numbers summed as they are, about a pivot taken out of the sums
+        values = rng.integers(-32768, 32768, size=(3, 37, 53)).astype(np.int16)
     valid = rng.random(values.shape) > 0.25
     valid[1, 10:25, :] = False  # band 1: a whole block row without a valid pixel
     row_starts, col_starts = np.array([0, 10, 25, 36]), np.array([0, 1, 20, 40])
@@ -183,7 +190,7 @@ def test_from_blocks_equals_from_array_on_each_block(kind):
         np.testing.assert_allclose(blocks.m2[present, k], moments.m2[present], rtol=1e-9, atol=1e-9)
         assert (blocks.m2[~present, k] == 0).all()
     assert (blocks.count[1, 4:8] == 0).all() and (blocks.count[0] > 0).all()
-    if kind != "float":
+    if kind == "uint16-pedestal":
         assert 3.0 < blocks.variance[0].mean() < 5.0
     # all blocks together are the whole window
     whole = Moments.from_array(values, valid)
@@ -207,6 +214,28 @@ def test_from_blocks_on_narrow_cells_equals_from_array_on_each(everywhere):
         np.testing.assert_allclose(blocks.m2[:, k], moments.m2, rtol=1e-9)
 
 
+def test_from_blocks_of_large_blocks_shift_by_a_pivot_first():
+    """Blocks over EXACT_BLOCK_PIXELS are summed about a pivot in float64 instead."""
+    rng = np.random.default_rng(5)
+    values = (60000 + rng.integers(-3, 4, size=(1, 130, 70))).astype(np.uint16)
+    valid = np.ones(values.shape, bool)
+    starts = np.array([0, 65]), np.array([0])
+    assert 65 * 70 > EXACT_BLOCK_PIXELS
+    blocks = Moments.from_blocks(values, valid, *starts)
+    for k, moments in enumerate(_blocks_of(values, valid, *starts)):
+        np.testing.assert_allclose(blocks.mean[:, k], moments.mean, rtol=1e-13)
+        np.testing.assert_allclose(blocks.m2[:, k], moments.m2, rtol=1e-9)
+
+
+def test_segment_sums_along_rows_of_many_runs_take_reduceat():
+    rng = np.random.default_rng(8)
+    values = rng.normal(size=(2, 200, 5))
+    starts = np.cumsum(np.r_[0, np.tile([1, 2], 60)])  # 120 runs of one segment
+    assert len(starts) - 1 > MAX_RUNS
+    expected = np.add.reduceat(values, starts, axis=1)
+    np.testing.assert_allclose(_segment_sums(values, starts, 1), expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_segment_sums_equal_reduceat(seed):
     rng = np.random.default_rng(seed)
@@ -224,6 +253,15 @@ def test_segment_sums_equal_reduceat(seed):
         counted = _segment_sums(flags, starts, 1, np.int32)
         assert counted.dtype == np.int32
         np.testing.assert_array_equal(counted, np.add.reduceat(flags, starts, 1, np.int32))
+
+
+def test_merging_with_no_pixels_keeps_every_bit():
+    """0.1 * 3 / 3 is not 0.1 in float64: an empty side must not go through it."""
+    moments = Moments(np.array([3.0, 7.0]), np.array([0.1, 1 / 3]), np.array([2.5, 0.7]))
+    empty = Moments.empty(2, extremes=False)
+    for merged in (empty.merge(moments), moments.merge(empty)):
+        for got, expected in zip(merged._arrays(), moments._arrays(), strict=True):
+            assert (got is None and expected is None) or (got == expected).all()
 
 
 def test_merge_at_merges_windows_into_their_blocks_in_place():
