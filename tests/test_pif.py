@@ -22,7 +22,9 @@ from conftest import (
     make_series,
     read_raster,
     rectangles_mask,
+    write_raster,
 )
+from rasterio.transform import from_origin
 
 from spectralmatch import (
     IRMAD,
@@ -40,7 +42,7 @@ from spectralmatch import (
     global_regression,
 )
 from spectralmatch.errors import SpectralMatchWarning
-from spectralmatch.model.pif import irmad_no_change, select_pseudo_invariant
+from spectralmatch.model.pif import CELL_MEMORY, cell_side, irmad_no_change, select_pseudo_invariant
 from spectralmatch.pif import Pif as PublishedPath
 
 REFERENCE = ["date_0"]
@@ -499,3 +501,25 @@ def test_save_inz_needs_a_change_detector(series, tmp_path):
         global_regression(
             series.paths, tmp_path / "out", pif_method="entire", pif_save_inz=str(tmp_path / "inz")
         )
+
+
+ORIGIN_30 = from_origin(500000.0, 4000000.0, 30.0, 30.0)
+ORIGIN_06 = from_origin(500000.0, 4000000.0, 0.6, 0.6)
+
+
+def test_cells_are_a_whole_number_of_the_finest_pixels(tmp_path):
+    """Where 4-pixel cells of the overlaps would pass CELL_MEMORY, the cells grow, by
+    whole pixels of the finest image."""
+    ones = np.ones((3, 2000, 2000), np.uint16)  # 1200 m a side, as 40 coarse pixels
+    coarse = write_raster(tmp_path / "coarse.tif", ones[:, :40, :40], transform=ORIGIN_30)
+    fine = write_raster(tmp_path / "fine.tif", ones, transform=ORIGIN_06)
+    collection = ImageCollection([coarse, fine])
+    edges = OverlapGraph.from_collection(collection).edges
+    side = cell_side(collection, edges, 4)
+    assert side / 0.6 == pytest.approx(round(side / 0.6)) and side > 4 * 0.6
+    area = sum((e.bounds[2] - e.bounds[0]) * (e.bounds[3] - e.bounds[1]) for e in edges)
+    cells = area / side**2
+    assert cells * collection.count * 3 * 8 * 2 <= CELL_MEMORY  # within the budget
+    smaller = side - 0.6
+    assert (area / smaller**2) * collection.count * 3 * 8 * 2 > CELL_MEMORY  # the smallest
+    assert cell_side(collection, [], 4) == 4 * 0.6  # no overlap: decimation pixels

@@ -165,11 +165,13 @@ def _robust_outliers(
 
 def cell_side(collection: ImageCollection, edges: list[OverlapEdge], decimation: int) -> float:
     """Side of the overlap cells in CRS units: ``decimation`` pixels of the finest image,
-    or more where the overlaps' cells would not fit in :data:`CELL_MEMORY`."""
+    or more where the overlaps' cells would not fit in :data:`CELL_MEMORY`; always a
+    whole number of those pixels, so that the cells are as wide as each other and their
+    sums take whole runs of rows at once."""
     pixel = min(min(abs(i.transform.a), abs(i.transform.e)) for i in collection)
     area = sum((e.bounds[2] - e.bounds[0]) * (e.bounds[3] - e.bounds[1]) for e in edges)
     cells = CELL_MEMORY / (collection.count * 3 * 8 * 2)
-    return max(decimation * pixel, math.sqrt(area / cells))
+    return pixel * max(decimation, math.ceil(math.sqrt(area / cells) / pixel - 1e-9))
 
 
 def without_cells(
