@@ -1086,3 +1086,16 @@ def test_fill_from_neighbours_grows_ring_by_ring():
     assert filled[1, 1] == pytest.approx((4.0 + 4.0 + 8.0) / 3)
     assert filled[known].tolist() == [4.0, 8.0]
     assert np.array_equal(fill_from_neighbours(values, np.zeros_like(known)), np.zeros_like(values))
+
+
+def test_fill_from_neighbours_grows_each_grid_of_a_stack_as_if_alone():
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(3, 2, 9, 7))
+    known = rng.random(values.shape) < 0.15
+    known[1, 0] = False  # a grid with nothing known stays 0
+    known[2, 1] = True  # and one with everything known stays as it is
+    stacked = fill_from_neighbours(values, known)
+    for index in np.ndindex(values.shape[:2]):
+        alone = fill_from_neighbours(values[index], known[index])
+        assert np.array_equal(stacked[index], alone)
+    assert not stacked[1, 0].any() and np.array_equal(stacked[2, 1], values[2, 1])

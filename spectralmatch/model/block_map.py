@@ -291,13 +291,11 @@ class BlockMap(Adjuster):
     def _fill(self, values: np.ndarray, known: np.ndarray) -> np.ndarray:
         """Per image and band: unknown blocks filled from their neighbours."""
         values, known = self._grid_shaped(values), self._grid_shaped(known)
-        filled = np.zeros_like(values)
-        for index in np.ndindex(values.shape[:2]):
-            if known[index].any():
-                filled[index] = fill_from_neighbours(values[index], known[index])
-            if self.smoothing > 0:
-                from scipy import ndimage
+        filled = fill_from_neighbours(values, known)
+        if self.smoothing > 0:
+            from scipy import ndimage
 
+            for index in np.ndindex(values.shape[:2]):
                 filled[index] = ndimage.gaussian_filter(
                     filled[index], self.smoothing, mode="nearest"
                 )

@@ -6,8 +6,12 @@ import numpy as np
 
 
 def fill_from_neighbours(values: np.ndarray, known: np.ndarray) -> np.ndarray:
-    """Grow the ``known`` cells of a 2-D array outwards, ring by ring: each unknown cell
-    next to known ones takes the mean of its known 4-neighbours.
+    """Grow the ``known`` cells of a grid outwards, ring by ring: each unknown cell next
+    to known ones takes the mean of its known 4-neighbours.
+
+    ``values`` and ``known`` may hold a stack of grids (any leading axes, the grid in the
+    last two): each grows from its own known cells, as if alone, and a grid with none
+    stays 0.
 
     Examples
     --------
@@ -18,7 +22,7 @@ def fill_from_neighbours(values: np.ndarray, known: np.ndarray) -> np.ndarray:
     have = known.copy()
     while not have.all():
         total, count = np.zeros_like(filled), np.zeros(filled.shape)
-        for axis in (0, 1):
+        for axis in (-2, -1):
             for step in (1, -1):
                 total += _shifted(filled * have, step, axis)
                 count += _shifted(have.astype(float), step, axis)
@@ -33,8 +37,8 @@ def fill_from_neighbours(values: np.ndarray, known: np.ndarray) -> np.ndarray:
 def _shifted(array: np.ndarray, step: int, axis: int) -> np.ndarray:
     """``array`` moved by ``step`` cells along ``axis``, zeros shifted in."""
     result = np.zeros_like(array)
-    source = [slice(None)] * 2
-    target = [slice(None)] * 2
+    source = [slice(None)] * array.ndim
+    target = [slice(None)] * array.ndim
     source[axis] = slice(0, -step) if step > 0 else slice(-step, None)
     target[axis] = slice(step, None) if step > 0 else slice(0, step)
     result[tuple(target)] = array[tuple(source)]
