@@ -111,8 +111,12 @@ def _converted(
         np.rint(values, out=values)
     if not inside:
         np.clip(values, low, high, out=values)
-    reachable = nodata is not None and exact_nodata and low < nodata < high
-    if nodata is not None and reachable and _may_become(extremes, nodata):
+    if (
+        exact_nodata
+        and nodata is not None
+        and low < nodata < high
+        and _may_become(extremes, nodata)
+    ):
         clash = valid & (values.astype(target) == target.type(nodata))
         # the next value up: nodata + 1 for integers (nextafter would round back to it)
         up = nodata + 1 if target.kind in "iu" else np.nextafter(target.type(nodata), high)
