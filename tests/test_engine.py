@@ -747,3 +747,36 @@ def test_the_command_bounds_the_malloc_arenas_unless_the_user_did(mode, environm
     )
     made = sum(line.startswith("Arena ") for line in run.stderr.splitlines())
     assert made == min(9, bound)  # eight threads and the main one allocate at once
+
+
+_FREED_WINDOW_PROBE = """
+import ctypes, sys
+from spectralmatch.cli.main import main
+if sys.argv[1] == "command":
+    main(["fit", "--help"], standalone_mode=False)
+window = bytearray(20 << 20)
+del window
+ctypes.CDLL(None).malloc_stats()
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc's thresholds are glibc's")
+@pytest.mark.parametrize(
+    ("mode", "environment", "kept"),
+    [
+        ("command", {}, True),
+        ("library", {}, False),  # glibc's own: mapped apart and given back when freed
+        ("command", {"MALLOC_TRIM_THRESHOLD_": "131072"}, False),  # the user's setting
+    ],
+)
+def test_the_command_keeps_freed_windows_in_the_heap_unless_the_user_said(mode, environment, kept):
+    run = subprocess.run(
+        [sys.executable, "-c", _FREED_WINDOW_PROBE, mode],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **environment},
+        check=True,
+    )
+    # the main arena's first figure: what it holds from the system
+    held = int(run.stderr.split("system bytes")[1].split("=")[1].split()[0])
+    assert (held >= 20 << 20) == kept

@@ -7,7 +7,7 @@ import os
 import click
 
 from .._version import __version__
-from ..engine.heap import limit_malloc_arenas
+from ..engine.heap import keep_freed_windows, limit_malloc_arenas
 from .align import align
 from .fit import fit
 from .functions import function_commands
@@ -34,8 +34,10 @@ def main() -> None:
     the published package's command line calls them:
     spectralmatch pipeline data/ mosaic.tif --shared_debug_logs=True
     """
-    # this process is the command's own: its threads share as many arenas as cores
+    # this process is the command's own: its threads share as many arenas as cores,
+    # which keep the windows they free for the next ones
     limit_malloc_arenas(os.cpu_count() or 1)
+    keep_freed_windows()
 
 
 for command in (
