@@ -43,6 +43,7 @@ from spectralmatch import (
     SpectralMatchError,
 )
 from spectralmatch.errors import SpectralMatchWarning
+from spectralmatch.geo.blocks import STRIP_ROWS
 from spectralmatch.model.block_map import MAX_SPREAD_FACTOR
 from spectralmatch.model.surface import fill_from_neighbours
 
@@ -948,6 +949,25 @@ def test_interpolation_of_a_linear_surface(grid_images):
         [np.array([[[7.5]]])], grid_images.images[1].grid.window_grid(Window(0, 0, 50, 50))
     )
     assert values.shape == (1, 50, 50) and (values == 7.5).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_correction_by_strips_is_the_whole_window_interpolated(grid_images, dtype):
+    grid = BlockGrid.covering(grid_images, block_size=16)
+    rng = np.random.default_rng(5)
+    gain = rng.uniform(0.8, 1.2, (3, grid.rows, grid.cols))
+    offset = rng.uniform(-50, 50, (3, grid.rows, grid.cols))
+    image = grid_images.images[0]
+    # rows in three strips, the last one short
+    cells = image.grid.window_grid(Window(0, 0, image.width, image.height)).resampled(
+        (2 * STRIP_ROWS + 22, 130)
+    )
+    values = rng.uniform(0, 10000, (3, cells.height, cells.width)).astype(dtype)
+    whole_gain, whole_offset = grid.interpolate([gain.astype(dtype), offset.astype(dtype)], cells)
+    expected = values * whole_gain + whole_offset
+    corrected = grid.correct_linear(values, gain, offset, cells)
+    assert corrected is values and corrected.dtype == dtype  # in place
+    np.testing.assert_array_equal(corrected, expected)
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,9 @@ from .grid import PixelGrid
 #: Default number of blocks along an image's longer side.
 BLOCKS_PER_IMAGE = 8
 
+#: Rows of a window that :meth:`BlockGrid.correct_linear` corrects at once.
+STRIP_ROWS = 64
+
 
 @frozen
 class BlockGrid:
@@ -114,15 +117,46 @@ class BlockGrid:
         every worker thread at once oversubscribes the cores (ten times slower), and its
         sums would depend on its number of threads.
         """
+        row_weights, along_cols = self._along_columns(surfaces, cells)
+        return [
+            np.einsum("ik,bkj->bij", row_weights.astype(part.dtype), part) for part in along_cols
+        ]
+
+    def correct_linear(
+        self, values: np.ndarray, gain: np.ndarray, offset: np.ndarray, cells: PixelGrid
+    ) -> np.ndarray:
+        """``values * gain + offset`` in place, ``gain`` and ``offset`` being block-centre
+        surfaces interpolated to ``cells`` (the shape of ``values``) as by
+        :meth:`interpolate`, to the same numbers.
+
+        The surfaces are interpolated :data:`STRIP_ROWS` rows at a time, so that they
+        stay in the processor's cache and in the heap: surfaces as large as the window
+        were fresh memory in every window, each page zeroed by the kernel.
+        """
+        dtype = values.dtype
+        row_weights, (gains, offsets) = self._along_columns(
+            [gain.astype(dtype), offset.astype(dtype)], cells
+        )
+        row_weights = row_weights.astype(dtype)
+        for start in range(0, values.shape[1], STRIP_ROWS):
+            rows = slice(start, start + STRIP_ROWS)
+            values[:, rows] *= np.einsum("ik,bkj->bij", row_weights[rows], gains)
+            values[:, rows] += np.einsum("ik,bkj->bij", row_weights[rows], offsets)
+        return values
+
+    def _along_columns(
+        self, surfaces: Sequence[np.ndarray], cells: PixelGrid
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The interpolation weights of the rows of ``cells`` (rows x blocks spanned),
+        and each surface, over the blocks the cells span, interpolated along columns."""
         rows, cols = self._coordinates(cells)
         row_weights, row_span = _bilinear_weights(rows - 0.5, self.rows)
         col_weights, col_span = _bilinear_weights(cols - 0.5, self.cols)
-        result = []
-        for surface in surfaces:
-            part = surface[:, row_span, col_span]
-            along_cols = np.einsum("bik,jk->bij", part, col_weights.astype(part.dtype))
-            result.append(np.einsum("ik,bkj->bij", row_weights.astype(part.dtype), along_cols))
-        return result
+        along_cols = [
+            np.einsum("bik,jk->bij", part, col_weights.astype(part.dtype))
+            for part in (surface[:, row_span, col_span] for surface in surfaces)
+        ]
+        return row_weights, along_cols
 
 
 def union_bounds(boxes: Sequence[Bounds]) -> Bounds:

@@ -324,12 +324,7 @@ class BlockMap(Adjuster):
                 self.pivot_.astype(dtype)[:, None, None],
                 self.range_.astype(dtype)[:, None, None],
             )
-        gain, offset = self.grid_.interpolate(
-            [surface.astype(dtype) for surface in self._linear_fields(row)], cells
-        )
-        values *= gain
-        values += offset
-        return values
+        return self.grid_.correct_linear(values, *self._linear_fields(row), cells)
 
     def block_gains_offsets(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Per band and block, the gain and offset of ``x' = gain * x + offset`` by which
