@@ -728,6 +728,14 @@ ctypes.CDLL(None).malloc_stats()
 _CORES = os.cpu_count() or 1
 
 
+def _without_malloc_settings(environment: dict[str, str]) -> dict[str, str]:
+    """This process's environment less glibc's ``MALLOC_*`` settings (a Dask cluster
+    started by an earlier test leaves ``MALLOC_TRIM_THRESHOLD_`` in it), plus
+    ``environment``."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    return {**inherited, **environment}
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are glibc's")
 @pytest.mark.parametrize(
     ("mode", "environment", "bound"),
@@ -742,7 +750,7 @@ def test_the_command_bounds_the_malloc_arenas_unless_the_user_did(mode, environm
         [sys.executable, "-c", _ARENA_PROBE, mode],
         capture_output=True,
         text=True,
-        env={**os.environ, **environment},
+        env=_without_malloc_settings(environment),
         check=True,
     )
     made = sum(line.startswith("Arena ") for line in run.stderr.splitlines())
@@ -774,7 +782,7 @@ def test_the_command_keeps_freed_windows_in_the_heap_unless_the_user_said(mode, 
         [sys.executable, "-c", _FREED_WINDOW_PROBE, mode],
         capture_output=True,
         text=True,
-        env={**os.environ, **environment},
+        env=_without_malloc_settings(environment),
         check=True,
     )
     # the main arena's first figure: what it holds from the system
