@@ -728,12 +728,19 @@ ctypes.CDLL(None).malloc_stats()
 _CORES = os.cpu_count() or 1
 
 
-def _without_malloc_settings(environment: dict[str, str]) -> dict[str, str]:
-    """This process's environment less glibc's ``MALLOC_*`` settings (a Dask cluster
-    started by an earlier test leaves ``MALLOC_TRIM_THRESHOLD_`` in it), plus
-    ``environment``."""
+def _malloc_stats(probe: str, mode: str, environment: dict[str, str]) -> str:
+    """What glibc's ``malloc_stats`` printed at the end of ``probe``, run in a fresh
+    interpreter in ``mode`` with ``environment`` and none of this process's ``MALLOC_*``
+    settings (a Dask cluster started by an earlier test leaves one behind)."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    return {**inherited, **environment}
+    run = subprocess.run(
+        [sys.executable, "-c", probe, mode],
+        capture_output=True,
+        text=True,
+        env={**inherited, **environment},
+        check=True,
+    )
+    return run.stderr
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc arenas are glibc's")
@@ -746,14 +753,8 @@ def _without_malloc_settings(environment: dict[str, str]) -> dict[str, str]:
     ],
 )
 def test_the_command_bounds_the_malloc_arenas_unless_the_user_did(mode, environment, bound):
-    run = subprocess.run(
-        [sys.executable, "-c", _ARENA_PROBE, mode],
-        capture_output=True,
-        text=True,
-        env=_without_malloc_settings(environment),
-        check=True,
-    )
-    made = sum(line.startswith("Arena ") for line in run.stderr.splitlines())
+    stats = _malloc_stats(_ARENA_PROBE, mode, environment)
+    made = sum(line.startswith("Arena ") for line in stats.splitlines())
     assert made == min(9, bound)  # eight threads and the main one allocate at once
 
 
@@ -778,13 +779,7 @@ ctypes.CDLL(None).malloc_stats()
     ],
 )
 def test_the_command_keeps_freed_windows_in_the_heap_unless_the_user_said(mode, environment, kept):
-    run = subprocess.run(
-        [sys.executable, "-c", _FREED_WINDOW_PROBE, mode],
-        capture_output=True,
-        text=True,
-        env=_without_malloc_settings(environment),
-        check=True,
-    )
+    stats = _malloc_stats(_FREED_WINDOW_PROBE, mode, environment)
     # the main arena's first figure: what it holds from the system
-    held = int(run.stderr.split("system bytes")[1].split("=")[1].split()[0])
+    held = int(stats.split("system bytes")[1].split("=")[1].split()[0])
     assert (held >= 20 << 20) == kept
