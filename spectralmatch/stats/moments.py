@@ -44,9 +44,9 @@ def _rough_mean(values: np.ndarray, valid: np.ndarray, step: int = 16) -> np.nda
 
 
 #: Blocks of at most this many pixels of integers of up to 16 bits are summed as they
-#: are, without first taking a pivot from every pixel: their sums, sums of squares and
-#: the pivot's share of both (``2 * pivot * sum``, ``n * pivot**2``) are whole numbers
-#: below 2**53, exact in float64, so the sums about the pivot are exact too.
+#: are, in integers, without first taking a pivot from every pixel: their sums, sums of
+#: squares and the pivot's share of both (``2 * pivot * sum``, ``n * pivot**2``) are
+#: whole numbers below 2**53, exact in float64, so the sums about the pivot are exact.
 EXACT_BLOCK_PIXELS = 1 << 12
 
 
@@ -166,16 +166,7 @@ class Moments:
         blocks in row-major order.
         """
         n_bands = values.shape[0]
-        pivot = _rough_mean(values, valid)
-        exact = _sums_exact(values, row_starts, col_starts)
-        if exact:  # whole numbers, summed exactly; the pivot is taken out of the sums
-            pivot = np.round(pivot)
-            summed = values.astype(np.float64)
-        else:  # shifted by the pivot, so that a large pedestal does not swamp the spread
-            summed = values - _per_band(pivot, values)
         everywhere = bool(valid.all())
-        if not everywhere:
-            np.copyto(summed, 0.0, where=~valid)
 
         def block_sums(array: np.ndarray, dtype=None) -> np.ndarray:
             # rows first: whole rows added together shrink the array the columns walk
@@ -189,12 +180,23 @@ class Moments:
             count = np.tile(sizes.ravel().astype(np.float64), (n_bands, 1))
         elif count is None:
             count = block_sums(valid.view(np.uint8), np.int32).astype(np.float64)
-        pivot = pivot.reshape(n_bands, 1)
-        total = block_sums(summed)
-        squares = block_sums(np.square(summed, out=summed))
-        if exact:  # sums about the pivot, still whole numbers below 2**53: exact
+        pivot = _rough_mean(values, valid).reshape(n_bands, 1)
+        if _sums_exact(values, row_starts, col_starts):
+            # whole numbers, summed exactly as integers; the pivot is taken out after
+            pivot = np.round(pivot)
+            kept = values if everywhere else values * valid
+            square = np.uint32 if values.dtype.kind == "u" else np.int32
+            total = block_sums(kept, np.int64).astype(np.float64)
+            squares = block_sums(np.square(kept, dtype=square), np.int64).astype(np.float64)
+            # sums about the pivot, still whole numbers below 2**53: exact
             squares = squares - 2 * pivot * total + count * pivot * pivot
             total = total - count * pivot
+        else:  # shifted by the pivot, so that a large pedestal does not swamp the spread
+            summed = values - _per_band(pivot.ravel(), values)
+            if not everywhere:
+                np.copyto(summed, 0.0, where=~valid)
+            total = block_sums(summed)
+            squares = block_sums(np.square(summed, out=summed))
         shift = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
         return cls(count, pivot + shift, np.maximum(squares - shift * total, 0.0))
 
