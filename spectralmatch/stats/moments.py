@@ -173,21 +173,25 @@ class Moments:
             rows = _segment_sums(array, row_starts, axis=1, dtype=dtype)
             return _segment_sums(rows, col_starts, axis=2).reshape(n_bands, -1)
 
+        exact = _sums_exact(values, row_starts, col_starts)
         if count is None and everywhere:
             sizes = np.diff(row_starts, append=values.shape[1])[:, None] * np.diff(
                 col_starts, append=values.shape[2]
             )
             count = np.tile(sizes.ravel().astype(np.float64), (n_bands, 1))
-        elif count is None:
-            count = block_sums(valid.view(np.uint8), np.int32).astype(np.float64)
+        elif count is None:  # a block of EXACT_BLOCK_PIXELS counts within 16 bits
+            counted = block_sums(valid.view(np.uint8), np.uint16 if exact else np.int32)
+            count = counted.astype(np.float64)
         pivot = _rough_mean(values, valid).reshape(n_bands, 1)
-        if _sums_exact(values, row_starts, col_starts):
-            # whole numbers, summed exactly as integers; the pivot is taken out after
+        if exact:
+            # whole numbers, summed exactly as integers (a block's sum within 32 bits,
+            # its sum of squares within 64); the pivot is taken out after
             pivot = np.round(pivot)
             kept = values if everywhere else values * valid
-            square = np.uint32 if values.dtype.kind == "u" else np.int32
-            total = block_sums(kept, np.int64).astype(np.float64)
-            squares = block_sums(np.square(kept, dtype=square), np.int64).astype(np.float64)
+            unsigned = values.dtype.kind == "u"
+            wide, wider = (np.uint32, np.uint64) if unsigned else (np.int32, np.int64)
+            total = block_sums(kept, wide).astype(np.float64)
+            squares = block_sums(np.square(kept, dtype=wide), wider).astype(np.float64)
             # sums about the pivot, still whole numbers below 2**53: exact
             squares = squares - 2 * pivot * total + count * pivot * pivot
             total = total - count * pivot
