@@ -60,6 +60,22 @@ def test_to_dtype_in_range_rounds_half_to_even_and_fills_nodata():
     assert to_dtype(values, valid, "uint16", 0)[0, 0, :4].tolist() == [2, 4, 1, 65534]
 
 
+@pytest.mark.parametrize(
+    ("dtype", "nodata"),
+    [("uint16", 0), ("int16", 0), ("uint8", 255), ("float32", 0.0), ("int16", None)],
+)
+def test_invalid_pixels_whatever_their_value_become_nodata_and_are_not_counted(dtype, nodata):
+    values = np.array([[np.nan, -1e30, 1e30, 0.0, 12.4, 255.0, 3.0, 254.4]])
+    valid = np.array([[False, False, False, False, True, False, True, True]])
+    out, clipped = to_dtype_counting(values.copy(), valid, dtype, nodata)
+    fill = 0 if nodata is None else nodata
+    kept = values[valid] if dtype == "float32" else np.rint(values[valid])
+    expected = np.where(valid, 0, fill).astype(dtype)
+    expected[valid] = kept
+    np.testing.assert_array_equal(out, expected)
+    assert clipped == 0
+
+
 def test_count_clipped_counts_valid_values_out_of_range_only():
     values = np.array([[[-0.6, -0.4, 255.4, 255.6, np.nan, 1e9, 7.0]]])
     valid = np.array([[[True, True, True, True, True, False, True]]])

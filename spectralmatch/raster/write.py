@@ -57,7 +57,9 @@ def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | 
     finite range. A valid pixel never becomes NaN, inf or the nodata value (it is moved
     to the nearest representable neighbour); invalid pixels become nodata (0 without one).
     """
-    return _converted(values, valid, np.dtype(dtype), nodata, _extremes(values))
+    target = np.dtype(dtype)
+    invalid = _set_aside(values, valid, target, nodata)
+    return _converted(values, valid, invalid, target, nodata, _extremes(values))
 
 
 def count_clipped(values: np.ndarray, valid: np.ndarray, dtype: str) -> int:
@@ -71,9 +73,11 @@ def to_dtype_counting(
 ) -> tuple[np.ndarray, int]:
     """:func:`to_dtype` and :func:`count_clipped` of the same ``values`` (counted before
     they are converted), with their range measured once for both."""
-    extremes, target = _extremes(values), np.dtype(dtype)
+    target = np.dtype(dtype)
+    invalid = _set_aside(values, valid, target, nodata)
+    extremes = _extremes(values)
     clipped = _clipped(values, valid, target, extremes)
-    return _converted(values, valid, target, nodata, extremes), clipped
+    return _converted(values, valid, invalid, target, nodata, extremes), clipped
 
 
 def _extremes(values: np.ndarray) -> tuple[float, float]:
@@ -88,21 +92,47 @@ def _within(extremes: tuple[float, float], low: float, high: float) -> bool:
     return low <= extremes[0] and extremes[1] <= high
 
 
+def _limits(target: np.dtype, nodata: float | None) -> tuple[float, float]:
+    """The range a valid value is clipped to: the dtype's (finite) range, less a nodata
+    value at either end of an integer range."""
+    info = np.iinfo(target) if target.kind in "iu" else np.finfo(target)
+    low, high = float(info.min), float(info.max)
+    if target.kind in "iu" and nodata is not None:
+        low += nodata == low
+        high -= nodata == high
+    return low, high
+
+
+def _set_aside(
+    values: np.ndarray, valid: np.ndarray, target: np.dtype, nodata: float | None
+) -> np.ndarray | None:
+    """Where ``values`` are invalid (None where all are valid), after filling them with a
+    value the conversion keeps as it is: whatever the correction made of them (NaN,
+    values out of range), they neither widen the range measured nor cost a clip."""
+    if valid.all():
+        return None
+    invalid = ~valid
+    low, high = _limits(target, nodata)
+    filler = min(max(0.0, low), high)
+    if filler == nodata:  # a nodata of 0 inside the range: the next value up or down
+        filler = filler + 1 if filler + 1 <= high else filler - 1
+    np.copyto(values, filler, where=invalid)
+    return invalid
+
+
 def _converted(
     values: np.ndarray,
     valid: np.ndarray,
+    invalid: np.ndarray | None,
     target: np.dtype,
     nodata: float | None,
     extremes: tuple[float, float],
 ) -> np.ndarray:
-    """:func:`to_dtype`, given the ``extremes`` of ``values``."""
+    """:func:`to_dtype`, given where ``values`` are ``invalid`` and their ``extremes``."""
     info = np.iinfo(target) if target.kind in "iu" else np.finfo(target)
-    low, high = float(info.min), float(info.max)
     exact_nodata = nodata is not None and not math.isnan(nodata)
-    if target.kind in "iu":
-        # the nodata value at an end of the range is avoided by the clip itself
-        low += exact_nodata and nodata == low
-        high -= exact_nodata and nodata == high
+    # the nodata value at an end of the range is avoided by the clip itself
+    low, high = _limits(target, nodata if exact_nodata else None)
     # the common case, every value finite and in range, needs no clip
     inside = _within(extremes, low, high)
     if not inside and not np.isfinite(values).all():
@@ -122,8 +152,8 @@ def _converted(
         up = nodata + 1 if target.kind in "iu" else np.nextafter(target.type(nodata), high)
         values[clash] = up
     result = values.astype(target)
-    if not valid.all():
-        np.copyto(result, target.type(0 if nodata is None else nodata), where=~valid)
+    if invalid is not None:
+        np.copyto(result, target.type(0 if nodata is None else nodata), where=invalid)
     return result
 
 
