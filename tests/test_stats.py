@@ -12,6 +12,7 @@ from spectralmatch.stats.moments import (
     EXACT_BLOCK_PIXELS,
     MAX_RUNS,
     NARROW_SEGMENT,
+    SUM_CHUNK,
     _segment_sums,
 )
 
@@ -81,20 +82,25 @@ def test_float_data_around_one_million():
 
 @pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16"])
 def test_small_integers_are_summed_exactly(dtype):
-    """Mean and M2 of integers up to 16 bits are the exact values, correctly rounded."""
+    """Mean and M2 of integers up to 16 bits are the exact values, correctly rounded, over
+    several chunks of the sums (one of them with no valid pixel)."""
     info = np.iinfo(dtype)
     rng = np.random.default_rng(3)
-    values = rng.integers(info.min, info.max, size=(2, 50, 70), endpoint=True).astype(dtype)
-    values[0, :5] = info.max  # the extremes, whose squares fill 32 bits
-    values[1, :5] = info.min
+    shape = (2, 5, SUM_CHUNK // 2)
+    values = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+    values[0, :1] = info.max  # the extremes, whose squares fill 32 bits
+    values[1, :1] = info.min
     valid = rng.random(values.shape) > 0.2
+    valid[1, 2:4] = False  # the second chunk of band 1
     moments = Moments.from_array(values, valid)
     for band in range(2):
         pixels = [int(v) for v in values[band][valid[band]]]
         n, total = len(pixels), sum(pixels)
         m2 = Fraction(sum(v * v for v in pixels)) - Fraction(total * total, n)
+        assert moments.count[band] == n
         assert moments.mean[band] == float(Fraction(total, n))
         assert moments.m2[band] == float(m2)
+        assert (moments.minimum[band], moments.maximum[band]) == (min(pixels), max(pixels))
 
 
 def test_merge_is_order_independent_and_empty_is_neutral():

@@ -59,24 +59,56 @@ def _sums_exact(values: np.ndarray, row_starts: np.ndarray, col_starts: np.ndarr
     return int(rows) * int(cols) <= EXACT_BLOCK_PIXELS
 
 
-def _mean_and_m2(values: np.ndarray) -> tuple[float, float]:
-    """Mean and sum of squared deviations of a 1-D array.
+#: Whole-image moments of small integers are summed this many pixels at a time, so that
+#: the selected values, their squares and the sums stay in the processor's cache.
+SUM_CHUNK = 1 << 16
+
+
+def _band_moments(values: np.ndarray, valid: np.ndarray) -> tuple[float, ...]:
+    """Count, mean, M2, minimum and maximum of a 1-D array where ``valid`` is true (0, 0,
+    0, inf, -inf where none is).
 
     Integers of up to 16 bits are summed exactly (their squares fit 32 bits, and their
     sums 64 bits for fewer than 2**32 values), so the result is correctly rounded and
     independent of the order of the pixels; other types take two passes in float64.
     """
-    n = values.size
-    if values.dtype.kind in "iu" and values.dtype.itemsize <= 2 and n < 1 << 32:
-        total = int(values.sum(dtype=np.int64))
-        squares = np.square(values, dtype=np.uint32 if values.dtype.kind == "u" else np.int32)
-        sum_of_squares = int(squares.sum(dtype=np.uint64))
-        return total / n, (n * sum_of_squares - total * total) / n
-    mean = values.mean(dtype=np.float64)
-    deviation = values - mean
+    small = values.dtype.kind in "iu" and values.dtype.itemsize <= 2 and values.size < 1 << 32
+    moments = _integer_moments(values, valid) if small else _float_moments(values, valid)
+    return moments if moments[0] else (0.0, 0.0, 0.0, np.inf, -np.inf)
+
+
+def _integer_moments(values: np.ndarray, valid: np.ndarray) -> tuple[float, ...]:
+    """:func:`_band_moments` of small integers, summed :data:`SUM_CHUNK` at a time."""
+    square = np.uint32 if values.dtype.kind == "u" else np.int32
+    count = total = sum_of_squares = 0
+    low, high = np.inf, -np.inf
+    everywhere = bool(valid.all())
+    for start in range(0, values.size, SUM_CHUNK):
+        chunk = values[start : start + SUM_CHUNK]
+        if not everywhere:
+            chunk = chunk[valid[start : start + SUM_CHUNK]]
+        if chunk.size:
+            count += chunk.size
+            total += int(chunk.sum(dtype=np.int64))
+            sum_of_squares += int(np.square(chunk, dtype=square).sum(dtype=np.uint64))
+            low, high = min(low, chunk.min()), max(high, chunk.max())
+    if not count:
+        return (0,)
+    m2 = (count * sum_of_squares - total * total) / count
+    return count, total / count, m2, float(low), float(high)
+
+
+def _float_moments(values: np.ndarray, valid: np.ndarray) -> tuple[float, ...]:
+    """:func:`_band_moments` in two passes in float64."""
+    selected = values if valid.all() else values[valid]
+    if not selected.size:
+        return (0,)
+    mean = selected.mean(dtype=np.float64)
+    deviation = selected - mean
     # einsum, not np.dot: BLAS splits a long dot product by its number of threads, so
     # the sum would depend on the machine (a Dask worker has one)
-    return float(mean), float(np.einsum("i,i->", deviation, deviation))
+    m2 = float(np.einsum("i,i->", deviation, deviation))
+    return selected.size, float(mean), m2, float(selected.min()), float(selected.max())
 
 
 @define
@@ -124,20 +156,8 @@ class Moments:
         n_bands = values.shape[0]
         flat = values.reshape(n_bands, -1)
         mask = valid.reshape(n_bands, -1)
-        everywhere = np.asarray(mask.all(axis=1))
-        moments = np.zeros((5, n_bands))
-        for band in range(n_bands):
-            selected = flat[band] if everywhere[band] else flat[band][mask[band]]
-            if selected.size:
-                moments[:, band] = (
-                    selected.size,
-                    *_mean_and_m2(selected),
-                    selected.min(),
-                    selected.max(),
-                )
-            else:
-                moments[:, band] = 0.0, 0.0, 0.0, np.inf, -np.inf
-        return cls(*moments)
+        moments = np.array([_band_moments(flat[band], mask[band]) for band in range(n_bands)])
+        return cls(*moments.T)
 
     @classmethod
     def from_blocks(
