@@ -140,8 +140,13 @@ class BlockGrid:
         row_weights = row_weights.astype(dtype)
         for start in range(0, values.shape[1], STRIP_ROWS):
             rows = slice(start, start + STRIP_ROWS)
-            values[:, rows] *= np.einsum("ik,bkj->bij", row_weights[rows], gains)
-            values[:, rows] += np.einsum("ik,bkj->bij", row_weights[rows], offsets)
+            # the block rows this strip's weights use (two, mostly, of the window's span):
+            # the terms left out are zeros, which add nothing to the sums
+            used = np.flatnonzero(row_weights[rows].any(axis=0))
+            span = slice(used[0], used[-1] + 1)
+            weights = row_weights[rows, span]
+            values[:, rows] *= np.einsum("ik,bkj->bij", weights, gains[:, span])
+            values[:, rows] += np.einsum("ik,bkj->bij", weights, offsets[:, span])
         return values
 
     def _along_columns(
