@@ -64,6 +64,10 @@ def _sums_exact(values: np.ndarray, row_starts: np.ndarray, col_starts: np.ndarr
 SUM_CHUNK = 1 << 16
 
 
+#: Count, mean, M2, minimum and maximum of no pixels.
+NO_PIXELS = (0.0, 0.0, 0.0, np.inf, -np.inf)
+
+
 def _band_moments(values: np.ndarray, valid: np.ndarray) -> tuple[float, ...]:
     """Count, mean, M2, minimum and maximum of a 1-D array where ``valid`` is true (0, 0,
     0, inf, -inf where none is).
@@ -73,8 +77,7 @@ def _band_moments(values: np.ndarray, valid: np.ndarray) -> tuple[float, ...]:
     independent of the order of the pixels; other types take two passes in float64.
     """
     small = values.dtype.kind in "iu" and values.dtype.itemsize <= 2 and values.size < 1 << 32
-    moments = _integer_moments(values, valid) if small else _float_moments(values, valid)
-    return moments if moments[0] else (0.0, 0.0, 0.0, np.inf, -np.inf)
+    return _integer_moments(values, valid) if small else _float_moments(values, valid)
 
 
 def _integer_moments(values: np.ndarray, valid: np.ndarray) -> tuple[float, ...]:
@@ -93,7 +96,7 @@ def _integer_moments(values: np.ndarray, valid: np.ndarray) -> tuple[float, ...]
             sum_of_squares += int(np.square(chunk, dtype=square).sum(dtype=np.uint64))
             low, high = min(low, chunk.min()), max(high, chunk.max())
     if not count:
-        return (0,)
+        return NO_PIXELS
     m2 = (count * sum_of_squares - total * total) / count
     return count, total / count, m2, float(low), float(high)
 
@@ -102,7 +105,7 @@ def _float_moments(values: np.ndarray, valid: np.ndarray) -> tuple[float, ...]:
     """:func:`_band_moments` in two passes in float64."""
     selected = values if valid.all() else values[valid]
     if not selected.size:
-        return (0,)
+        return NO_PIXELS
     mean = selected.mean(dtype=np.float64)
     deviation = selected - mean
     # einsum, not np.dot: BLAS splits a long dot product by its number of threads, so
