@@ -1108,6 +1108,38 @@ def test_fill_from_neighbours_grows_ring_by_ring():
     assert np.array_equal(fill_from_neighbours(values, np.zeros_like(known)), np.zeros_like(values))
 
 
+def _grown_over_whole_grids(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """The ring-by-ring fill as defined: each round, every unknown cell with known
+    4-neighbours takes their mean (the sum taken above, below, left, right)."""
+    filled, have = np.where(known, values, 0.0), known.copy()
+    while True:
+        padded = np.pad(filled * have, [(0, 0)] * (filled.ndim - 2) + [(1, 1), (1, 1)])
+        counted = np.pad(have, [(0, 0)] * (have.ndim - 2) + [(1, 1), (1, 1)]).astype(float)
+        total, count = np.zeros_like(filled), np.zeros_like(filled)
+        for rows, cols in (
+            (slice(0, -2), slice(1, -1)),
+            (slice(2, None), slice(1, -1)),
+            (slice(1, -1), slice(0, -2)),
+            (slice(1, -1), slice(2, None)),
+        ):
+            total += padded[..., rows, cols]
+            count += counted[..., rows, cols]
+        grow = ~have & (count > 0)
+        if not grow.any():
+            return filled
+        filled[grow] = total[grow] / count[grow]
+        have |= grow
+
+
+def test_fill_from_neighbours_matches_growing_over_whole_grids_to_the_bit():
+    rng = np.random.default_rng(11)
+    for shape, share in (((4, 3, 40, 33), 0.01), ((2, 17, 5), 0.2), ((1, 1), 1.0), ((30, 1), 0.05)):
+        values = rng.normal(size=shape) * 1e3
+        known = rng.random(shape) < share
+        expected = _grown_over_whole_grids(values, known)
+        assert np.array_equal(fill_from_neighbours(values, known), expected)
+
+
 def test_fill_from_neighbours_grows_each_grid_of_a_stack_as_if_alone():
     rng = np.random.default_rng(3)
     values = rng.normal(size=(3, 2, 9, 7))
