@@ -43,7 +43,8 @@ from spectralmatch import (
     SpectralMatchError,
 )
 from spectralmatch.errors import SpectralMatchWarning
-from spectralmatch.geo.blocks import STRIP_ROWS
+from spectralmatch.geo.blocks import STRIP_ROWS, positions_in
+from spectralmatch.geo.grid import PixelGrid
 from spectralmatch.model.block_map import MAX_SPREAD_FACTOR
 from spectralmatch.model.surface import fill_from_neighbours
 
@@ -903,6 +904,26 @@ def test_pixel_and_window_blocks(grid_images):
     )
     assert row_starts.tolist() == [0, 28] and col_starts.tolist() == [0, 24]
     assert blocks.tolist() == [3 * 10 + 6, 3 * 10 + 7, 4 * 10 + 6, 4 * 10 + 7]
+
+
+def test_blocks_near_an_area_hold_every_block_its_pixels_fall_in(grid_images):
+    grid = BlockGrid.covering(grid_images, block_size=32)  # 6 x 10 blocks of 320 m
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        # areas within, across and beyond the grid (pixels outside take the edge blocks)
+        left, bottom = rng.uniform(699000.0, 703500.0), rng.uniform(4997500.0, 5000900.0)
+        bounds = (left, bottom, left + rng.uniform(1.0, 1500.0), bottom + rng.uniform(1, 900))
+        near = grid.blocks_near(bounds)
+        assert np.all(np.diff(near) > 0) and near[0] >= 0 and near[-1] < grid.size
+        width, height = (max(int(side // 10), 1) for side in (bounds[2] - left, bounds[3] - bottom))
+        pixels = PixelGrid(from_origin(left, bounds[3], 10.0, 10.0), width, height)
+        blocks, _, _ = grid.window_blocks(pixels)
+        assert np.array_equal(near[positions_in(near, blocks)], blocks)
+    # the 10 m image's area: its 2 x 2 blocks and their neighbours, 4 x 4
+    near = grid.blocks_near(grid_images.images[1].bounds)
+    assert near.tolist() == [r * 10 + c for r in (2, 3, 4, 5) for c in (5, 6, 7, 8)]
+    with pytest.raises(ValueError, match=r"blocks \[0\] are not among"):
+        positions_in(near, np.array([0, 26]))
 
 
 def test_interpolation_of_a_linear_surface(grid_images):

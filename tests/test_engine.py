@@ -449,6 +449,27 @@ def test_plan_dedupes_requests_and_takes_the_largest_bins(tiles):
         OverlapHistogram(bins=1)
 
 
+def test_block_moments_are_kept_near_each_overlap_and_given_over_the_whole_grid(tiles):
+    collection = ImageCollection(tiles.paths)
+    edges = OverlapGraph.from_collection(collection).edges
+    grid = BlockGrid.covering(collection.images, n_blocks=24)
+    statistics = StatisticsPass(1024, SerialExecutor()).collect(
+        collection, edges, [BlockMoments(grid)]
+    )
+    for pair in statistics.pairs:
+        near = grid.blocks_near(pair.edge.bounds)
+        assert len(near) < grid.size / 2  # what is kept does not grow with the mosaic
+        for index, kept in zip(
+            (pair.edge.first, pair.edge.second), pair.near_blocks[grid], strict=True
+        ):
+            whole = pair.blocks_of(index, grid)
+            assert whole.count.shape == (3, grid.size) and kept.count.shape == (3, len(near))
+            for name in ("count", "mean", "m2"):
+                np.testing.assert_array_equal(getattr(whole, name)[:, near], getattr(kept, name))
+                assert not np.delete(getattr(whole, name), near, axis=1).any()
+            np.testing.assert_array_equal(whole.count.sum(axis=1), pair.of(index).count)
+
+
 def test_select_returns_only_what_was_asked(tiles):
     collection = ImageCollection(tiles.paths)
     edges = OverlapGraph.from_collection(collection).edges

@@ -39,7 +39,7 @@ from ..stats.requests import Plan
 _MOMENT_FIELDS = ("count", "mean", "m2", "minimum", "maximum")
 
 #: Entries of another layout never share a key (nor a file name) with these.
-_FORMAT = "spectralmatch-statistics-2"
+_FORMAT = "spectralmatch-statistics-3"
 #: Reserved array names in an entry (an entry's own arrays are named ``entry.field``).
 _KEY, _CHECKSUM = "__key__", "__checksum__"
 #: How the temporary files of unfinished writes are named.

@@ -22,7 +22,7 @@ from rasterio.windows import Window
 
 from .._interrupt import check_interrupted
 from .._typing import WorkingDtype
-from ..geo.blocks import BlockGrid
+from ..geo.blocks import BlockGrid, positions_in
 from ..geo.cells import CellGrid
 from ..geo.grid import PixelGrid, intersect, local_slices, offset_in, shifted
 from ..geo.overlap import OverlapEdge
@@ -352,7 +352,11 @@ class _OverlapSide:
         self.grids = plan.grids
         self.bins = plan.overlap_bins
         self.moments = Moments.empty(count)
-        self.blocks = {g: Moments.empty((count, g.size), extremes=False) for g in plan.grids}
+        # per grid, only the blocks near the overlap: a grid spans the whole mosaic
+        self.near = {grid: grid.blocks_near(edge.bounds) for grid in plan.grids}
+        self.blocks = {
+            g: Moments.empty((count, len(self.near[g])), extremes=False) for g in plan.grids
+        }
         self.cell_grid = None
         self.cells: Moments | None = None
         self.first_row = 0
@@ -392,7 +396,7 @@ class _OverlapSide:
         for grid in self.grids:
             blocks, row_starts, col_starts = grid.window_blocks(cells)
             measured = Moments.from_blocks(values, joint, row_starts, col_starts)
-            self.blocks[grid].merge_at(blocks, measured)
+            self.blocks[grid].merge_at(positions_in(self.near[grid], blocks), measured)
         # with a grid, the whole overlap's moments are the sum of its blocks'
         part = measured.total() if measured is not None else Moments.from_array(values, joint)
         self.moments = self.moments.merge(part)
@@ -405,8 +409,10 @@ class _OverlapSide:
         held = slice(self.first_row * self.cell_grid.shape[1], None)
         held = slice(held.start, held.start + self.cells.count.shape[-1])
         self.blocks = {
-            grid: self.cells.grouped(self.cell_grid.block_index(grid)[held], grid.size)
-            for grid in self.grids
+            grid: self.cells.grouped(
+                positions_in(near, self.cell_grid.block_index(grid)[held]), len(near)
+            )
+            for grid, near in self.near.items()
         }
 
     @property

@@ -98,6 +98,28 @@ class BlockGrid:
         y = transform.f + transform.e * (np.arange(cells.height) + 0.5)
         return (self.top - y) / self.block_height, (x - self.left) / self.block_width
 
+    def blocks_near(self, bounds: Bounds) -> np.ndarray:
+        """Flat indices, ascending, of the blocks ``bounds`` meets and of their neighbours:
+        every block that a pixel or cell of an area within ``bounds`` falls in (a pixel
+        straddling the area's edge included; those outside the grid fall in its edge
+        blocks, as by :meth:`cell_blocks`)."""
+        left, bottom, right, top = bounds
+        rows = self._span(
+            (self.top - top) / self.block_height, (self.top - bottom) / self.block_height, self.rows
+        )
+        cols = self._span(
+            (left - self.left) / self.block_width, (right - self.left) / self.block_width, self.cols
+        )
+        return (rows[:, None] * self.cols + cols[None, :]).ravel()
+
+    @staticmethod
+    def _span(start: float, stop: float, size: int) -> np.ndarray:
+        """Block positions from ``start`` to ``stop`` (in block units), one more each
+        side, within ``[0, size)``."""
+        first = min(max(math.floor(start) - 1, 0), size - 1)
+        last = min(max(math.floor(stop) + 1, 0), size - 1)
+        return np.arange(first, last + 1)
+
     def window_blocks(self, cells: PixelGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Blocks the cells touch: flat block indices and the first row and column of
         each block run in the cells."""
@@ -162,6 +184,22 @@ class BlockGrid:
             for part in (surface[:, row_span, col_span] for surface in surfaces)
         ]
         return row_weights, along_cols
+
+
+def positions_in(near: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """Where each of ``blocks`` (flat indices) is in ``near`` (ascending, from
+    :meth:`BlockGrid.blocks_near`).
+
+    Raises
+    ------
+    ValueError
+        If a block is not in ``near``.
+    """
+    places = np.minimum(np.searchsorted(near, blocks), len(near) - 1)
+    if len(blocks) and not np.array_equal(near[places], blocks):
+        missing = sorted(set(np.asarray(blocks).tolist()) - set(near.tolist()))
+        raise ValueError(f"blocks {missing[:5]} are not among the blocks near the overlap")
+    return places
 
 
 def union_bounds(boxes: Sequence[Bounds]) -> Bounds:

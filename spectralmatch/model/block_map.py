@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import reduce
 from pathlib import Path
 from typing import Any, ClassVar, get_args
@@ -236,7 +236,7 @@ class BlockMap(Adjuster):
         if alone:
             warn_left_unchanged(alone)
         if usable and not overlaps.pair_counts.any():
-            sides = [pair.blocks[self.grid_] for pair in usable]
+            sides = [pair.near_blocks[self.grid_] for pair in usable]
             largest = max(int(np.minimum(a.count, b.count).max()) for a, b in sides)
             size = (
                 f"block_size={self.block_size} px"
@@ -489,12 +489,17 @@ def _crs_from_state(state: dict[str, Any]) -> Any:
 
 @define
 class _BlockOverlaps:
-    """The overlaps' block statistics as arrays: pairs x bands x blocks."""
+    """The overlaps' block statistics, each pair's over the blocks near its overlap only
+    (a grid spans the whole mosaic): one entry per pair and block, pair by pair, in
+    arrays of bands x entries."""
 
     n_images: int
+    n_blocks: int
     first: np.ndarray  # (n_pairs,) image index of each pair's first image
     second: np.ndarray
-    pair_counts: np.ndarray  # (n_pairs, n_bands, n_blocks), 0 below min_pixels
+    pair_of: np.ndarray  # (n_entries,) the pair of each entry, ascending
+    block_of: np.ndarray  # (n_entries,) its block, a flat index in the grid
+    pair_counts: np.ndarray  # (n_bands, n_entries), 0 below min_pixels
     spread_counts: np.ndarray  # the same, 0 also where either spread is degenerate
     means: tuple[np.ndarray, np.ndarray]  # first's and second's block means
     log_stds: tuple[np.ndarray, np.ndarray]
@@ -505,34 +510,49 @@ class _BlockOverlaps:
     ) -> _BlockOverlaps:
         pairs = statistics.pairs
         n_bands = statistics.n_bands
-        shape = (len(pairs), n_bands, grid.size)
-        counts, means, log_stds = np.zeros(shape), np.zeros((2, *shape)), np.zeros((2, *shape))
-        degenerate = np.zeros(shape, dtype=bool)
         floor = MIN_RELATIVE_SPREAD * _overlap_spread(pairs, n_bands)[:, None]
-        for p, pair in enumerate(pairs):
-            a, b = pair.blocks[grid]
-            counts[p] = np.minimum(a.count, b.count)
-            means[:, p] = a.mean, b.mean
-            log_stds[:, p] = np.log(np.maximum([a.std, b.std], 1e-12))
-            degenerate[p] = _degenerate(a, statistics.images[pair.edge.first], floor)
-            degenerate[p] |= _degenerate(b, statistics.images[pair.edge.second], floor)
-        counts[counts < min_pixels] = 0
+        near = [grid.blocks_near(pair.edge.bounds) for pair in pairs]
+        # each list starts with no entry, so that no pair at all is no entry at all
+        counts, degenerate = [np.zeros((n_bands, 0))], [np.zeros((n_bands, 0), dtype=bool)]
+        means, log_stds = [np.zeros((2, n_bands, 0))], [np.zeros((2, n_bands, 0))]
+        for pair in pairs:
+            a, b = pair.near_blocks[grid]
+            counts.append(np.minimum(a.count, b.count))
+            means.append(np.array([a.mean, b.mean]))
+            log_stds.append(np.log(np.maximum([a.std, b.std], 1e-12)))
+            degenerate.append(
+                _degenerate(a, statistics.images[pair.edge.first], floor)
+                | _degenerate(b, statistics.images[pair.edge.second], floor)
+            )
+        count = np.concatenate(counts, axis=1)
+        count[count < min_pixels] = 0
+        mean, log_std = np.concatenate(means, axis=2), np.concatenate(log_stds, axis=2)
         return cls(
             len(statistics.names),
+            grid.size,
             np.array([p.edge.first for p in pairs], dtype=int),
             np.array([p.edge.second for p in pairs], dtype=int),
-            counts,
-            np.where(degenerate, 0.0, counts),
-            (means[0], means[1]),
-            (log_stds[0], log_stds[1]),
+            np.repeat(np.arange(len(pairs)), [len(blocks) for blocks in near]).astype(int),
+            np.concatenate([np.zeros(0, dtype=int), *near]),
+            count,
+            np.where(np.concatenate(degenerate, axis=1), 0.0, count),
+            (mean[0], mean[1]),
+            (log_std[0], log_std[1]),
         )
 
     def totals(self, weights: np.ndarray) -> np.ndarray:
         """(n_images, n_bands, n_blocks): each image's sum of the pairs' ``weights``."""
-        totals = np.zeros((self.n_images, *weights.shape[1:]))
-        np.add.at(totals, self.first, weights)
-        np.add.at(totals, self.second, weights)
-        return totals
+        return self._per_image(weights, weights)
+
+    def _per_image(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """(n_images, n_bands, n_blocks): each image's sum of ``first`` over the pairs it
+        is the first of, then of ``second`` over those it is the second of (entries in
+        pair order, as over dense pairs x blocks arrays: the same sums to the bit)."""
+        sums = np.zeros((self.n_images, first.shape[0], self.n_blocks))
+        for images, values in ((self.first, first), (self.second, second)):
+            where = (images[self.pair_of], slice(None), self.block_of)
+            np.add.at(sums, where, values.T)  # type: ignore[arg-type]
+        return sums
 
     @property
     def counts(self) -> np.ndarray:
@@ -541,9 +561,7 @@ class _BlockOverlaps:
 
     def local_means(self) -> np.ndarray:
         """(n_images, n_bands, n_blocks): each image's count-weighted mean over its overlaps."""
-        sums = np.zeros((self.n_images, *self.pair_counts.shape[1:]))
-        np.add.at(sums, self.first, self.pair_counts * self.means[0])
-        np.add.at(sums, self.second, self.pair_counts * self.means[1])
+        sums = self._per_image(self.pair_counts * self.means[0], self.pair_counts * self.means[1])
         totals = self.counts
         return np.divide(sums, totals, out=np.zeros_like(sums), where=totals > 0)
 
@@ -566,38 +584,64 @@ class _BlockOverlaps:
         -------
         ndarray (n_images, n_bands, n_blocks)
         """
-        n_pairs = len(self.first)
-        cell_shape = self.pair_counts.shape[1:]
-        n_cells = int(np.prod(cell_shape))  # explicit: there may be no pair at all
+        n_bands = pair_weights.shape[0]
         if fixed_values is None:
-            fixed_values = np.zeros((self.n_images, *cell_shape))
+            fixed_values = np.zeros((self.n_images, n_bands, self.n_blocks))
         shifts = (fixed_values * fixed[:, None, None]).reshape(self.n_images, -1)
         known_values = fixed_values.reshape(self.n_images, -1)
         sizes = self.totals(pair_weights).reshape(self.n_images, -1)
-        weights = pair_weights.reshape(n_pairs, n_cells).T
-        targets = (values[1] - values[0]).reshape(n_pairs, n_cells).T
-        active = weights > 0
-        cells = np.flatnonzero(active.any(axis=1))
-        if not len(cells):
-            return shifts.reshape(self.n_images, *cell_shape)
-        patterns, inverse = np.unique(active[cells], axis=0, return_inverse=True)
-        for number, pattern in enumerate(patterns):
-            chosen = cells[inverse.ravel() == number]
-            pairs = np.flatnonzero(pattern)
+        used = _UsedEntries.of(self, pair_weights)
+        targets = values[1] - values[0]
+        for chosen, pairs, entries in used.patterns():
             members = np.unique(np.concatenate([self.first[pairs], self.second[pairs]]))
             design = np.zeros((len(pairs), len(members)))
             design[np.arange(len(pairs)), np.searchsorted(members, self.first[pairs])] = 1.0
             design[np.arange(len(pairs)), np.searchsorted(members, self.second[pairs])] = -1.0
             solution = _solve_cells(
                 design,
-                weights[np.ix_(chosen, pairs)],
-                targets[np.ix_(chosen, pairs)],
+                pair_weights[used.band[entries], used.entry[entries]],
+                targets[used.band[entries], used.entry[entries]],
                 fixed[members],
                 known_values[np.ix_(members, chosen)].T,
                 sizes[np.ix_(members, chosen)].T,
             )
             shifts[np.ix_(members, chosen)] = solution.T
-        return shifts.reshape(self.n_images, *cell_shape)
+        return shifts.reshape(self.n_images, n_bands, self.n_blocks)
+
+
+@define
+class _UsedEntries:
+    """The entries a solve uses (weight above 0), cell by cell (a cell: a band of a
+    block, ``band * n_blocks + block``), each cell's pairs ascending."""
+
+    cell: np.ndarray
+    pair: np.ndarray
+    band: np.ndarray
+    entry: np.ndarray
+
+    @classmethod
+    def of(cls, overlaps: _BlockOverlaps, weights: np.ndarray) -> _UsedEntries:
+        band, entry = np.nonzero(weights > 0)
+        cell = band * overlaps.n_blocks + overlaps.block_of[entry]
+        pair = overlaps.pair_of[entry]
+        order = np.lexsort((pair, cell))
+        return cls(cell[order], pair[order], band[order], entry[order])
+
+    def patterns(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per set of pairs used together: the cells using exactly those (ascending),
+        the pairs, and the positions of their entries here (cells x pairs)."""
+        if not len(self.cell):
+            return
+        cells, starts, sizes = np.unique(self.cell, return_index=True, return_counts=True)
+        padded = np.full((len(cells), int(sizes.max())), -1)
+        rows = np.repeat(np.arange(len(cells)), sizes)
+        padded[rows, np.arange(len(self.cell)) - starts[rows]] = self.pair
+        patterns, inverse = np.unique(padded, axis=0, return_inverse=True)
+        inverse = inverse.ravel()
+        for number, pattern in enumerate(patterns):
+            which = np.flatnonzero(inverse == number)
+            pairs = pattern[pattern >= 0]
+            yield cells[which], pairs, starts[which][:, None] + np.arange(len(pairs))
 
 
 def _overlap_spread(pairs: Sequence[PairMoments], n_bands: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 
 from .._validation import POSITIVE, POSITIVE_INTEGER, Constraint, Interval
-from ..geo.blocks import BlockGrid
+from ..geo.blocks import BlockGrid, positions_in
 from ..geo.cells import CellGrid
 from ..geo.grid import PixelGrid
 from ..geo.overlap import OverlapEdge
@@ -188,15 +188,13 @@ def without_cells(
         if pair.cells is None or pair.edge not in left_out:
             pairs.append(pair)
             continue
-        grid = CellGrid.over(pair.edge.bounds, side, list(pair.blocks))
+        grid = CellGrid.over(pair.edge.bounds, side, list(pair.near_blocks))
         first, second = (cells.without(left_out[pair.edge]) for cells in pair.cells)
-        blocks = {
-            block_grid: (
-                first.grouped(grid.block_index(block_grid), block_grid.size),
-                second.grouped(grid.block_index(block_grid), block_grid.size),
-            )
-            for block_grid in pair.blocks
-        }
+        blocks = {}
+        for block_grid in pair.near_blocks:
+            near = block_grid.blocks_near(pair.edge.bounds)
+            index = positions_in(near, grid.block_index(block_grid))
+            blocks[block_grid] = (first.grouped(index, len(near)), second.grouped(index, len(near)))
         cells = pair.cells if keep_cells else None
         pairs.append(PairMoments(pair.edge, first.total(), second.total(), blocks, None, cells))
     return evolve(statistics, pairs=pairs)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 from attrs import define, evolve, field
 
+from .._typing import Bounds
 from ..geo.blocks import BlockGrid
 from ..geo.overlap import OverlapEdge
 from .histogram import Histogram
@@ -32,9 +33,11 @@ class PairMoments:
     edge : OverlapEdge
     first, second : Moments
         Of the edge's first and second image (``OverlapMoments``).
-    blocks : dict
-        Per block grid, the same per block: (first's, second's) Moments with arrays of
-        shape (n_bands, n_blocks) (``BlockMoments``).
+    near_blocks : dict
+        Per block grid, the same per block near the overlap: (first's, second's) Moments
+        with arrays of shape (n_bands, len(grid.blocks_near(edge.bounds))), the blocks in
+        that order (``BlockMoments``). A grid spans the whole mosaic, so only these are
+        kept; :attr:`blocks` gives them over the whole grid.
     histograms : (Histogram, Histogram) or None
         (first's, second's) histograms over the overlap (``OverlapHistogram``).
     cells : (Moments, Moments) or None
@@ -45,9 +48,16 @@ class PairMoments:
     edge: OverlapEdge
     first: Moments
     second: Moments
-    blocks: dict[BlockGrid, tuple[Moments, Moments]] = field(factory=dict)
+    near_blocks: dict[BlockGrid, tuple[Moments, Moments]] = field(factory=dict)
     histograms: tuple[Histogram, Histogram] | None = None
     cells: tuple[Moments, Moments] | None = None
+
+    @property
+    def blocks(self) -> Mapping[BlockGrid, tuple[Moments, Moments]]:
+        """Per block grid, (first's, second's) Moments per block of the whole grid,
+        arrays of shape (n_bands, grid.size): no pixel in the blocks far from the
+        overlap. Built on each access from :attr:`near_blocks`."""
+        return _WholeGridBlocks(self.edge.bounds, self.near_blocks)
 
     def of(self, index: int) -> Moments:
         """Moments of image ``index`` (one end of the edge)."""
@@ -78,10 +88,40 @@ class PairMoments:
             self.edge,
             mapped_first,
             mapped_second,
-            {grid: both(a, b) for grid, (a, b) in self.blocks.items()},
+            {grid: both(a, b) for grid, (a, b) in self.near_blocks.items()},
             None if self.histograms is None else both(*self.histograms),
             None if self.cells is None else both(*self.cells),
         )
+
+
+class _WholeGridBlocks(Mapping[BlockGrid, tuple[Moments, Moments]]):
+    """Block moments kept near an overlap, given over each whole grid on access."""
+
+    def __init__(self, bounds: Bounds, near: dict[BlockGrid, tuple[Moments, Moments]]) -> None:
+        self.bounds, self.near = bounds, near
+
+    def __getitem__(self, grid: BlockGrid) -> tuple[Moments, Moments]:
+        first, second = self.near[grid]
+        blocks = grid.blocks_near(self.bounds)
+        return _on_whole_grid(first, blocks, grid.size), _on_whole_grid(second, blocks, grid.size)
+
+    def __iter__(self) -> Iterator[BlockGrid]:
+        return iter(self.near)
+
+    def __len__(self) -> int:
+        return len(self.near)
+
+
+def _on_whole_grid(moments: Moments, blocks: np.ndarray, size: int) -> Moments:
+    """``moments`` of ``blocks`` placed on a grid of ``size`` blocks (no pixels elsewhere;
+    no extremes, as block moments have none)."""
+
+    def placed(values: np.ndarray) -> np.ndarray:
+        whole = np.zeros((len(values), size))
+        whole[:, blocks] = values
+        return whole
+
+    return Moments(placed(moments.count), placed(moments.mean), placed(moments.m2))
 
 
 @define
@@ -137,7 +177,7 @@ class OverlapStatistics:
     def block_grids(self) -> list[BlockGrid]:
         """The block grids the pairs were measured on (those asked for when nothing
         overlaps)."""
-        return list(self.pairs[0].blocks) if self.pairs else list(self.grids)
+        return list(self.pairs[0].near_blocks) if self.pairs else list(self.grids)
 
     def affine(self, gains: np.ndarray, offsets: np.ndarray) -> OverlapStatistics:
         """The statistics after ``gains[i] * x + offsets[i]`` on image ``i`` (per band)."""
@@ -163,7 +203,7 @@ class OverlapStatistics:
                 pair.edge,
                 pair.first,
                 pair.second,
-                {grid: value for grid, value in pair.blocks.items() if grid in grids},
+                {grid: value for grid, value in pair.near_blocks.items() if grid in grids},
                 pair.histograms if histograms else None,
                 pair.cells if cells else None,
             )
