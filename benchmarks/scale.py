@@ -16,6 +16,9 @@ Sections (all by default):
   ``runners/rewrite_mt.py`` (a plain copy of the same pixels on every core: the I/O
   limit) on scale-9x3000, scale-16x3000 and scale-4x6000; and ``--no-local`` on
   scale-9x3000.
+- ``many``: the defaults against ``rewrite_mt.py`` on the same 81 megapixels in 9 and
+  in 36 images (scale-9x3000, scale-36x1500), and on 100 and 225 images of 400 px: the
+  cost of each image and overlap beyond its pixels, and memory against image count.
 - ``memory``: peak memory of the defaults against image size (4 x 2000, 4 x 6000 and
   2 x 12000 px) and image count (4, 9 and 16 images of 3000 px), with wall time per
   megapixel against the total pixels.
@@ -27,7 +30,7 @@ Sections (all by default):
 The package's bytecode is compiled first, as ``pip install`` leaves it (a checkout
 installed with ``pip install -e .`` where ``PYTHONDONTWRITEBYTECODE`` is set would compile
 it in every run). Run nothing else on the machine meanwhile. The whole set takes about
-15 minutes on 2 cores, the first time longer (the cases are made once).
+20 minutes on 2 cores, the first time longer (the cases are made once).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MATCH = (
     f"{shlex.quote(sys.executable)} -m spectralmatch match {{input}} -o {{output}} --no-cache -q"
 )
-SECTIONS = ("floor", "memory", "workers", "dask")
+SECTIONS = ("floor", "many", "memory", "workers", "dask")
 
 
 def bench_folder() -> Path:
@@ -131,37 +134,56 @@ def runner(bench: Bench, name: str) -> str:
     return f"{shlex.quote(sys.executable)} {bench.harness / 'runners' / name} {{input}} {{output}}"
 
 
-def floor_section(bench: Bench) -> list[str]:
-    mt = runner(bench, "rewrite_mt.py")
-    rows = []
-    for case, options, name in [
-        (bench.case(9, 3000), "", "defaults"),
-        (bench.case(16, 3000), "", "defaults"),
-        (bench.case(4, 6000), "", "defaults"),
-        (bench.case(9, 3000), " --no-local", "--no-local"),
-    ]:
-        runs = bench.run(case, "spectralmatch", MATCH + options, "rewrite_mt", mt)
-        ours, floor = median(runs, "spectralmatch", "wall_s"), median(runs, "rewrite_mt", "wall_s")
-        cpu = median(runs, "spectralmatch", "cpu_s"), median(runs, "rewrite_mt", "cpu_s")
-        rows.append(
-            f"| {case} | {name} | {ours:.2f} | {floor:.2f} | **{ours / floor:.2f}** | "
-            f"{cpu[0]:.1f} / {cpu[1]:.1f} | {rss(runs, 'spectralmatch'):.0f} |"
-        )
-    # what no two-pass method can beat: every pixel read once, then the copy
-    case = bench.case(9, 3000)
-    two_pass = f"{shlex.quote(sys.executable)} {ROOT / 'benchmarks' / 'two_pass_floor.py'}"
-    runs = bench.run(case, "two-pass", two_pass + " {input} {output}", "rewrite_mt", mt)
-    ours, floor = median(runs, "two-pass", "wall_s"), median(runs, "rewrite_mt", "wall_s")
-    cpu = median(runs, "two-pass", "cpu_s"), median(runs, "rewrite_mt", "cpu_s")
-    rows.append(
-        f"| {case} | two-pass floor (read all, then copy) | {ours:.2f} | {floor:.2f} | "
-        f"**{ours / floor:.2f}** | {cpu[0]:.1f} / {cpu[1]:.1f} | {rss(runs, 'two-pass'):.0f} |"
+FLOOR_HEADER = [
+    "| case | match | wall s | rewrite_mt s | ratio | CPU s (ours / copy) | peak MB |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
+]
+
+
+def against_floor(bench: Bench, case: str, label: str, command: str, name: str) -> str:
+    """A row of ``command`` (labelled ``label``) against ``rewrite_mt.py`` on ``case``."""
+    runs = bench.run(case, label, command, "rewrite_mt", runner(bench, "rewrite_mt.py"))
+    ours, floor = median(runs, label, "wall_s"), median(runs, "rewrite_mt", "wall_s")
+    cpu = median(runs, label, "cpu_s"), median(runs, "rewrite_mt", "cpu_s")
+    return (
+        f"| {case} | {name} | {ours:.2f} | {floor:.2f} | **{ours / floor:.2f}** | "
+        f"{cpu[0]:.1f} / {cpu[1]:.1f} | {rss(runs, label):.0f} |"
     )
-    return [
-        "| case | match | wall s | rewrite_mt s | ratio | CPU s (ours / copy) | peak MB |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        *rows,
-    ]  # fmt: skip
+
+
+def floor_section(bench: Bench) -> list[str]:
+    rows = [
+        against_floor(bench, case, "spectralmatch", MATCH + options, name)
+        for case, options, name in [
+            (bench.case(9, 3000), "", "defaults"),
+            (bench.case(16, 3000), "", "defaults"),
+            (bench.case(4, 6000), "", "defaults"),
+            (bench.case(9, 3000), " --no-local", "--no-local"),
+        ]
+    ]
+    # what no two-pass method can beat: every pixel read once, then the copy
+    two_pass = f"{shlex.quote(sys.executable)} {ROOT / 'benchmarks' / 'two_pass_floor.py'}"
+    rows.append(
+        against_floor(
+            bench,
+            bench.case(9, 3000),
+            "two-pass",
+            two_pass + " {input} {output}",
+            "two-pass floor (read all, then copy)",
+        )
+    )
+    return [*FLOOR_HEADER, *rows]
+
+
+def many_section(bench: Bench) -> list[str]:
+    """The same 81 megapixels in 9 and in 36 images, then 100 and 225 small images: what
+    each image and each overlap costs beyond its pixels."""
+    cases = [(9, 3000), (36, 1500), (100, 400), (225, 400)]
+    rows = [
+        against_floor(bench, bench.case(count, size), "spectralmatch", MATCH, "defaults")
+        for count, size in cases
+    ]
+    return [*FLOOR_HEADER, *rows]
 
 
 def memory_section(bench: Bench) -> list[str]:
@@ -232,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     makers = {
         "floor": floor_section,
+        "many": many_section,
         "memory": memory_section,
         "workers": workers_section,
         "dask": dask_section,
