@@ -592,6 +592,8 @@ optional
             correct = StepChain(tuple(steps))
             settings = [cog, working_dtype, output_dtype, sorted(creation_options.items())]
             records = self._records_folder()
+            # hashed once: the model's arrays grow with the images
+            model = steps_digest(steps) if records else ""
             tasks = [
                 WriteTask(
                     image,
@@ -603,7 +605,7 @@ optional
                     creation_options,
                     output_dtype,
                     records,
-                    _output_digest(steps, image, settings) if records else "",
+                    _output_digest(model, image, settings) if records else "",
                 )
                 for image, path in zip(collection, paths, strict=True)
             ]
@@ -756,11 +758,12 @@ def _check_same_dtype(collection: ImageCollection) -> None:
         )
 
 
-def _output_digest(steps: list[Adjuster], image: Image, settings: list[Any]) -> str:
-    """What identifies an output's content: the model, the input file and the settings."""
+def _output_digest(model: str, image: Image, settings: list[Any]) -> str:
+    """What identifies an output's content: the model (its :func:`steps_digest`), the
+    input file and the settings."""
     status = image.path.stat()
     source = [str(image.path.resolve()), status.st_size, status.st_mtime_ns, image.name]
-    parts = json.dumps([steps_digest(steps), source, settings], default=repr)
+    parts = json.dumps([model, source, settings], default=repr)
     return hashlib.sha256(parts.encode()).hexdigest()
 
 
