@@ -384,9 +384,35 @@ def test_least_cost_labels_follow_the_cheap_column():
     labels = np.where(np.arange(40) < 20, 1, 2)[None].repeat(20, 0)
     cost = np.ones((2, 2, 20, 40))
     cost[0, 1][:, 25] = 0.0
-    moved = least_cost_labels(labels, cost, cover)
+    moved = least_cost_labels(labels, lambda i, j, window: cost[i, j][window], cover)
     assert (moved[10, 10:25] == 1).all() and (moved[10, 26:] == 2).all()
     assert (moved[:, :10] == 1).all() and (moved[:, 30:] == 2).all()
+
+
+def test_least_cost_pairs_are_every_pair_sharing_a_cell_with_room_around():
+    from spectralmatch.ops.least_cost import PAIR_MARGIN, _meeting_pairs
+
+    rng = np.random.default_rng(2)
+    cover = np.zeros((12, 40, 50), bool)
+    for covered in cover[:-1]:  # rectangles with holes; the last image covers nothing
+        top, left = rng.integers(0, 30), rng.integers(0, 40)
+        covered[top : top + rng.integers(3, 15), left : left + rng.integers(3, 15)] = True
+        covered &= rng.random(covered.shape) > 0.2
+    pairs = _meeting_pairs(cover)
+    assert [(i, j) for i, j, _ in pairs] == sorted((i, j) for i, j, _ in pairs)
+    windows = {(i, j): window for i, j, window in pairs}
+    for i in range(12):
+        for j in range(i + 1, 12):
+            shared = cover[i] & cover[j]
+            if not shared.any():
+                continue
+            rows, cols = np.nonzero(shared)
+            window = windows[i, j]  # every pair sharing a cell is there
+            for axis, (index, size) in enumerate(((rows, 40), (cols, 50))):
+                part = window[axis]
+                assert part.start <= max(index.min() - PAIR_MARGIN, 0)
+                assert min(part.stop, size) >= min(index.max() + 1 + PAIR_MARGIN, size)
+    assert all(11 not in (i, j) for i, j in windows)
 
 
 def test_mosaic_merge_builds_the_seamlines_it_is_asked_for(tmp_path):

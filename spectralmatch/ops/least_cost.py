@@ -4,6 +4,7 @@ images differ least."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,9 @@ from attrs import define
 
 from ..geo.regions import hand_over, polygon_parts, union
 from ..raster.collection import ImageCollection
+
+#: Rows and columns of a part of the coarse grid.
+Window = tuple[slice, slice]
 
 
 @define
@@ -53,15 +57,17 @@ class CoarseGrid:
         return values, ~np.isnan(values).any(axis=1)
 
     def nearest_centre_labels(self, collection: ImageCollection, cover: np.ndarray):
-        """Index + 1 of the covering image with the nearest footprint centroid (0: none)."""
+        """Index + 1 of the covering image with the nearest footprint centroid (0: none;
+        the first image of any tie)."""
         rows, cols = np.indices(self.shape)
         x, y = self.transform @ (cols + 0.5, rows + 0.5)
-        distance = np.full((len(collection), *self.shape), np.inf)
+        nearest = np.full(self.shape, np.inf)
+        labels = np.zeros(self.shape, dtype=int)
         for k, image in enumerate(collection):
             centre = image.footprint.centroid
-            distance[k] = np.where(cover[k], np.hypot(x - centre.x, y - centre.y), np.inf)
-        labels = np.argmin(distance, axis=0) + 1
-        labels[~cover.any(axis=0)] = 0
+            distance = np.where(cover[k], np.hypot(x - centre.x, y - centre.y), np.inf)
+            closer = distance < nearest
+            nearest[closer], labels[closer] = distance[closer], k + 1
         return labels
 
     def polygon(self, cells: np.ndarray):
@@ -90,17 +96,28 @@ def pixel_side(collection: ImageCollection) -> float:
     return min(min(abs(i.transform.a), abs(i.transform.e)) for i in collection)
 
 
-def cut_costs(values: np.ndarray, cover: np.ndarray) -> np.ndarray:
-    """Cost of a cut through each cell between images i < j: their absolute difference
-    summed over the bands, each scaled by its spread (1000 where they do not overlap)."""
-    spread = np.maximum(np.nanstd(values, axis=(0, 2, 3)), 1e-12)[:, None, None]
-    n = len(values)
-    difference = np.zeros((n, n, *values.shape[2:]))
-    for i in range(n):
-        for j in range(i + 1, n):
-            gap = np.nansum(np.abs(values[i] - values[j]) / spread, axis=0)
-            difference[i, j] = np.where(cover[i] & cover[j], gap, 1e3)
-    return difference
+@define
+class CutCosts:
+    """Cost of a cut through each cell between two images: their absolute difference
+    summed over the bands, each scaled by its spread over all the images (1000 where
+    they do not overlap). Taken pair by pair when asked: a mosaic of n images has n**2
+    pairs, most of which never meet."""
+
+    values: np.ndarray  # (images, bands, rows, cols), NaN where invalid
+    cover: np.ndarray
+    spread: np.ndarray
+
+    @classmethod
+    def of(cls, values: np.ndarray, cover: np.ndarray) -> CutCosts:
+        spread = np.maximum(np.nanstd(values, axis=(0, 2, 3)), 1e-12)[:, None, None]
+        return cls(values, cover, spread)
+
+    def between(self, first: int, second: int, window: Window) -> np.ndarray:
+        """The cost of a cut between images ``first`` and ``second`` over ``window``."""
+        part = (slice(None), *window)
+        one, other = self.values[first][part], self.values[second][part]
+        gap = np.nansum(np.abs(one - other) / self.spread, axis=0)
+        return np.where(self.cover[first][window] & self.cover[second][window], gap, 1e3)
 
 
 def redrawn(voronoi, grid: CoarseGrid, relabelling, footprints, side: float):
@@ -129,16 +146,25 @@ def redrawn(voronoi, grid: CoarseGrid, relabelling, footprints, side: float):
     return regions
 
 
-def least_cost_labels(labels: np.ndarray, difference: np.ndarray, cover: np.ndarray) -> np.ndarray:
+#: Cells a pair's work reaches beyond the cells both images cover: the 3 x 3 dilations
+#: that find its cut, its border and each image's own cells.
+PAIR_MARGIN = 2
+
+
+def least_cost_labels(
+    labels: np.ndarray, cost: Callable[[int, int, Window], np.ndarray], cover: np.ndarray
+) -> np.ndarray:
     """Move the cut between every pair of neighbouring labels onto the cheapest path.
 
     Parameters
     ----------
     labels : int array (rows, cols)
         Image index + 1 of each cell (0 outside every image): the starting partition.
-    difference : float array (n_images, n_images, rows, cols)
-        Cost of a cut through each cell between two images (e.g. their absolute
-        difference); only ``difference[i, j]`` with ``i < j`` is used.
+    cost : callable
+        ``cost(i, j, window)``, ``i < j``: float array, the cost of a cut through each
+        cell of ``window`` (row and column slices) between images ``i`` and ``j`` (e.g.
+        :meth:`CutCosts.between`); asked only of the pairs whose covers meet, over where
+        they meet and a margin.
     cover : bool array (n_images, rows, cols)
         Where each image has data.
 
@@ -151,24 +177,44 @@ def least_cost_labels(labels: np.ndarray, difference: np.ndarray, cover: np.ndar
     from scipy import ndimage
 
     labels = labels.copy()
-    n = cover.shape[0]
-    for i in range(n):
-        for j in range(i + 1, n):
-            shared = cover[i] & cover[j] & ((labels == i + 1) | (labels == j + 1))
-            if not shared.any():
-                continue
-            path = _cheapest_cut(labels, shared, difference[i, j], i + 1, j + 1)
-            if path is None:
-                continue
-            pieces, count = ndimage.label(shared & ~path)
-            own_i = ndimage.binary_dilation((labels == i + 1) & ~shared)
-            own_j = ndimage.binary_dilation((labels == j + 1) & ~shared)
-            for piece in range(1, count + 1):
-                cells = pieces == piece
-                touches_i, touches_j = (own_i & cells).any(), (own_j & cells).any()
-                if touches_i != touches_j:
-                    labels[cells] = i + 1 if touches_i else j + 1
+    for i, j, window in _meeting_pairs(cover):
+        # every cell both cover, and every cell the work below looks at, is in the window
+        near = labels[window]
+        shared = cover[i][window] & cover[j][window] & ((near == i + 1) | (near == j + 1))
+        if not shared.any():
+            continue
+        path = _cheapest_cut(near, shared, cost(i, j, window), i + 1, j + 1)
+        if path is None:
+            continue
+        pieces, count = ndimage.label(shared & ~path)
+        own_i = ndimage.binary_dilation((near == i + 1) & ~shared)
+        own_j = ndimage.binary_dilation((near == j + 1) & ~shared)
+        for piece in range(1, count + 1):
+            cells = pieces == piece
+            touches_i, touches_j = (own_i & cells).any(), (own_j & cells).any()
+            if touches_i != touches_j:
+                near[cells] = i + 1 if touches_i else j + 1
     return labels
+
+
+def _meeting_pairs(cover: np.ndarray) -> list[tuple[int, int, Window]]:
+    """The pairs ``i < j`` of images whose covers' bounding boxes meet, in order (every
+    pair that shares a cell), each with where they meet and :data:`PAIR_MARGIN` around."""
+    boxes = np.zeros((len(cover), 4), dtype=int)  # first and stop row, first and stop col
+    for k, covered in enumerate(cover):
+        rows, cols = np.flatnonzero(covered.any(axis=1)), np.flatnonzero(covered.any(axis=0))
+        if len(rows):
+            boxes[k] = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    pairs = []
+    for i, box in enumerate(boxes):
+        later = boxes[i + 1 :]
+        starts = np.maximum(box[[0, 2]], later[:, [0, 2]]) - PAIR_MARGIN
+        stops = np.minimum(box[[1, 3]], later[:, [1, 3]]) + PAIR_MARGIN
+        for offset in np.flatnonzero((stops - starts > 2 * PAIR_MARGIN).all(axis=1)):
+            (top, left), (bottom, right) = np.maximum(starts[offset], 0), stops[offset]
+            window = (slice(int(top), int(bottom)), slice(int(left), int(right)))
+            pairs.append((i, i + 1 + int(offset), window))
+    return pairs
 
 
 def _cheapest_cut(labels, shared, cost, first, second):

@@ -15,7 +15,7 @@ from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.regions import as_region, tidy, union, voronoi_regions
 from ..masks.vector import polygons_by_name, read_layer
 from ..raster.collection import ImageCollection, ImagesLike
-from .least_cost import CoarseGrid, cut_costs, least_cost_labels, pixel_side, redrawn
+from .least_cost import CoarseGrid, CutCosts, least_cost_labels, pixel_side, redrawn
 from .ranking import RankFunction, painted, ranked_footprints
 from .vectors import reusable_vector, write_atomically, write_frame
 
@@ -206,7 +206,7 @@ class Seamline:
         grid = CoarseGrid.over(collection, decimation)
         values, cover = grid.sample(collection)
         start = grid.nearest_centre_labels(collection, cover)
-        labels = least_cost_labels(start, cut_costs(values, cover), cover)
+        labels = least_cost_labels(start, CutCosts.of(values, cover).between, cover)
         footprints = {image.name: image.footprint for image in collection}
         side = pixel_side(collection)
         regions = redrawn(voronoi_regions(footprints), grid, (start, labels), footprints, side)
