@@ -376,7 +376,7 @@ def test_least_cost_seamlines_partition_and_do_not_show_the_cuts_more(tmp_path):
 
 
 def test_least_cost_labels_follow_the_cheap_column():
-    from spectralmatch.ops.least_cost import least_cost_labels
+    from spectralmatch.ops.least_cost import Cropped, least_cost_labels
 
     cover = np.zeros((2, 20, 40), bool)
     cover[0, :, :30] = True
@@ -384,13 +384,31 @@ def test_least_cost_labels_follow_the_cheap_column():
     labels = np.where(np.arange(40) < 20, 1, 2)[None].repeat(20, 0)
     cost = np.ones((2, 2, 20, 40))
     cost[0, 1][:, 25] = 0.0
-    moved = least_cost_labels(labels, lambda i, j, window: cost[i, j][window], cover)
+    covers = [Cropped.of(covered, covered, False) for covered in cover]
+    moved = least_cost_labels(labels, lambda i, j, window: cost[i, j][window], covers)
     assert (moved[10, 10:25] == 1).all() and (moved[10, 26:] == 2).all()
     assert (moved[:, :10] == 1).all() and (moved[:, 30:] == 2).all()
 
 
+def test_an_image_cropped_to_its_part_of_the_grid_gives_the_whole_grid_back():
+    from spectralmatch.ops.least_cost import Cropped
+
+    rng = np.random.default_rng(4)
+    whole = np.full((3, 30, 40), np.nan)
+    whole[:, 5:17, 22:31] = rng.normal(size=(3, 12, 9))
+    whole[1, 6, 23] = np.nan  # a hole inside keeps its place
+    cropped = Cropped.of(whole, ~np.isnan(whole).all(axis=0), np.nan)
+    assert cropped.array.shape == (3, 12, 9)
+    for _ in range(50):
+        top, left = rng.integers(0, 30), rng.integers(0, 40)
+        window = (slice(top, rng.integers(top, 31)), slice(left, rng.integers(left, 41)))
+        np.testing.assert_array_equal(cropped.over(window), whole[(slice(None), *window)])
+    nothing = Cropped.of(np.zeros((30, 40), bool), np.zeros((30, 40), bool), False)
+    assert not nothing.over((slice(0, 30), slice(0, 40))).any()
+
+
 def test_least_cost_pairs_are_every_pair_sharing_a_cell_with_room_around():
-    from spectralmatch.ops.least_cost import PAIR_MARGIN, _meeting_pairs
+    from spectralmatch.ops.least_cost import PAIR_MARGIN, Cropped, _meeting_pairs
 
     rng = np.random.default_rng(2)
     cover = np.zeros((12, 40, 50), bool)
@@ -398,7 +416,7 @@ def test_least_cost_pairs_are_every_pair_sharing_a_cell_with_room_around():
         top, left = rng.integers(0, 30), rng.integers(0, 40)
         covered[top : top + rng.integers(3, 15), left : left + rng.integers(3, 15)] = True
         covered &= rng.random(covered.shape) > 0.2
-    pairs = _meeting_pairs(cover)
+    pairs = _meeting_pairs([Cropped.of(c, c, False) for c in cover], (40, 50))
     assert [(i, j) for i, j, _ in pairs] == sorted((i, j) for i, j, _ in pairs)
     windows = {(i, j): window for i, j, window in pairs}
     for i in range(12):
@@ -411,7 +429,7 @@ def test_least_cost_pairs_are_every_pair_sharing_a_cell_with_room_around():
             for axis, (index, size) in enumerate(((rows, 40), (cols, 50))):
                 part = window[axis]
                 assert part.start <= max(index.min() - PAIR_MARGIN, 0)
-                assert min(part.stop, size) >= min(index.max() + 1 + PAIR_MARGIN, size)
+                assert min(index.max() + 1 + PAIR_MARGIN, size) <= part.stop <= size
     assert all(11 not in (i, j) for i, j in windows)
 
 

@@ -4,7 +4,7 @@ images differ least."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,8 +13,55 @@ from attrs import define
 from ..geo.regions import hand_over, polygon_parts, union
 from ..raster.collection import ImageCollection
 
-#: Rows and columns of a part of the coarse grid.
+#: Rows and columns of a part of the coarse grid (starts and stops within it).
 Window = tuple[slice, slice]
+
+
+@define
+class Cropped:
+    """One image's array on the coarse grid (the grid in the last two axes), kept over
+    its own part of the grid, ``window``: ``fill`` elsewhere. A mosaic of n images would
+    otherwise hold n whole grids."""
+
+    array: np.ndarray
+    window: Window
+    fill: Any
+
+    @classmethod
+    def of(cls, whole: np.ndarray, keep: np.ndarray, fill: Any) -> Cropped:
+        """``whole`` kept over the bounding box of ``keep`` (rows, cols), where every
+        value other than ``fill`` lies."""
+        rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
+        window = (slice(0, 0), slice(0, 0))
+        if len(rows):
+            window = (
+                slice(int(rows[0]), int(rows[-1]) + 1),
+                slice(int(cols[0]), int(cols[-1]) + 1),
+            )
+        return cls(whole[(Ellipsis,) + window].copy(), window, fill)
+
+    def over(self, window: Window) -> np.ndarray:
+        """The array over ``window`` of the grid."""
+        shape = tuple(part.stop - part.start for part in window)
+        result = np.full(self.array.shape[:-2] + shape, self.fill, dtype=self.array.dtype)
+        meet = (_meet(self.window[0], window[0]), _meet(self.window[1], window[1]))
+        if all(part.stop > part.start for part in meet):
+            into, out_of = _within(meet, window), _within(meet, self.window)
+            result[(Ellipsis,) + into] = self.array[(Ellipsis,) + out_of]
+        return result
+
+
+def _meet(one: slice, other: slice) -> slice:
+    return slice(max(one.start, other.start), min(one.stop, other.stop))
+
+
+def _within(window: Window, origin: Window) -> Window:
+    """``window`` counted from the start of ``origin``."""
+    rows, cols = window
+    return (
+        slice(rows.start - origin[0].start, rows.stop - origin[0].start),
+        slice(cols.start - origin[1].start, cols.stop - origin[1].start),
+    )
 
 
 @define
@@ -33,19 +80,22 @@ class CoarseGrid:
         shape = (math.ceil((top - bottom) / size), math.ceil((right - left) / size))
         return cls(from_origin(left, top, size, size), shape)
 
-    def sample(self, collection: ImageCollection) -> tuple[np.ndarray, np.ndarray]:
-        """Values (images, bands, rows, cols; NaN where invalid) and coverage on the grid."""
+    def sample(self, collection: ImageCollection) -> tuple[list[Cropped], list[Cropped]]:
+        """Each image's values (bands, rows, cols; NaN where invalid) and coverage (every
+        band valid) on the grid, each kept over its own part of the grid only."""
         from rasterio.enums import Resampling
         from rasterio.warp import reproject
 
-        values = np.full((len(collection), collection.count, *self.shape), np.nan)
-        for k, image in enumerate(collection):
+        values, covers = [], []
+        grid = np.empty((collection.count, *self.shape))  # one image at a time
+        for image in collection:
             with image.open() as dataset:
                 data = dataset.read().astype(np.float64)
                 data[~image.valid_mask(data, dataset)] = np.nan
+            grid.fill(np.nan)
             reproject(
                 data,
-                values[k],
+                grid,
                 src_transform=image.transform,
                 src_crs=image.crs,
                 dst_transform=self.transform,
@@ -54,20 +104,26 @@ class CoarseGrid:
                 dst_nodata=np.nan,
                 resampling=Resampling.average,
             )
-        return values, ~np.isnan(values).any(axis=1)
+            valid = ~np.isnan(grid)
+            values.append(Cropped.of(grid, np.any(valid, axis=0), np.nan))
+            cover = np.asarray(np.all(valid, axis=0))
+            covers.append(Cropped.of(cover, cover, False))
+        return values, covers
 
-    def nearest_centre_labels(self, collection: ImageCollection, cover: np.ndarray):
+    def nearest_centre_labels(self, collection: ImageCollection, cover: Sequence[Cropped]):
         """Index + 1 of the covering image with the nearest footprint centroid (0: none;
         the first image of any tie)."""
         rows, cols = np.indices(self.shape)
         x, y = self.transform @ (cols + 0.5, rows + 0.5)
         nearest = np.full(self.shape, np.inf)
         labels = np.zeros(self.shape, dtype=int)
-        for k, image in enumerate(collection):
+        for k, (image, covered) in enumerate(zip(collection, cover, strict=True)):
             centre = image.footprint.centroid
-            distance = np.where(cover[k], np.hypot(x - centre.x, y - centre.y), np.inf)
-            closer = distance < nearest
-            nearest[closer], labels[closer] = distance[closer], k + 1
+            part = covered.window
+            distance = np.hypot(x[part] - centre.x, y[part] - centre.y)
+            distance = np.where(covered.array, distance, np.inf)
+            closer = distance < nearest[part]
+            nearest[part][closer], labels[part][closer] = distance[closer], k + 1
         return labels
 
     def polygon(self, cells: np.ndarray):
@@ -103,21 +159,30 @@ class CutCosts:
     they do not overlap). Taken pair by pair when asked: a mosaic of n images has n**2
     pairs, most of which never meet."""
 
-    values: np.ndarray  # (images, bands, rows, cols), NaN where invalid
-    cover: np.ndarray
+    values: Sequence[Cropped]  # each image's (bands, rows, cols), NaN where invalid
+    cover: Sequence[Cropped]
     spread: np.ndarray
 
     @classmethod
-    def of(cls, values: np.ndarray, cover: np.ndarray) -> CutCosts:
-        spread = np.maximum(np.nanstd(values, axis=(0, 2, 3)), 1e-12)[:, None, None]
-        return cls(values, cover, spread)
+    def of(cls, values: Sequence[Cropped], cover: Sequence[Cropped]) -> CutCosts:
+        return cls(values, cover, np.maximum(_spread(values), 1e-12)[:, None, None])
 
     def between(self, first: int, second: int, window: Window) -> np.ndarray:
         """The cost of a cut between images ``first`` and ``second`` over ``window``."""
-        part = (slice(None), *window)
-        one, other = self.values[first][part], self.values[second][part]
+        one, other = self.values[first].over(window), self.values[second].over(window)
         gap = np.nansum(np.abs(one - other) / self.spread, axis=0)
-        return np.where(self.cover[first][window] & self.cover[second][window], gap, 1e3)
+        covered = self.cover[first].over(window) & self.cover[second].over(window)
+        return np.where(covered, gap, 1e3)
+
+
+def _spread(values: Sequence[Cropped]) -> np.ndarray:
+    """Per band, the standard deviation of every image's valid values together (0
+    where there is none)."""
+    count = sum(np.count_nonzero(~np.isnan(v.array), axis=(1, 2)) for v in values)
+    total = sum(np.nansum(v.array, axis=(1, 2)) for v in values)
+    mean = np.divide(total, count, out=np.zeros(len(values[0].array)), where=count > 0)
+    squares = sum(np.nansum((v.array - mean[:, None, None]) ** 2, axis=(1, 2)) for v in values)
+    return np.sqrt(np.divide(squares, count, out=np.zeros_like(mean), where=count > 0))
 
 
 def redrawn(voronoi, grid: CoarseGrid, relabelling, footprints, side: float):
@@ -152,7 +217,7 @@ PAIR_MARGIN = 2
 
 
 def least_cost_labels(
-    labels: np.ndarray, cost: Callable[[int, int, Window], np.ndarray], cover: np.ndarray
+    labels: np.ndarray, cost: Callable[[int, int, Window], np.ndarray], cover: Sequence[Cropped]
 ) -> np.ndarray:
     """Move the cut between every pair of neighbouring labels onto the cheapest path.
 
@@ -165,8 +230,8 @@ def least_cost_labels(
         cell of ``window`` (row and column slices) between images ``i`` and ``j`` (e.g.
         :meth:`CutCosts.between`); asked only of the pairs whose covers meet, over where
         they meet and a margin.
-    cover : bool array (n_images, rows, cols)
-        Where each image has data.
+    cover : sequence of Cropped
+        Where each image has data (bool, rows x cols, each over its own part).
 
     Returns
     -------
@@ -177,10 +242,11 @@ def least_cost_labels(
     from scipy import ndimage
 
     labels = labels.copy()
-    for i, j, window in _meeting_pairs(cover):
+    for i, j, window in _meeting_pairs(cover, labels.shape):
         # every cell both cover, and every cell the work below looks at, is in the window
         near = labels[window]
-        shared = cover[i][window] & cover[j][window] & ((near == i + 1) | (near == j + 1))
+        both = cover[i].over(window) & cover[j].over(window)
+        shared = both & ((near == i + 1) | (near == j + 1))
         if not shared.any():
             continue
         path = _cheapest_cut(near, shared, cost(i, j, window), i + 1, j + 1)
@@ -197,21 +263,21 @@ def least_cost_labels(
     return labels
 
 
-def _meeting_pairs(cover: np.ndarray) -> list[tuple[int, int, Window]]:
+def _meeting_pairs(
+    cover: Sequence[Cropped], shape: tuple[int, int]
+) -> list[tuple[int, int, Window]]:
     """The pairs ``i < j`` of images whose covers' bounding boxes meet, in order (every
-    pair that shares a cell), each with where they meet and :data:`PAIR_MARGIN` around."""
-    boxes = np.zeros((len(cover), 4), dtype=int)  # first and stop row, first and stop col
-    for k, covered in enumerate(cover):
-        rows, cols = np.flatnonzero(covered.any(axis=1)), np.flatnonzero(covered.any(axis=0))
-        if len(rows):
-            boxes[k] = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    pair that shares a cell), each with where they meet and :data:`PAIR_MARGIN` around,
+    within the grid of ``shape``."""
+    boxes = np.array([[w.start for w in c.window] + [w.stop for w in c.window] for c in cover])
     pairs = []
     for i, box in enumerate(boxes):
         later = boxes[i + 1 :]
-        starts = np.maximum(box[[0, 2]], later[:, [0, 2]]) - PAIR_MARGIN
-        stops = np.minimum(box[[1, 3]], later[:, [1, 3]]) + PAIR_MARGIN
-        for offset in np.flatnonzero((stops - starts > 2 * PAIR_MARGIN).all(axis=1)):
-            (top, left), (bottom, right) = np.maximum(starts[offset], 0), stops[offset]
+        starts = np.maximum(box[:2], later[:, :2])
+        stops = np.minimum(box[2:], later[:, 2:])
+        for offset in np.flatnonzero((stops > starts).all(axis=1)):
+            (top, left) = np.maximum(starts[offset] - PAIR_MARGIN, 0)
+            (bottom, right) = np.minimum(stops[offset] + PAIR_MARGIN, shape)
             window = (slice(int(top), int(bottom)), slice(int(left), int(right)))
             pairs.append((i, i + 1 + int(offset), window))
     return pairs
