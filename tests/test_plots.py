@@ -82,6 +82,35 @@ def test_overlap_graph_colours_edges_by_residual_on_one_scale(fitted, tmp_path):
     assert_picture(figures.plot_overlap_graph(before, after, tmp_path / "g.png"), 1100, 520)
 
 
+def test_figures_of_many_images_name_the_states_not_each_image(fitted, tmp_path):
+    from conftest import write_raster
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(6)
+    count = figures.NAMED_IMAGES + 2
+    paths = [
+        write_raster(
+            tmp_path / f"tile_{k:02d}.tif",
+            rng.integers(100, 200, size=(3, 20, 30)).astype(np.uint16),
+            transform=from_origin(500000.0 + 200.0 * k, 5000000.0, 10.0, 10.0),
+            nodata=0,
+        )
+        for k in range(count)
+    ]
+    many = ImageCollection.from_paths(paths)
+    for figure in (figures.profile_figure(many, many), figures.histogram_figure(many, many)):
+        legend = figure.axes[0 if len(figure.axes) == 1 else -1].get_legend()
+        labels = [text.get_text() for text in legend.get_texts()]
+        assert labels == [f"{count} images before", f"{count} images after"]
+    for figure in (figures.overlap_graph_figure(many, many), figures.disagreement_figure(many)):
+        assert not any(axis.texts for axis in figure.axes)  # no names over the map
+    # a few images are named, each on its lines and on the map
+    before, after, _ = fitted
+    legend = figures.profile_figure(before, after).axes[0].get_legend()
+    assert len(legend.get_texts()) == 2 * len(before)
+    assert all(axis.texts for axis in figures.overlap_graph_figure(before, after).axes[:2])
+
+
 def test_block_surfaces_show_the_fitted_shifts(fitted, tmp_path):
     before, _, model = fitted
     block_map = model.steps_[1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -27,7 +28,10 @@ from .plots import pyplot, save_figure
 #: Bins per band of the histograms drawn (coarser lattices merge exactly).
 PLOT_BINS = 256
 #: Line styles of the two states.
-STYLES = {"before": "--", "after": "-"}
+STYLES: dict[str, Literal["--", "-"]] = {"before": "--", "after": "-"}
+#: Up to this many images, the figures name each image (legend entries, labels on the
+#: maps); beyond, the names would cover the data, and only the states are named.
+NAMED_IMAGES = 12
 
 
 def paired(before, after) -> tuple[ImageCollection, ImageCollection]:
@@ -87,8 +91,20 @@ def profile_figure(before, after, title: str = "Mean spectral profiles"):
     axis.set_ylabel("Mean value (image units)")
     axis.set_title(title)
     axis.grid(True, alpha=0.3)
-    axis.legend(fontsize="small", ncol=2)
+    _legend(axis, len(before), fontsize="small", ncol=2)
     return figure
+
+
+def _legend(axis, images: int, **options) -> None:
+    """A legend naming each image's lines, or, beyond :data:`NAMED_IMAGES`, only what the
+    two line styles mean (the title says how many images are drawn)."""
+    if images <= NAMED_IMAGES:
+        axis.legend(**options)
+        return
+    from matplotlib.lines import Line2D
+
+    states = [Line2D([], [], color="black", linestyle=style) for style in STYLES.values()]
+    axis.legend(states, [f"{images} images {state}" for state in STYLES], fontsize="small")
 
 
 def plot_spectral_profiles(before, after, path: str | os.PathLike) -> Path:
@@ -144,7 +160,7 @@ def histogram_figure(before, after, max_bins: int = PLOT_BINS):
         axis.set_title(name)
         axis.set_xlabel("Value (image units)")
         axis.set_ylabel("Density")
-    axes[0, -1].legend(fontsize="x-small")
+    _legend(axes[0, -1], len(before), fontsize="x-small")
     return figure
 
 
@@ -156,12 +172,13 @@ def plot_histograms(before, after, path: str | os.PathLike) -> Path:
 # ---------------------------------------------------------------------- overlap graph
 
 
-def _draw_footprints(axis, collection: ImageCollection, labels: bool = True) -> None:
+def _draw_footprints(axis, collection: ImageCollection) -> None:
+    """Each image's footprint, named up to :data:`NAMED_IMAGES` images."""
     for index, image in enumerate(collection):
         footprint = image.footprint
         for polygon in getattr(footprint, "geoms", [footprint]):
             axis.plot(*polygon.exterior.xy, color=_colour(index), linewidth=1)
-        if labels:
+        if len(collection) <= NAMED_IMAGES:
             point = footprint.representative_point()
             axis.annotate(image.name, (point.x, point.y), fontsize="x-small", ha="center")
 
