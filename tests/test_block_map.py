@@ -1115,6 +1115,31 @@ def test_an_image_at_a_finer_resolution(field_set, tmp_path):
     assert after < 0.1 * seam_error(tiles, tiles.paths)
 
 
+@pytest.mark.parametrize("correction", ["wallis", "gamma"])
+def test_a_block_map_for_one_image_corrects_it_alike_and_carries_its_part_only(
+    data_dir, correction
+):
+    import pickle
+
+    from spectralmatch.model.adjuster import StepChain
+
+    model = Mosaic(steps=[GlobalModel(), BlockMap(block_size=64, correction=correction)])
+    model.fit(data_dir)
+    chain, block_map = StepChain(tuple(model.steps_)), model.steps_[1]
+    for image in ImageCollection.from_paths(data_dir):
+        one = chain.for_image(image.name)
+        window = Window(7, 11, 150, 90)
+        with image.open() as dataset:
+            values, valid = image.read(window, dataset)
+        values = values.astype(np.float32)
+        expected = chain(image, window, values.copy(), valid)
+        np.testing.assert_array_equal(one(image, window, values.copy(), valid), expected)
+        light = one.steps[1]
+        assert light.images_ == [image.name] and light.shifts_.shape[0] == 1
+        assert len(pickle.dumps(light)) < len(pickle.dumps(block_map)) / 2
+    assert len(block_map.images_) == 4  # the model itself is left whole
+
+
 def test_fill_from_neighbours_grows_ring_by_ring():
     values = np.array([[4.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 8.0]])
     known = np.array([[True, False, False, False], [False, False, False, True]])

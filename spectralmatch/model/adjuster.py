@@ -45,7 +45,9 @@ class Adjuster(Estimator):
       through the fitted steps;
     - ``fit_new(statistics, names)``: parameters for images not seen at fit, solved
       against the frozen state (how a new time-series scene is normalized), with
-      ``new_image_requests`` saying what that needs measured.
+      ``new_image_requests`` saying what that needs measured;
+    - ``for_image(name)``: the step as one image's transform needs it, what a task
+      sends to a worker, where its state holds every image's (default: itself).
 
     docs/extending.md walks through two complete steps.
     """
@@ -73,6 +75,13 @@ class Adjuster(Estimator):
         """The statistics after this step; raises NotImplementedError where only another
         read pass can tell (a non-linear step)."""
         raise NotImplementedError(f"{type(self).__name__} cannot map statistics")
+
+    def for_image(self, name: str) -> Adjuster:
+        """This fitted step as the transform of image ``name`` needs it: what a transform
+        task carries to a worker. The default is the step itself; a step whose state
+        grows with the images (per image and block over the whole mosaic) gives a copy
+        with that image's part only, so that what is sent does not grow with them."""
+        return self
 
     def fit_new(self, statistics: OverlapStatistics, names: list[str]) -> None:
         raise SpectralMatchError(
@@ -134,6 +143,11 @@ class StepChain:
     process pool can run it)."""
 
     steps: tuple[Adjuster, ...]
+
+    def for_image(self, name: str) -> StepChain:
+        """The chain as the transform of image ``name`` needs it
+        (:meth:`Adjuster.for_image` of each step)."""
+        return StepChain(tuple(step.for_image(name) for step in self.steps))
 
     def __call__(
         self, image: Image, window: Window, values: np.ndarray, valid: np.ndarray

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Iterator, Sequence
@@ -325,6 +326,17 @@ class BlockMap(Adjuster):
                 self.range_.astype(dtype)[:, None, None],
             )
         return self.grid_.correct_linear(values, *self._linear_fields(row), cells)
+
+    def for_image(self, name: str) -> BlockMap:
+        """A copy with image ``name``'s surfaces only (views of this model's): every
+        image's cover the whole mosaic's grid, so the whole model grows with the images
+        squared, and each transform task needs one."""
+        row = self._image_row(name)
+        one = copy.copy(self)
+        one.images_ = [name]
+        for attribute in ("counts_", "local_means_", "shifts_", "spread_factors_"):
+            setattr(one, attribute, getattr(self, attribute)[row : row + 1])
+        return one
 
     def block_gains_offsets(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Per band and block, the gain and offset of ``x' = gain * x + offset`` by which

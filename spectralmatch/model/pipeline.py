@@ -598,7 +598,7 @@ optional
                 WriteTask(
                     image,
                     path,
-                    correct,
+                    correct.for_image(image.name),
                     cog,
                     self.window_size,
                     working_dtype,
