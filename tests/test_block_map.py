@@ -1138,6 +1138,10 @@ def test_a_block_map_for_one_image_corrects_it_alike_and_carries_its_part_only(
         assert light.images_ == [image.name] and light.shifts_.shape[0] == 1
         assert len(pickle.dumps(light)) < len(pickle.dumps(block_map)) / 2
     assert len(block_map.images_) == 4  # the model itself is left whole
+    # a subclass may keep state per image of its own: it is sent whole
+    subclass = type("Curved", (BlockMap,), {})()
+    subclass.__dict__.update(block_map.__dict__)
+    assert subclass.for_image(block_map.images_[0]) is subclass
 
 
 def test_fill_from_neighbours_grows_ring_by_ring():

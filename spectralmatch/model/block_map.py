@@ -330,7 +330,12 @@ class BlockMap(Adjuster):
     def for_image(self, name: str) -> BlockMap:
         """A copy with image ``name``'s surfaces only (views of this model's): every
         image's cover the whole mosaic's grid, so the whole model grows with the images
-        squared, and each transform task needs one."""
+        squared, and each transform task needs one.
+
+        A subclass gets itself back unless it overrides this: state of its own, kept per
+        image, would otherwise be looked up at the wrong row."""
+        if type(self) is not BlockMap:
+            return self
         row = self._image_row(name)
         one = copy.copy(self)
         one.images_ = [name]

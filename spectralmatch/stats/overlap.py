@@ -64,8 +64,9 @@ class PairMoments:
         return self.first if index == self.edge.first else self.second
 
     def blocks_of(self, index: int, grid: BlockGrid) -> Moments:
-        """Per-block moments of image ``index`` on ``grid``."""
-        return self.blocks[grid][0 if index == self.edge.first else 1]
+        """Per-block moments of image ``index`` on ``grid`` (the whole grid)."""
+        kept = self.near_blocks[grid][0 if index == self.edge.first else 1]
+        return _on_whole_grid(kept, grid.blocks_near(self.edge.bounds), grid.size)
 
     def histogram_of(self, index: int) -> Histogram:
         """Histogram of image ``index`` over the overlap."""
