@@ -43,10 +43,10 @@ from spectralmatch import (
     SpectralMatchError,
 )
 from spectralmatch.errors import SpectralMatchWarning
-from spectralmatch.geo.blocks import STRIP_ROWS, positions_in
+from spectralmatch.geo.blocks import STRIP_ROWS, BlockWindows, positions_in
 from spectralmatch.geo.grid import PixelGrid
 from spectralmatch.model.block_map import MAX_SPREAD_FACTOR
-from spectralmatch.model.surface import fill_from_neighbours
+from spectralmatch.model.surface import BlockSurfaces, fill_from_neighbours
 
 CORRECTIONS = ("offset", "gain", "gamma", "wallis")
 #: Per tile: an overall gain on top of the field (something for GlobalModel to do).
@@ -488,12 +488,16 @@ def test_save_load_round_trip_and_sidecar(tmp_path, truth):
     document = json.loads(path.read_text())
     assert document["arrays"] == "model.npz"
     state = document["steps"][1]["state"]
+    surfaces = model.steps_[1].surfaces_
     with np.load(tmp_path / "models" / "model.npz") as arrays:
-        for name in ("counts", "local_means", "shifts", "spread_factors"):
+        for name in ("windows", "counts", "local_means", "shifts", "spread_factors"):
             key = state[name]["array"]
             assert set(state[name]) == {"array"}
-            np.testing.assert_array_equal(arrays[key], getattr(model.steps_[1], f"{name}_"))
+            kept = surfaces.windows.windows if name == "windows" else getattr(surfaces, name)
+            np.testing.assert_array_equal(arrays[key], kept)
     assert state["grid"]["rows"] == state["grid"]["cols"] == 7
+    # each image's window: the blocks near it, not the whole grid
+    assert (surfaces.windows.windows[:, 2:] < 7).any()
     assert document["steps"][1]["params"]["correction"] == "gamma"
 
     loaded = Mosaic.load(path)
@@ -1201,3 +1205,133 @@ def test_fill_from_neighbours_grows_each_grid_of_a_stack_as_if_alone():
         alone = fill_from_neighbours(values[index], known[index])
         assert np.array_equal(stacked[index], alone)
     assert not stacked[1, 0].any() and np.array_equal(stacked[2, 1], values[2, 1])
+
+
+# ---------------------------------------------------------------------- 8. windows
+
+
+def test_filling_a_window_gives_the_whole_grid_fill_to_the_bit():
+    """An image's surfaces are filled over its window of the grid only: inside a
+    rectangle holding every known block, the rings are those of the whole grid."""
+    rng = np.random.default_rng(17)
+    for _ in range(40):
+        rows, cols = rng.integers(3, 25, size=2)
+        grid = BlockGrid(0.0, 0.0, 1.0, 1.0, int(rows), int(cols))
+        top, left = rng.integers(0, rows - 1), rng.integers(0, cols - 1)
+        height, width = rng.integers(2, rows - top + 1), rng.integers(2, cols - left + 1)
+        known = np.zeros((2, rows, cols), dtype=bool)
+        inside = rng.random((2, height, width)) < rng.uniform(0.02, 0.5)
+        known[:, top : top + height, left : left + width] = inside
+        values = np.where(known, rng.normal(size=known.shape) * 100, 0.0)
+        whole = fill_from_neighbours(values, known)
+        windows = BlockWindows(grid, np.array([[top, left, height, width]]))
+        part = (slice(None), slice(top, top + height), slice(left, left + width))
+        counts = np.where(known[part], 150.0, 0.0).reshape(2, -1)
+        surfaces = BlockSurfaces.filled(
+            windows, counts, *(values[part].reshape(2, -1) for _ in range(3))
+        )
+        assert np.array_equal(surfaces.of("shifts", 0), whole[part])
+        assert np.array_equal(surfaces.on_whole_grid("shifts")[0], whole)
+        assert np.array_equal(surfaces.of("spread_factors", 0), np.exp(whole[part]))
+
+
+def test_block_windows_lay_each_image_s_blocks_end_to_end(grid_images):
+    grid = BlockGrid.covering(grid_images, block_size=32)  # 6 x 10 blocks
+    windows = BlockWindows.near(grid, [image.bounds for image in grid_images])
+    # image a covers the grid; image b's 2 x 2 blocks and one more around them
+    assert windows.windows.tolist() == [[0, 0, 6, 10], [2, 5, 4, 4]]
+    assert windows.total == 60 + 16 and windows.starts.tolist() == [0, 60, 76]
+    values = np.arange(2 * windows.total, dtype=float).reshape(2, -1)
+    assert windows.of(values, 1).shape == (2, 4, 4)
+    assert windows.of(values, 1)[1, 0, 0] == values[1, 60]
+    blocks = np.array([2 * 10 + 5, 5 * 10 + 8])
+    assert windows.positions(np.array([1, 1]), blocks).tolist() == [60, 75]
+    with pytest.raises(ValueError, match="outside its image's window"):
+        windows.positions(np.array([1]), np.array([0]))
+    placed = windows.placed(values, 1, np.nan)
+    assert np.isnan(placed[:, :2]).all() and np.array_equal(
+        placed[:, 2:6, 5:9], windows.of(values, 1)
+    )
+    one = windows.select([1])
+    assert np.array_equal(one.of(windows.take(values, [1]), 0), windows.of(values, 1))
+    # an image beyond the grid's edge still gets the two blocks interpolation reads
+    beyond = BlockWindows.near(grid, [(690000.0, 4990000.0, 695000.0, 4995000.0)])
+    assert beyond.windows.tolist() == [[4, 0, 2, 2]]
+
+
+def test_surfaces_over_windows_fit_and_correct_as_over_the_whole_grid(tmp_path, truth):
+    """The fit on each image's window (from the images' bounds) against the same fit
+    with every image over the whole grid (bounds unknown): the same numbers, and every
+    pixel corrected to the same bits."""
+    from attrs import evolve
+
+    from spectralmatch import OverlapGraph
+    from spectralmatch.engine.collect import StatisticsPass
+
+    tiles = field_tiles(tmp_path / "in", truth, gains=FIELD_GAINS, cut_corners=True)
+    collection = ImageCollection.from_paths(tiles.paths)
+    for correction in CORRECTIONS:
+        step = BlockMap(block_size=16, correction=correction, reference=[1])
+        statistics = StatisticsPass().collect(
+            collection, OverlapGraph.from_collection(collection).edges, step.requests(collection)
+        )
+        near = BlockMap(**step.get_params()).fit(statistics)
+        whole = BlockMap(**step.get_params()).fit(evolve(statistics, bounds=[]))
+        grid = near.grid_
+        assert (grid.rows, grid.cols) == (13, 13)
+        assert near.surfaces_.windows.total < whole.surfaces_.windows.total == 4 * 13 * 13
+        for name in ("counts_", "local_means_", "shifts_"):
+            np.testing.assert_array_equal(getattr(near, name), getattr(whole, name))
+        # spread factors beyond a window go through their logarithm: within 2 ulp
+        np.testing.assert_allclose(near.spread_factors_, whole.spread_factors_, rtol=5e-16)
+        assert np.abs(near.shifts_).max() > 50  # there is something to compare
+        for row, image in enumerate(collection):
+            rows, cols = near.surfaces_.windows.slices(row)
+            assert np.array_equal(
+                near.surfaces_.of("spread_factors", row), whole.spread_factors_[row][:, rows, cols]
+            )
+            window = Window(0, 0, image.width, image.height)
+            values, valid = image.read(window)
+            values = values.astype(np.float32)
+            expected = whole.transform_window(image, window, values.copy(), valid)
+            assert np.array_equal(
+                near.transform_window(image, window, values.copy(), valid), expected
+            )
+            if correction != "gamma":
+                gains, offsets = near.block_gains_offsets(image.name, near=True)
+                all_gains, all_offsets = whole.block_gains_offsets(image.name)
+                np.testing.assert_array_equal(gains, all_gains[:, rows, cols])
+                np.testing.assert_array_equal(offsets, all_offsets[:, rows, cols])
+
+
+def test_interpolating_beyond_the_surfaces_window_is_refused(grid_images):
+    grid = BlockGrid.covering(grid_images, block_size=32)
+    image = grid_images.images[0]
+    surface = np.ones((1, 3, 3))
+    cells = image.grid.window_grid(Window(0, 0, 100, 60))
+    with pytest.raises(ValueError, match="outside the surfaces' window"):
+        grid.interpolate([surface], cells, origin=(1, 1))
+
+
+def test_a_model_file_of_format_1_loads_and_corrects_alike(tmp_path, data_dir):
+    """Files written before the windows held every image's surfaces over the whole
+    grid (format_version 1): they load, and correct to the same bits."""
+    model = Mosaic(steps=[GlobalModel(), BlockMap(block_size=64)]).fit(data_dir)
+    path = model.save(tmp_path / "model.json")
+    step = model.steps_[1]
+    document = json.loads(path.read_text())
+    document["format_version"] = 1
+    state = document["steps"][1]["state"]
+    del state["windows"]
+    for name in ("counts", "local_means", "shifts", "spread_factors"):
+        state[name] = getattr(step, f"{name}_").tolist()  # whole grid, in the JSON
+    path.write_text(json.dumps(document))
+    old = Mosaic.load(path).steps_[1]
+    assert old.surfaces_.windows.total == 4 * step.grid_.size
+    np.testing.assert_array_equal(old.shifts_, step.shifts_)
+    for image in ImageCollection.from_paths(data_dir):
+        window = Window(0, 0, image.width, image.height)
+        values, valid = image.read(window)
+        values = values.astype(np.float32)
+        expected = step.transform_window(image, window, values.copy(), valid)
+        assert np.array_equal(old.transform_window(image, window, values.copy(), valid), expected)

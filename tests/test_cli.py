@@ -690,7 +690,7 @@ def test_match_ends_with_the_fit_and_inspect_prints_it_again(runner, tiles, tmp_
         np.testing.assert_allclose(row[2], np.abs(after), atol=0.5e-2)
     blocks = table_rows(matched.stdout, "BlockMap: range of gain and offset")
     for name in block_step.images_:
-        gains, offsets = block_step.block_gains_offsets(name)
+        gains, offsets = block_step.block_gains_offsets(name, near=True)
         for cell, values, decimals in ((0, gains, 4), (1, offsets, 2)):
             low_high = np.array(blocks[name][cell]).reshape(-1, 2)
             expected = [(band.min(), band.max()) for band in values]

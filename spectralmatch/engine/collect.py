@@ -417,4 +417,5 @@ def _assemble(
         [known[i].whole_histogram if i in wanted else None for i in range(len(collection))],
         collection.crs,
         reads,
+        bounds=[image.bounds for image in collection],
     )

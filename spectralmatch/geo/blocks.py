@@ -129,8 +129,13 @@ class BlockGrid:
         index = block_rows[row_starts][:, None] * self.cols + block_cols[col_starts][None, :]
         return index.ravel(), row_starts, col_starts
 
-    def interpolate(self, surfaces: Sequence[np.ndarray], cells: PixelGrid) -> list[np.ndarray]:
+    def interpolate(
+        self, surfaces: Sequence[np.ndarray], cells: PixelGrid, origin: tuple[int, int] = (0, 0)
+    ) -> list[np.ndarray]:
         """Bilinear interpolation of block-centre surfaces (bands, rows, cols) to ``cells``.
+
+        The surfaces cover the grid, or a window of it whose first block is at ``origin``
+        (row, column) that holds every block the cells' interpolation reads.
 
         Edges are clamped: cells beyond the outermost block centres take their values.
         Computed as ``W_rows @ (surface @ W_cols.T)`` restricted to the blocks the cells
@@ -139,17 +144,22 @@ class BlockGrid:
         every worker thread at once oversubscribes the cores (ten times slower), and its
         sums would depend on its number of threads.
         """
-        row_weights, along_cols = self._along_columns(surfaces, cells)
+        row_weights, along_cols = self._along_columns(surfaces, cells, origin)
         return [
             np.einsum("ik,bkj->bij", row_weights.astype(part.dtype), part) for part in along_cols
         ]
 
     def correct_linear(
-        self, values: np.ndarray, gain: np.ndarray, offset: np.ndarray, cells: PixelGrid
+        self,
+        values: np.ndarray,
+        gain: np.ndarray,
+        offset: np.ndarray,
+        cells: PixelGrid,
+        origin: tuple[int, int] = (0, 0),
     ) -> np.ndarray:
         """``values * gain + offset`` in place, ``gain`` and ``offset`` being block-centre
-        surfaces interpolated to ``cells`` (the shape of ``values``) as by
-        :meth:`interpolate`, to the same numbers.
+        surfaces (over the grid, or a window of it from ``origin``) interpolated to
+        ``cells`` (the shape of ``values``) as by :meth:`interpolate`, to the same numbers.
 
         The surfaces are interpolated :data:`STRIP_ROWS` rows at a time, so that they
         stay in the processor's cache and in the heap: surfaces as large as the window
@@ -157,7 +167,7 @@ class BlockGrid:
         """
         dtype = values.dtype
         row_weights, (gains, offsets) = self._along_columns(
-            [gain.astype(dtype), offset.astype(dtype)], cells
+            [gain.astype(dtype), offset.astype(dtype)], cells, origin
         )
         row_weights = row_weights.astype(dtype)
         for start in range(0, values.shape[1], STRIP_ROWS):
@@ -172,18 +182,115 @@ class BlockGrid:
         return values
 
     def _along_columns(
-        self, surfaces: Sequence[np.ndarray], cells: PixelGrid
+        self, surfaces: Sequence[np.ndarray], cells: PixelGrid, origin: tuple[int, int]
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """The interpolation weights of the rows of ``cells`` (rows x blocks spanned),
-        and each surface, over the blocks the cells span, interpolated along columns."""
+        and each surface (from block ``origin``), over the blocks the cells span,
+        interpolated along columns."""
         rows, cols = self._coordinates(cells)
         row_weights, row_span = _bilinear_weights(rows - 0.5, self.rows)
         col_weights, col_span = _bilinear_weights(cols - 0.5, self.cols)
+        shape = surfaces[0].shape[-2:]
+        row_span, col_span = (
+            _within(row_span, origin[0], shape[0]),
+            _within(col_span, origin[1], shape[1]),
+        )
         along_cols = [
             np.einsum("bik,jk->bij", part, col_weights.astype(part.dtype))
             for part in (surface[:, row_span, col_span] for surface in surfaces)
         ]
         return row_weights, along_cols
+
+
+@frozen(eq=False)
+class BlockWindows:
+    """Each image's window of a :class:`BlockGrid` (``first row, first column, rows,
+    columns`` in blocks), laid end to end: values per image and block are one array of
+    bands x :attr:`total`, each image's blocks row by row in its window.
+
+    An image's window holds the blocks near it (:meth:`BlockGrid.blocks_near` of its
+    bounds), so that the arrays grow with the images, not with the images times the
+    mosaic's grid; :meth:`whole` gives every image the whole grid.
+    """
+
+    grid: BlockGrid
+    windows: np.ndarray  # (n_images, 4) int
+
+    @classmethod
+    def near(cls, grid: BlockGrid, bounds: Sequence[Bounds]) -> BlockWindows:
+        """Windows of the blocks near each of ``bounds``."""
+        windows = []
+        for box in bounds:
+            near = grid.blocks_near(box)
+            rows = _two_at_least(near // grid.cols, grid.rows)
+            cols = _two_at_least(near % grid.cols, grid.cols)
+            windows.append((rows[0], cols[0], rows[1] - rows[0], cols[1] - cols[0]))
+        return cls(grid, np.array(windows, dtype=int).reshape(-1, 4))
+
+    @classmethod
+    def whole(cls, grid: BlockGrid, n_images: int) -> BlockWindows:
+        """The whole grid for each of ``n_images`` images."""
+        return cls(grid, np.tile([0, 0, grid.rows, grid.cols], (n_images, 1)))
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Blocks in each image's window."""
+        return self.windows[:, 2] * self.windows[:, 3]
+
+    @property
+    def starts(self) -> np.ndarray:
+        """Where each image's blocks start (and, last, :attr:`total`)."""
+        return np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
+
+    @property
+    def total(self) -> int:
+        return int(self.sizes.sum())
+
+    def positions(self, images: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+        """Where block ``blocks[k]`` (a flat index of the grid) of image ``images[k]`` is.
+
+        Raises
+        ------
+        ValueError
+            If a block is outside its image's window.
+        """
+        images, blocks = np.broadcast_arrays(np.asarray(images), np.asarray(blocks))
+        first_row, first_col, rows, cols = (self.windows[images, k] for k in range(4))
+        row = blocks // self.grid.cols - first_row
+        col = blocks % self.grid.cols - first_col
+        if ((row < 0) | (row >= rows) | (col < 0) | (col >= cols)).any():
+            raise ValueError("a block lies outside its image's window")
+        return self.starts[images] + row * cols + col
+
+    def of(self, values: np.ndarray, image: int) -> np.ndarray:
+        """Image ``image``'s part of ``values`` (... x :attr:`total`), as (..., rows, cols)
+        of its window (a view)."""
+        start = self.starts[image]
+        rows, cols = self.windows[image, 2:]
+        return values[..., start : start + rows * cols].reshape(*values.shape[:-1], rows, cols)
+
+    def placed(self, values: np.ndarray, image: int, fill: float = 0.0) -> np.ndarray:
+        """Image ``image``'s part of ``values`` on the whole grid, ``fill`` elsewhere."""
+        part = self.of(values, image)
+        whole = np.full((*part.shape[:-2], self.grid.rows, self.grid.cols), fill, part.dtype)
+        rows, cols = self.slices(image)
+        whole[..., rows, cols] = part
+        return whole
+
+    def slices(self, image: int) -> tuple[slice, slice]:
+        """The rows and columns of the grid in image ``image``'s window."""
+        first_row, first_col, rows, cols = (int(v) for v in self.windows[image])
+        return slice(first_row, first_row + rows), slice(first_col, first_col + cols)
+
+    def select(self, images: Sequence[int]) -> BlockWindows:
+        """The windows of ``images`` only (values: :meth:`take`)."""
+        return BlockWindows(self.grid, self.windows[list(images)])
+
+    def take(self, values: np.ndarray, images: Sequence[int]) -> np.ndarray:
+        """The parts of ``values`` of ``images``, end to end (for :meth:`select`)."""
+        starts = self.starts
+        parts = [values[..., starts[i] : starts[i + 1]] for i in images]
+        return np.concatenate([values[..., :0], *parts], axis=-1)
 
 
 def positions_in(near: np.ndarray, blocks: np.ndarray) -> np.ndarray:
@@ -200,6 +307,16 @@ def positions_in(near: np.ndarray, blocks: np.ndarray) -> np.ndarray:
         missing = sorted(set(np.asarray(blocks).tolist()) - set(near.tolist()))
         raise ValueError(f"blocks {missing[:5]} are not among the blocks near the overlap")
     return places
+
+
+def _two_at_least(positions: np.ndarray, size: int) -> tuple[int, int]:
+    """The span (start, stop) of ``positions`` in ``[0, size)``, widened to two where
+    ``size`` allows: interpolation reads a block and the next even where the next
+    weighs nothing (an image beyond the grid's edge)."""
+    start, stop = int(positions.min()), int(positions.max()) + 1
+    if stop - start < 2 and size >= 2:
+        start, stop = (start, start + 2) if start + 2 <= size else (size - 2, size)
+    return start, stop
 
 
 def union_bounds(boxes: Sequence[Bounds]) -> Bounds:
@@ -220,6 +337,23 @@ def contains(outer: Bounds, inner: Bounds) -> bool:
         and outer[2] >= inner[2]
         and outer[3] >= inner[3]
     )
+
+
+def _within(span: slice, origin: int, size: int) -> slice:
+    """``span`` (of the grid) in a window of ``size`` blocks from ``origin``.
+
+    Raises
+    ------
+    ValueError
+        If the window does not hold the whole span.
+    """
+    start, stop = span.start - origin, span.stop - origin
+    if start < 0 or stop > size:
+        raise ValueError(
+            f"blocks {span.start} to {span.stop - 1} are outside the surfaces' window "
+            f"({origin} to {origin + size - 1})"
+        )
+    return slice(start, stop)
 
 
 def _bilinear_weights(position: np.ndarray, size: int) -> tuple[np.ndarray, slice]:

@@ -27,7 +27,7 @@ from .._validation import (
     References,
 )
 from ..errors import SpectralMatchError, SpectralMatchWarning
-from ..geo.blocks import BlockGrid
+from ..geo.blocks import BlockGrid, BlockWindows
 from ..geo.grid import is_north_up
 from ..raster.collection import ImageCollection
 from ..raster.image import Image
@@ -38,7 +38,7 @@ from ..stats.requests import BlockMoments, ImageMoments, Request
 from .adjuster import Adjuster, warn_left_unchanged
 from .base import check_is_fitted, reference_indices
 from .persistence import StateError, state_array, state_names
-from .surface import fill_from_neighbours
+from .surface import BlockSurfaces
 
 CORRECTIONS: tuple[Correction, ...] = get_args(Correction)
 _MAX_RATIO = 10.0
@@ -123,6 +123,10 @@ class BlockMap(Adjuster):
     ----------
     grid_ : BlockGrid
     images_ : list of str
+    surfaces_ : BlockSurfaces
+        What the correction uses: each image's values over the blocks near it (its
+        window of the grid), so that the model grows with the images, not with the
+        images times the mosaic's grid (with ``smoothing``, over the whole grid).
     local_means_ : ndarray (n_images, n_bands, rows, cols)
         ``m``: each image's mean over its overlaps per block (filled).
     shifts_, spread_factors_ : ndarray (n_images, n_bands, rows, cols)
@@ -131,6 +135,9 @@ class BlockMap(Adjuster):
         Overlap pixels of each image in each block (summed over its overlaps).
     pivot_, range_ : ndarray (n_bands,)
         ``p`` and ``r`` of the gain and gamma corrections.
+
+    The whole-grid arrays are built from ``surfaces_`` when read (each window's
+    numbers, and beyond it the filling from the image's known blocks).
 
     Examples
     --------
@@ -211,13 +218,16 @@ class BlockMap(Adjuster):
         names = statistics.names
         fixed = np.zeros(len(names), dtype=bool)
         fixed[sorted(reference_indices(self.reference, names))] = True
-        overlaps = _BlockOverlaps.gather(statistics, self.grid_, self.min_pixels)
+        windows = self._windows(statistics, range(len(names)))
+        overlaps = _BlockOverlaps.gather(statistics, windows, self.min_pixels)
         self._warn_unused(statistics, overlaps, fixed)
         shifts = overlaps.solve(overlaps.means, overlaps.pair_counts, fixed)
         log_factors = overlaps.solve(overlaps.log_stds, overlaps.spread_counts, fixed)
         self.images_ = list(names)
         self.reference_ = [name for name, is_fixed in zip(names, fixed, strict=True) if is_fixed]
-        self._set_surfaces(overlaps.counts, overlaps.local_means(), shifts, log_factors)
+        self.surfaces_ = self._surfaces(
+            windows, overlaps.counts, overlaps.local_means(), shifts, log_factors
+        )
         low, high = _extremes(statistics)
         self.pivot_ = np.where(low >= 0, 0.0, low - 0.01 * (high - low))
         self.range_ = np.maximum(high - self.pivot_, 1e-12)
@@ -252,55 +262,69 @@ class BlockMap(Adjuster):
                 stacklevel=3,
             )
 
-    def _set_surfaces(self, counts, local_means, shifts, log_factors) -> None:
-        known = counts >= self.min_pixels
+    def _windows(self, statistics: OverlapStatistics, images: Sequence[int]) -> BlockWindows:
+        """The windows of the grid that ``images`` get: the blocks near each (the whole
+        grid with ``smoothing``, which reads beyond them, or without their bounds)."""
+        if self.smoothing > 0 or not statistics.bounds:
+            return BlockWindows.whole(self.grid_, len(images))
+        return BlockWindows.near(self.grid_, [statistics.bounds[i] for i in images])
+
+    def _surfaces(self, windows, counts, local_means, shifts, log_factors) -> BlockSurfaces:
         bound = np.log(MAX_SPREAD_FACTOR)
-        self.counts_ = self._grid_shaped(counts)
-        self.local_means_ = self._fill(local_means, known)
-        self.shifts_ = self._fill(shifts, known)
-        self.spread_factors_ = np.exp(self._fill(np.clip(log_factors, -bound, bound), known))
+        return BlockSurfaces.filled(
+            windows,
+            counts,
+            local_means,
+            shifts,
+            np.clip(log_factors, -bound, bound),
+            self.smoothing,
+        )
 
     def fit_new(self, statistics: OverlapStatistics, names: list[str]) -> None:
         """Shifts and factors of new images against the frozen, corrected fitted images."""
-        check_is_fitted(self, "shifts_")
+        check_is_fitted(self, "surfaces_")
         position = {name: k for k, name in enumerate(self.images_)}
         fitted = np.array([name in position for name in statistics.names])
-        overlaps = _BlockOverlaps.gather(statistics, self.grid_, self.min_pixels)
-        rows = [position.get(name, 0) for name in statistics.names]
-        frozen_shifts = self.shifts_[rows].reshape(len(rows), *overlaps.counts.shape[1:])
-        frozen_logs = np.log(self.spread_factors_[rows]).reshape(frozen_shifts.shape)
+        new = [statistics.names.index(name) for name in names]
+        # the fitted images keep their windows (and values); the new ones get theirs
+        frozen = self.surfaces_.select([position.get(name, 0) for name in statistics.names])
+        windows = frozen.windows.windows.copy()
+        windows[new] = self._windows(statistics, new).windows
+        frame = BlockWindows(self.grid_, windows)
+        overlaps = _BlockOverlaps.gather(statistics, frame, self.min_pixels)
+        frozen_shifts = _fitted_values(frozen.shifts, frozen.windows, frame, fitted)
+        frozen_logs = _fitted_values(np.log(frozen.spread_factors), frozen.windows, frame, fitted)
         shifts = overlaps.solve(overlaps.means, overlaps.pair_counts, fitted, frozen_shifts)
         log_factors = overlaps.solve(overlaps.log_stds, overlaps.spread_counts, fitted, frozen_logs)
-        new = [statistics.names.index(name) for name in names]
-        existing = (self.counts_, self.local_means_, self.shifts_, self.spread_factors_)
-        self._set_surfaces(
-            overlaps.counts[new], overlaps.local_means()[new], shifts[new], log_factors[new]
+        added = self._surfaces(
+            frame.select(new),
+            frame.take(overlaps.counts, new),
+            frame.take(overlaps.local_means(), new),
+            frame.take(shifts, new),
+            frame.take(log_factors, new),
         )
-        self.counts_, self.local_means_, self.shifts_, self.spread_factors_ = (
-            np.concatenate([old, added])
-            for old, added in zip(
-                existing,
-                (self.counts_, self.local_means_, self.shifts_, self.spread_factors_),
-                strict=True,
-            )
-        )
+        self.surfaces_ = self.surfaces_.extended(added)
         self.images_ += names
 
-    def _grid_shaped(self, array: np.ndarray) -> np.ndarray:
-        return array.reshape(*array.shape[:-1], self.grid_.rows, self.grid_.cols)
+    @property
+    def counts_(self) -> np.ndarray:
+        return self._on_whole_grid("counts")
 
-    def _fill(self, values: np.ndarray, known: np.ndarray) -> np.ndarray:
-        """Per image and band: unknown blocks filled from their neighbours."""
-        values, known = self._grid_shaped(values), self._grid_shaped(known)
-        filled = fill_from_neighbours(values, known)
-        if self.smoothing > 0:
-            from scipy import ndimage
+    @property
+    def local_means_(self) -> np.ndarray:
+        return self._on_whole_grid("local_means")
 
-            for index in np.ndindex(values.shape[:2]):
-                filled[index] = ndimage.gaussian_filter(
-                    filled[index], self.smoothing, mode="nearest"
-                )
-        return filled
+    @property
+    def shifts_(self) -> np.ndarray:
+        return self._on_whole_grid("shifts")
+
+    @property
+    def spread_factors_(self) -> np.ndarray:
+        return self._on_whole_grid("spread_factors")
+
+    def _on_whole_grid(self, field: str) -> np.ndarray:
+        check_is_fitted(self, "surfaces_")
+        return self.surfaces_.on_whole_grid(field)
 
     # ---------------------------------------------------------------- transform
 
@@ -308,15 +332,19 @@ class BlockMap(Adjuster):
         self, image: Image, window: Window, values: np.ndarray, valid: np.ndarray
     ) -> np.ndarray:
         """Correct each pixel by its interpolated block values."""
-        check_is_fitted(self, "shifts_")
+        check_is_fitted(self, "surfaces_")
         if image.name in self.reference_:
             return values
         row = self._image_row(image.name)
         dtype = values.dtype
         cells = image.grid.window_grid(window).resampled(values.shape[1:])
+        origin = self.surfaces_.origin(row)
+        local_means, shifts = (self.surfaces_.of(f, row) for f in ("local_means", "shifts"))
         if self.correction == "gamma":
             local, target = self.grid_.interpolate(
-                [surface.astype(dtype) for surface in self._gamma_surfaces(row)], cells
+                [surface.astype(dtype) for surface in self._means_and_targets(local_means, shifts)],
+                cells,
+                origin,
             )
             return _gamma(
                 values,
@@ -325,12 +353,12 @@ class BlockMap(Adjuster):
                 self.pivot_.astype(dtype)[:, None, None],
                 self.range_.astype(dtype)[:, None, None],
             )
-        return self.grid_.correct_linear(values, *self._linear_fields(row), cells)
+        factors = self.surfaces_.of("spread_factors", row)
+        fields = self._linear_fields(local_means, shifts, factors)
+        return self.grid_.correct_linear(values, *fields, cells, origin)
 
     def for_image(self, name: str) -> BlockMap:
-        """A copy with image ``name``'s surfaces only (views of this model's): every
-        image's cover the whole mosaic's grid, so the whole model grows with the images
-        squared, and each transform task needs one.
+        """A copy with image ``name``'s surfaces only, what a transform task needs.
 
         A subclass gets itself back unless it overrides this: state of its own, kept per
         image, would otherwise be looked up at the wrong row."""
@@ -339,60 +367,76 @@ class BlockMap(Adjuster):
         row = self._image_row(name)
         one = copy.copy(self)
         one.images_ = [name]
-        for attribute in ("counts_", "local_means_", "shifts_", "spread_factors_"):
-            setattr(one, attribute, getattr(self, attribute)[row : row + 1])
+        one.surfaces_ = self.surfaces_.select([row])
         return one
 
-    def block_gains_offsets(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+    def block_gains_offsets(
+        self, name: str, *, near: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Per band and block, the gain and offset of ``x' = gain * x + offset`` by which
         image ``name`` is corrected (between blocks they are interpolated); 1 and 0 for
         a reference image.
 
+        Parameters
+        ----------
+        name : str
+        near : bool, default False
+            Only over the blocks near the image (``surfaces_``' window of it, which
+            holds every block its correction reads), instead of the whole grid.
+
         Returns
         -------
         gains, offsets : ndarray (n_bands, rows, cols)
+            Of the grid, or of the window with ``near``.
 
         Raises
         ------
         SpectralMatchError
             For the gamma correction (not a gain and an offset), or an unknown image.
         """
-        check_is_fitted(self, "shifts_")
+        check_is_fitted(self, "surfaces_")
         if self.correction == "gamma":
             raise SpectralMatchError(
                 f"BlockMap: the gamma correction of {name} has no gain and offset per block"
             )
         row = self._image_row(name)
+        fields = ("local_means", "shifts", "spread_factors")
+        if near:
+            local, shifts, factors = (self.surfaces_.of(field, row) for field in fields)
+        else:
+            local, shifts, factors = (self.surfaces_.on_whole_grid(f, [row])[0] for f in fields)
         if name in self.reference_:
-            return np.ones_like(self.shifts_[row]), np.zeros_like(self.shifts_[row])
-        return self._linear_fields(row)
+            return np.ones_like(shifts), np.zeros_like(shifts)
+        return self._linear_fields(local, shifts, factors)
 
-    def _linear_fields(self, row: int) -> tuple[np.ndarray, np.ndarray]:
-        """Block values of ``F`` and ``G`` in ``x' = F * x + G`` (offset, gain, wallis)."""
-        local, shift = self.local_means_[row], self._applied_shifts(row)
+    def _linear_fields(
+        self, local: np.ndarray, shifts: np.ndarray, factors: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Block values of ``F`` and ``G`` in ``x' = F * x + G`` (offset, gain, wallis),
+        from an image's local means, shifts and spread factors."""
+        shift = self.alpha * shifts
         if self.correction == "offset":
             return np.ones_like(shift), shift
         if self.correction == "gain":
             pivot = self.pivot_[:, None, None]
             gain = _bounded_ratio(local + shift - pivot, local - pivot)
             return gain, pivot * (1 - gain)
-        factor = np.clip(self.spread_factors_[row], 1 / MAX_SPREAD_FACTOR, MAX_SPREAD_FACTOR)
+        factor = np.clip(factors, 1 / MAX_SPREAD_FACTOR, MAX_SPREAD_FACTOR)
         gain = 1 + self.alpha * (factor - 1)
         return gain, local + shift - gain * local
 
-    def _gamma_surfaces(self, row: int) -> tuple[np.ndarray, np.ndarray]:
-        """Block values of the local mean and the mean it is brought to."""
-        return self.local_means_[row], self.local_means_[row] + self._applied_shifts(row)
-
-    def _applied_shifts(self, row: int) -> np.ndarray:
-        """The block shifts of image ``row`` as applied: ``alpha * d``."""
-        return self.alpha * self.shifts_[row]
+    def _means_and_targets(
+        self, local: np.ndarray, shifts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Block values of the local mean and the mean it is brought to, ``m + alpha * d``."""
+        return local, local + self.alpha * shifts
 
     # ---------------------------------------------------------------- state
 
     def get_state(self) -> dict[str, Any]:
-        check_is_fitted(self, "shifts_")
+        check_is_fitted(self, "surfaces_")
         crs = self.crs_.to_wkt() if self.crs_ else None
+        surfaces = {name: getattr(self.surfaces_, name) for name in BlockSurfaces.FIELDS}
         return {
             "grid": asdict(self.grid_),
             "crs": crs,
@@ -400,10 +444,8 @@ class BlockMap(Adjuster):
             "reference": self.reference_,
             "pivot": self.pivot_.tolist(),
             "range": self.range_.tolist(),
-            "counts": self.counts_,
-            "local_means": self.local_means_,
-            "shifts": self.shifts_,
-            "spread_factors": self.spread_factors_,
+            "windows": self.surfaces_.windows.windows,
+            **surfaces,
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -412,20 +454,15 @@ class BlockMap(Adjuster):
         reference = state_names(state, "reference")
         pivot = state_array(state, "pivot", 1)
         range_ = state_array(state, "range", 1, pivot.shape)
-        shape = (len(images), len(pivot), grid.rows, grid.cols)
-        surfaces = {
-            name: state_array(state, name, 4, shape)
-            for name in ("counts", "local_means", "shifts", "spread_factors")
-        }
+        surfaces = _surfaces_from_state(state, grid, len(images), len(pivot))
         if not set(reference) <= set(images):
             raise StateError("reference", "names images the model does not hold")
-        for name, values in (("range", range_), ("spread_factors", surfaces["spread_factors"])):
+        for name, values in (("range", range_), ("spread_factors", surfaces.spread_factors)):
             if (values <= 0).any():
                 raise StateError(name, "must be positive")
         self.grid_, self.crs_ = grid, _crs_from_state(state)
         self.images_, self.reference_, self.pivot_, self.range_ = images, reference, pivot, range_
-        for name, surface in surfaces.items():
-            setattr(self, f"{name}_", surface)
+        self.surfaces_ = surfaces
 
     def to_rasters(self, folder: str | os.PathLike) -> list[Path]:
         """Write the block surfaces as GeoTIFFs (one pixel per block) for inspection.
@@ -434,14 +471,16 @@ class BlockMap(Adjuster):
         ``<image>_reference.tif`` the means it is brought to, ``m + alpha * d``, as
         filled and used by the correction; one band per image band.
         """
-        check_is_fitted(self, "shifts_")
+        check_is_fitted(self, "surfaces_")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written = []
-        for row, (name, local) in enumerate(zip(self.images_, self.local_means_, strict=True)):
-            for kind, surface in (
-                ("local", local),
-                ("reference", local + self._applied_shifts(row)),
+        for row, name in enumerate(self.images_):
+            local, shifts = (
+                self.surfaces_.on_whole_grid(field, [row])[0] for field in ("local_means", "shifts")
+            )
+            for kind, surface in zip(
+                ("local", "reference"), self._means_and_targets(local, shifts), strict=True
             ):
                 written.append(self.write_surface(folder / f"{name}_{kind}.tif", surface))
         return written
@@ -464,6 +503,17 @@ class BlockMap(Adjuster):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         return write_raster(path, profile, [(window, surface.astype("float32"), None)])
+
+
+def _fitted_values(
+    values: np.ndarray, windows: BlockWindows, frame: BlockWindows, fitted: np.ndarray
+) -> np.ndarray:
+    """``values`` of the ``fitted`` images (over ``windows``, which ``frame`` keeps for
+    them) laid out on ``frame``; 0 for the others."""
+    placed = np.zeros((values.shape[0], frame.total))
+    for image in np.flatnonzero(fitted).tolist():
+        frame.of(placed, image)[...] = windows.of(values, image)
+    return placed
 
 
 def _extremes(statistics: OverlapStatistics) -> tuple[np.ndarray, np.ndarray]:
@@ -491,6 +541,37 @@ def _grid_from_state(state: dict[str, Any]) -> BlockGrid:
     return BlockGrid(left, top, width, height, rows, cols)
 
 
+def _surfaces_from_state(
+    state: dict[str, Any], grid: BlockGrid, n_images: int, n_bands: int
+) -> BlockSurfaces:
+    """The surfaces of a saved BlockMap: per image over its window (``windows``), or, in
+    files of format 1, over the whole grid."""
+    if "windows" not in state:
+        shape = (n_images, n_bands, grid.rows, grid.cols)
+        return BlockSurfaces(
+            BlockWindows.whole(grid, n_images),
+            *(
+                np.moveaxis(state_array(state, name, 4, shape), 0, 1).reshape(n_bands, -1)
+                for name in BlockSurfaces.FIELDS
+            ),
+        )
+    windows = state_array(state, "windows", 2, (n_images, 4))
+    first_row, first_col, rows, cols = windows.T
+    if (
+        (windows != np.round(windows)).any()
+        or (windows[:, :2] < 0).any()
+        or (windows[:, 2:] < 1).any()
+        or (first_row + rows > grid.rows).any()
+        or (first_col + cols > grid.cols).any()
+    ):
+        raise StateError("windows", "must be whole numbers of blocks within the grid")
+    frame = BlockWindows(grid, windows.astype(int))
+    return BlockSurfaces(
+        frame,
+        *(state_array(state, name, 2, (n_bands, frame.total)) for name in BlockSurfaces.FIELDS),
+    )
+
+
 def _crs_from_state(state: dict[str, Any]) -> Any:
     from rasterio.crs import CRS
     from rasterio.errors import CRSError
@@ -508,14 +589,16 @@ def _crs_from_state(state: dict[str, Any]) -> Any:
 class _BlockOverlaps:
     """The overlaps' block statistics, each pair's over the blocks near its overlap only
     (a grid spans the whole mosaic): one entry per pair and block, pair by pair, in
-    arrays of bands x entries."""
+    arrays of bands x entries. Values per image and block are over each image's window
+    (``windows``), in arrays of bands x ``windows.total``."""
 
-    n_images: int
-    n_blocks: int
+    windows: BlockWindows
     first: np.ndarray  # (n_pairs,) image index of each pair's first image
     second: np.ndarray
     pair_of: np.ndarray  # (n_entries,) the pair of each entry, ascending
     block_of: np.ndarray  # (n_entries,) its block, a flat index in the grid
+    first_at: np.ndarray  # (n_entries,) where the entry's block is in its first image's window
+    second_at: np.ndarray
     pair_counts: np.ndarray  # (n_bands, n_entries), 0 below min_pixels
     spread_counts: np.ndarray  # the same, 0 also where either spread is degenerate
     means: tuple[np.ndarray, np.ndarray]  # first's and second's block means
@@ -523,9 +606,9 @@ class _BlockOverlaps:
 
     @classmethod
     def gather(
-        cls, statistics: OverlapStatistics, grid: BlockGrid, min_pixels: int
+        cls, statistics: OverlapStatistics, windows: BlockWindows, min_pixels: int
     ) -> _BlockOverlaps:
-        pairs = statistics.pairs
+        grid, pairs = windows.grid, statistics.pairs
         n_bands = statistics.n_bands
         floor = MIN_RELATIVE_SPREAD * _overlap_spread(pairs, n_bands)[:, None]
         near = [grid.blocks_near(pair.edge.bounds) for pair in pairs]
@@ -544,40 +627,52 @@ class _BlockOverlaps:
         count = np.concatenate(counts, axis=1)
         count[count < min_pixels] = 0
         mean, log_std = np.concatenate(means, axis=2), np.concatenate(log_stds, axis=2)
+        first = np.array([p.edge.first for p in pairs], dtype=int)
+        second = np.array([p.edge.second for p in pairs], dtype=int)
+        pair_of = np.repeat(np.arange(len(pairs)), [len(blocks) for blocks in near]).astype(int)
+        block_of = np.concatenate([np.zeros(0, dtype=int), *near])
         return cls(
-            len(statistics.names),
-            grid.size,
-            np.array([p.edge.first for p in pairs], dtype=int),
-            np.array([p.edge.second for p in pairs], dtype=int),
-            np.repeat(np.arange(len(pairs)), [len(blocks) for blocks in near]).astype(int),
-            np.concatenate([np.zeros(0, dtype=int), *near]),
+            windows,
+            first,
+            second,
+            pair_of,
+            block_of,
+            windows.positions(first[pair_of], block_of),
+            windows.positions(second[pair_of], block_of),
             count,
             np.where(np.concatenate(degenerate, axis=1), 0.0, count),
             (mean[0], mean[1]),
             (log_std[0], log_std[1]),
         )
 
+    @property
+    def n_images(self) -> int:
+        return len(self.windows.windows)
+
+    @property
+    def n_blocks(self) -> int:
+        return self.windows.grid.size
+
     def totals(self, weights: np.ndarray) -> np.ndarray:
-        """(n_images, n_bands, n_blocks): each image's sum of the pairs' ``weights``."""
+        """(n_bands, windows.total): each image's sum of the pairs' ``weights``."""
         return self._per_image(weights, weights)
 
     def _per_image(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        """(n_images, n_bands, n_blocks): each image's sum of ``first`` over the pairs it
-        is the first of, then of ``second`` over those it is the second of (entries in
-        pair order, as over dense pairs x blocks arrays: the same sums to the bit)."""
-        sums = np.zeros((self.n_images, first.shape[0], self.n_blocks))
-        for images, values in ((self.first, first), (self.second, second)):
-            where = (images[self.pair_of], slice(None), self.block_of)
-            np.add.at(sums, where, values.T)  # type: ignore[arg-type]
+        """(n_bands, windows.total): each image's sum of ``first`` over the pairs it is
+        the first of, then of ``second`` over those it is the second of (entries in pair
+        order, as over dense pairs x blocks arrays: the same sums to the bit)."""
+        sums = np.zeros((first.shape[0], self.windows.total))
+        for places, values in ((self.first_at, first), (self.second_at, second)):
+            np.add.at(sums, (slice(None), places), values)  # type: ignore[arg-type]
         return sums
 
     @property
     def counts(self) -> np.ndarray:
-        """(n_images, n_bands, n_blocks): each image's overlap pixels per block."""
+        """(n_bands, windows.total): each image's overlap pixels per block."""
         return self.totals(self.pair_counts)
 
     def local_means(self) -> np.ndarray:
-        """(n_images, n_bands, n_blocks): each image's count-weighted mean over its overlaps."""
+        """(n_bands, windows.total): each image's count-weighted mean over its overlaps."""
         sums = self._per_image(self.pair_counts * self.means[0], self.pair_counts * self.means[1])
         totals = self.counts
         return np.divide(sums, totals, out=np.zeros_like(sums), where=totals > 0)
@@ -593,20 +688,21 @@ class _BlockOverlaps:
         every pair in the least-squares sense, weighted by ``pair_weights`` (pixel
         counts, 0 where a pair is not used).
 
-        Images in ``fixed`` keep ``fixed_values`` (default 0); in blocks without a fixed
-        image, the count-weighted sum of the shifts is zero. Blocks with the same set of
-        overlapping pairs share one design and are solved together.
+        Images in ``fixed`` keep ``fixed_values`` (default 0; bands x windows.total); in
+        blocks without a fixed image, the count-weighted sum of the shifts is zero.
+        Blocks with the same set of overlapping pairs share one design and are solved
+        together.
 
         Returns
         -------
-        ndarray (n_images, n_bands, n_blocks)
+        ndarray (n_bands, windows.total)
         """
         n_bands = pair_weights.shape[0]
         if fixed_values is None:
-            fixed_values = np.zeros((self.n_images, n_bands, self.n_blocks))
-        shifts = (fixed_values * fixed[:, None, None]).reshape(self.n_images, -1)
-        known_values = fixed_values.reshape(self.n_images, -1)
-        sizes = self.totals(pair_weights).reshape(self.n_images, -1)
+            fixed_values = np.zeros((n_bands, self.windows.total))
+        owner = np.repeat(np.arange(self.n_images), self.windows.sizes)
+        shifts = fixed_values * fixed[owner]
+        sizes = self.totals(pair_weights)
         used = _UsedEntries.of(self, pair_weights)
         targets = values[1] - values[0]
         for chosen, pairs, entries in used.patterns():
@@ -614,16 +710,19 @@ class _BlockOverlaps:
             design = np.zeros((len(pairs), len(members)))
             design[np.arange(len(pairs)), np.searchsorted(members, self.first[pairs])] = 1.0
             design[np.arange(len(pairs)), np.searchsorted(members, self.second[pairs])] = -1.0
+            # (members, chosen cells): each member's value in each cell's band and block
+            band = (chosen // self.n_blocks)[None, :]
+            at = self.windows.positions(members[:, None], (chosen % self.n_blocks)[None, :])
             solution = _solve_cells(
                 design,
                 pair_weights[used.band[entries], used.entry[entries]],
                 targets[used.band[entries], used.entry[entries]],
                 fixed[members],
-                known_values[np.ix_(members, chosen)].T,
-                sizes[np.ix_(members, chosen)].T,
+                fixed_values[band, at].T,
+                sizes[band, at].T,
             )
-            shifts[np.ix_(members, chosen)] = solution.T
-        return shifts.reshape(self.n_images, n_bands, self.n_blocks)
+            shifts[band, at] = solution.T
+        return shifts
 
 
 @define

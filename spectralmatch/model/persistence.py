@@ -29,7 +29,7 @@ from ..raster.files import atomic_path, write_atomically
 from .adjuster import Adjuster
 
 MODEL_FORMAT = "spectralmatch.Mosaic"
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 
 #: Deepest nesting of lists and objects a model file may have (a saved model has under
 #: ten; reading follows it by recursion).

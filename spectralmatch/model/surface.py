@@ -1,8 +1,15 @@
-"""Block surfaces: filling blocks without data from their neighbours."""
+"""Block surfaces: each image's block values, blocks without data filled from their
+neighbours."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import ClassVar
+
 import numpy as np
+from attrs import define
+
+from ..geo.blocks import BlockWindows
 
 
 def fill_from_neighbours(values: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -64,3 +71,117 @@ def _unknown_neighbours(
     places = np.arange(candidates.size)
     slots[candidates] = places
     return candidates[slots[candidates] == places]
+
+
+@define(eq=False)
+class BlockSurfaces:
+    """Each image's block values over its window of the block grid
+    (:class:`~spectralmatch.geo.blocks.BlockWindows`), each field an array of
+    bands x ``windows.total``.
+
+    Attributes
+    ----------
+    windows : BlockWindows
+    counts : ndarray
+        Overlap pixels of the image in each block (summed over its overlaps); a block
+        with none is not known, and is filled from its neighbours in the others.
+    local_means, shifts, spread_factors : ndarray
+        ``m``, ``d`` and ``f`` of :class:`~spectralmatch.BlockMap` (filled).
+    """
+
+    windows: BlockWindows
+    counts: np.ndarray
+    local_means: np.ndarray
+    shifts: np.ndarray
+    spread_factors: np.ndarray
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("counts", "local_means", "shifts", "spread_factors")
+
+    @classmethod
+    def filled(
+        cls,
+        windows: BlockWindows,
+        counts: np.ndarray,
+        local_means: np.ndarray,
+        shifts: np.ndarray,
+        log_factors: np.ndarray,
+        smoothing: float = 0.0,
+    ) -> BlockSurfaces:
+        """Surfaces from the values of the known blocks (``counts`` above 0), the others
+        filled from their neighbours (:func:`fill_from_neighbours`), then smoothed by a
+        Gaussian of ``smoothing`` blocks; spread factors from their logarithms.
+
+        Filling within a window gives the numbers of filling the whole grid, to the bit,
+        where the window is a rectangle that holds every known block of its image: ring
+        by ring, no path to a cell of the window is shorter outside it. Smoothing reads
+        beyond the window; with ``smoothing``, ``windows`` must cover the whole grid.
+        """
+        known = counts > 0
+
+        def fill(values: np.ndarray) -> np.ndarray:
+            return _filled_windows(windows, values, known, smoothing)
+
+        return cls(windows, counts, fill(local_means), fill(shifts), np.exp(fill(log_factors)))
+
+    def origin(self, image: int) -> tuple[int, int]:
+        """The grid block (row, column) of the first block of image ``image``'s window."""
+        return int(self.windows.windows[image, 0]), int(self.windows.windows[image, 1])
+
+    def of(self, field: str, image: int) -> np.ndarray:
+        """Field ``field`` of image ``image`` over its window (bands, rows, cols)."""
+        return self.windows.of(getattr(self, field), image)
+
+    def select(self, images: Sequence[int]) -> BlockSurfaces:
+        """The surfaces of ``images`` only, in that order."""
+        parts = {name: self.windows.take(getattr(self, name), images) for name in self.FIELDS}
+        return BlockSurfaces(self.windows.select(images), **parts)
+
+    def extended(self, other: BlockSurfaces) -> BlockSurfaces:
+        """These images' surfaces followed by ``other``'s (on the same grid)."""
+        windows = BlockWindows(
+            self.windows.grid, np.concatenate([self.windows.windows, other.windows.windows])
+        )
+        parts = {
+            name: np.concatenate([getattr(self, name), getattr(other, name)], axis=-1)
+            for name in self.FIELDS
+        }
+        return BlockSurfaces(windows, **parts)
+
+    def on_whole_grid(self, field: str, images: Sequence[int] | None = None) -> np.ndarray:
+        """Field ``field`` of ``images`` (default: all) over the whole grid (images,
+        bands, rows, cols): each window's values, and beyond it what filling the whole
+        grid from the image's known blocks gives."""
+        images = range(len(self.windows.windows)) if images is None else images
+        inside = np.stack([self.windows.placed(getattr(self, field), i, np.nan) for i in images])
+        if field == "counts":
+            return np.nan_to_num(inside, nan=0.0)
+        known = np.stack([self.windows.placed(self.counts, i) > 0 for i in images])
+        if field == "spread_factors":
+            logs = np.log(np.where(known, inside, 1.0))
+            beyond = np.exp(fill_from_neighbours(logs, known))
+        else:
+            beyond = fill_from_neighbours(np.where(known, inside, 0.0), known)
+        return np.where(np.isnan(inside), beyond, inside)
+
+
+def _filled_windows(
+    windows: BlockWindows, values: np.ndarray, known: np.ndarray, smoothing: float
+) -> np.ndarray:
+    """``values`` (bands x total) with each image's unknown blocks filled, the images
+    with windows of one shape filled together."""
+    filled = np.empty_like(values, dtype=float)
+    shapes = [tuple(shape) for shape in windows.windows[:, 2:].tolist()]
+    for shape in dict.fromkeys(shapes):
+        images = [i for i, other in enumerate(shapes) if other == shape]
+        stack = fill_from_neighbours(
+            np.stack([windows.of(values, i) for i in images]),
+            np.stack([windows.of(known, i) for i in images]),
+        )
+        if smoothing > 0:
+            from scipy import ndimage
+
+            for index in np.ndindex(stack.shape[:2]):
+                stack[index] = ndimage.gaussian_filter(stack[index], smoothing, mode="nearest")
+        for k, image in enumerate(images):
+            windows.of(filled, image)[...] = stack[k]
+    return filled

@@ -233,7 +233,7 @@ def block_surface_figure(block_map, images=None):
     """The shifts of a fitted :class:`~spectralmatch.BlockMap` on its block grid: one row
     per image, one column per band, on one symmetric colour scale per band; the image's
     footprint is outlined where ``images`` (the fitted images) are given."""
-    check_is_fitted(block_map, "shifts_")
+    check_is_fitted(block_map, "surfaces_")
     shifts, grid = block_map.shifts_, block_map.grid_
     extent = (
         grid.left,

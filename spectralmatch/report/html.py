@@ -130,7 +130,7 @@ def _model_figures(model: Mosaic | None, before: ImageCollection, out_dir: Path)
             plot_block_surfaces(step, out_dir / f"blocks_{number}.png", before),
         )
         for number, step in enumerate(steps)
-        if hasattr(step, "shifts_")
+        if getattr(step, "surfaces_", None) is not None  # a fitted BlockMap
     ]
 
 

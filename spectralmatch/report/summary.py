@@ -103,7 +103,7 @@ def _overlap_table(diagnostics: FitDiagnostics | None) -> str:
 
 def _block_table(step: BlockMap) -> str:
     try:
-        fields = [step.block_gains_offsets(name) for name in step.images_]
+        fields = [step.block_gains_offsets(name, near=True) for name in step.images_]
     except SpectralMatchError as error:
         return f"BlockMap: {error}"
     rows = [
@@ -111,7 +111,7 @@ def _block_table(step: BlockMap) -> str:
         for name, (gains, offsets) in zip(step.images_, fields, strict=True)
     ]
     title = (
-        "BlockMap: range of gain and offset over the blocks per image "
+        "BlockMap: range of gain and offset over the blocks near each image "
         f"({_bands(len(fields[0][0]))})"
     )
     return _table(title, ("image", "gain", "offset"), rows)

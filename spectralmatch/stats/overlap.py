@@ -149,6 +149,8 @@ class OverlapStatistics:
     grids : list of BlockGrid
         The block grids asked for (``BlockMoments``), as :meth:`select` keeps them: known
         even where no pair was measured on them.
+    bounds : list of (left, bottom, right, top)
+        Each image's bounds in the CRS (empty where not known).
     """
 
     names: list[str]
@@ -158,6 +160,7 @@ class OverlapStatistics:
     crs: Any = None
     reads: dict[str, int] = field(factory=dict)
     grids: list[BlockGrid] = field(factory=list)
+    bounds: list[Bounds] = field(factory=list)
 
     def __attrs_post_init__(self) -> None:
         if not self.image_histograms:
