@@ -43,7 +43,7 @@ from spectralmatch.engine.passes import (
     measure_jointly,
     window_groups,
 )
-from spectralmatch.geo.grid import common_grid
+from spectralmatch.geo.grid import common_grid, offset_in
 from spectralmatch.stats.requests import (
     BlockMoments,
     ImageHistogram,
@@ -361,6 +361,34 @@ def assert_same_moments(found, expected, what):
         assert (ours is None) == (theirs is None), (what, name)
         if ours is not None:
             np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-6, err_msg=f"{what} {name}")
+
+
+def test_a_band_task_carries_the_overlaps_and_images_of_its_band_only(data_dir):
+    from rasterio.windows import Window
+
+    from spectralmatch.engine.collect import _band_task
+    from spectralmatch.geo.grid import intersect
+
+    collection = ImageCollection.from_paths(data_dir)
+    edges = OverlapGraph.from_collection(collection).edges
+    grid = common_grid([image.grid for image in collection])
+    overlaps = {edge: edge.window_in(grid) for edge in edges}
+    plan = Plan.of(all_requests(collection))
+    whole = set(range(len(collection)))
+    carried, fewest = set(), len(collection)
+    for top in range(0, grid.height, 40):
+        band = Window(0, top, grid.width, min(40, grid.height - top))
+        task = _band_task(collection, grid, [band], overlaps, whole, plan, None)
+        meets = {
+            i
+            for i, image in enumerate(collection)
+            if intersect(band, Window(*offset_in(grid, image.grid), image.width, image.height))
+        }
+        assert set(task.images) == meets and task.whole == meets
+        assert task.edges == [e for e in edges if intersect(band, overlaps[e])]
+        carried |= set(task.edges)
+        fewest = min(fewest, len(task.images))
+    assert carried == set(edges) and 0 < fewest < len(collection)
 
 
 def test_joint_and_image_by_image_tasks_measure_the_same_pixels(data_dir):

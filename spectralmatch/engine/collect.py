@@ -117,16 +117,9 @@ class StatisticsPass:
         if grid is None:
             tasks = self._tasks(collection, edges, wanted, known, plan, correct)
             return self.executor.map(measure, tasks, progress=self.progress, label="statistics")
+        overlaps = {edge: edge.window_in(grid) for edge in todo_edges}
         joint = [
-            JointTask(
-                {i: collection.images[i] for i in involved},
-                grid,
-                windows,
-                todo_edges,
-                frozenset(todo_whole),
-                plan,
-                correct,
-            )
+            _band_task(collection, grid, windows, overlaps, todo_whole, plan, correct)
             for windows in _window_rows(
                 grid, self.window_size, collection, involved, todo_whole, todo_edges
             )
@@ -246,6 +239,36 @@ class StatisticsPass:
 #: Images a window of the joint statistics pass reads at full size: where more images
 #: overlap, the windows are narrower, so that memory stays that of this many windows.
 FULL_WINDOWS = 4
+
+
+def _band_task(
+    collection: ImageCollection,
+    grid: PixelGrid,
+    windows: list[Window],
+    overlaps: dict[OverlapEdge, Window | None],
+    whole: set[int],
+    plan: Plan,
+    correct: Correction | None,
+) -> JointTask:
+    """The task of ``windows`` (one band of rows of ``grid``): the overlaps the band
+    meets, and the images it reads (a vast mosaic's task carries its band's only)."""
+    top, bottom = int(windows[0].row_off), int(windows[0].row_off + windows[0].height)
+    band = Window(0, top, grid.width, bottom - top)
+    edges = [edge for edge, window in overlaps.items() if window and intersect(band, window)]
+    met = {edge_image for edge in edges for edge_image in (edge.first, edge.second)}
+    for index in whole:
+        image = collection.images[index]
+        if intersect(band, Window(*offset_in(grid, image.grid), image.width, image.height)):
+            met.add(index)
+    return JointTask(
+        {index: collection.images[index] for index in sorted(met)},
+        grid,
+        windows,
+        edges,
+        frozenset(whole & met),
+        plan,
+        correct,
+    )
 
 
 def _window_rows(

@@ -234,7 +234,7 @@ def measure_jointly(task: JointTask) -> list[Measurement]:
                     wholes[index].add(read[index].values, read[index].valid)
             for edge in meeting:
                 part = intersect(window, overlaps[edge])
-                _add_overlap(task, edge, part, read, sides, places)
+                _add_overlap(task, edge, overlaps[edge], part, read, sides, places)
     for side in sides.values():
         side.finish()
     return [
@@ -252,19 +252,20 @@ def measure_jointly(task: JointTask) -> list[Measurement]:
 def _add_overlap(
     task: JointTask,
     edge: OverlapEdge,
+    overlap: Window,
     part: Window,
     read: dict[int, _Read],
     sides: dict[tuple[OverlapEdge, int], _OverlapSide],
     places: dict[int, tuple[int, int]],
 ) -> None:
-    """Add ``part`` (a window of the common grid) of ``edge`` to both its sides, where
-    both images are valid."""
+    """Add ``part`` of ``edge`` (of ``overlap``, windows of the common grid) to both its
+    sides, where both images are valid."""
     first, second = read[edge.first].at(part), read[edge.second].at(part)
     joint = first[1] & second[1]
     count = None  # the same pixels on both sides, counted once
     for index, (values, _) in ((edge.first, first), (edge.second, second)):
         if (edge, index) not in sides:
-            met = _met(task, edge, index, places)
+            met = _met(task, edge, overlap, index, places)
             sides[edge, index] = _OverlapSide(values.shape[0], task.plan, edge, met)
         cells = task.images[index].grid.window_grid(_moved(part, places[index]))
         count = sides[edge, index].add(values, joint, cells, count)
@@ -285,14 +286,18 @@ class _Read:
 
 
 def _met(
-    task: JointTask, edge: OverlapEdge, index: int, places: dict[int, tuple[int, int]]
+    task: JointTask,
+    edge: OverlapEdge,
+    overlap: Window,
+    index: int,
+    places: dict[int, tuple[int, int]],
 ) -> PixelGrid:
-    """The pixels of ``edge`` that ``task``'s windows meet, on image ``index``'s grid."""
+    """The pixels of ``edge`` (``overlap`` on the common grid) that ``task``'s windows
+    meet, on image ``index``'s grid."""
     top = min(int(w.row_off) for w in task.windows)
     bottom = max(int(w.row_off + w.height) for w in task.windows)
     band = Window(0, top, task.grid.width, bottom - top)
-    overlap = edge.window_in(task.grid)
-    met = intersect(band, overlap) if overlap is not None else None
+    met = intersect(band, overlap)
     if met is None:
         raise ValueError(f"no window of this task meets {edge}")
     return task.images[index].grid.window_grid(_moved(met, places[index]))

@@ -282,6 +282,8 @@ def build_overviews(path: Path, factors: Sequence[int]) -> None:
     import rasterio
     from rasterio.enums import Resampling
 
+    if not factors:
+        return
     with rasterio.open(gdal_path(path), "r+") as dataset:
         useful = [f for f in factors if min(dataset.width, dataset.height) // f > 1]
         if useful:
