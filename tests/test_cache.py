@@ -3,6 +3,7 @@ entry is ignored with a warning and rebuilt; entries get the permissions of the 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from rasterio.windows import Window
 
 from spectralmatch import BlockMap, GlobalModel, Image, ImageCollection, Mosaic
-from spectralmatch.engine.cache import StatisticsCache
+from spectralmatch.engine.cache import SUFFIX, StatisticsCache, decode_entry, encode_entry
 from spectralmatch.errors import SpectralMatchWarning
 from spectralmatch.stats.requests import ImageMoments, Plan
 
@@ -43,7 +44,7 @@ def test_second_fit_reads_no_image_and_gives_the_same_model(tiles, tmp_path):
     assert second.reads_ == dict.fromkeys(tiles.names, 0)
     np.testing.assert_array_equal(first.steps_[0].gains_, second.steps_[0].gains_)
     np.testing.assert_array_equal(first.steps_[1].shifts_, second.steps_[1].shifts_)
-    assert len(list((tmp_path / "cache").glob("*.npz"))) > 0
+    assert len(list((tmp_path / "cache").glob(f"*{SUFFIX}"))) > 0
 
 
 def test_without_cache_every_fit_reads(tiles, tmp_path):
@@ -109,7 +110,7 @@ def test_cli_caches_by_default_and_no_cache_reads(tiles, tmp_path):
         "-q",
     ]
     assert runner.invoke(main, args).exit_code == 0
-    entries = sorted(p.name for p in cache.glob("*.npz"))
+    entries = sorted(p.name for p in cache.glob(f"*{SUFFIX}"))
     assert entries
     shutil.rmtree(cache)
     assert runner.invoke(main, [*args, "--no-cache"]).exit_code == 0
@@ -142,10 +143,9 @@ def test_an_edit_with_its_modification_time_set_back_is_read_again(tiles, tmp_pa
 def pair_entries(folder: Path) -> list[Path]:
     """The cache entries that hold one image's side of an overlap."""
     found = []
-    for path in sorted(folder.glob("*.npz")):
-        with np.load(path) as stored:
-            if "pair.mean" in stored.files:
-                found.append(path)
+    for path in sorted(folder.glob(f"*{SUFFIX}")):
+        if "pair.mean" in decode_entry(path.read_bytes())[1]:
+            found.append(path)
     return found
 
 
@@ -163,21 +163,22 @@ def swap(target: Path, other: Path) -> None:
 
 
 def foreign(target: Path, other: Path) -> None:
-    """An npz that looks like an entry (the same array names and shapes), random values."""
+    """Laid out as an entry (the same key, array names and shapes), random values, and
+    no checksum."""
     rng = np.random.default_rng(1)
-    with np.load(target) as stored:
-        shapes = {name: stored[name].shape for name in stored.files if "." in name}
-    with open(target, "wb") as file:
-        np.savez(file, **{name: rng.random(shape) for name, shape in shapes.items()})
+    header, arrays = decode_entry(target.read_bytes())
+    shaped = {name: rng.random(array.shape) for name, array in arrays.items()}
+    specs = [[name, array.dtype.str, list(array.shape)] for name, array in shaped.items()]
+    text = json.dumps({"key": header["key"], "arrays": specs}).encode()
+    data = b"".join(array.tobytes() for array in shaped.values())
+    target.write_bytes(len(text).to_bytes(8, "little") + text + data)
 
 
 def alter(target: Path, other: Path) -> None:
-    """One mean changed, everything else (the checksum too) kept: a valid npz."""
-    with np.load(target) as stored:
-        arrays = dict(stored)
+    """One mean changed, everything else (the checksum too) kept: laid out as an entry."""
+    header, arrays = decode_entry(target.read_bytes())
     arrays["pair.mean"] = arrays["pair.mean"] + 1.0
-    with open(target, "wb") as file:
-        np.savez(file, **arrays)
+    target.write_bytes(encode_entry(header["key"], arrays, header["checksum"]))
 
 
 def random_bytes(target: Path, other: Path) -> None:
@@ -262,5 +263,5 @@ def test_entries_get_the_permissions_of_the_umask(tiles, tmp_path, umask, mode):
     finally:
         os.umask(previous)
     entries = list(folder.iterdir())
-    assert entries and all(path.suffix == ".npz" for path in entries)  # no temporary left
+    assert entries and all(path.suffix == SUFFIX for path in entries)  # no temporary left
     assert {stat.S_IMODE(path.stat().st_mode) for path in entries} == {mode}

@@ -26,6 +26,7 @@ from spectralmatch import (
     OverlapGraph,
     SpectralMatchError,
 )
+from spectralmatch.engine.cache import SUFFIX
 from spectralmatch.engine.collect import StatisticsPass
 from spectralmatch.engine.executors import (
     Executor,
@@ -650,7 +651,7 @@ def test_cache_entries_follow_the_plan(tiles, tmp_path):
 
     first = fit(GlobalModel())
     assert all(count > 0 for count in first.reads_.values())
-    entries = len(list(cache.glob("*.npz")))
+    entries = len(list(cache.glob(f"*{SUFFIX}")))
     assert entries > 0
     again = fit(GlobalModel())
     assert again.reads_ == dict.fromkeys(tiles.names, 0)
@@ -658,7 +659,7 @@ def test_cache_entries_follow_the_plan(tiles, tmp_path):
     # overlap histograms were not in those entries: the overlaps are read again
     with_histograms = fit(GlobalModel(), HistogramMatch())
     assert all(count > 0 for count in with_histograms.reads_.values())
-    assert len(list(cache.glob("*.npz"))) > entries
+    assert len(list(cache.glob(f"*{SUFFIX}"))) > entries
     np.testing.assert_array_equal(with_histograms.steps_[0].gains_, first.steps_[0].gains_)
     # the same plan again: nothing is read, the same model comes out
     repeated = fit(GlobalModel(), HistogramMatch())

@@ -1,13 +1,15 @@
 """A cache of image statistics, so re-runs read only what changed.
 
-Each entry is a small ``.npz`` file in the cache folder, named by a hash of its key: what
+Each entry is a small file in the cache folder, named by a hash of its key: what
 the statistics depend on. For each file read, that is its resolved path, size, inode,
 device and modification and change times in nanoseconds (of both images, for an
 overlap); then the overlap's bounds and what was measured (block grids, histogram bins).
 A changed file therefore never matches its old entries, even when its modification time
 was set back (``os.utime``): the change time cannot be set back.
 
-An entry also holds its key and a SHA-256 checksum of everything in it. An entry that
+An entry holds its key, its arrays and a SHA-256 checksum of all of them, in one
+buffer: the length of a JSON header (8 bytes, little-endian), the header (the key, each
+array's name, dtype and shape, the checksum), then the arrays' bytes. An entry that
 cannot be read, has no checksum or a wrong one (truncated, emptied, altered, not ours),
 or was stored under another key (copied or renamed) is ignored with a warning, deleted
 and measured again. Images with a mask, and statistics of corrected values (a second
@@ -39,10 +41,9 @@ from ..stats.requests import Plan
 _MOMENT_FIELDS = ("count", "mean", "m2", "minimum", "maximum")
 
 #: Entries of another layout never share a key (nor a file name) with these.
-_FORMAT = "spectralmatch-statistics-3"
-#: Reserved array names in an entry (an entry's own arrays are named ``entry.field``).
-_KEY, _CHECKSUM = "__key__", "__checksum__"
-#: How the temporary files of unfinished writes are named.
+_FORMAT = "spectralmatch-statistics-4"
+#: The suffix of an entry's file.
+SUFFIX = ".stats"
 #: What an entry holds: named moments and histograms.
 Entry = dict[str, Moments | Histogram]
 
@@ -68,31 +69,38 @@ class CacheKey:
     @property
     def file_name(self) -> str:
         """The entry's file name in the cache folder."""
-        return hashlib.sha256(self.text.encode()).hexdigest() + ".npz"
+        return hashlib.sha256(self.text.encode()).hexdigest() + SUFFIX
 
 
 class StatisticsCache:
-    """Statistics of images and overlaps kept in ``folder`` between runs."""
+    """Statistics of images and overlaps kept in ``folder`` between runs.
+
+    The state of each file (path, size, times) is taken once per instance, when first
+    needed: a fit makes one, so that its entries are loaded and stored under the same
+    keys.
+    """
 
     def __init__(self, folder: str | os.PathLike | None = None) -> None:
         self.folder = Path(folder) if folder is not None else default_cache_folder()
+        self._file_keys: dict[Path, list[Any]] = {}
 
     def __repr__(self) -> str:
         return f"StatisticsCache({str(self.folder)!r})"
 
     # ---------------------------------------------------------------- keys
 
-    @staticmethod
-    def _file_key(image: Image) -> list[Any]:
-        status = image.path.stat()
-        return [
-            str(image.path.resolve()),
-            status.st_size,
-            status.st_mtime_ns,
-            status.st_ctime_ns,
-            status.st_ino,
-            status.st_dev,
-        ]
+    def _file_key(self, image: Image) -> list[Any]:
+        if image.path not in self._file_keys:
+            status = image.path.stat()
+            self._file_keys[image.path] = [
+                str(image.path.resolve()),
+                status.st_size,
+                status.st_mtime_ns,
+                status.st_ctime_ns,
+                status.st_ino,
+                status.st_dev,
+            ]
+        return self._file_keys[image.path]
 
     def whole_key(self, image: Image, plan: Plan) -> CacheKey | None:
         """Key of an image's whole-image statistics (None: not cacheable)."""
@@ -150,23 +158,54 @@ class StatisticsCache:
             for name, value in entry.items()
             for field, array in _to_arrays(value).items()
         }
-        arrays[_KEY] = np.array(key.text)
-        arrays[_CHECKSUM] = np.array(_checksum(arrays))
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            with atomic_path(self.folder / key.file_name, suffix=".npz") as temporary:
-                np.savez(temporary, **arrays)
+            with atomic_path(self.folder / key.file_name, suffix=SUFFIX) as temporary:
+                temporary.write_bytes(encode_entry(key.text, arrays))
         except (OSError, SpectralMatchError):
             pass
 
 
-def _checksum(arrays: dict[str, np.ndarray]) -> str:
-    """SHA-256 of the arrays' names, dtypes, shapes and bytes, in the order of their names."""
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        array = np.asarray(arrays[name])
-        digest.update(json.dumps([name, array.dtype.str, array.shape]).encode())
-        digest.update(array.tobytes())
+def encode_entry(key: str, arrays: dict[str, np.ndarray], checksum: str | None = None) -> bytes:
+    """An entry's bytes: its header (``key``, each array's name, dtype and shape, and
+    the checksum of it all, unless ``checksum`` is given) and the arrays' bytes."""
+    arrays = {name: np.ascontiguousarray(array) for name, array in arrays.items()}
+    specs = [[name, array.dtype.str, list(array.shape)] for name, array in arrays.items()]
+    data = b"".join(array.tobytes() for array in arrays.values())
+    header = {"key": key, "arrays": specs, "checksum": checksum or _checksum(key, specs, data)}
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + data
+
+
+def decode_entry(content: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The header and the arrays of an entry's bytes (nothing checked but its layout).
+
+    Raises
+    ------
+    ValueError
+        If ``content`` is not laid out as an entry (cut short, say).
+    """
+    length = int.from_bytes(content[:8], "little")
+    if len(content) < 8 + length:
+        raise ValueError("shorter than its header says")
+    header = json.loads(content[8 : 8 + length])
+    arrays, offset = {}, 8 + length
+    for name, dtype, shape in header["arrays"]:
+        size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if offset + size > len(content):
+            raise ValueError(f"array {name!r} cut short")
+        buffer = content[offset : offset + size]
+        arrays[name] = np.frombuffer(buffer, dtype=dtype).reshape(shape).copy()
+        offset += size
+    if offset != len(content):
+        raise ValueError(f"{len(content) - offset} bytes beyond its arrays")
+    return header, arrays
+
+
+def _checksum(key: str, specs: list[Any], data: bytes) -> str:
+    """SHA-256 of an entry's key, arrays' names, dtypes and shapes, and their bytes."""
+    digest = hashlib.sha256(json.dumps([key, specs]).encode())
+    digest.update(data)
     return digest.hexdigest()
 
 
@@ -185,21 +224,22 @@ def _read(path: Path, key: CacheKey) -> dict[str, np.ndarray]:
         If the entry cannot be read, has no checksum or a wrong one, or was stored under
         another key.
     """
+    # Arbitrary bytes raise many kinds of errors on the way (UnicodeDecodeError,
+    # JSONDecodeError, KeyError, TypeError, ValueError, ...): all mean a bad entry.
     try:
-        with open(path, "rb") as file, np.load(file, allow_pickle=False) as stored:
-            arrays = {name: np.asarray(value) for name, value in stored.items()}
+        content = path.read_bytes()
+        header, arrays = decode_entry(content)
+        checksum, specs, stored_key = header.get("checksum"), header["arrays"], header["key"]
     except FileNotFoundError:
         raise
-    # Reading arbitrary bytes through zipfile and numpy raises many kinds of errors
-    # (BadZipFile, ValueError, EOFError, NotImplementedError, ...): all mean a bad entry.
     except Exception as error:
         raise _BadEntry(f"cannot be read ({type(error).__name__}: {error})") from error
-    if _CHECKSUM not in arrays:
+    if not checksum:
         raise _BadEntry("has no checksum (not a statistics entry)")
-    content = {name: array for name, array in arrays.items() if name != _CHECKSUM}
-    if str(arrays[_CHECKSUM]) != _checksum(content):
+    data = content[8 + int.from_bytes(content[:8], "little") :]
+    if checksum != _checksum(stored_key, specs, data):
         raise _BadEntry("does not match its checksum (truncated or altered)")
-    if str(arrays.get(_KEY)) != key.text:
+    if stored_key != key.text:
         raise _BadEntry("was stored under another key (copied or renamed from another entry)")
     return arrays
 
@@ -207,8 +247,6 @@ def _read(path: Path, key: CacheKey) -> dict[str, np.ndarray]:
 def _entry(arrays: dict[str, np.ndarray]) -> Entry:
     groups: dict[str, dict[str, np.ndarray]] = {}
     for name, array in arrays.items():
-        if name in (_KEY, _CHECKSUM):
-            continue
         entry, _, field = name.rpartition(".")
         groups.setdefault(entry, {})[field] = array
     return {name: _from_arrays(fields) for name, fields in groups.items()}
