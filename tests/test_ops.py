@@ -511,3 +511,111 @@ def test_seamline_classmethods_take_the_engine_keywords(tmp_path):
     assert sorted(seams.polygons) == [f"tile_0{i}" for i in range(4)]
     with pytest.raises(TypeError, match="unexpected keyword argument 'debug'"):
         Seamline.voronoi(DATA_DIR, debug=True)
+
+
+def _awkward_rasters(folder):
+    """Rasters whose validity takes every path: per-band nodata in integers, NaN and
+    infinities in floats (with and without a nodata value), an internal mask band."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(8)
+    base = rng.normal(500.0, 80.0, (3, 90, 110))
+    integers = np.round(base).astype("uint16")
+    integers[0, :20] = 0
+    integers[1, :, :15] = 0
+    floats = base.copy()
+    floats[:, 30:40, 50:70] = np.nan
+    floats[2, 60:63] = np.inf
+    floats[0, 5, 5] = -np.inf
+    with_nodata = floats.copy()
+    with_nodata[:, :, :12] = -9999.0
+    masked = np.round(base).astype("uint16")
+    mask = np.full((90, 110), 255, np.uint8)
+    mask[:, :25] = 0
+    mask[70:] = 0
+    transform = from_origin(500000.0, 4000000.0, 30.0, 30.0)
+    paths = {
+        "integers": write_raster(folder / "integers.tif", integers, nodata=0, transform=transform),
+        "floats": write_raster(folder / "floats.tif", floats, transform=transform),
+        "with_nodata": write_raster(
+            folder / "with_nodata.tif", with_nodata, nodata=-9999.0, transform=transform
+        ),
+        "masked": write_raster(folder / "masked.tif", masked, transform=transform),
+    }
+    with rasterio.open(paths["masked"], "r+") as dataset:
+        dataset.write_mask(mask)
+    return paths
+
+
+def test_a_nan_masked_vrt_reads_as_the_valid_values_with_nan_elsewhere(tmp_path):
+    import rasterio
+
+    from spectralmatch import Image
+    from spectralmatch.raster.nan_masked import nan_masked_vrt
+
+    paths = _awkward_rasters(tmp_path)
+    images = [Image(path) for path in paths.values()]
+    images.append(Image(paths["masked"], nodata=600))  # a given nodata: the mask is not used
+    for image in images:
+        values, valid = image.read()
+        expected = np.where(valid, values.astype(np.float64), np.nan)
+        assert (~valid).any() and valid.any()
+        with rasterio.open(nan_masked_vrt(image)) as dataset:
+            assert dataset.dtypes == ("float64",) * image.count
+            np.testing.assert_array_equal(dataset.read(), expected, err_msg=str(image.path))
+
+
+def test_least_cost_sampling_averages_each_image_as_a_nan_masked_copy_would(tmp_path):
+    """Each image is averaged onto the coarse grid from its file, window by window, to the
+    numbers GDAL's warper gives from a float64 copy of the whole image with NaN where it
+    is not valid."""
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    from spectralmatch import Image
+    from spectralmatch.ops.least_cost import CoarseGrid
+
+    paths = _awkward_rasters(tmp_path)
+    for name, path in paths.items():
+        shifted = write_raster(  # a second image, a little off, so the grid spans both
+            tmp_path / f"{name}_b.tif",
+            read_raster(path),
+            nodata=Image(path).nodata,
+            transform=from_origin(500000.0 + 7 * 30.0, 4000000.0 - 5 * 30.0, 30.0, 30.0),
+        )
+        collection = ImageCollection([Image(path), Image(shifted)])
+        for decimation in (3, 4):
+            grid = CoarseGrid.over(collection, decimation)
+            values, _ = grid.sample(collection)
+            for image, sampled in zip(collection, values, strict=True):
+                data, valid = image.read()
+                copy = np.where(valid, data.astype(np.float64), np.nan)
+                expected = np.full((image.count, *grid.shape), np.nan)
+                reproject(
+                    copy,
+                    expected,
+                    src_transform=image.transform,
+                    src_crs=image.crs,
+                    dst_transform=grid.transform,
+                    dst_crs=image.crs,
+                    src_nodata=np.nan,
+                    dst_nodata=np.nan,
+                    resampling=Resampling.average,
+                )
+                np.testing.assert_array_equal(
+                    sampled.over(sampled.window), expected[(slice(None), *sampled.window)]
+                )
+                outside = np.ones(grid.shape, dtype=bool)
+                outside[sampled.window] = False
+                assert np.isnan(expected[:, outside]).all()
+
+
+def test_an_unreadable_image_in_least_cost_seamlines_is_named(tmp_path):
+    paths = _awkward_rasters(tmp_path)
+    collection = ImageCollection([paths["integers"], paths["floats"]])
+    broken = paths["floats"]
+    content = broken.read_bytes()
+    broken.write_bytes(content[: len(content) // 3])
+    with pytest.raises(SpectralMatchError, match=f"^{broken}: cannot be read"):
+        Seamline.least_cost(collection)

@@ -10,8 +10,12 @@ from typing import Any
 import numpy as np
 from attrs import define
 
+from ..errors import SpectralMatchError
 from ..geo.regions import hand_over, polygon_parts, union
+from ..raster.blockcache import limit_block_cache
 from ..raster.collection import ImageCollection
+from ..raster.image import GDAL_ERRORS, Image, error_cause
+from ..raster.nan_masked import nan_masked_vrt
 
 #: Rows and columns of a part of the coarse grid (starts and stops within it).
 Window = tuple[slice, slice]
@@ -83,32 +87,39 @@ class CoarseGrid:
     def sample(self, collection: ImageCollection) -> tuple[list[Cropped], list[Cropped]]:
         """Each image's values (bands, rows, cols; NaN where invalid) and coverage (every
         band valid) on the grid, each kept over its own part of the grid only."""
-        from rasterio.enums import Resampling
-        from rasterio.warp import reproject
-
         values, covers = [], []
         grid = np.empty((collection.count, *self.shape))  # one image at a time
         for image in collection:
-            with image.open() as dataset:
-                data = dataset.read().astype(np.float64)
-                data[~image.valid_mask(data, dataset)] = np.nan
             grid.fill(np.nan)
-            reproject(
-                data,
-                grid,
-                src_transform=image.transform,
-                src_crs=image.crs,
-                dst_transform=self.transform,
-                dst_crs=image.crs,
-                src_nodata=np.nan,
-                dst_nodata=np.nan,
-                resampling=Resampling.average,
-            )
+            self._average(image, grid)
             valid = ~np.isnan(grid)
             values.append(Cropped.of(grid, np.any(valid, axis=0), np.nan))
             cover = np.asarray(np.all(valid, axis=0))
             covers.append(Cropped.of(cover, cover, False))
         return values, covers
+
+    def _average(self, image: Image, grid: np.ndarray) -> None:
+        """Average ``image``'s valid values onto ``grid`` (bands, rows, cols), read by
+        GDAL's warper window by window (:func:`nan_masked_vrt`)."""
+        import rasterio
+        from rasterio.enums import Resampling
+        from rasterio.warp import reproject
+
+        limit_block_cache()
+        try:
+            with rasterio.open(nan_masked_vrt(image)) as dataset:
+                reproject(
+                    rasterio.band(dataset, list(range(1, image.count + 1))),
+                    grid,
+                    dst_transform=self.transform,
+                    dst_crs=image.crs,
+                    dst_nodata=np.nan,
+                    resampling=Resampling.average,
+                )
+        except GDAL_ERRORS as error:
+            raise SpectralMatchError(
+                f"{image.path}: cannot be read ({error_cause(error)})"
+            ) from None
 
     def nearest_centre_labels(self, collection: ImageCollection, cover: Sequence[Cropped]):
         """Index + 1 of the covering image with the nearest footprint centroid (0: none;
