@@ -703,12 +703,12 @@ def _save_block_maps(model: Mosaic, target: Any) -> None:
             "save_block_maps", f"must be (reference path, path with '$'), got {target!r}"
         )
     reference, local = target
-    counts = step.counts_.astype(float)
+    counts, local_means = step.counts_.astype(float), step.local_means_  # each built on reading
     totals = counts.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        weighted = (counts * (step.local_means_ + step.shifts_)).sum(axis=0) / totals
+        weighted = (counts * (local_means + step.shifts_)).sum(axis=0) / totals
     step.write_surface(reference, np.where(totals > 0, weighted, np.nan))
-    for name, means, count in zip(step.images_, step.local_means_, counts, strict=True):
+    for name, means, count in zip(step.images_, local_means, counts, strict=True):
         step.write_surface(str(local).replace("$", name), np.where(count > 0, means, np.nan))
     model.save(Path(reference).with_suffix(".json"))
 
