@@ -524,7 +524,7 @@ def write_corrected(task: WriteTask) -> Written:
                 corrected = task.correct(image, window, values.astype(working), valid)
                 counts[0] += int(np.count_nonzero(valid))
                 mask = None
-                if image.nodata is None and image.profile["dataset_mask"]:
+                if image.uses_mask_band:
                     mask = valid.any(axis=0).astype(np.uint8) * 255
                 converted, clipped = to_dtype_counting(corrected, valid, dtype, image.nodata)
                 counts[1] += clipped

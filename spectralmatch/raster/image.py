@@ -229,6 +229,12 @@ class Image:
                 f"{self.path}: cannot be read{where} ({error_cause(error)})"
             ) from None
 
+    @property
+    def uses_mask_band(self) -> bool:
+        """Whether validity comes from the file's mask band: it has one, and no nodata
+        value (the file's or the one given)."""
+        return self.nodata is None and bool(self.profile["dataset_mask"])
+
     def valid_mask(
         self, values: np.ndarray, dataset: DatasetReader, window: Window | None = None
     ) -> np.ndarray:
@@ -242,7 +248,7 @@ class Image:
             return ~np.isnan(values)
         if nodata is not None:
             valid = values != np.array(nodata).astype(values.dtype)
-        elif self.profile["dataset_mask"]:
+        elif self.uses_mask_band:
             valid = dataset.read_masks(window=window, out_shape=values.shape) > 0
         else:
             valid = np.ones(values.shape, dtype=bool)

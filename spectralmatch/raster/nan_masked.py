@@ -57,6 +57,6 @@ def _add_source(element: ElementTree.Element, image: Image, band: int) -> Elemen
     nodata = image.nodata
     if nodata is not None and not math.isnan(nodata):
         ElementTree.SubElement(source, "NODATA").text = repr(float(nodata))
-    elif nodata is None and image.profile["dataset_mask"]:
+    elif image.uses_mask_band:
         ElementTree.SubElement(source, "UseMaskBand").text = "true"
     return source
