@@ -1335,3 +1335,15 @@ def test_a_model_file_of_format_1_loads_and_corrects_alike(tmp_path, data_dir):
         values = values.astype(np.float32)
         expected = step.transform_window(image, window, values.copy(), valid)
         assert np.array_equal(old.transform_window(image, window, values.copy(), valid), expected)
+
+
+def test_smoothing_over_windows_smaller_than_the_grid_is_refused():
+    grid = BlockGrid(0.0, 0.0, 1.0, 1.0, 6, 6)
+    windows = BlockWindows(grid, np.array([[1, 1, 3, 3]]))
+    values = np.ones((1, 9))
+    with pytest.raises(ValueError, match="smoothing reads beyond the windows"):
+        BlockSurfaces.filled(windows, values, values, values, values, smoothing=1.0)
+    whole = BlockWindows.whole(grid, 1)
+    ones = np.ones((1, 36))
+    smoothed = BlockSurfaces.filled(whole, ones, ones, ones, 0 * ones, smoothing=1.0)
+    assert np.allclose(smoothed.spread_factors, 1.0) and np.allclose(smoothed.shifts, 1.0)

@@ -83,8 +83,8 @@ class BlockSurfaces:
     ----------
     windows : BlockWindows
     counts : ndarray
-        Overlap pixels of the image in each block (summed over its overlaps); a block
-        with none is not known, and is filled from its neighbours in the others.
+        Overlap pixels of the image in each block (summed over its overlaps); where
+        there are none, the other fields are filled from the neighbouring blocks.
     local_means, shifts, spread_factors : ndarray
         ``m``, ``d`` and ``f`` of :class:`~spectralmatch.BlockMap` (filled).
     """
@@ -115,7 +115,15 @@ class BlockSurfaces:
         where the window is a rectangle that holds every known block of its image: ring
         by ring, no path to a cell of the window is shorter outside it. Smoothing reads
         beyond the window; with ``smoothing``, ``windows`` must cover the whole grid.
+
+        Raises
+        ------
+        ValueError
+            With ``smoothing`` and a window smaller than the grid.
         """
+        whole = [0, 0, windows.grid.rows, windows.grid.cols]
+        if smoothing > 0 and (windows.windows != whole).any():
+            raise ValueError("smoothing reads beyond the windows: give each the whole grid")
         known = counts > 0
 
         def fill(values: np.ndarray) -> np.ndarray:
