@@ -368,6 +368,18 @@ def _crs_text(step):
     step["state"]["crs"] = "not a projection"
 
 
+def _windows_beyond_the_grid(step):
+    step["state"]["windows"] = [[0, 0, 99, 99]] * 4
+
+
+def _windows_of_part_blocks(step):
+    step["state"]["windows"] = [[0, 0.5, 2, 2]] * 4
+
+
+def _windows_of_three(step):
+    step["state"]["windows"] = [[0, 0, 2]] * 4
+
+
 def _image_without_path(data):
     del data["images"][0]["path"]
 
@@ -421,6 +433,9 @@ def _threads_text(data):
         (_edit_step(1, _grid_rows), "steps[1].state.grid", "rows, cols"),
         (_edit_step(1, _grid_no_rows), "steps[1].state.grid", "whole numbers"),
         (_edit_step(1, _crs_text), "steps[1].state.crs", "not a coordinate reference system"),
+        (_edit_step(1, _windows_beyond_the_grid), "steps[1].state.windows", "within the grid"),
+        (_edit_step(1, _windows_of_part_blocks), "steps[1].state.windows", "whole numbers"),
+        (_edit_step(1, _windows_of_three), "steps[1].state.windows", "expected shape (4, 4)"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
