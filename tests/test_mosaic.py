@@ -568,3 +568,18 @@ def test_cog_output_keeps_an_internal_mask(tmp_path, truth):
     with rasterio.open(outputs.images[1].path) as dataset:
         assert dataset.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         np.testing.assert_array_equal(dataset.dataset_mask(), mask)
+
+
+def test_a_match_and_its_seamlines_call_nothing_deprecated(data_dir, tmp_path):
+    """No deprecation warning raised from the package's own code (affine's ``*`` on a
+    transform is deprecated for ``@``), which ``-W error`` would turn into failures."""
+    import warnings
+
+    from spectralmatch import Seamline
+
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, PendingDeprecationWarning):
+            warnings.filterwarnings("error", category=category, module=r"spectralmatch(\.|$)")
+        model = Mosaic().fit(data_dir)
+        outputs = model.transform(data_dir, tmp_path / "out")
+        Seamline.least_cost(outputs)

@@ -57,7 +57,7 @@ class PixelGrid:
         """(left, bottom, right, top) of the four corners: the bounds also of a rotated
         or sheared grid."""
         corners = [
-            self.transform * (col, row) for col in (0, self.width) for row in (0, self.height)
+            self.transform @ (col, row) for col in (0, self.width) for row in (0, self.height)
         ]
         xs, ys = zip(*corners, strict=True)
         return min(xs), min(ys), max(xs), max(ys)
@@ -123,7 +123,7 @@ def common_grid(grids: Sequence[PixelGrid]) -> PixelGrid | None:
     left = min(grid.transform.c for grid in grids)
     top = max(grid.transform.f for grid in grids)
     origin = Affine(first.a, 0.0, left, 0.0, first.e, top)
-    offsets = [(~origin) * (grid.transform.c, grid.transform.f) for grid in grids]
+    offsets = [(~origin) @ (grid.transform.c, grid.transform.f) for grid in grids]
     if any(abs(v - round(v)) > _EPSILON for offset in offsets for v in offset):
         return None
     width = max(round(col) + grid.width for (col, _), grid in zip(offsets, grids, strict=True))
@@ -133,7 +133,7 @@ def common_grid(grids: Sequence[PixelGrid]) -> PixelGrid | None:
 
 def offset_in(grid: PixelGrid, part: PixelGrid) -> tuple[int, int]:
     """(column, row) of ``part``'s first pixel in ``grid`` (a window of it)."""
-    col, row = (~grid.transform) * (part.transform.c, part.transform.f)
+    col, row = (~grid.transform) @ (part.transform.c, part.transform.f)
     return round(col), round(row)
 
 

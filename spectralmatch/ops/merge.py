@@ -425,7 +425,7 @@ class _Blend:
             warped_onto(
                 image,
                 self.profile["crs"],
-                self.transform * Affine.translation(-m, -m),
+                self.transform @ Affine.translation(-m, -m),
                 self.profile["width"] + 2 * m,
                 self.profile["height"] + 2 * m,
                 self.resampling,

@@ -110,7 +110,7 @@ def _patch_centers(bounds, pixel: float) -> list[tuple[float, float]]:
 def _patch(grey: np.ndarray, grid: PixelGrid, x: float, y: float):
     """The patch of ``grey`` nearest to centre (``x``, ``y``) and its exact centre in
     pixel coordinates of ``grid``, or None where it leaves the array or is not valid."""
-    col, row = ~grid.transform * (x, y)
+    col, row = ~grid.transform @ (x, y)
     col0, row0 = round(col - PATCH / 2), round(row - PATCH / 2)
     if col0 < 0 or row0 < 0 or col0 + PATCH > grid.width or row0 + PATCH > grid.height:
         return None
@@ -139,8 +139,8 @@ def match_pair(first: Image, second: Image, bounds) -> np.ndarray:
         d_col, d_row, peak = phase_shift(patch_a[0], patch_b[0])
         if peak < MIN_PEAK:
             continue
-        at_a = grid_a.transform * patch_a[1]
-        at_b = grid_b.transform * (patch_b[1][0] + d_col, patch_b[1][1] + d_row)
+        at_a = grid_a.transform @ patch_a[1]
+        at_b = grid_b.transform @ (patch_b[1][0] + d_col, patch_b[1][1] + d_row)
         points.append([*_pixel_of(first, at_a), *_pixel_of(second, at_b)])
     return np.array(points, dtype=float).reshape(-1, 4)
 
@@ -151,7 +151,7 @@ def sorted_pair(first: str, second: str) -> tuple[str, str]:
 
 
 def _pixel_of(image: Image, point) -> tuple[float, float]:
-    col, row = ~image.transform * point
+    col, row = ~image.transform @ point
     return col - 0.5, row - 0.5
 
 
