@@ -103,6 +103,11 @@ class BlockGrid:
         every block that a pixel or cell of an area within ``bounds`` falls in (a pixel
         straddling the area's edge included; those outside the grid fall in its edge
         blocks, as by :meth:`cell_blocks`)."""
+        rows, cols = self.spans_near(bounds)
+        return (rows[:, None] * self.cols + cols[None, :]).ravel()
+
+    def spans_near(self, bounds: Bounds) -> tuple[np.ndarray, np.ndarray]:
+        """The block rows and columns, ascending, of :meth:`blocks_near`."""
         left, bottom, right, top = bounds
         rows = self._span(
             (self.top - top) / self.block_height, (self.top - bottom) / self.block_height, self.rows
@@ -110,7 +115,7 @@ class BlockGrid:
         cols = self._span(
             (left - self.left) / self.block_width, (right - self.left) / self.block_width, self.cols
         )
-        return (rows[:, None] * self.cols + cols[None, :]).ravel()
+        return rows, cols
 
     @staticmethod
     def _span(start: float, stop: float, size: int) -> np.ndarray:
@@ -221,9 +226,9 @@ class BlockWindows:
         """Windows of the blocks near each of ``bounds``."""
         windows = []
         for box in bounds:
-            near = grid.blocks_near(box)
-            rows = _two_at_least(near // grid.cols, grid.rows)
-            cols = _two_at_least(near % grid.cols, grid.cols)
+            near_rows, near_cols = grid.spans_near(box)
+            rows = _two_at_least(near_rows, grid.rows)
+            cols = _two_at_least(near_cols, grid.cols)
             windows.append((rows[0], cols[0], rows[1] - rows[0], cols[1] - cols[0]))
         return cls(grid, np.array(windows, dtype=int).reshape(-1, 4))
 

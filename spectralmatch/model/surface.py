@@ -124,12 +124,11 @@ class BlockSurfaces:
         whole = [0, 0, windows.grid.rows, windows.grid.cols]
         if smoothing > 0 and (windows.windows != whole).any():
             raise ValueError("smoothing reads beyond the windows: give each the whole grid")
-        known = counts > 0
-
-        def fill(values: np.ndarray) -> np.ndarray:
-            return _filled_windows(windows, values, known, smoothing)
-
-        return cls(windows, counts, fill(local_means), fill(shifts), np.exp(fill(log_factors)))
+        # the three fields filled at once, each grid of the stack as if alone
+        means, moved, logs = _filled_windows(
+            windows, np.stack([local_means, shifts, log_factors]), counts > 0, smoothing
+        )
+        return cls(windows, counts, means, moved, np.exp(logs))
 
     def origin(self, image: int) -> tuple[int, int]:
         """The grid block (row, column) of the first block of image ``image``'s window."""
@@ -160,9 +159,9 @@ class BlockSurfaces:
         bands, rows, cols): each window's values, and beyond it what filling the whole
         grid from the image's known blocks gives."""
         images = range(len(self.windows.windows)) if images is None else images
-        inside = np.stack([self.windows.placed(getattr(self, field), i, np.nan) for i in images])
         if field == "counts":
-            return np.nan_to_num(inside, nan=0.0)
+            return np.stack([self.windows.placed(self.counts, i) for i in images])
+        inside = np.stack([self.windows.placed(getattr(self, field), i, np.nan) for i in images])
         known = np.stack([self.windows.placed(self.counts, i) > 0 for i in images])
         if field == "spread_factors":
             logs = np.log(np.where(known, inside, 1.0))
@@ -175,9 +174,10 @@ class BlockSurfaces:
 def _filled_windows(
     windows: BlockWindows, values: np.ndarray, known: np.ndarray, smoothing: float
 ) -> np.ndarray:
-    """``values`` (bands x total) with each image's unknown blocks filled, the images
-    with windows of one shape filled together."""
+    """``values`` (fields x bands x total) with each image's blocks not ``known`` (bands
+    x total) filled, the images with windows of one shape filled together."""
     filled = np.empty_like(values, dtype=float)
+    known = np.broadcast_to(known, values.shape)
     shapes = [tuple(shape) for shape in windows.windows[:, 2:].tolist()]
     for shape in dict.fromkeys(shapes):
         images = [i for i, other in enumerate(shapes) if other == shape]
@@ -188,7 +188,7 @@ def _filled_windows(
         if smoothing > 0:
             from scipy import ndimage
 
-            for index in np.ndindex(stack.shape[:2]):
+            for index in np.ndindex(stack.shape[:-2]):
                 stack[index] = ndimage.gaussian_filter(stack[index], smoothing, mode="nearest")
         for k, image in enumerate(images):
             windows.of(filled, image)[...] = stack[k]
