@@ -87,6 +87,14 @@ def test_nan_nodata(tmp_path):
     assert valid.tolist() == [[[True, False], [True, True]]]
 
 
+def test_nan_nodata_leaves_infinities_out_too(tmp_path):
+    data = np.array([[[1.0, np.nan], [np.inf, -np.inf]]], dtype=np.float32)
+    image = Image(write_raster(tmp_path / "nan_inf.tif", data, nodata=np.nan))
+    _, valid = image.read()
+    assert valid.tolist() == [[[True, False], [False, False]]]
+    assert image.statistics().count.tolist() == [1] and image.statistics().mean[0] == 1.0
+
+
 def test_float_without_nodata_still_rejects_nan(tmp_path):
     data = np.array([[[1.0, np.nan], [0.0, 3.0]]], dtype=np.float64)
     _, valid = Image(write_raster(tmp_path / "plain.tif", data)).read()

@@ -557,6 +557,9 @@ def test_a_nan_masked_vrt_reads_as_the_valid_values_with_nan_elsewhere(tmp_path)
     paths = _awkward_rasters(tmp_path)
     images = [Image(path) for path in paths.values()]
     images.append(Image(paths["masked"], nodata=600))  # a given nodata: the mask is not used
+    value = float(read_raster(paths["integers"])[2, 50, 50])
+    images.append(Image(paths["integers"], nodata=value))  # the file's nodata is a value
+    images.append(Image(paths["with_nodata"], nodata=float("nan")))
     for image in images:
         values, valid = image.read()
         expected = np.where(valid, values.astype(np.float64), np.nan)

@@ -244,9 +244,7 @@ class Image:
         mask is then read at the same shape.
         """
         nodata = self.nodata
-        if nodata is not None and math.isnan(nodata):
-            return ~np.isnan(values)
-        if nodata is not None:
+        if nodata is not None and not math.isnan(nodata):
             valid = values != np.array(nodata).astype(values.dtype)
         elif self.uses_mask_band:
             valid = dataset.read_masks(window=window, out_shape=values.shape) > 0
