@@ -42,7 +42,13 @@ from spectralmatch import (
     global_regression,
 )
 from spectralmatch.errors import SpectralMatchWarning
-from spectralmatch.model.pif import CELL_MEMORY, cell_side, irmad_no_change, select_pseudo_invariant
+from spectralmatch.model.pif import (
+    CELL_MEMORY,
+    _median,
+    cell_side,
+    irmad_no_change,
+    select_pseudo_invariant,
+)
 from spectralmatch.pif import Pif as PublishedPath
 
 REFERENCE = ["date_0"]
@@ -198,6 +204,18 @@ def test_irmad_with_too_few_joint_pixels_flags_nothing():
 def test_residual_pif_with_identical_images_flags_nothing():
     first = np.random.default_rng(3).uniform(0, 100, (2, 20, 20))
     assert not ResidualPIF().changed(first, first.copy(), np.ones((20, 20), bool)).any()
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 8, 1000, 1001])
+def test_the_change_screening_median_is_numpys_to_the_bit(size):
+    rng = np.random.default_rng(size)
+    for values in (rng.normal(0, 1e3, size), rng.integers(0, 4, size).astype(float)):
+        before = values.copy()
+        assert _median(values) == float(np.median(values))
+        np.testing.assert_array_equal(values, before)  # partitioned a copy, not the input
+        with_nan = values.copy()
+        with_nan[rng.integers(size)] = np.nan
+        assert np.isnan(_median(with_nan)) and np.isnan(np.median(with_nan))
 
 
 # ---------------------------------------------------------------------- 5. time series

@@ -10,6 +10,7 @@ does all of this and fits again without the changed pixels.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -133,13 +134,22 @@ class CellPIF(ResidualPIF):
         return changed
 
 
+@functools.lru_cache(maxsize=64)
 def _quadratic_design(shape: tuple[int, int]) -> np.ndarray:
-    """(cells, 6): 1, x, y, x^2, xy, y^2 of each cell's position, scaled to [-1, 1]."""
+    """(cells, 6): 1, x, y, x^2, xy, y^2 of each cell's position, scaled to [-1, 1]
+    (read-only: kept for the overlaps of the same shape)."""
     rows, cols = np.meshgrid(
         np.linspace(-1, 1, shape[0]), np.linspace(-1, 1, shape[1]), indexing="ij"
     )
     y, x = rows.ravel(), cols.ravel()
-    return np.column_stack([np.ones_like(x), x, y, x * x, x * y, y * y])
+    design = np.column_stack([np.ones_like(x), x, y, x * x, x * y, y * y])
+    design.flags.writeable = False
+    return design
+
+
+#: Added to the normal matrix of the smooth surface, so that a degenerate overlap (all
+#: its usable cells on a line) still solves.
+_RIDGE = 1e-9 * np.eye(6)
 
 
 def _robust_outliers(
@@ -151,16 +161,29 @@ def _robust_outliers(
     inliers = usable.copy()
     outlying = np.zeros(len(values), dtype=bool)
     for _ in range(3):
-        if inliers.sum() <= design.shape[1]:
+        if np.count_nonzero(inliers) <= design.shape[1]:
             return outlying
         chosen = design[inliers]
-        normal = chosen.T @ chosen + 1e-9 * np.eye(design.shape[1])
+        normal = chosen.T @ chosen + _RIDGE
         surface = design @ np.linalg.solve(normal, chosen.T @ values[inliers])
-        deviation = values - surface
-        spread = 1.4826 * float(np.median(np.abs(deviation[inliers])))
-        outlying = np.abs(deviation) > threshold * max(spread, 1e-12)
+        deviation = np.abs(values - surface)
+        spread = 1.4826 * _median(deviation[inliers])
+        outlying = deviation > threshold * max(spread, 1e-12)
         inliers = usable & ~outlying
     return outlying
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a 1-D float array, to the bit, without its overhead per call
+    (which the many small overlaps of a large mosaic pay thousands of times)."""
+    size = len(values)
+    half = size // 2
+    ranked = np.partition(values, [half - 1, half, size - 1] if size > 1 else [0])
+    if np.isnan(ranked[-1]):
+        return float("nan")
+    if size % 2:
+        return float(ranked[half])
+    return float((ranked[half - 1] + ranked[half]) / 2)
 
 
 def cell_side(collection: ImageCollection, edges: list[OverlapEdge], decimation: int) -> float:
