@@ -8,6 +8,7 @@ each cell lies in one block and block statistics can be recomposed from cells ex
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,14 +30,9 @@ class CellGrid:
     @classmethod
     def over(cls, bounds: Bounds, side: float, grids: Sequence[BlockGrid] = ()) -> CellGrid:
         """Cells of about ``side`` CRS units over ``bounds``, split on every block edge
-        of ``grids``."""
-        left, bottom, right, top = bounds
-        xs = [np.arange(left, right, side), [right]]
-        ys = [np.arange(top, bottom, -side), [bottom]]
-        for grid in grids:
-            xs.append(grid.left + grid.block_width * np.arange(1, grid.cols))
-            ys.append(grid.top - grid.block_height * np.arange(1, grid.rows))
-        return cls(_edges(xs, left, right, side), _edges(ys, bottom, top, side)[::-1])
+        of ``grids`` (one shared, read-only grid per overlap: a fit asks for each
+        overlap's cells several times)."""
+        return _cell_grid(tuple(bounds), side, tuple(grids))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -72,6 +68,19 @@ class CellGrid:
         cols = np.clip(np.floor((x - grid.left) / grid.block_width), 0, grid.cols - 1)
         rows = np.clip(np.floor((grid.top - y) / grid.block_height), 0, grid.rows - 1)
         return (rows[:, None] * grid.cols + cols[None, :]).astype(int).ravel()
+
+
+@functools.lru_cache(maxsize=1024)
+def _cell_grid(bounds: Bounds, side: float, grids: tuple[BlockGrid, ...]) -> CellGrid:
+    left, bottom, right, top = bounds
+    xs = [np.arange(left, right, side), [right]]
+    ys = [np.arange(top, bottom, -side), [bottom]]
+    for grid in grids:
+        xs.append(grid.left + grid.block_width * np.arange(1, grid.cols))
+        ys.append(grid.top - grid.block_height * np.arange(1, grid.rows))
+    cells = CellGrid(_edges(xs, left, right, side), _edges(ys, bottom, top, side)[::-1])
+    cells.xs.flags.writeable = cells.ys.flags.writeable = False
+    return cells
 
 
 def _edges(parts: list, low: float, high: float, side: float) -> np.ndarray:
