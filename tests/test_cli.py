@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from conftest import (
     DATA_DIR,
     SERIES_CHANGES,
+    file_digest,
     folder_listing,
     inverse,
     make_series,
@@ -133,6 +134,36 @@ def test_match_writes_outputs_and_model(runner, tiles, tmp_path):
     data = json.loads(model.read_text())
     assert [entry["name"] for entry in data["images"]] == tiles.names
     assert data["steps"][0]["state"]["reference"] == ["tile_0"]
+
+
+def test_match_in_processes_writes_what_the_threads_write(runner, tmp_path):
+    # a mask expression too (the brightest pixels): what a worker process is sent must pickle
+    common = ["match", DATA_DIR, "-q", "--no-cache", "--mask-expression", "B1 > 9500"]
+    written = {}
+    for name, options in (("threads", ["--threads", "2"]), ("processes", ["--processes"])):
+        result = invoke(runner, *common, "-o", tmp_path / name, *options)
+        assert result.exit_code == 0, result.output
+        paths = sorted((tmp_path / name).glob("*.tif"))
+        written[name] = [(path.name, file_digest(path)) for path in paths]
+    assert len(written["processes"]) == 4
+    assert written["processes"] == written["threads"]
+
+
+def test_match_refuses_processes_with_a_scheduler(runner, tiles, tmp_path):
+    result = invoke(
+        runner,
+        "match",
+        tiles.folder,
+        "-o",
+        tmp_path / "out",
+        "--processes",
+        "--scheduler",
+        "local:2",
+    )
+    assert (
+        result.exit_code == 2 and "--processes and --scheduler exclude each other" in result.output
+    )
+    assert not (tmp_path / "out").exists()
 
 
 def test_match_quiet_prints_nothing(runner, tiles, tmp_path):
