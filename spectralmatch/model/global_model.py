@@ -501,9 +501,15 @@ def robust_weights(
 
 def _diagnostics(statistics, pairs, gains, offsets, robust) -> FitDiagnostics:
     names, n_bands = statistics.names, gains.shape[1]
-    position = {id(pair): k for k, pair in enumerate(statistics.pairs)}
-    after = statistics.affine(gains, offsets)
-    mapped = [after.pairs[position[id(pair)]] for pair in pairs]
+    # only each side's moments over the overlap: its cells and blocks are not reported
+    mapped = [
+        PairMoments(
+            pair.edge,
+            pair.first.affine(gains[pair.edge.first], offsets[pair.edge.first]),
+            pair.second.affine(gains[pair.edge.second], offsets[pair.edge.second]),
+        )
+        for pair in pairs
+    ]
 
     def table(rows: list[np.ndarray]) -> np.ndarray:
         return np.array(rows, dtype=float).reshape(len(rows), n_bands)
