@@ -197,6 +197,13 @@ def many_section(bench: Bench) -> list[str]:
         )
         for count, size in cases[2:]
     ]
+    # worker processes, which the statistics of many small images favour
+    rows += [
+        against_floor(
+            bench, bench.case(count, size), "processes", MATCH + " --processes", "--processes"
+        )
+        for count, size in cases[2:]
+    ]
     return [*FLOOR_HEADER, *rows]
 
 
