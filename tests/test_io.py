@@ -11,7 +11,7 @@ from rasterio.enums import Compression
 from spectralmatch import Image, SpectralMatchError
 from spectralmatch.raster.blockcache import BLOCK_CACHE_BYTES, limit_block_cache
 from spectralmatch.raster.files import atomic_path
-from spectralmatch.raster.paths import check_not_input
+from spectralmatch.raster.paths import InputFiles
 from spectralmatch.raster.write import (
     check_blocks_written,
     count_clipped,
@@ -166,12 +166,17 @@ def test_atomic_path_leaves_the_old_file_and_no_temporary_on_failure(tmp_path):
     assert folder_listing(tmp_path) == ["out.tif"]
 
 
-def test_check_not_input_refuses_an_input_path(data_dir, tmp_path):
-    inputs = [data_dir / "tile_00.tif", data_dir / "tile_01.tif"]
-    with pytest.raises(SpectralMatchError, match="tile_01.tif") as error:
-        check_not_input(data_dir / "." / "tile_01.tif", inputs)
-    assert "input" in str(error.value)
-    check_not_input(tmp_path / "tile_01.tif", inputs)  # another folder: fine
+def test_input_files_refuse_an_input_under_any_name(data_dir, tmp_path):
+    (tmp_path / "link.tif").symlink_to(data_dir / "tile_01.tif")
+    (tmp_path / "hard.tif").hardlink_to(tmp_path / "link.tif")
+    inputs = InputFiles([data_dir / "tile_00.tif", tmp_path / "link.tif", "/vsis3/b/k.tif"])
+    for output in (data_dir / "." / "tile_01.tif", tmp_path / "hard.tif", tmp_path / "link.tif"):
+        with pytest.raises(SpectralMatchError, match=str(output.name)) as error:
+            inputs.refuse(output)
+        assert "input" in str(error.value)
+    inputs.refuse(tmp_path / "tile_01.tif")  # another folder: fine (and not there)
+    (tmp_path / "copy.tif").write_bytes((data_dir / "tile_01.tif").read_bytes())
+    inputs.refuse(tmp_path / "copy.tif")  # the same bytes, another file: fine
 
 
 def test_translate_to_cog_gives_a_cog_layout(tmp_path, data_dir):

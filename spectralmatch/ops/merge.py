@@ -40,7 +40,7 @@ from ..raster.collection import RASTER_SUFFIXES, ImageCollection, ImagesLike
 from ..raster.files import gdal_path, new_temporary, write_atomically
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.lock import folder_lock
-from ..raster.paths import check_not_input
+from ..raster.paths import InputFiles
 from ..raster.records import reusable_output
 from ..raster.write import output_profile, to_dtype, write_raster
 from .align import RESAMPLINGS, NativeGrid, aligned_grid, target_resolution, warped_onto
@@ -224,7 +224,7 @@ def merge_rasters(
             )
         return str(output_image_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    check_not_input(out, inputs)
+    InputFiles(inputs).refuse(out)
     pieces = _as_pieces(Window(0, 0, width, height), blend.window_size, blend.window, profile)
     with blend, folder_lock([out.parent]):
         write_raster(out, profile, pieces, **write, overviews=scales)
@@ -543,12 +543,13 @@ class _Level:
             if _over_any(window_bounds(tile, transform), job.images)
         ]
         self.folder.mkdir(parents=True, exist_ok=True)
+        inputs = InputFiles(job.inputs)  # here, on the worker that writes the tiles
 
         def write_tile(reader: Any, name: str, tile: Window) -> None:
             path = self.folder / name
             if reusable_output(path, job.resume):
                 return
-            check_not_input(path, job.inputs)
+            inputs.refuse(path)
             profile = {
                 **self.profile,
                 "width": int(tile.width),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .._typing import OutputsLike
@@ -57,9 +57,10 @@ def resolve_outputs(
         assert out_dir is not None
         paths = [Path(out_dir) / image.path.with_suffix(".tif").name for image in collection]
     check_unique(paths, collection.names)
+    inputs = InputFiles(image.path for image in collection)
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
-        check_not_input(path, [image.path for image in collection])
+        inputs.refuse(path)
     return paths
 
 
@@ -135,14 +136,33 @@ def check_unique(paths: Sequence[Path], names: Sequence[str]) -> None:
         first[path] = name
 
 
-def check_not_input(output: Path, inputs: list[Path]) -> None:
-    """Refuse to write over one of the inputs."""
-    for path in inputs:
-        if output.exists() and os.path.samefile(output, path):
+class InputFiles:
+    """The files a job reads, known by identity (device and inode, as
+    :func:`os.path.samefile` compares them), so that no output is written over one of
+    them: one ``stat`` per input once, then one per output, whatever their numbers.
+
+    Paths that name no local file (GDAL's virtual paths, files not yet there) cannot be
+    written over and have no identity.
+    """
+
+    def __init__(self, paths: Iterable[str | os.PathLike]) -> None:
+        self._identities = {_identity(path) for path in paths} - {None}
+
+    def refuse(self, output: Path) -> None:
+        """Raise if ``output`` is one of the inputs (under any name)."""
+        if _identity(output) in self._identities:
             raise SpectralMatchError(
                 f"{output}: is an input image; refusing to overwrite it "
                 "(choose another output folder)"
             )
+
+
+def _identity(path: str | os.PathLike) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return status.st_dev, status.st_ino
 
 
 def search_paths(
