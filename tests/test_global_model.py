@@ -28,6 +28,7 @@ from spectralmatch.errors import SpectralMatchWarning
 from spectralmatch.model.global_model import (
     MIN_OVERLAP_PIXELS,
     MIN_ROBUST_WEIGHT,
+    _BandSystem,
     robust_weights,
 )
 
@@ -567,6 +568,30 @@ def test_robust_fit_of_clean_data_is_the_plain_fit(grid_tiles, reference):
     assert len(robust.down_weighted_) <= 3
     assert np.abs(robust.diagnostics_.mean_difference_after).max() < 3.0
     assert np.abs(robust.diagnostics_.std_difference_after).max() < 3.0
+
+
+#: Three tiles in a row: each overlap alone joins two parts of the mosaic.
+CHAIN_LAYOUT = [Window(col, 40, 80, 80) for col in (0, 60, 120)]
+
+
+@pytest.mark.parametrize("layout", ["grid", "chain"])
+@pytest.mark.parametrize("fixed", [set(), {0}])
+def test_deletion_residuals_are_those_of_refits_without_each_pair(tmp_path, truth, layout, fixed):
+    """One inverse of the system gives each pair's misfit under a fit without it, as
+    refitting without the pair does, also where removing it splits the mosaic."""
+    windows = GRID_LAYOUT if layout == "grid" else CHAIN_LAYOUT
+    gains, offsets = GRID_GAINS[: len(windows)], GRID_OFFSETS[: len(windows)]
+    tiles = make_tiles(
+        tmp_path / layout, truth, windows=windows, gains=gains, offsets=offsets, cut_corners=False
+    )
+    collection = ImageCollection(tiles.paths)
+    edges = OverlapGraph.from_collection(collection).edges
+    statistics = measure_moments(collection, edges)
+    group = list(range(len(collection)))
+    for band in range(collection.count):
+        system = _BandSystem.build(GlobalModel(), band, group, statistics.pairs, statistics, fixed)
+        refitted = [system._residual_without(k) for k in range(len(statistics.pairs))]
+        np.testing.assert_allclose(system.deletion_residuals(), refitted, rtol=1e-9, atol=1e-12)
 
 
 def test_robust_weights_are_tukey_bisquare():

@@ -88,6 +88,10 @@ _DIAGNOSTIC_ARRAYS = (
 
 BISQUARE_THRESHOLD = 4.685
 MAX_ROBUST_ITERATIONS = 50
+
+#: Below this determinant, a pair's deletion block ``I - A_k K^-1 A_k^T`` is taken as
+#: singular (the pair alone joins two parts of its group) and the pair is refitted.
+SINGULAR_DELETION = 1e-9
 DOWN_WEIGHTED = 0.5
 MIN_ROBUST_WEIGHT = 1e-6
 #: Overlaps with fewer jointly valid pixels (in any band) are left out of the fit: their
@@ -397,13 +401,73 @@ class _BandSystem:
         return np.hypot(*residual.T) / np.sqrt(self.weights)
 
     def deletion_residuals(self) -> np.ndarray:
-        """Each pair's misfit under a fit without it (an outlier cannot hide there)."""
-        residuals = np.empty(len(self.weights))
-        for k in range(len(self.weights)):
-            without = np.ones(len(self.weights))
-            without[k] = 0.0
-            residuals[k] = self.pair_residuals(self.fit(without))[k]
+        """Each pair's misfit under a fit without it (an outlier cannot hide there).
+
+        Not one fit per pair: taking a pair's two rows ``A_k`` out of the system ``K``
+        (the normal equations, bordered by the gauge's constraints) turns its residual
+        ``e_k`` under the full fit into ``S_k^-1 e_k``, with ``S_k = I - A_k K^-1 A_k^T``
+        (the Woodbury identity), so one inverse of ``K`` serves every pair. A pair
+        whose removal leaves the rest undetermined (``S_k`` singular: it alone joins
+        two parts of the group) is fitted without it as the definition says.
+        """
+        n_pairs = len(self.weights)
+        inverse = self._inverse_system()
+        if inverse is None:
+            return np.array([self._residual_without(k) for k in range(n_pairs)])
+        columns, coefficients = self._pair_columns()
+        size = self.design.shape[1]
+        block = inverse[:size, :size][columns[:, :, None], columns[:, None, :]]
+        leverage = np.einsum("pai,pij,pbj->pab", coefficients, block, coefficients)
+        s = np.eye(2) - leverage
+        determinant = s[:, 0, 0] * s[:, 1, 1] - s[:, 0, 1] * s[:, 1, 0]
+        error = (self.design @ self.fit(np.ones(n_pairs)) - self.target).reshape(-1, 2)
+        # S^-1 e by the adjugate; rows where S is singular are replaced below
+        safe = np.where(np.abs(determinant) > SINGULAR_DELETION, determinant, 1.0)
+        deleted = (
+            np.stack(
+                [
+                    s[:, 1, 1] * error[:, 0] - s[:, 0, 1] * error[:, 1],
+                    s[:, 0, 0] * error[:, 1] - s[:, 1, 0] * error[:, 0],
+                ],
+                axis=1,
+            )
+            / safe[:, None]
+        )
+        residuals = np.hypot(*deleted.T) / np.sqrt(self.weights)
+        for k in np.flatnonzero(np.abs(determinant) <= SINGULAR_DELETION):
+            residuals[k] = self._residual_without(int(k))
         return residuals
+
+    def _residual_without(self, pair: int) -> float:
+        """The misfit of ``pair`` under a fit without it, by refitting."""
+        without = np.ones(len(self.weights))
+        without[pair] = 0.0
+        return float(self.pair_residuals(self.fit(without))[pair])
+
+    def _inverse_system(self) -> np.ndarray | None:
+        """The inverse of the full system's matrix (normal equations, bordered by the
+        gauge's constraints), or None where it is singular."""
+        normal = self.design.T @ self.design
+        system = normal if self.gauge is None else _bordered(normal, *self.gauge)[0]
+        try:
+            inverse = np.linalg.inv(system)
+        except np.linalg.LinAlgError:
+            return None
+        if not np.allclose(system @ inverse, np.eye(len(system)), atol=1e-8):
+            return None
+        return inverse
+
+    def _pair_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per pair, the (at most 4) columns its two rows use and their coefficients
+        there: (pairs, 4) indices and (pairs, 2, 4) values, padded with zeros."""
+        rows = self.design.reshape(len(self.weights), 2, -1)
+        pair, column = np.nonzero((rows != 0).any(axis=1))
+        starts = np.searchsorted(pair, np.arange(len(self.weights)))
+        columns = np.zeros((len(self.weights), 4), dtype=int)
+        columns[pair, np.arange(len(pair)) - starts[pair]] = column
+        return columns, np.take_along_axis(rows, columns[:, None, :], axis=2) * (
+            np.arange(4) < np.bincount(pair, minlength=len(self.weights))[:, None]
+        )[:, None, :]
 
     def solve(self, initial: np.ndarray | None) -> tuple[np.ndarray, ...]:
         """Gains, offsets (per image of the group) and final pair weights; with
@@ -472,6 +536,14 @@ def _warn_about_groups(groups: list[list[int]], names: list[str], fixed: set[int
 
 def _solve_with_gauge(normal, moment, images, band, centre, scale) -> np.ndarray:
     """Least squares under two constraints: mean corrected mean and std are kept."""
+    system, targets = _bordered(normal, images, band, centre, scale)
+    solution = np.linalg.lstsq(system, np.concatenate([moment, targets]), rcond=None)[0]
+    return solution[: normal.shape[0]]
+
+
+def _bordered(normal, images, band, centre, scale) -> tuple[np.ndarray, np.ndarray]:
+    """The normal equations bordered by the gauge's two constraints (the group's mean
+    corrected mean and std are kept), and the constraints' targets."""
     size = normal.shape[0]
     constraints = np.zeros((2, size))
     for k, moments in enumerate(images):
@@ -480,8 +552,7 @@ def _solve_with_gauge(normal, moment, images, band, centre, scale) -> np.ndarray
         constraints[1, 2 * k] = moments.std[band] / scale
     targets = constraints[:, 0::2].sum(axis=1)
     system = np.block([[normal, constraints.T], [constraints, np.zeros((2, 2))]])
-    solution = np.linalg.lstsq(system, np.concatenate([moment, targets]), rcond=None)[0]
-    return solution[:size]
+    return system, targets
 
 
 def robust_weights(
