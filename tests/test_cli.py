@@ -150,19 +150,10 @@ def test_match_in_processes_writes_what_the_threads_write(runner, tmp_path):
 
 
 def test_match_refuses_processes_with_a_scheduler(runner, tiles, tmp_path):
-    result = invoke(
-        runner,
-        "match",
-        tiles.folder,
-        "-o",
-        tmp_path / "out",
-        "--processes",
-        "--scheduler",
-        "local:2",
-    )
-    assert (
-        result.exit_code == 2 and "--processes and --scheduler exclude each other" in result.output
-    )
+    both = ["--processes", "--scheduler", "local:2"]
+    result = invoke(runner, "match", tiles.folder, "-o", tmp_path / "out", *both)
+    assert result.exit_code == 2
+    assert "--processes and --scheduler exclude each other" in result.output
     assert not (tmp_path / "out").exists()
 
 
