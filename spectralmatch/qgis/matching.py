@@ -163,6 +163,7 @@ class MatchAlgorithm(WritingAlgorithm):
             "cache_dir": None,
             "window_size": self.parameterAsInt(parameters, "WINDOW_SIZE", context),
             "threads": None,
+            "processes": False,  # QGIS's executable cannot be spawned as a worker
             "scheduler": None,
             "quiet": True,
         }
