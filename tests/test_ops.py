@@ -552,7 +552,7 @@ def test_a_nan_masked_vrt_reads_as_the_valid_values_with_nan_elsewhere(tmp_path)
     import rasterio
 
     from spectralmatch import Image
-    from spectralmatch.raster.nan_masked import nan_masked_vrt
+    from spectralmatch.raster.vrt import nan_masked_vrt
 
     paths = _awkward_rasters(tmp_path)
     images = [Image(path) for path in paths.values()]
@@ -567,6 +567,32 @@ def test_a_nan_masked_vrt_reads_as_the_valid_values_with_nan_elsewhere(tmp_path)
         with rasterio.open(nan_masked_vrt(image)) as dataset:
             assert dataset.dtypes == ("float64",) * image.count
             np.testing.assert_array_equal(dataset.read(), expected, err_msg=str(image.path))
+
+
+def test_a_given_nodata_is_left_out_of_resampled_averages_as_the_files_own(tmp_path, data_dir):
+    """Read at a quarter of the resolution, an image given the nodata value its file no
+    longer declares averages as the file that declares it does."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    from spectralmatch import Image
+    from spectralmatch.raster.vrt import open_for_resampling
+
+    stripped = tmp_path / "tile_00.tif"
+    stripped.write_bytes((data_dir / "tile_00.tif").read_bytes())
+    with rasterio.open(stripped, "r+") as dataset:
+        dataset.nodata = None
+    declared, given = Image(data_dir / "tile_00.tif"), Image(stripped, nodata=0)
+    assert (declared.read()[0] == 0).any()  # the average must leave real pixels out
+
+    def averaged(image, opener):
+        with opener(image) as dataset:
+            shape = (image.count, image.height // 4, image.width // 4)
+            return dataset.read(out_shape=shape, resampling=Resampling.average)
+
+    expected = averaged(declared, Image.open)
+    np.testing.assert_array_equal(averaged(given, open_for_resampling), expected)
+    assert not np.array_equal(averaged(given, Image.open), expected)  # the plain file counts 0
 
 
 def test_least_cost_sampling_averages_each_image_as_a_nan_masked_copy_would(tmp_path):

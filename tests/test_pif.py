@@ -525,6 +525,32 @@ ORIGIN_30 = from_origin(500000.0, 4000000.0, 30.0, 30.0)
 ORIGIN_06 = from_origin(500000.0, 4000000.0, 0.6, 0.6)
 
 
+@pytest.mark.parametrize("detector", [ResidualPIF(), IRMAD()])
+def test_a_given_nodata_is_kept_through_change_detection(tmp_path, data_dir, detector):
+    """Images given the nodata value their files do not declare (``nodata=``, --nodata,
+    the published custom_nodata_value) are fitted, change detection included, as the
+    files that declare it: the value is left out of the decimated overlaps and of the
+    fit again without the changed pixels."""
+    stripped = []
+    for path in sorted(data_dir.glob("*.tif")):
+        copy = tmp_path / path.name
+        copy.write_bytes(path.read_bytes())
+        with rasterio.open(copy, "r+") as dataset:
+            dataset.nodata = None
+        stripped.append(Image(copy, nodata=0))
+    declared = [Image(path) for path in sorted(data_dir.glob("*.tif"))]
+
+    def fitted(images, folder):
+        model = Mosaic(steps=[GlobalModel()], pif=detector, pif_dir=folder, threads=1)
+        return model.fit(ImageCollection(images)).steps_[0]
+
+    expected, given = fitted(declared, tmp_path / "a"), fitted(stripped, tmp_path / "b")
+    np.testing.assert_array_equal(given.gains_, expected.gains_)
+    np.testing.assert_array_equal(given.offsets_, expected.offsets_)
+    for mask in sorted((tmp_path / "a").glob("*.tif")):
+        np.testing.assert_array_equal(read_raster(tmp_path / "b" / mask.name), read_raster(mask))
+
+
 def test_cells_are_a_whole_number_of_the_finest_pixels(tmp_path):
     """Where 4-pixel cells of the overlaps would pass CELL_MEMORY, the cells grow, by
     whole pixels of the finest image."""

@@ -28,6 +28,7 @@ from ..geo.grid import PixelGrid
 from ..geo.overlap import OverlapEdge
 from ..raster.collection import ImageCollection
 from ..raster.image import Image
+from ..raster.vrt import open_for_resampling
 from ..stats.moments import Moments
 from ..stats.overlap import OverlapStatistics, PairMoments
 from .base import Estimator
@@ -403,7 +404,7 @@ def select_pseudo_invariant(
 
 def _read_corrected(image: Image, window: Window, cells: PixelGrid, correct):
     """Values of ``window`` averaged over the ``cells`` spanning it, through ``correct``."""
-    with image.open() as dataset:
+    with open_for_resampling(image) as dataset:
         values = dataset.read(
             window=window, out_shape=(image.count, *cells.shape), resampling=Resampling.average
         )

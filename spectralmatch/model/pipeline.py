@@ -41,7 +41,6 @@ from ..engine.passes import WriteTask, Written, write_corrected
 from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.cells import CellGrid
 from ..geo.overlap import OverlapEdge, OverlapGraph
-from ..masks.base import combine
 from ..masks.raster import RasterMask
 from ..ops.merge import merge_rasters
 from ..ops.seamline import Seamline
@@ -345,13 +344,8 @@ optional
             select_pseudo_invariant(
                 collection, edges, StepChain(tuple(detection)), detector, folder
             )
-            change = RasterMask(str(folder / "{name}.tif"))
-            masked = ImageCollection(
-                [
-                    Image(image.path, name=image.name, mask=combine(image.mask, change))
-                    for image in collection
-                ]
-            )
+            # each image as it was given (its nodata too), less its changed pixels
+            masked = collection.with_mask(RasterMask(str(folder / "{name}.tif")))
             reads += self._fit_steps(steps, masked, edges, _fit)
         return reads
 

@@ -15,7 +15,7 @@ from ..geo.regions import hand_over, polygon_parts, union
 from ..raster.blockcache import limit_block_cache
 from ..raster.collection import ImageCollection
 from ..raster.image import GDAL_ERRORS, Image, error_cause
-from ..raster.nan_masked import nan_masked_vrt
+from ..raster.vrt import nan_masked_vrt
 
 #: Rows and columns of a part of the coarse grid (starts and stops within it).
 Window = tuple[slice, slice]

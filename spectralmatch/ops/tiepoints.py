@@ -20,6 +20,7 @@ from rasterio.transform import Affine
 from ..errors import SpectralMatchError
 from ..geo.grid import PixelGrid
 from ..raster.image import Image
+from ..raster.vrt import open_for_resampling
 
 #: Side of a matched patch, in (working) pixels.
 PATCH = 32
@@ -73,7 +74,7 @@ def _grey(image: Image, bounds, pixel: float) -> tuple[np.ndarray, PixelGrid] | 
     height, width = int(window.height), int(window.width)
     rows = max(1, round(height * image.grid.pixel_size[1] / pixel))
     cols = max(1, round(width * image.grid.pixel_size[0] / pixel))
-    with image.open() as dataset:
+    with open_for_resampling(image) as dataset:
         bands = list(range(1, min(3, image.count) + 1))
         values = dataset.read(
             bands, window=window, out_shape=(len(bands), rows, cols), resampling=Resampling.average

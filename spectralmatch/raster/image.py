@@ -161,7 +161,11 @@ class Image:
     # ------------------------------------------------------------------ pixels
 
     def open(self) -> DatasetReader:
-        """Open the file with rasterio (use as a context manager)."""
+        """Open the file with rasterio (use as a context manager).
+
+        For reads at another resolution that average, which would count a nodata value
+        given instead of the file's own, see
+        :func:`~spectralmatch.raster.vrt.open_for_resampling`."""
         return rasterio.open(gdal_path(self.path))
 
     def windows(self, size: int = DEFAULT_WINDOW_SIZE) -> Iterator[Window]:
@@ -228,6 +232,11 @@ class Image:
             raise SpectralMatchError(
                 f"{self.path}: cannot be read{where} ({error_cause(error)})"
             ) from None
+
+    @property
+    def nodata_given(self) -> bool:
+        """Whether the nodata value was given (``nodata=``) instead of read from the file."""
+        return self._nodata is not None
 
     @property
     def uses_mask_band(self) -> bool:
