@@ -490,6 +490,31 @@ def test_new_scene_is_normalized_against_the_saved_model(tiles, tmp_path):
         assert np.array_equal(read_raster(a.path), read_raster(b.path))
 
 
+def test_new_scene_is_measured_against_the_fitted_images_with_their_given_nodata(
+    tmp_path, data_dir
+):
+    """Fitted on images given the nodata value their files do not declare, a saved model
+    measures a new scene against them with that value, as against declaring files."""
+    stripped = tmp_path / "stripped"
+    stripped.mkdir()
+    for path in sorted(data_dir.glob("*.tif")):
+        (stripped / path.name).write_bytes(path.read_bytes())
+        with rasterio.open(stripped / path.name, "r+") as dataset:
+            dataset.nodata = None
+
+    def new_scene(folder, nodata, out):
+        images = [Image(path, nodata=nodata) for path in sorted(folder.glob("*.tif"))]
+        model = Mosaic(steps=[GlobalModel()], threads=1).fit(images[:3])
+        loaded = Mosaic.load(model.save(tmp_path / f"{out}.json"))
+        written = loaded.transform(images[3:], tmp_path / out)
+        return loaded.steps_[0].gains_[3], read_raster(written.images[0].path)
+
+    declared_gain, declared = new_scene(data_dir, None, "declared")
+    given_gain, given = new_scene(stripped, 0, "given")
+    np.testing.assert_array_equal(given_gain, declared_gain)
+    np.testing.assert_array_equal(given, declared)
+
+
 def test_new_scene_needs_the_fitted_images(tiles, tmp_path):
     model = Mosaic(steps=[GlobalModel(reference=[0])], threads=1).fit(tiles.paths[:3])
     path = model.save(tmp_path / "model.json")

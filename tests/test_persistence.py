@@ -388,6 +388,10 @@ def _image_name_number(data):
     data["images"][2]["name"] = 2
 
 
+def _image_nodata_text(data):
+    data["images"][1]["nodata"] = "zero"
+
+
 def _unknown_param(data):
     data["params"]["colour"] = "red"
 
@@ -410,6 +414,7 @@ def _threads_text(data):
         (_set("images", {"tile_0": "tile_0.tif"}), "images", "expected a list"),
         (_image_without_path, "images[0].path", "missing"),
         (_image_name_number, "images[2].name", "expected a string"),
+        (_image_nodata_text, "images[1].nodata", "expected a number"),
         (_set("params", [1024]), "params", "expected an object"),
         (_unknown_param, "params.colour", "not a saved Mosaic parameter"),
         (_threads_text, "params.threads", "expected an integer"),

@@ -104,7 +104,7 @@ class ModelDocument:
 
     params: dict[str, Any]
     n_bands: int
-    images: list[dict[str, str]]
+    images: list[dict[str, Any]]
     steps: list[Adjuster]
 
 
@@ -246,7 +246,10 @@ def read_model(path: str | os.PathLike) -> ModelDocument:
     for position, entry in enumerate(fields.sequence("images")):
         image = Fields(path, entry, f"images[{position}]")
         image.require_dict()
-        images.append({"name": image.string("name"), "path": image.string("path")})
+        recorded: dict[str, Any] = {"name": image.string("name"), "path": image.string("path")}
+        if "nodata" in entry:
+            recorded["nodata"] = image.number("nodata")
+        images.append(recorded)
     steps = [
         _step_from_dict(Fields(path, entry, f"steps[{position}]"))
         for position, entry in enumerate(fields.sequence("steps"))
@@ -406,6 +409,12 @@ class Fields:
         if not isinstance(value, str):
             raise self.error(name, f"expected a string, got {value!r:.60}")
         return value
+
+    def number(self, name: str) -> float:
+        value = self.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(name, f"expected a number, got {value!r:.60}")
+        return float(value)
 
     def integer(self, name: str, minimum: int | None = None) -> int:
         value = self.get(name)

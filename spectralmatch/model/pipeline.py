@@ -147,7 +147,8 @@ default "threads"
     steps_ : list of Adjuster
         The fitted steps.
     images_ : list of dict
-        Name and path of every image the model was fitted on (or solved for later).
+        Name and path of every image the model was fitted on (or solved for later), and
+        the nodata value it was given instead of its file's own, if any.
     n_bands_ : int
     reads_ : dict
         Windows read from each image by the last fit (0 for an image whose statistics
@@ -292,9 +293,7 @@ optional
         else:
             reads = self._fit_on_pseudo_invariant(steps, detector, collection, edges)
         self.steps_ = steps
-        self.images_ = [
-            {"name": image.name, "path": str(image.path.resolve())} for image in collection
-        ]
+        self.images_ = [_image_entry(image) for image in collection]
         self.n_bands_ = collection.count
         self.reads_ = {name: reads.get(name, 0) for name in collection.names}
         return self
@@ -448,10 +447,13 @@ optional
 
     def _fit_new_images(
         self, steps: list[Adjuster], collection: ImageCollection, new: list[int]
-    ) -> list[dict[str, str]]:
+    ) -> list[dict[str, Any]]:
         """Solve the parameters of images that were not in the fit, on ``steps`` (copies
         of the fitted ones), their earlier state frozen; returns the new ``images_``."""
-        fitted = [Image(entry["path"], name=entry["name"]) for entry in self.images_]
+        fitted = [
+            Image(entry["path"], name=entry["name"], nodata=entry.get("nodata"))
+            for entry in self.images_
+        ]
         for image in fitted:
             if not image.path.exists():
                 raise SpectralMatchError(
@@ -473,10 +475,7 @@ optional
         self._fit_steps(
             steps, combined, edges, fit_new, range(first_new, len(combined)), new_images=True
         )
-        return self.images_ + [
-            {"name": collection.names[i], "path": str(collection.images[i].path.resolve())}
-            for i in new
-        ]
+        return self.images_ + [_image_entry(collection.images[i]) for i in new]
 
     # ---------------------------------------------------------------- transform
 
@@ -706,6 +705,16 @@ optional
 
 def _fit(step: Adjuster, statistics: OverlapStatistics) -> None:
     step.fit(statistics)
+
+
+def _image_entry(image: Image) -> dict[str, Any]:
+    """An image as the model records it (``images_``): its name, its file, and the nodata
+    value it was given instead of the file's own, which new images are measured against
+    the fitted ones with."""
+    entry: dict[str, Any] = {"name": image.name, "path": str(image.path.resolve())}
+    if image.nodata_given:
+        entry["nodata"] = image.nodata
+    return entry
 
 
 def _check_transform_options(working_dtype: Any, cog: Any, resume: Any) -> None:
