@@ -554,3 +554,14 @@ def rectangles_mask(rectangles, shape) -> np.ndarray:
     for r0, r1, c0, c1 in rectangles:
         inside[r0:r1, c0:c1] = True
     return inside
+
+
+def write_four_band_masked(source, path) -> None:
+    """``source`` (a 3-band raster with nodata 0) as a 4-band one (band 1 again) whose
+    validity is an internal mask band, without a nodata value."""
+    with rasterio.open(source) as dataset:
+        values, profile = dataset.read(), dataset.profile
+    profile.update(count=4, nodata=None)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as out:
+        out.write(np.concatenate([values, values[:1]]))
+        out.write_mask(np.where((values > 0).all(axis=0), 255, 0).astype(np.uint8))

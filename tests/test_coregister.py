@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import rasterio
-from conftest import DATA_DIR, read_raster, write_raster
+from conftest import DATA_DIR, read_raster, write_four_band_masked, write_raster
 from rasterio.transform import Affine
 from scipy import ndimage
 
@@ -343,3 +343,21 @@ def test_local_keywords_are_checked(tmp_path):
         )
     with pytest.warns(SpectralMatchWarning, match="local_grid_spacing=300.0 has no effect"):
         joint_coregistration(tmp_path / "in", tmp_path / "none", local_grid_spacing=300.0)
+
+
+def test_tie_points_of_four_band_images_masked_by_a_mask_band(tmp_path):
+    """Tie points read the first three bands: validity from the mask band must be read
+    of those bands too (it was read of all four, and the shapes clashed)."""
+    images = []
+    for name in ("tile_00", "tile_01"):
+        write_four_band_masked(DATA_DIR / f"{name}.tif", tmp_path / f"{name}.tif")
+        images.append(Image(tmp_path / f"{name}.tif"))
+    assert all(image.uses_mask_band and image.count == 4 for image in images)
+    a, b = images
+    bounds = (*np.maximum(a.bounds[:2], b.bounds[:2]), *np.minimum(a.bounds[2:], b.bounds[2:]))
+    points = match_pair(a, b, bounds)
+    assert len(points) > 3
+    # the same ground: these tiles are cut from one image, so no shift between them
+    at_a = np.array(a.transform @ (points[:, :2] + 0.5).T)
+    at_b = np.array(b.transform @ (points[:, 2:] + 0.5).T)
+    assert np.abs(at_a - at_b).max() < 0.5 * a.transform.a

@@ -7,13 +7,14 @@ import itertools
 import numpy as np
 import pytest
 import rasterio
+from conftest import write_four_band_masked
 from matplotlib.image import imread
 
 from spectralmatch import BlockMap, GlobalModel, Mosaic, SpectralMatchError
 from spectralmatch.raster.collection import ImageCollection
 from spectralmatch.report import figures
 from spectralmatch.report.metrics import overlap_differences
-from spectralmatch.report.plots import plot_before_after
+from spectralmatch.report.plots import composite, plot_before_after
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +168,14 @@ def test_before_and_after_must_hold_the_same_images(fitted, tmp_path):
     with pytest.raises(SpectralMatchError, match="4 images before .* but 3 after"):
         figures.plot_spectral_profiles(before, after.images[:3], tmp_path / "p.png")
     assert not (tmp_path / "p.png").exists()
+
+
+def test_the_mosaic_preview_of_four_band_images_masked_by_a_mask_band(data_dir, tmp_path):
+    """The preview reads three of the four bands; their validity comes from the mask band,
+    read of the same bands (it was read of all four, and the shapes clashed)."""
+    paths = [tmp_path / path.name for path in sorted(data_dir.glob("*.tif"))]
+    for path in paths:
+        write_four_band_masked(data_dir / path.name, path)
+    values, valid, _ = composite(paths, bands=(0, 1, 2))
+    assert values.shape[-1] == 3 and valid.any() and not valid.all()
+    np.testing.assert_array_equal(np.isnan(values).all(axis=-1), ~valid)

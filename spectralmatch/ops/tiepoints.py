@@ -79,7 +79,7 @@ def _grey(image: Image, bounds, pixel: float) -> tuple[np.ndarray, PixelGrid] | 
         values = dataset.read(
             bands, window=window, out_shape=(len(bands), rows, cols), resampling=Resampling.average
         )
-        valid = image.valid_mask(values, dataset, window).all(axis=0)
+        valid = image.valid_mask(values, dataset, window, bands).all(axis=0)
     grey = values.astype(np.float64).mean(axis=0)
     grey[~valid] = np.nan
     if valid.any():

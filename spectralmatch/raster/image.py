@@ -245,18 +245,23 @@ class Image:
         return self.nodata is None and bool(self.profile["dataset_mask"])
 
     def valid_mask(
-        self, values: np.ndarray, dataset: DatasetReader, window: Window | None = None
+        self,
+        values: np.ndarray,
+        dataset: DatasetReader,
+        window: Window | None = None,
+        indexes: list[int] | None = None,
     ) -> np.ndarray:
         """Validity of ``values`` read from ``window``: not nodata, finite, not masked.
 
-        ``values`` may have been read at another resolution (``out_shape``); an internal
-        mask is then read at the same shape.
+        ``values`` may have been read at another resolution (``out_shape``), and of some
+        bands only (``indexes``, 1-based; default every band); an internal mask is then
+        read of the same bands at the same shape.
         """
         nodata = self.nodata
         if nodata is not None and not math.isnan(nodata):
             valid = values != np.array(nodata).astype(values.dtype)
         elif self.uses_mask_band:
-            valid = dataset.read_masks(window=window, out_shape=values.shape) > 0
+            valid = dataset.read_masks(indexes, window=window, out_shape=values.shape) > 0
         else:
             valid = np.ones(values.shape, dtype=bool)
         if values.dtype.kind == "f":

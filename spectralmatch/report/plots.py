@@ -69,13 +69,12 @@ def composite(
         row0, col0 = round((top - b_top) / pixel), round((b_left - left) / pixel)
         rows = max(1, min(shape[0] - row0, round((b_top - b_bottom) / pixel)))
         cols = max(1, min(shape[1] - col0, round((b_right - b_left) / pixel)))
+        indexes = [b + 1 for b in bands]
         with image.open() as dataset:
             values = dataset.read(
-                [b + 1 for b in bands],
-                out_shape=(len(bands), rows, cols),
-                resampling=Resampling.nearest,
+                indexes, out_shape=(len(bands), rows, cols), resampling=Resampling.nearest
             )
-            valid = image.valid_mask(values, dataset).all(axis=0)
+            valid = image.valid_mask(values, dataset, indexes=indexes).all(axis=0)
         target = canvas[row0 : row0 + rows, col0 : col0 + cols]
         target[valid] = np.moveaxis(values, 0, -1)[valid]
     return canvas, ~np.isnan(canvas).any(axis=-1), (left, right, bottom, top)
