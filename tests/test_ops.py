@@ -134,6 +134,25 @@ def test_align_gives_an_image_without_nodata_a_mask_of_its_data(tmp_path):
     assert (data[mask > 0] == 7).mean() > 0.99
 
 
+def test_align_leaves_a_given_nodata_out_of_the_resampling(tmp_path):
+    """Reprojected with bilinear resampling, images given the nodata value their files do
+    not declare come out as the files that declare it do (not blended with it)."""
+    declared = sorted(DATA_DIR.glob("*.tif"))[:2]
+    given = []
+    for path in declared:
+        copy = tmp_path / "stripped" / path.name
+        copy.parent.mkdir(exist_ok=True)
+        copy.write_bytes(path.read_bytes())
+        with rasterio.open(copy, "r+") as dataset:
+            dataset.nodata = None
+        given.append(Image(copy, nodata=0))
+    options = {"crs": "EPSG:4326", "resampling_method": "bilinear"}
+    expected = align_rasters(declared, tmp_path / "declared", **options)
+    outputs = align_rasters(given, tmp_path / "given", **options)
+    for path, output in zip(expected, outputs, strict=True):
+        np.testing.assert_array_equal(read_raster(output), read_raster(path))
+
+
 def test_voronoi_seamlines_partition_the_union_of_footprints(tmp_path):
     collection = ImageCollection.from_paths(DATA_DIR)
     seams = Seamline.voronoi(collection)

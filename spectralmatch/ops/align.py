@@ -251,10 +251,11 @@ def align_rasters(
 
 @contextlib.contextmanager
 def warped_onto(image: Image, crs, transform, width, height, resampling) -> Iterator[Any]:
-    """``image`` read through a warped VRT onto the target grid."""
+    """``image`` read through a warped VRT onto the target grid, its nodata value (a given
+    one too, which the file does not declare) left out of the resampling."""
     from rasterio.vrt import WarpedVRT
 
-    options: dict[str, Any] = {"crs": crs, "nodata": image.nodata}
+    options: dict[str, Any] = {"crs": crs, "nodata": image.nodata, "src_nodata": image.nodata}
     if image.nodata is None:
         options["add_alpha"] = True  # so the VRT knows where the image has no data
     with (
