@@ -265,6 +265,42 @@ def test_coarse_raster_mask_is_read_with_nearest_neighbour(clouded, tmp_path):
     np.testing.assert_array_equal(masked.diagnostics_.count, expected)
 
 
+def test_raster_mask_in_another_crs_is_reprojected(data_dir, tmp_path):
+    """A mask in degrees given to an image in UTM marks the same ground: here the half of
+    the image west of its middle meridian (it was read as if in the image's CRS)."""
+    from rasterio.transform import from_bounds
+    from rasterio.warp import transform, transform_bounds
+
+    image = Image(data_dir / "tile_00.tif")
+    west, south, east, north = transform_bounds(image.crs, "EPSG:4326", *image.bounds)
+    marked = np.zeros((200, 200), dtype=np.uint8)
+    marked[:, :100] = 1
+    path = tmp_path / "west.tif"
+    grid = from_bounds(west, south, east, north, 200, 200)
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=200,
+        height=200,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:4326",
+        transform=grid,
+    ) as dataset:
+        dataset.write(marked, 1)
+    values, _ = image.read()
+    excluded = RasterMask(path).excluded(image, values, image.grid)
+    # each pixel's centre in degrees: excluded where west of the middle meridian
+    rows, cols = np.mgrid[0 : image.height, 0 : image.width]
+    xs, ys = image.transform @ (cols.ravel() + 0.5, rows.ravel() + 0.5)
+    lons, _ = transform(image.crs, "EPSG:4326", xs, ys)
+    west_of_middle = (np.array(lons) < (west + east) / 2).reshape(image.shape)
+    far = np.abs(np.array(lons) - (west + east) / 2).reshape(image.shape) > 2 * grid.a
+    assert 0.3 < excluded.mean() < 0.7
+    np.testing.assert_array_equal(excluded[far], west_of_middle[far])
+
+
 def test_misaligned_coarse_raster_mask_takes_the_cell_under_each_pixel_centre(truth, tmp_path):
     """Random cells of 120 m on a grid shifted by (17 m, -61 m) against the image's 30 m
     pixels: every pixel of any window gets the cell its centre falls in."""
