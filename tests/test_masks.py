@@ -28,6 +28,7 @@ from spectralmatch import (
     SpectralMatchError,
     VectorMask,
 )
+from spectralmatch.errors import SpectralMatchWarning
 from spectralmatch.masks.base import AnyMask, combine
 from spectralmatch.masks.convert import as_mask
 
@@ -299,6 +300,27 @@ def test_raster_mask_in_another_crs_is_reprojected(data_dir, tmp_path):
     far = np.abs(np.array(lons) - (west + east) / 2).reshape(image.shape) > 2 * grid.a
     assert 0.3 < excluded.mean() < 0.7
     np.testing.assert_array_equal(excluded[far], west_of_middle[far])
+
+
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")  # writing the test's file
+@pytest.mark.parametrize("kind", ["raster", "vector"])
+def test_a_mask_without_crs_is_taken_in_the_images_with_a_warning(data_dir, tmp_path, kind):
+    image = Image(data_dir / "tile_00.tif")
+    left, bottom, right, top = image.bounds
+    west = box(left, bottom, (left + right) / 2, top)
+    if kind == "raster":
+        marked = np.zeros(image.shape, dtype=np.uint8)
+        marked[:, : image.width // 2] = 1
+        path = write_raster(tmp_path / "west.tif", marked, transform=image.transform, crs=None)
+        mask = RasterMask(path)
+    else:
+        mask = VectorMask(write_polygons(tmp_path / "west.gpkg", [west], crs=None))
+    values, _ = image.read()
+    with pytest.warns(SpectralMatchWarning, match="west.*has no CRS; taken to be in the image"):
+        excluded = mask.excluded(image, values, image.grid)
+    assert (
+        excluded[:, : image.width // 2 - 1].all() and not excluded[:, image.width // 2 + 1 :].any()
+    )
 
 
 def test_misaligned_coarse_raster_mask_takes_the_cell_under_each_pixel_centre(truth, tmp_path):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Protocol
 
 import numpy as np
 from attrs import define
 
+from ..errors import SpectralMatchWarning
 from ..geo.grid import PixelGrid
 
 
@@ -53,3 +55,18 @@ def combine(*masks: Mask | None) -> Mask | None:
     if len(present) <= 1:
         return present[0] if present else None
     return AnyMask(present)
+
+
+def same_crs(source: str, source_crs: Any, target: MaskTarget) -> bool:
+    """Whether a mask's ``source`` (a file, in ``source_crs``) needs no reprojection onto
+    ``target``; a source without a CRS is taken to be in the image's, with a warning."""
+    if source_crs is None:
+        if target.crs is not None:
+            warnings.warn(
+                f"{source}: the mask has no CRS; taken to be in the image's "
+                f"({target.crs.to_string() or 'custom'})",
+                SpectralMatchWarning,
+                stacklevel=3,
+            )
+        return True
+    return target.crs is None or source_crs == target.crs

@@ -9,7 +9,7 @@ from rasterio.windows import from_bounds
 
 from ..errors import SpectralMatchError
 from ..geo.grid import PixelGrid
-from .base import Mask, MaskTarget
+from .base import Mask, MaskTarget, same_crs
 
 
 @define
@@ -31,7 +31,7 @@ class RasterMask(Mask):
         path = self.path.replace("{name}", target.name)
         try:
             with rasterio.open(path) as dataset:
-                if dataset.crs is not None and target.crs is not None and dataset.crs != target.crs:
+                if not same_crs(path, dataset.crs, target):
                     marked = _reprojected(dataset, target.crs, grid) != 0
                 else:
                     window = from_bounds(*grid.bounds, transform=dataset.transform)

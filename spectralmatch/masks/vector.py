@@ -13,7 +13,7 @@ from attrs import define, field
 from .._typing import MaskMode
 from ..errors import SpectralMatchError
 from ..geo.grid import PixelGrid
-from .base import Mask, MaskTarget
+from .base import Mask, MaskTarget, same_crs
 
 MASK_MODES: tuple[MaskMode, ...] = ("include", "exclude")
 
@@ -76,7 +76,7 @@ class VectorMask(Mask):
                 raise SpectralMatchError(f"{self.path}: no field {self.field!r}")
             wanted = target.name if self.value is None else self.value
             layer = layer[layer[self.field].astype(str) == str(wanted)]
-        if layer.crs is not None and target.crs is not None and layer.crs != target.crs:
+        if not same_crs(str(self.path), layer.crs, target):
             layer = layer.to_crs(target.crs)
         return [geometry for geometry in layer.geometry if geometry is not None]
 
