@@ -316,7 +316,9 @@ def test_a_mask_without_crs_is_taken_in_the_images_with_a_warning(data_dir, tmp_
     else:
         mask = VectorMask(write_polygons(tmp_path / "west.gpkg", [west], crs=None))
     values, _ = image.read()
-    with pytest.warns(SpectralMatchWarning, match="west.*has no CRS; taken to be in the image"):
+    with pytest.warns(
+        SpectralMatchWarning, match="west.*no CRS in this mask file; taken to be EPSG"
+    ):
         excluded = mask.excluded(image, values, image.grid)
     assert (
         excluded[:, : image.width // 2 - 1].all() and not excluded[:, image.width // 2 + 1 :].any()

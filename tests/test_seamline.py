@@ -17,6 +17,7 @@ from shapely.geometry import LineString
 from shapely.ops import unary_union
 
 from spectralmatch import ImageCollection, Seamline, SpectralMatchError, merge_rasters
+from spectralmatch.errors import SpectralMatchWarning
 
 BUILDERS = {
     "voronoi": Seamline.voronoi,
@@ -125,3 +126,14 @@ def test_least_cost_cut_follows_the_line_where_the_images_agree(tmp_path):
         merged = merge_rasters(collection, tmp_path / f"{label}.tif", seamlines=seams)
         contrast[label] = seam_contrast(merged, seams)[0]
     assert contrast["least"] < 0.5 * contrast["voronoi"]
+
+
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")  # writing the test's file
+def test_seamlines_from_a_file_without_crs_are_taken_in_the_images_with_a_warning(tmp_path):
+    collection = ImageCollection.from_paths(DATA_DIR)
+    seams = Seamline.voronoi(collection).to_geodataframe()
+    path = tmp_path / "seams.gpkg"
+    seams.set_crs(None, allow_override=True).to_file(path)
+    with pytest.warns(SpectralMatchWarning, match="seams.gpkg: no CRS in this seamlines file"):
+        read = Seamline.coerce(path, crs=collection.crs)
+    assert sorted(read.polygons) == collection.names

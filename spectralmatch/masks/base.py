@@ -57,16 +57,16 @@ def combine(*masks: Mask | None) -> Mask | None:
     return AnyMask(present)
 
 
-def same_crs(source: str, source_crs: Any, target: MaskTarget) -> bool:
-    """Whether a mask's ``source`` (a file, in ``source_crs``) needs no reprojection onto
-    ``target``; a source without a CRS is taken to be in the image's, with a warning."""
+def same_crs(source: str, source_crs: Any, target_crs: Any, what: str = "mask") -> bool:
+    """Whether ``source`` (a file of a ``what``, in ``source_crs``) needs no reprojection to
+    ``target_crs``; a source without a CRS is taken to be in the target's, with a warning."""
     if source_crs is None:
-        if target.crs is not None:
+        if target_crs is not None:
             warnings.warn(
-                f"{source}: the mask has no CRS; taken to be in the image's "
-                f"({target.crs.to_string() or 'custom'})",
+                f"{source}: no CRS in this {what} file; taken to be "
+                f"{target_crs.to_string() or 'custom'} (the images')",
                 SpectralMatchWarning,
                 stacklevel=3,
             )
         return True
-    return target.crs is None or source_crs == target.crs
+    return target_crs is None or source_crs == target_crs

@@ -31,7 +31,7 @@ class RasterMask(Mask):
         path = self.path.replace("{name}", target.name)
         try:
             with rasterio.open(path) as dataset:
-                if not same_crs(path, dataset.crs, target):
+                if not same_crs(path, dataset.crs, target.crs):
                     marked = _reprojected(dataset, target.crs, grid) != 0
                 else:
                     window = from_bounds(*grid.bounds, transform=dataset.transform)

@@ -32,11 +32,12 @@ def read_layer(path: str | os.PathLike, what: str = "vector file", layer: str | 
 def polygons_by_name(
     path: str | os.PathLike, field: str, crs: Any = None, what: str = "polygons"
 ) -> dict[str, Any]:
-    """Name (the value of ``field``) -> geometry, reprojected to ``crs`` where both are set."""
+    """Name (the value of ``field``) -> geometry, reprojected to ``crs`` (a layer without a
+    CRS is taken to be in ``crs``, with a warning)."""
     layer = read_layer(path, what)
     if field not in layer.columns:
         raise SpectralMatchError(f"{path}: no field {field!r}")
-    if layer.crs is not None and crs is not None and layer.crs != crs:
+    if not same_crs(str(path), layer.crs, crs, what):
         layer = layer.to_crs(crs)
     return {
         str(name): geometry for name, geometry in zip(layer[field], layer.geometry, strict=True)
@@ -76,7 +77,7 @@ class VectorMask(Mask):
                 raise SpectralMatchError(f"{self.path}: no field {self.field!r}")
             wanted = target.name if self.value is None else self.value
             layer = layer[layer[self.field].astype(str) == str(wanted)]
-        if not same_crs(str(self.path), layer.crs, target):
+        if not same_crs(str(self.path), layer.crs, target.crs):
             layer = layer.to_crs(target.crs)
         return [geometry for geometry in layer.geometry if geometry is not None]
 
