@@ -134,6 +134,11 @@ def test_seamlines_from_a_file_without_crs_are_taken_in_the_images_with_a_warnin
     seams = Seamline.voronoi(collection).to_geodataframe()
     path = tmp_path / "seams.gpkg"
     seams.set_crs(None, allow_override=True).to_file(path)
-    with pytest.warns(SpectralMatchWarning, match="seams.gpkg: no CRS in this seamlines file"):
-        read = Seamline.coerce(path, crs=collection.crs)
-    assert sorted(read.polygons) == collection.names
+    code = collection.crs.to_string()
+    for crs in (collection.crs, code):  # a rasterio CRS or its code, as users give it
+        with pytest.warns(
+            SpectralMatchWarning,
+            match=f"seams.gpkg: no CRS in this seamlines file; taken to be {code}",
+        ):
+            read = Seamline.coerce(path, crs=crs)
+        assert sorted(read.polygons) == collection.names

@@ -64,9 +64,15 @@ def same_crs(source: str, source_crs: Any, target_crs: Any, what: str = "mask") 
         if target_crs is not None:
             warnings.warn(
                 f"{source}: no CRS in this {what} file; taken to be "
-                f"{target_crs.to_string() or 'custom'} (the images')",
+                f"{_crs_text(target_crs)} (the images')",
                 SpectralMatchWarning,
                 stacklevel=3,
             )
         return True
     return target_crs is None or source_crs == target_crs
+
+
+def _crs_text(crs: Any) -> str:
+    """A CRS as its authority code where it has one (rasterio's, pyproj's or a string)."""
+    text = crs.to_string() if hasattr(crs, "to_string") else str(crs)
+    return text or "a custom CRS"
