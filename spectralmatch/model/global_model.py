@@ -351,7 +351,7 @@ class _BandSystem:
     weights: np.ndarray  # per pair, the overlap weight
     column: dict[int, int]  # free image -> its gain column (offset: next one)
     group: list[int]
-    gauge: tuple | None  # (images, band, centre, scale) without a fixed image
+    gauge: _Gauge | None  # without a fixed image
     centre: float
     scale: float
 
@@ -383,7 +383,7 @@ class _BandSystem:
                 w = np.sqrt(weight) * factor
                 rows.append(row * w)
                 rhs.append(value * w)
-        gauge = None if fixed & set(group) else (images, band, centre, scale)
+        gauge = None if fixed & set(group) else _Gauge.of(images, band, centre, scale)
         return cls(np.array(rows), np.array(rhs), weights, column, group, gauge, centre, scale)
 
     def fit(self, pair_weights: np.ndarray) -> np.ndarray:
@@ -393,7 +393,7 @@ class _BandSystem:
         normal, moment = weighted.T @ weighted, weighted.T @ (self.target * row_weights)
         if self.gauge is None:
             return np.linalg.lstsq(normal, moment, rcond=None)[0]
-        return _solve_with_gauge(normal, moment, *self.gauge)
+        return self.gauge.solve(normal, moment)
 
     def pair_residuals(self, solution: np.ndarray) -> np.ndarray:
         """Each pair's misfit (mean and spread rows together), without its weight."""
@@ -448,7 +448,7 @@ class _BandSystem:
         """The inverse of the full system's matrix (normal equations, bordered by the
         gauge's constraints), or None where it is singular."""
         normal = self.design.T @ self.design
-        system = normal if self.gauge is None else _bordered(normal, *self.gauge)[0]
+        system = normal if self.gauge is None else self.gauge.bordered(normal)
         try:
             inverse = np.linalg.inv(system)
         except np.linalg.LinAlgError:
@@ -534,25 +534,32 @@ def _warn_about_groups(groups: list[list[int]], names: list[str], fixed: set[int
             )
 
 
-def _solve_with_gauge(normal, moment, images, band, centre, scale) -> np.ndarray:
-    """Least squares under two constraints: mean corrected mean and std are kept."""
-    system, targets = _bordered(normal, images, band, centre, scale)
-    solution = np.linalg.lstsq(system, np.concatenate([moment, targets]), rcond=None)[0]
-    return solution[: normal.shape[0]]
+@define
+class _Gauge:
+    """The two constraints that fix a group without a reference: its mean corrected mean
+    and std are kept (rows over the group's gain and offset columns), and their
+    targets; built once per band system, used by every solve of it."""
 
+    constraints: np.ndarray  # (2, columns)
+    targets: np.ndarray  # (2,)
 
-def _bordered(normal, images, band, centre, scale) -> tuple[np.ndarray, np.ndarray]:
-    """The normal equations bordered by the gauge's two constraints (the group's mean
-    corrected mean and std are kept), and the constraints' targets."""
-    size = normal.shape[0]
-    constraints = np.zeros((2, size))
-    for k, moments in enumerate(images):
-        constraints[0, 2 * k] = (moments.mean[band] - centre) / scale
-        constraints[0, 2 * k + 1] = 1.0
-        constraints[1, 2 * k] = moments.std[band] / scale
-    targets = constraints[:, 0::2].sum(axis=1)
-    system = np.block([[normal, constraints.T], [constraints, np.zeros((2, 2))]])
-    return system, targets
+    @classmethod
+    def of(cls, images, band: int, centre: float, scale: float) -> _Gauge:
+        constraints = np.zeros((2, 2 * len(images)))
+        for k, moments in enumerate(images):
+            constraints[0, 2 * k] = (moments.mean[band] - centre) / scale
+            constraints[0, 2 * k + 1] = 1.0
+            constraints[1, 2 * k] = moments.std[band] / scale
+        return cls(constraints, constraints[:, 0::2].sum(axis=1))
+
+    def bordered(self, normal: np.ndarray) -> np.ndarray:
+        """The normal equations bordered by the constraints."""
+        return np.block([[normal, self.constraints.T], [self.constraints, np.zeros((2, 2))]])
+
+    def solve(self, normal: np.ndarray, moment: np.ndarray) -> np.ndarray:
+        """Least squares under the constraints."""
+        system, right = self.bordered(normal), np.concatenate([moment, self.targets])
+        return np.linalg.lstsq(system, right, rcond=None)[0][: normal.shape[0]]
 
 
 def robust_weights(
