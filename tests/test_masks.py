@@ -8,6 +8,8 @@ true inverse distortion by it; with the cloud masked, the fit recovers it.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import rasterio
@@ -323,6 +325,28 @@ def test_a_mask_without_crs_is_taken_in_the_images_with_a_warning(data_dir, tmp_
     assert (
         excluded[:, : image.width // 2 - 1].all() and not excluded[:, image.width // 2 + 1 :].any()
     )
+
+
+def test_a_new_scene_is_measured_against_the_fitted_images_masks_where_given(clouded, tmp_path):
+    """A model does not keep masks: a new scene solved against a fitted image that was
+    masked in the fit is told so, and measured against its masked pixels when the image
+    is given again with its mask."""
+    cloud = box(*tile_bounds(clouded, 1, CLOUD))
+    images = with_mask(clouded, {1: VectorMask(write_polygons(tmp_path / "c.gpkg", [cloud]))})
+    fitted = Mosaic(steps=[GlobalModel(reference=["tile_2"])], threads=2, pif=None)
+    path = fitted.fit(images[1:]).save(tmp_path / "model.json")
+    joint = fit(images, reference=["tile_2"])[1].gains_[0]  # the scene fitted with the rest
+
+    alone = Mosaic.load(path)
+    with pytest.warns(SpectralMatchWarning, match="tile_1: masked in the fit, but a model"):
+        alone.transform(images[:1], tmp_path / "alone")
+    with_masked = Mosaic.load(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SpectralMatchWarning)
+        with_masked.transform(images[:2], tmp_path / "with")
+    error_alone = np.abs(alone.steps_[0].gains_[-1] / joint - 1).max()
+    error_with = np.abs(with_masked.steps_[0].gains_[-1] / joint - 1).max()
+    assert error_alone > 10 * error_with and error_alone > BOUND  # the cloud counted
 
 
 def test_misaligned_coarse_raster_mask_takes_the_cell_under_each_pixel_centre(truth, tmp_path):

@@ -392,6 +392,10 @@ def _image_nodata_text(data):
     data["images"][1]["nodata"] = "zero"
 
 
+def _image_masked_number(data):
+    data["images"][1]["masked"] = 1
+
+
 def _unknown_param(data):
     data["params"]["colour"] = "red"
 
@@ -415,6 +419,7 @@ def _threads_text(data):
         (_image_without_path, "images[0].path", "missing"),
         (_image_name_number, "images[2].name", "expected a string"),
         (_image_nodata_text, "images[1].nodata", "expected a number"),
+        (_image_masked_number, "images[1].masked", "expected true or false"),
         (_set("params", [1024]), "params", "expected an object"),
         (_unknown_param, "params.colour", "not a saved Mosaic parameter"),
         (_threads_text, "params.threads", "expected an integer"),

@@ -249,6 +249,8 @@ def read_model(path: str | os.PathLike) -> ModelDocument:
         recorded: dict[str, Any] = {"name": image.string("name"), "path": image.string("path")}
         if "nodata" in entry:
             recorded["nodata"] = image.number("nodata")
+        if "masked" in entry:
+            recorded["masked"] = image.boolean("masked")
         images.append(recorded)
     steps = [
         _step_from_dict(Fields(path, entry, f"steps[{position}]"))
@@ -408,6 +410,12 @@ class Fields:
         value = self.get(name)
         if not isinstance(value, str):
             raise self.error(name, f"expected a string, got {value!r:.60}")
+        return value
+
+    def boolean(self, name: str) -> bool:
+        value = self.get(name)
+        if not isinstance(value, bool):
+            raise self.error(name, f"expected true or false, got {value!r:.60}")
         return value
 
     def number(self, name: str) -> float:

@@ -449,11 +449,26 @@ optional
         self, steps: list[Adjuster], collection: ImageCollection, new: list[int]
     ) -> list[dict[str, Any]]:
         """Solve the parameters of images that were not in the fit, on ``steps`` (copies
-        of the fitted ones), their earlier state frozen; returns the new ``images_``."""
-        fitted = [
-            Image(entry["path"], name=entry["name"], nodata=entry.get("nodata"))
+        of the fitted ones), their earlier state frozen; returns the new ``images_``.
+
+        The new images are measured against the fitted ones as ``collection`` gives them
+        (with their masks) where it holds them, else as the model recorded them: their
+        files and nodata, but not their masks, which a warning names."""
+        given = {image.name: image for image in collection}
+        fitted = [given.get(entry["name"]) or _recorded_image(entry) for entry in self.images_]
+        unmasked = [
+            entry["name"]
             for entry in self.images_
+            if entry.get("masked") and entry["name"] not in given
         ]
+        if unmasked:
+            warnings.warn(
+                f"{', '.join(unmasked)}: masked in the fit, but a model does not keep masks: "
+                "the new images are measured against all their valid pixels (give these "
+                "images with their masks in the same transform to measure without them)",
+                SpectralMatchWarning,
+                stacklevel=5,  # the caller of Mosaic.transform
+            )
         for image in fitted:
             if not image.path.exists():
                 raise SpectralMatchError(
@@ -708,13 +723,20 @@ def _fit(step: Adjuster, statistics: OverlapStatistics) -> None:
 
 
 def _image_entry(image: Image) -> dict[str, Any]:
-    """An image as the model records it (``images_``): its name, its file, and the nodata
+    """An image as the model records it (``images_``): its name, its file, the nodata
     value it was given instead of the file's own, which new images are measured against
-    the fitted ones with."""
+    the fitted ones with, and whether it had a mask (which is not kept)."""
     entry: dict[str, Any] = {"name": image.name, "path": str(image.path.resolve())}
     if image.nodata_given:
         entry["nodata"] = image.nodata
+    if image.mask is not None:
+        entry["masked"] = True
     return entry
+
+
+def _recorded_image(entry: dict[str, Any]) -> Image:
+    """A fitted image as the model recorded it (without its mask)."""
+    return Image(entry["path"], name=entry["name"], nodata=entry.get("nodata"))
 
 
 def _check_transform_options(working_dtype: Any, cog: Any, resume: Any) -> None:
