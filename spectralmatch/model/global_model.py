@@ -388,9 +388,14 @@ class _BandSystem:
 
     def fit(self, pair_weights: np.ndarray) -> np.ndarray:
         """Least-squares solution with each pair's rows weighted by ``pair_weights``."""
+        return self._solve(*self._normal_equations(pair_weights))
+
+    def _normal_equations(self, pair_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         row_weights = np.repeat(np.sqrt(pair_weights), 2)
         weighted = self.design * row_weights[:, None]
-        normal, moment = weighted.T @ weighted, weighted.T @ (self.target * row_weights)
+        return weighted.T @ weighted, weighted.T @ (self.target * row_weights)
+
+    def _solve(self, normal: np.ndarray, moment: np.ndarray) -> np.ndarray:
         if self.gauge is None:
             return np.linalg.lstsq(normal, moment, rcond=None)[0]
         return self.gauge.solve(normal, moment)
@@ -411,30 +416,21 @@ class _BandSystem:
         two parts of the group) is fitted without it as the definition says.
         """
         n_pairs = len(self.weights)
-        inverse = self._inverse_system()
+        normal, moment = self._normal_equations(np.ones(n_pairs))
+        inverse = _inverse(normal if self.gauge is None else self.gauge.bordered(normal))
         if inverse is None:
             return np.array([self._residual_without(k) for k in range(n_pairs)])
         columns, coefficients = self._pair_columns()
-        size = self.design.shape[1]
+        size = normal.shape[0]
         block = inverse[:size, :size][columns[:, :, None], columns[:, None, :]]
         leverage = np.einsum("pai,pij,pbj->pab", coefficients, block, coefficients)
         s = np.eye(2) - leverage
-        determinant = s[:, 0, 0] * s[:, 1, 1] - s[:, 0, 1] * s[:, 1, 0]
-        error = (self.design @ self.fit(np.ones(n_pairs)) - self.target).reshape(-1, 2)
-        # S^-1 e by the adjugate; rows where S is singular are replaced below
-        safe = np.where(np.abs(determinant) > SINGULAR_DELETION, determinant, 1.0)
-        deleted = (
-            np.stack(
-                [
-                    s[:, 1, 1] * error[:, 0] - s[:, 0, 1] * error[:, 1],
-                    s[:, 0, 0] * error[:, 1] - s[:, 1, 0] * error[:, 0],
-                ],
-                axis=1,
-            )
-            / safe[:, None]
-        )
+        error = (self.design @ self._solve(normal, moment) - self.target).reshape(-1, 2)
+        singular = np.abs(np.linalg.det(s)) <= SINGULAR_DELETION
+        deleted = np.zeros_like(error)
+        deleted[~singular] = np.linalg.solve(s[~singular], error[~singular, :, None])[..., 0]
         residuals = np.hypot(*deleted.T) / np.sqrt(self.weights)
-        for k in np.flatnonzero(np.abs(determinant) <= SINGULAR_DELETION):
+        for k in np.flatnonzero(singular):
             residuals[k] = self._residual_without(int(k))
         return residuals
 
@@ -444,30 +440,17 @@ class _BandSystem:
         without[pair] = 0.0
         return float(self.pair_residuals(self.fit(without))[pair])
 
-    def _inverse_system(self) -> np.ndarray | None:
-        """The inverse of the full system's matrix (normal equations, bordered by the
-        gauge's constraints), or None where it is singular."""
-        normal = self.design.T @ self.design
-        system = normal if self.gauge is None else self.gauge.bordered(normal)
-        try:
-            inverse = np.linalg.inv(system)
-        except np.linalg.LinAlgError:
-            return None
-        if not np.allclose(system @ inverse, np.eye(len(system)), atol=1e-8):
-            return None
-        return inverse
-
     def _pair_columns(self) -> tuple[np.ndarray, np.ndarray]:
         """Per pair, the (at most 4) columns its two rows use and their coefficients
         there: (pairs, 4) indices and (pairs, 2, 4) values, padded with zeros."""
         rows = self.design.reshape(len(self.weights), 2, -1)
-        pair, column = np.nonzero((rows != 0).any(axis=1))
-        starts = np.searchsorted(pair, np.arange(len(self.weights)))
+        pair, column = np.nonzero((rows != 0).any(axis=1))  # by pair, then column
+        place = np.arange(len(pair)) - np.searchsorted(pair, pair)
         columns = np.zeros((len(self.weights), 4), dtype=int)
-        columns[pair, np.arange(len(pair)) - starts[pair]] = column
-        return columns, np.take_along_axis(rows, columns[:, None, :], axis=2) * (
-            np.arange(4) < np.bincount(pair, minlength=len(self.weights))[:, None]
-        )[:, None, :]
+        coefficients = np.zeros((len(self.weights), 2, 4))
+        columns[pair, place] = column
+        coefficients[pair, :, place] = rows[pair, :, column]
+        return columns, coefficients
 
     def solve(self, initial: np.ndarray | None) -> tuple[np.ndarray, ...]:
         """Gains, offsets (per image of the group) and final pair weights; with
@@ -532,6 +515,15 @@ def _warn_about_groups(groups: list[list[int]], names: list[str], fixed: set[int
                 SpectralMatchWarning,
                 stacklevel=3,
             )
+
+
+def _inverse(system: np.ndarray) -> np.ndarray | None:
+    """The inverse of ``system``, or None where it is singular."""
+    try:
+        inverse = np.linalg.inv(system)
+    except np.linalg.LinAlgError:
+        return None
+    return inverse if np.allclose(system @ inverse, np.eye(len(system)), atol=1e-8) else None
 
 
 @define

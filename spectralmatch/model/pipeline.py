@@ -147,8 +147,9 @@ default "threads"
     steps_ : list of Adjuster
         The fitted steps.
     images_ : list of dict
-        Name and path of every image the model was fitted on (or solved for later), and
-        the nodata value it was given instead of its file's own, if any.
+        Name and path of every image the model was fitted on (or solved for later), the
+        nodata value it was given instead of its file's own, if any, and whether it had a
+        mask (``masked``; masks themselves are not kept).
     n_bands_ : int
     reads_ : dict
         Windows read from each image by the last fit (0 for an image whose statistics
