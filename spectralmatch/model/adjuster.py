@@ -33,7 +33,9 @@ class Adjuster(Estimator):
       its requests, as corrected by the steps before it, and return ``self``;
     - ``transform_window(image, window, values, valid)``: the corrected float values
       (``values`` usually holds the pixels of ``window``; for change detection it may be
-      a decimated read spanning it, so use ``values.shape`` for its grid);
+      a decimated read spanning it, so use ``values.shape`` for its grid); ``values``
+      may be changed in place and returned, but not kept: the engine reuses its memory
+      for the next window;
     - ``get_state()`` / ``set_state(state)``: the learned state as JSON-ready data
       (lists, numbers, strings, or numpy arrays, which go to a sidecar file);
 
