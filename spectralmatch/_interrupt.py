@@ -47,6 +47,12 @@ def check_interrupted() -> None:
         raise Interrupted()
 
 
+def current_flag() -> Any:
+    """The flag of the pass the current thread's task belongs to (None outside a task
+    thread: then the process's flag is checked)."""
+    return getattr(_thread, "flag", None)
+
+
 def run_with_flag(flag: threading.Event, function: Callable[[T], R], item: T) -> R:
     """``function(item)`` in a pool thread, stopping at its next window once ``flag`` is set."""
     _thread.flag = flag

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import rasterio
 from conftest import folder_listing, write_raster
 from rasterio.enums import Compression
+from rasterio.windows import Window
 
 from spectralmatch import Image, SpectralMatchError
+from spectralmatch._ahead import ComputedAhead
+from spectralmatch._interrupt import Interrupted, check_interrupted, run_with_flag
 from spectralmatch.raster.blockcache import BLOCK_CACHE_BYTES, limit_block_cache
 from spectralmatch.raster.files import atomic_path
 from spectralmatch.raster.paths import InputFiles
@@ -20,6 +26,7 @@ from spectralmatch.raster.write import (
     to_dtype_counting,
     translate_to_cog,
 )
+from spectralmatch.raster.write import write_raster as write_raster_pieces
 
 
 def test_output_profile_is_tiled_deflate_on_the_input_grid(data_dir):
@@ -222,3 +229,98 @@ def test_the_block_cache_is_bounded_unless_the_user_set_it(monkeypatch):
         assert get_gdal_config("GDAL_CACHEMAX") == 8 << 20  # never raised
     finally:
         set_gdal_config("GDAL_CACHEMAX", before)
+
+
+# ------------------------------------------------------------- pieces computed ahead
+
+
+def _pieces(count: int, made: list[int], fail_at: int | None = None, closed: list | None = None):
+    """``count`` 16 x 16 pieces of a 1-band uint16 raster, row by row, noting each made
+    (and, in ``closed``, that the generator was closed)."""
+    try:
+        for row in range(count):
+            if row == fail_at:
+                raise SpectralMatchError(f"piece {row}: cannot be computed")
+            made.append(row)
+            yield Window(0, 16 * row, 16, 16), np.full((1, 16, 16), row, np.uint16), None
+    finally:
+        if closed is not None:
+            closed.append(True)
+
+
+def _profile(rows: int) -> dict:
+    return {
+        "driver": "GTiff",
+        "dtype": "uint16",
+        "count": 1,
+        "width": 16,
+        "height": 16 * rows,
+        "crs": "EPSG:32615",
+        "transform": rasterio.Affine(30, 0, 0, 0, -30, 0),
+        "tiled": True,
+        "blockxsize": 16,
+        "blockysize": 16,
+    }
+
+
+def test_pieces_are_computed_in_another_thread_at_most_two_ahead():
+    made: list[int] = []
+    threads = set()
+
+    def piece(row):
+        threads.add(threading.get_ident())
+        made.append(row)
+        return row
+
+    with ComputedAhead(piece(row) for row in range(20)) as items:
+        for taken, row in enumerate(items, start=1):
+            time.sleep(0.002)  # the thread has time to run ahead, as far as it may
+            assert row == taken - 1
+            assert len(made) <= taken + 2
+    assert made == list(range(20)) and threading.get_ident() not in threads
+
+
+def test_a_raster_written_from_pieces_computed_ahead_holds_every_piece_in_place(tmp_path):
+    path = write_raster_pieces(tmp_path / "out.tif", _profile(6), _pieces(6, []))
+    with rasterio.open(path) as dataset:
+        rows = dataset.read(1)[::16, 0]
+    assert rows.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_an_error_computing_a_piece_reaches_the_writer_as_raised_and_nothing_is_left(tmp_path):
+    before = threading.active_count()
+    closed: list[bool] = []
+    with pytest.raises(SpectralMatchError, match="piece 3: cannot be computed"):
+        write_raster_pieces(tmp_path / "out.tif", _profile(6), _pieces(6, [], 3, closed))
+    assert folder_listing(tmp_path) == [] and closed == [True]
+    assert threading.active_count() == before
+
+
+def test_a_failed_write_stops_the_pieces_and_closes_them(tmp_path):
+    made: list[int] = []
+    closed: list[bool] = []
+    profile = {**_profile(40), "height": 16 * 3}  # the fourth piece lies outside
+    before = threading.active_count()
+    with pytest.raises(SpectralMatchError, match="out.tif: cannot be written"):
+        write_raster_pieces(tmp_path / "out.tif", profile, _pieces(40, made, None, closed))
+    assert closed == [True] and len(made) <= 6
+    assert threading.active_count() == before
+    assert folder_listing(tmp_path) == []
+
+
+def test_pieces_computed_ahead_stop_at_the_pass_s_interrupt_flag(tmp_path):
+    flag = threading.Event()
+
+    def write() -> None:
+        def pieces():
+            for row, piece in enumerate(_pieces(40, [])):
+                if row == 2:
+                    flag.set()  # as the executor would, on Ctrl-C
+                check_interrupted()  # in the thread computing ahead
+                yield piece
+
+        write_raster_pieces(tmp_path / "out.tif", _profile(40), pieces())
+
+    with pytest.raises(Interrupted):
+        run_with_flag(flag, lambda _: write(), None)
+    assert folder_listing(tmp_path) == []

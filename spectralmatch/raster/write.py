@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from rasterio.enums import Interleaving
 
+from .._ahead import ComputedAhead
 from .._interrupt import check_interrupted
 from ..errors import SpectralMatchError
 from .files import atomic_path, gdal_path, temporary_folder
@@ -268,11 +269,13 @@ def _write_pieces(path: Path, profile, pieces, descriptions) -> None:
         for index, description in enumerate(descriptions, start=1):
             if description:
                 destination.set_band_description(index, description)
-        for window, values, mask in pieces:
-            check_interrupted()
-            destination.write(values, window=window)
-            if mask is not None:
-                destination.write_mask(mask, window=window)
+        # the next piece is read and computed while GDAL compresses this one
+        with ComputedAhead(pieces) as computed:
+            for window, values, mask in computed:
+                check_interrupted()
+                destination.write(values, window=window)
+                if mask is not None:
+                    destination.write_mask(mask, window=window)
 
 
 def build_overviews(path: Path, factors: Sequence[int]) -> None:
