@@ -445,6 +445,28 @@ def test_an_image_is_measured_in_one_task_per_row_of_windows(tiles):
     )
 
 
+def test_the_bands_with_the_most_to_measure_are_handed_over_first(tiles):
+    """The bands across rows 80 to 120, where the top and bottom tiles overlap, read four
+    images and measure six overlaps: they go to the workers first, so that the workers
+    finish together; the statistics are those of one band for the whole mosaic."""
+    collection = ImageCollection(tiles.paths)
+    edges = OverlapGraph.from_collection(collection).edges
+    executor = RecordingExecutor(workers=2)
+    requests = all_requests(collection)
+    banded = StatisticsPass(32, executor).collect(collection, edges, requests)
+    (tasks,) = [items for name, _, items in executor.calls if name == "measure_jointly"]
+    bands = [(int(t.windows[0].row_off), int(t.windows[0].height)) for t in tasks]
+    across = [top < 120 and top + height > 80 for top, height in bands]
+    assert len(bands) > 4 and 0 < sum(across) < len(bands)
+    assert across == sorted(across, reverse=True), bands
+    whole = StatisticsPass(1024).collect(collection, edges, requests)
+    for ours, theirs in zip(banded.images, whole.images, strict=True):
+        assert_same_moments(ours, theirs, "image")
+    for ours, theirs in zip(banded.pairs, whole.pairs, strict=True):
+        assert_same_moments(ours.first, theirs.first, "pair")
+        assert_same_moments(ours.second, theirs.second, "pair")
+
+
 # ---------------------------------------------------------------------- requests
 
 

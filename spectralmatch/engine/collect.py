@@ -124,9 +124,13 @@ class StatisticsPass:
                 grid, self.window_size, collection, involved, todo_whole, todo_edges
             )
         ]
-        results = self.executor.map(
-            measure_jointly, joint, progress=self.progress, label="statistics"
+        # the most work first, so that the workers finish together; the results are
+        # merged in the tasks' own order all the same, on which their bits depend
+        order = sorted(range(len(joint)), key=lambda k: -_pixels(joint[k]))
+        ran = self.executor.map(
+            measure_jointly, [joint[k] for k in order], progress=self.progress, label="statistics"
         )
+        results = [part for _, part in sorted(zip(order, ran, strict=True), key=lambda p: p[0])]
         return [
             _without_known(measurement, known[measurement.index])
             for part in results
@@ -271,6 +275,23 @@ def _band_task(
     )
 
 
+def _pixels(task: JointTask) -> int:
+    """How much a task reads and measures, to order the tasks by: the pixels of each of
+    its windows in every image it reads, and in every overlap (whose two sides cost
+    about what a read costs)."""
+    extents = [
+        Window(*offset_in(task.grid, image.grid), image.width, image.height)
+        for image in task.images.values()
+    ]
+    areas = extents + [o for edge in task.edges if (o := edge.window_in(task.grid))]
+    return sum(
+        int(met.width * met.height)
+        for window in task.windows
+        for area in areas
+        if (met := intersect(window, area)) is not None
+    )
+
+
 def _window_rows(
     grid: PixelGrid,
     size: int,
@@ -309,7 +330,7 @@ def _window_rows(
                     for c in sorted(columns)
                 ]
             )
-    # the longest rows first, so that the workers finish together
+    # the longest rows first: the order their results are merged in
     return sorted(rows, key=len, reverse=True)
 
 
