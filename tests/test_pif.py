@@ -42,9 +42,13 @@ from spectralmatch import (
     global_regression,
 )
 from spectralmatch.errors import SpectralMatchWarning
+from spectralmatch.model import pif
 from spectralmatch.model.pif import (
     CELL_MEMORY,
+    SEPARABLE_CELLS,
     _median,
+    _robust_outliers,
+    _smooth_surface,
     cell_side,
     irmad_no_change,
     select_pseudo_invariant,
@@ -216,6 +220,26 @@ def test_the_change_screening_median_is_numpys_to_the_bit(size):
         with_nan = values.copy()
         with_nan[rng.integers(size)] = np.nan
         assert np.isnan(_median(with_nan)) and np.isnan(np.median(with_nan))
+
+
+@pytest.mark.parametrize("shape", [(40, 60), (3, 900), (700, 2)])
+def test_a_large_overlap_s_surface_from_separable_sums_is_the_design_s(shape, monkeypatch):
+    """Above SEPARABLE_CELLS the screening's smooth surface is fitted from sums over the
+    grid's rows and columns: the same surface, and the same cells found changed, as by
+    the design matrix that smaller overlaps use."""
+    rng = np.random.default_rng(sum(shape))
+    rows, cols = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
+    values = (2 + cols - 3 * rows * cols + rows**2).ravel() + rng.normal(0, 0.1, rows.size)
+    values[rng.random(rows.size) < 0.03] += 5
+    usable = rng.random(rows.size) > 0.2
+    assert rows.size > SEPARABLE_CELLS
+    separable = _smooth_surface(values, usable, shape)
+    found = _robust_outliers(values, usable, shape, 4.0)
+    monkeypatch.setattr(pif, "SEPARABLE_CELLS", rows.size)
+    np.testing.assert_allclose(separable, _smooth_surface(values, usable, shape), atol=1e-9)
+    assert np.array_equal(_robust_outliers(values, usable, shape, 4.0), found)
+    # the outlying cells are the changed ones, usable or not
+    assert np.array_equal(found, values > (2 + cols - 3 * rows * cols + rows**2).ravel() + 2.5)
 
 
 # ---------------------------------------------------------------------- 5. time series

@@ -127,12 +127,67 @@ class CellPIF(ResidualPIF):
         counts = np.minimum(first.count, second.count)
         full = counts >= 0.5 * counts.max(axis=1, keepdims=True)
         residual = first.mean - second.mean
-        design = _quadratic_design(shape)
         changed = np.zeros(counts.shape[1], dtype=bool)
         for band in range(len(counts)):
-            outlying = _robust_outliers(residual[band], full[band], design, self.threshold)
+            outlying = _robust_outliers(residual[band], full[band], shape, self.threshold)
             changed |= outlying & (counts[band] > 0)
         return changed
+
+
+#: The terms of the smooth surface, as exponents of x and y: 1, x, y, x^2, xy, y^2.
+_TERMS = np.array([(0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2)])
+
+#: Added to the normal matrix of the smooth surface, so that a degenerate overlap (all
+#: its usable cells on a line) still solves.
+_RIDGE = 1e-9 * np.eye(len(_TERMS))
+
+#: Where each entry of the normal matrix is among the sums of x^p y^q: at [q, p], the
+#: exponents of its two terms added.
+_NORMAL_SUMS = (_TERMS[:, None, 1] + _TERMS[:, 1], _TERMS[:, None, 0] + _TERMS[:, 0])
+
+#: Overlaps of more cells than this fit their surface from sums over the grid's rows
+#: and columns (separable); smaller ones, where numpy's cost per call outweighs its cost
+#: per cell, from the design matrix of their cells.
+SEPARABLE_CELLS = 1024
+
+
+def _robust_outliers(
+    values: np.ndarray, usable: np.ndarray, shape: tuple[int, int], threshold: float
+) -> np.ndarray:
+    """Where ``values`` (of the cells of a grid of ``shape``, row by row) depart from a
+    smooth surface by more than ``threshold`` robust standard deviations: the surface
+    is fitted by least squares, three times, each time on the usable values that the
+    previous fit did not find outlying."""
+    inliers = usable.copy()
+    outlying = np.zeros(len(values), dtype=bool)
+    for _ in range(3):
+        if np.count_nonzero(inliers) <= len(_TERMS):
+            return outlying
+        deviation = np.abs(values - _smooth_surface(values, inliers, shape))
+        spread = 1.4826 * _median(deviation[inliers])
+        outlying = deviation > threshold * max(spread, 1e-12)
+        inliers = usable & ~outlying
+    return outlying
+
+
+def _smooth_surface(values: np.ndarray, inliers: np.ndarray, shape: tuple[int, int]):
+    """The quadratic in the cells' position fitted to ``values`` over the ``inliers`` by
+    least squares, at every cell of the grid of ``shape``."""
+    if values.size <= SEPARABLE_CELLS:
+        design = _quadratic_design(shape)
+        chosen = design[inliers]
+        normal = chosen.T @ chosen + _RIDGE
+        return design @ np.linalg.solve(normal, chosen.T @ values[inliers])
+    # the grid is regular: the sum of x^p y^q over the inliers is ys.T @ mask @ xs
+    xs, ys = _powers(shape)
+    mask = inliers.reshape(shape)
+    sums = ys.T @ (np.stack([mask, np.where(mask, values.reshape(shape), 0.0)]) @ xs)
+    normal = sums[0][_NORMAL_SUMS] + _RIDGE
+    c = np.linalg.solve(normal, sums[1][_TERMS[:, 1], _TERMS[:, 0]])
+    x, y = xs[:, 1], ys[:, 1]
+    surface = (c[1] + c[4] * y)[:, None] * x + (c[0] + (c[2] + c[5] * y) * y)[:, None]
+    surface += c[3] * x * x
+    return surface.ravel()
 
 
 @functools.lru_cache(maxsize=64)
@@ -148,30 +203,15 @@ def _quadratic_design(shape: tuple[int, int]) -> np.ndarray:
     return design
 
 
-#: Added to the normal matrix of the smooth surface, so that a degenerate overlap (all
-#: its usable cells on a line) still solves.
-_RIDGE = 1e-9 * np.eye(6)
-
-
-def _robust_outliers(
-    values: np.ndarray, usable: np.ndarray, design: np.ndarray, threshold: float
-) -> np.ndarray:
-    """Where ``values`` depart from a smooth surface by more than ``threshold`` robust
-    standard deviations: the surface is fitted by least squares, three times, each time
-    on the usable values that the previous fit did not find outlying."""
-    inliers = usable.copy()
-    outlying = np.zeros(len(values), dtype=bool)
-    for _ in range(3):
-        if np.count_nonzero(inliers) <= design.shape[1]:
-            return outlying
-        chosen = design[inliers]
-        normal = chosen.T @ chosen + _RIDGE
-        surface = design @ np.linalg.solve(normal, chosen.T @ values[inliers])
-        deviation = np.abs(values - surface)
-        spread = 1.4826 * _median(deviation[inliers])
-        outlying = deviation > threshold * max(spread, 1e-12)
-        inliers = usable & ~outlying
-    return outlying
+@functools.lru_cache(maxsize=64)
+def _powers(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of the cells of a grid of ``shape`` (columns and rows scaled to [-1, 1],
+    as in :func:`_quadratic_design`) to the powers 0 to 4: (columns, 5) and (rows, 5),
+    read-only."""
+    xs = np.vander(np.linspace(-1, 1, shape[1]), 5, increasing=True)
+    ys = np.vander(np.linspace(-1, 1, shape[0]), 5, increasing=True)
+    xs.flags.writeable = ys.flags.writeable = False
+    return xs, ys
 
 
 def _median(values: np.ndarray) -> float:
