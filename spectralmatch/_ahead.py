@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import Generic, TypeVar
 
-from ._interrupt import current_flag, run_with_flag
+from ._threads import Inherited
 
 T = TypeVar("T")
 
@@ -29,7 +29,8 @@ class ComputedAhead(Generic[T]):
     Use it as a context manager: leaving it, early or on an error, stops the thread
     after the item it is computing, and closes ``items``. An exception raised while
     computing an item is raised to the caller in its place. The thread checks the
-    caller's interrupt flag (:mod:`spectralmatch._interrupt`).
+    caller's interrupt flag and reads in its rasterio environment
+    (:mod:`spectralmatch._threads`).
 
     Examples
     --------
@@ -43,7 +44,7 @@ class ComputedAhead(Generic[T]):
         self._ready: queue.Queue = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._thread = threading.Thread(
-            target=run_with_flag, args=(current_flag(), self._compute, None), daemon=True
+            target=Inherited.from_caller().run, args=(self._compute, None), daemon=True
         )
 
     def __enter__(self) -> Iterator[T]:

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "spectralmatch"
 
 #: Bottom to top: a module may import from its own layer and the layers below it.
 LAYERS = [
-    ["_ahead", "_interrupt", "_typing", "_validation", "_version", "errors"],
+    ["_ahead", "_interrupt", "_threads", "_typing", "_validation", "_version", "errors"],
     ["geo"],
     ["stats"],
     ["masks"],

@@ -9,9 +9,11 @@ import pickle
 import platform
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
+import rasterio
 from conftest import LAYOUT, file_digest, folder_listing, make_tiles, read_raster
 
 from spectralmatch import (
@@ -174,6 +176,28 @@ def all_requests(collection, grid=None):
 
 
 # ---------------------------------------------------------------------- executors
+
+
+def test_worker_threads_run_in_the_rasterio_environment_of_a_caller_off_the_main_thread():
+    """rasterio.Env entered outside the main thread holds for that thread only; the
+    pass's threads take it from the thread that runs the pass."""
+    from rasterio.env import get_gdal_config
+
+    seen: list = []
+
+    def caller():
+        with rasterio.Env(SPECTRALMATCH_TEST_OPTION="carried"):
+            seen.extend(
+                ThreadExecutor(2).map(
+                    lambda _: get_gdal_config("SPECTRALMATCH_TEST_OPTION"), range(4)
+                )
+            )
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    thread.join()
+    assert seen == ["carried"] * 4
+    assert get_gdal_config("SPECTRALMATCH_TEST_OPTION") is None
 
 
 def test_executors_give_identical_statistics_on_the_sample_data(data_dir):

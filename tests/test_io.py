@@ -10,6 +10,7 @@ import pytest
 import rasterio
 from conftest import folder_listing, write_raster
 from rasterio.enums import Compression
+from rasterio.env import get_gdal_config
 from rasterio.windows import Window
 
 from spectralmatch import Image, SpectralMatchError
@@ -324,3 +325,19 @@ def test_pieces_computed_ahead_stop_at_the_pass_s_interrupt_flag(tmp_path):
     with pytest.raises(Interrupted):
         run_with_flag(flag, lambda _: write(), None)
     assert folder_listing(tmp_path) == []
+
+
+def test_pieces_computed_ahead_are_read_in_the_caller_s_rasterio_environment():
+    """rasterio.Env entered outside the main thread holds for that thread only: the
+    thread computing ahead runs in it too (credentials for remote paths, say)."""
+    seen: list = []
+
+    def caller():
+        options = (get_gdal_config("SPECTRALMATCH_TEST_OPTION") for _ in range(2))
+        with rasterio.Env(SPECTRALMATCH_TEST_OPTION="carried"), ComputedAhead(options) as items:
+            seen.extend(items)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    thread.join()
+    assert seen == ["carried", "carried"]

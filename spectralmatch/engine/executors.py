@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 from .. import _interrupt
+from .._threads import Inherited
 from .._typing import ExecutorName
 from .._validation import Constraint
 from ..errors import SpectralMatchError
@@ -112,7 +113,9 @@ class ThreadExecutor(_PoolExecutor):
         return ThreadPoolExecutor(workers), threading.Event()
 
     def _submit(self, pool: FuturesExecutor, flag: Any, function: Callable[[T], R], item: T):
-        return pool.submit(_interrupt.run_with_flag, flag, function, item)
+        # the caller's rasterio environment too: entered outside the main thread, it
+        # holds for the caller's thread only
+        return pool.submit(Inherited.from_caller(flag).run, function, item)
 
 
 class ProcessExecutor(_PoolExecutor):
