@@ -364,27 +364,30 @@ class _BandSystem:
         column = {image: 2 * k for k, image in enumerate(free)}
         weights = np.array([pair.first.count[band] for pair in pairs], dtype=float)
         weights = weights / weights.mean() if model.weight_by_overlap else np.ones(len(pairs))
-        rows, rhs = [], []
-        for pair, weight in zip(pairs, weights, strict=True):
-            i, j = pair.edge.first, pair.edge.second
-            mi = (pair.first.mean[band] - centre) / scale
-            mj = (pair.second.mean[band] - centre) / scale
-            si, sj = pair.first.std[band] / scale, pair.second.std[band] / scale
-            for terms, factor in (
-                ({i: (mi, 1.0), j: (-mj, -1.0)}, model.mean_weight),
-                ({i: (si, 0.0), j: (-sj, 0.0)}, model.std_weight),
-            ):
-                row, value = np.zeros(2 * len(free)), 0.0
-                for image, (gain_term, offset_term) in terms.items():
-                    if image in column:
-                        row[column[image]], row[column[image] + 1] = gain_term, offset_term
-                    else:  # a fixed reference: gain 1, scaled offset 0
-                        value -= gain_term
-                w = np.sqrt(weight) * factor
-                rows.append(row * w)
-                rhs.append(value * w)
+        root = np.sqrt(weights)
+        factors = (root * model.mean_weight, root * model.std_weight)
+        # rows 2k and 2k + 1: pair k's means and spreads, first side minus second
+        design = np.zeros((2 * len(pairs), 2 * len(free)))
+        target = np.zeros(2 * len(pairs))
+        rows = 2 * np.arange(len(pairs))
+        for side, sign in (("first", 1.0), ("second", -1.0)):
+            moments = [getattr(pair, side) for pair in pairs]
+            means = sign * (np.array([m.mean[band] for m in moments]) - centre) / scale
+            spreads = sign * np.array([m.std[band] for m in moments]) / scale
+            ends = [getattr(pair.edge, side) for pair in pairs]
+            columns = np.array([column.get(image, -1) for image in ends], dtype=int)
+            free_side = columns >= 0
+            at, gain = rows[free_side], columns[free_side]
+            design[at, gain] = means[free_side] * factors[0][free_side]
+            design[at, gain + 1] = sign * factors[0][free_side]
+            design[at + 1, gain] = spreads[free_side] * factors[1][free_side]
+            # a fixed reference: gain 1, scaled offset 0, its terms moved to the target
+            target[rows[~free_side]] -= means[~free_side]
+            target[rows[~free_side] + 1] -= spreads[~free_side]
+        target[0::2] *= factors[0]
+        target[1::2] *= factors[1]
         gauge = None if fixed & set(group) else _Gauge.of(images, band, centre, scale)
-        return cls(np.array(rows), np.array(rhs), weights, column, group, gauge, centre, scale)
+        return cls(design, target, weights, column, group, gauge, centre, scale)
 
     def fit(self, pair_weights: np.ndarray) -> np.ndarray:
         """Least-squares solution with each pair's rows weighted by ``pair_weights``."""
