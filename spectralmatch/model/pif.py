@@ -170,7 +170,7 @@ def _robust_outliers(
     return outlying
 
 
-def _smooth_surface(values: np.ndarray, inliers: np.ndarray, shape: tuple[int, int]):
+def _smooth_surface(values: np.ndarray, inliers: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """The quadratic in the cells' position fitted to ``values`` over the ``inliers`` by
     least squares, at every cell of the grid of ``shape``."""
     if values.size <= SEPARABLE_CELLS:
