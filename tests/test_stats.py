@@ -7,7 +7,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from spectralmatch import Moments
+from spectralmatch import Moments, Mosaic
+from spectralmatch.stats import moments as moments_module
 from spectralmatch.stats.moments import (
     EXACT_BLOCK_PIXELS,
     MAX_RUNS,
@@ -15,6 +16,21 @@ from spectralmatch.stats.moments import (
     SUM_CHUNK,
     _segment_sums,
 )
+
+needs_compiled = pytest.mark.skipif(
+    moments_module.compiled_sums is None,
+    reason="spectralmatch.stats._sums was not built (no C compiler when installed)",
+)
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def sums(request, monkeypatch):
+    """Each test of exact sums twice: with the compiled sums, and with numpy's."""
+    if request.param == "compiled" and moments_module.compiled_sums is None:
+        pytest.skip("spectralmatch.stats._sums was not built (no C compiler when installed)")
+    if request.param == "numpy":
+        monkeypatch.setattr(moments_module, "compiled_sums", None)
+    return request.param
 
 
 def split_moments(
@@ -81,7 +97,7 @@ def test_float_data_around_one_million():
 
 
 @pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16"])
-def test_small_integers_are_summed_exactly(dtype):
+def test_small_integers_are_summed_exactly(dtype, sums):
     """Mean and M2 of integers up to 16 bits are the exact values, correctly rounded, over
     several chunks of the sums (one of them with no valid pixel)."""
     info = np.iinfo(dtype)
@@ -317,3 +333,86 @@ def test_from_blocks_keeps_a_small_spread_on_a_large_pedestal_with_sparse_validi
         np.testing.assert_array_equal(blocks.count[:, k], moments.count)
         np.testing.assert_allclose(blocks.mean[:, k], moments.mean, rtol=1e-14)
         np.testing.assert_allclose(blocks.variance[:, k], moments.variance, rtol=1e-6)
+
+
+def _random_window(rng: np.random.Generator, dtype: str):
+    """A strided view of random ``dtype`` values, validity and blocks of up to
+    EXACT_BLOCK_PIXELS (uneven rows, even columns but the last)."""
+    info = np.iinfo(dtype)
+    bands, rows, cols = (int(n) for n in rng.integers(1, [4, 90, 90]))
+    low, high = (info.min, info.max) if rng.random() < 0.5 else (max(info.min, -9), 300)
+    values = rng.integers(low, min(high, info.max), (bands, rows + 3, cols + 5), endpoint=True)
+    values = values.astype(dtype)[:, 1 : 1 + rows, 2 : 2 + cols]
+    valid = rng.random(values.shape) < rng.choice([0.0, 0.4, 0.95, 1.0])
+    cuts = rng.choice(np.arange(1, rows), size=min(rows - 1, 6), replace=False) if rows > 1 else []
+    row_starts = np.r_[0, np.sort(cuts)].astype(np.int64)
+    tallest = int(np.diff(row_starts, append=rows).max())
+    col_starts = np.arange(0, cols, max(1, min(64, EXACT_BLOCK_PIXELS // tallest)))
+    return values, valid, row_starts, col_starts
+
+
+@needs_compiled
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16"])
+def test_compiled_and_numpy_sums_give_the_same_bits(dtype, monkeypatch):
+    """The compiled sums are an acceleration only: block and whole-band moments of
+    random windows (strided views, all, some or no pixels valid) are the same to the
+    bit with numpy's."""
+    rng = np.random.default_rng(sum(map(ord, dtype)))
+    cases = [_random_window(rng, dtype) for _ in range(40)]
+
+    def measured():
+        results = []
+        for values, valid, row_starts, col_starts in cases:
+            blocks = Moments.from_blocks(values, valid, row_starts, col_starts)
+            whole = Moments.from_array(values, valid)
+            results.append([blocks.count, blocks.mean, blocks.m2, *whole._arrays()])
+        return results
+
+    compiled = measured()
+    monkeypatch.setattr(moments_module, "compiled_sums", None)
+    for ours, numpys in zip(compiled, measured(), strict=True):
+        for a, b in zip(ours, numpys, strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+
+
+@needs_compiled
+def test_compiled_sums_refuse_what_they_cannot_sum_exactly():
+    """Called directly with the wrong arrays, the compiled sums raise instead of
+    returning wrong numbers."""
+    sums = moments_module.compiled_sums
+    values = np.ones((1, 8, 8), np.uint16)
+
+    def out_of(blocks):
+        return [np.empty((1, blocks)) for _ in range(3)]
+
+    out = out_of(4)
+    starts = np.array([0, 4], np.int64)
+    with pytest.raises(ValueError, match="8- or 16-bit"):
+        sums.block_sums(values.astype(np.int32), None, starts, starts, *out)
+    with pytest.raises(ValueError, match="increase from 0"):
+        sums.block_sums(values, None, np.array([1, 4], np.int64), starts, *out)
+    one = np.array([0], np.int64)
+    with pytest.raises(ValueError, match="at most 2"):  # 128 x 64 pixels in one block
+        sums.block_sums(np.ones((1, 128, 64), np.uint16), None, one, one, *out_of(1))
+    with pytest.raises(ValueError, match="shaped like values"):
+        sums.block_sums(values, np.ones((1, 8, 4), bool), starts, starts, *out)
+    with pytest.raises(ValueError, match="contiguous 8- or 16-bit"):
+        sums.band_sums(np.ones(8, np.float32), None)
+
+
+@needs_compiled
+def test_a_fitted_model_is_the_same_with_and_without_the_compiled_sums(
+    data_dir, tmp_path, monkeypatch
+):
+    """The samples' default model (global and local steps, changed cells left out) to
+    the bit, fitted with the compiled sums and with numpy's."""
+    paths = sorted(data_dir.glob("*.tif"))
+
+    def saved(folder: str) -> list[bytes]:
+        Mosaic(cache=False).fit(paths).save(tmp_path / folder / "model.json")
+        return [path.read_bytes() for path in sorted((tmp_path / folder).iterdir())]
+
+    compiled = saved("compiled")
+    monkeypatch.setattr(moments_module, "compiled_sums", None)
+    assert saved("numpy") == compiled

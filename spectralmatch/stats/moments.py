@@ -10,8 +10,16 @@ significant digit.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 from attrs import define, field
+
+compiled_sums: ModuleType | None
+try:  # the compiled sums, where the package was built with them (setup.py)
+    from . import _sums as compiled_sums
+except ImportError:  # the same numbers from numpy
+    compiled_sums = None
 
 
 def _float_array(values) -> np.ndarray:
@@ -59,6 +67,76 @@ def _sums_exact(values: np.ndarray, row_starts: np.ndarray, col_starts: np.ndarr
     return int(rows) * int(cols) <= EXACT_BLOCK_PIXELS
 
 
+def _block_sums(array: np.ndarray, row_starts, col_starts, dtype=None) -> np.ndarray:
+    """Sums of ``array`` (bands, rows, cols) per block, (bands, blocks) in row-major order;
+    rows first: whole rows added together shrink the array the columns walk."""
+    rows = _segment_sums(array, row_starts, axis=1, dtype=dtype)
+    return _segment_sums(rows, col_starts, axis=2).reshape(array.shape[0], -1)
+
+
+def _block_counts(
+    values: np.ndarray, valid: np.ndarray, everywhere: bool, row_starts, col_starts
+) -> np.ndarray:
+    """The valid pixels per band and block, in float64."""
+    if everywhere:
+        sizes = np.diff(row_starts, append=values.shape[1])[:, None] * np.diff(
+            col_starts, append=values.shape[2]
+        )
+        return np.tile(sizes.ravel().astype(np.float64), (values.shape[0], 1))
+    # a block of EXACT_BLOCK_PIXELS counts within 16 bits
+    exact = _sums_exact(values, row_starts, col_starts)
+    counted = _block_sums(
+        valid.view(np.uint8), row_starts, col_starts, np.uint16 if exact else np.int32
+    )
+    return counted.astype(np.float64)
+
+
+def _compiled_layout(array: np.ndarray, axis: int) -> bool:
+    """Whether :data:`compiled_sums` reads ``array`` as it is: native byte order, and
+    contiguous along ``axis`` (its last)."""
+    return array.dtype.isnative and array.strides[axis] == array.itemsize
+
+
+def _exact_block_sums(
+    values: np.ndarray,
+    valid: np.ndarray,
+    everywhere: bool,
+    row_starts: np.ndarray,
+    col_starts: np.ndarray,
+    count: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per band and block of small integers (:func:`_sums_exact`): the valid pixels,
+    their sum and their sum of squares, exactly, in float64 (``count`` where known).
+
+    In one compiled pass where :data:`compiled_sums` is built and each row of ``values``
+    is contiguous; else with numpy, a block's sum within 32 bits and its sum of squares
+    within 64. Both give the same numbers."""
+    if compiled_sums is not None and _compiled_layout(values, axis=2):
+        shape = (values.shape[0], len(row_starts) * len(col_starts))
+        counted, total, squares = np.empty(shape), np.empty(shape), np.empty(shape)
+        mask = None
+        if not everywhere:
+            mask = valid if _compiled_layout(valid, axis=2) else np.ascontiguousarray(valid)
+        compiled_sums.block_sums(
+            values,
+            mask,
+            np.ascontiguousarray(row_starts, dtype=np.int64),
+            np.ascontiguousarray(col_starts, dtype=np.int64),
+            counted,
+            total,
+            squares,
+        )
+        return (counted if count is None else count), total, squares
+    if count is None:
+        count = _block_counts(values, valid, everywhere, row_starts, col_starts)
+    kept = values if everywhere else values * valid
+    unsigned = values.dtype.kind == "u"
+    wide, wider = (np.uint32, np.uint64) if unsigned else (np.int32, np.int64)
+    total = _block_sums(kept, row_starts, col_starts, wide).astype(np.float64)
+    squares = _block_sums(np.square(kept, dtype=wide), row_starts, col_starts, wider)
+    return count, total, squares.astype(np.float64)
+
+
 #: Whole-image moments of small integers are summed this many pixels at a time, so that
 #: the selected values, their squares and the sums stay in the processor's cache.
 SUM_CHUNK = 1 << 16
@@ -81,11 +159,28 @@ def _band_moments(values: np.ndarray, valid: np.ndarray) -> tuple[float, ...]:
 
 
 def _integer_moments(values: np.ndarray, valid: np.ndarray) -> tuple[float, ...]:
-    """:func:`_band_moments` of small integers, summed :data:`SUM_CHUNK` at a time."""
+    """:func:`_band_moments` of small integers: in one compiled pass where
+    :data:`compiled_sums` is built, else summed :data:`SUM_CHUNK` at a time."""
+    everywhere = bool(valid.all())
+    contiguous = values.flags.c_contiguous and valid.flags.c_contiguous
+    if compiled_sums is not None and contiguous and values.dtype.isnative:
+        count, total, sum_of_squares, low, high = compiled_sums.band_sums(
+            values, None if everywhere else valid
+        )
+    else:
+        count, total, sum_of_squares, low, high = _integer_sums(values, valid, everywhere)
+    if not count:
+        return NO_PIXELS
+    m2 = (count * sum_of_squares - total * total) / count
+    return count, total / count, m2, float(low), float(high)
+
+
+def _integer_sums(values: np.ndarray, valid: np.ndarray, everywhere: bool) -> tuple:
+    """Count, sum, sum of squares (Python integers) and extremes of the valid
+    ``values``, with numpy, :data:`SUM_CHUNK` at a time."""
     square = np.uint32 if values.dtype.kind == "u" else np.int32
     count = total = sum_of_squares = 0
     low, high = np.inf, -np.inf
-    everywhere = bool(valid.all())
     for start in range(0, values.size, SUM_CHUNK):
         chunk = values[start : start + SUM_CHUNK]
         if not everywhere:
@@ -95,10 +190,7 @@ def _integer_moments(values: np.ndarray, valid: np.ndarray) -> tuple[float, ...]
             total += int(chunk.sum(dtype=np.int64))
             sum_of_squares += int(np.square(chunk, dtype=square).sum(dtype=np.uint64))
             low, high = min(low, chunk.min()), max(high, chunk.max())
-    if not count:
-        return NO_PIXELS
-    m2 = (count * sum_of_squares - total * total) / count
-    return count, total / count, m2, float(low), float(high)
+    return count, total, sum_of_squares, low, high
 
 
 def _float_moments(values: np.ndarray, valid: np.ndarray) -> tuple[float, ...]:
@@ -188,42 +280,25 @@ class Moments:
         Moments with arrays of shape (n_bands, len(row_starts) * len(col_starts)),
         blocks in row-major order.
         """
-        n_bands = values.shape[0]
         everywhere = bool(valid.all())
-
-        def block_sums(array: np.ndarray, dtype=None) -> np.ndarray:
-            # rows first: whole rows added together shrink the array the columns walk
-            rows = _segment_sums(array, row_starts, axis=1, dtype=dtype)
-            return _segment_sums(rows, col_starts, axis=2).reshape(n_bands, -1)
-
-        exact = _sums_exact(values, row_starts, col_starts)
-        if count is None and everywhere:
-            sizes = np.diff(row_starts, append=values.shape[1])[:, None] * np.diff(
-                col_starts, append=values.shape[2]
+        pivot = _rough_mean(values, valid).reshape(values.shape[0], 1)
+        if _sums_exact(values, row_starts, col_starts):
+            # whole numbers, summed exactly as integers; the pivot is taken out after
+            count, total, squares = _exact_block_sums(
+                values, valid, everywhere, row_starts, col_starts, count
             )
-            count = np.tile(sizes.ravel().astype(np.float64), (n_bands, 1))
-        elif count is None:  # a block of EXACT_BLOCK_PIXELS counts within 16 bits
-            counted = block_sums(valid.view(np.uint8), np.uint16 if exact else np.int32)
-            count = counted.astype(np.float64)
-        pivot = _rough_mean(values, valid).reshape(n_bands, 1)
-        if exact:
-            # whole numbers, summed exactly as integers (a block's sum within 32 bits,
-            # its sum of squares within 64); the pivot is taken out after
             pivot = np.round(pivot)
-            kept = values if everywhere else values * valid
-            unsigned = values.dtype.kind == "u"
-            wide, wider = (np.uint32, np.uint64) if unsigned else (np.int32, np.int64)
-            total = block_sums(kept, wide).astype(np.float64)
-            squares = block_sums(np.square(kept, dtype=wide), wider).astype(np.float64)
             # sums about the pivot, still whole numbers below 2**53: exact
             squares = squares - 2 * pivot * total + count * pivot * pivot
             total = total - count * pivot
         else:  # shifted by the pivot, so that a large pedestal does not swamp the spread
+            if count is None:
+                count = _block_counts(values, valid, everywhere, row_starts, col_starts)
             summed = values - _per_band(pivot.ravel(), values)
             if not everywhere:
                 np.copyto(summed, 0.0, where=~valid)
-            total = block_sums(summed)
-            squares = block_sums(np.square(summed, out=summed))
+            total = _block_sums(summed, row_starts, col_starts)
+            squares = _block_sums(np.square(summed, out=summed), row_starts, col_starts)
         shift = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
         return cls(count, pivot + shift, np.maximum(squares - shift * total, 0.0))
 
