@@ -369,8 +369,10 @@ optional
         grids = list(Plan.of(flat).grids)
         shapes = {edge: CellGrid.over(edge.bounds, side, grids).shape for edge in edges}
         left_out: dict[OverlapEdge, np.ndarray] = {}
+        # the rounds need what the detection steps ask for and the cells, not the blocks
+        detected = statistics.select([*detection, cells])
         for _ in range(CHANGE_ROUNDS):
-            mapped = without_cells(statistics, left_out, side, keep_cells=True)
+            mapped = without_cells(detected, left_out, side, keep_cells=True)
             with warnings.catch_warnings():  # the final fit says what these would
                 warnings.simplefilter("ignore", SpectralMatchWarning)
                 for step in self._cell_detection_steps(collection):
