@@ -390,6 +390,10 @@ def test_compiled_sums_refuse_what_they_cannot_sum_exactly():
     starts = np.array([0, 4], np.int64)
     with pytest.raises(ValueError, match="8- or 16-bit"):
         sums.block_sums(values.astype(np.int32), None, starts, starts, *out)
+    with pytest.raises(ValueError, match="64-bit integers"):
+        sums.block_sums(values, None, starts.astype(np.float64), starts, *out)
+    with pytest.raises(ValueError, match="float64"):
+        sums.block_sums(values, None, starts, starts, *[np.empty((1, 4), np.int64)] * 3)
     with pytest.raises(ValueError, match="increase from 0"):
         sums.block_sums(values, None, np.array([1, 4], np.int64), starts, *out)
     one = np.array([0], np.int64)

@@ -159,6 +159,16 @@ static int integer_kind(const Py_buffer *view)
     }
 }
 
+/* Whether a buffer holds 8-byte items of one of the format characters `kinds`. */
+static int has_format(const Py_buffer *view, const char *kinds)
+{
+    const char *format = view->format ? view->format : "B";
+    if (*format == '<' || *format == '=' || *format == '@')
+        format++;
+    return view->itemsize == 8 && format[0] != '\0' && format[1] == '\0'
+           && strchr(kinds, format[0]) != NULL;
+}
+
 static int fail(const char *message)
 {
     PyErr_SetString(PyExc_ValueError, message);
@@ -208,11 +218,11 @@ static int check_blocks(Py_buffer *views, int kind)
                 return fail("valid must be shaped like values");
     }
     for (int i = 2; i < 4; i++)
-        if (views[i].ndim != 1 || views[i].itemsize != 8 || !PyBuffer_IsContiguous(&views[i], 'C'))
+        if (views[i].ndim != 1 || !has_format(&views[i], "qln") || !PyBuffer_IsContiguous(&views[i], 'C'))
             return fail("block starts must be contiguous 64-bit integers");
     Py_ssize_t blocks = views[2].shape[0] * views[3].shape[0];
     for (int i = 4; i < 7; i++)
-        if (views[i].ndim != 2 || views[i].itemsize != 8 || !PyBuffer_IsContiguous(&views[i], 'C')
+        if (views[i].ndim != 2 || !has_format(&views[i], "d") || !PyBuffer_IsContiguous(&views[i], 'C')
             || views[i].shape[0] != values->shape[0] || views[i].shape[1] != blocks)
             return fail("outputs must be contiguous float64 (bands, blocks)");
     const int64_t *starts[2] = {views[2].buf, views[3].buf};
