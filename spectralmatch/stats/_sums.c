@@ -108,24 +108,18 @@ BLOCK_SUMS(block_sums_i16, int16_t, int32_t)
                     kept += valid[x];                                                   \
             }                                                                           \
             counted += kept;                                                            \
-            if (kept == (uint32_t)(end - start)) {                                      \
-                for (Py_ssize_t x = start; x < end; x++) {                              \
-                    T value = values[x];                                                \
-                    sum += value;                                                       \
-                    sum_of_squares += (uint32_t)((SUM_T)value * (SUM_T)value);          \
-                    smallest = value < smallest ? value : smallest;                     \
-                    largest = value > largest ? value : largest;                        \
-                }                                                                       \
-            } else if (kept) {                                                          \
-                for (Py_ssize_t x = start; x < end; x++) {                              \
-                    if (!valid[x])                                                      \
-                        continue;                                                       \
-                    T value = values[x];                                                \
-                    sum += value;                                                       \
-                    sum_of_squares += (uint32_t)((SUM_T)value * (SUM_T)value);          \
-                    smallest = value < smallest ? value : smallest;                     \
-                    largest = value > largest ? value : largest;                        \
-                }                                                                       \
+            if (!kept)                                                                  \
+                continue;                                                               \
+            /* a loop-invariant test: the compiler makes the loop without it apart */   \
+            int partly = kept != (uint32_t)(end - start);                               \
+            for (Py_ssize_t x = start; x < end; x++) {                                  \
+                if (partly && !valid[x])                                                \
+                    continue;                                                           \
+                T value = values[x];                                                    \
+                sum += value;                                                           \
+                sum_of_squares += (uint32_t)((SUM_T)value * (SUM_T)value);              \
+                smallest = value < smallest ? value : smallest;                         \
+                largest = value > largest ? value : largest;                            \
             }                                                                           \
         }                                                                               \
         *count = counted;                                                               \
