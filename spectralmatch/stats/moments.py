@@ -75,16 +75,15 @@ def _block_sums(array: np.ndarray, row_starts, col_starts, dtype=None) -> np.nda
 
 
 def _block_counts(
-    values: np.ndarray, valid: np.ndarray, everywhere: bool, row_starts, col_starts
+    values: np.ndarray, valid: np.ndarray, everywhere: bool, row_starts, col_starts, exact: bool
 ) -> np.ndarray:
-    """The valid pixels per band and block, in float64."""
+    """The valid pixels per band and block, in float64 (``exact``: blocks of at most
+    :data:`EXACT_BLOCK_PIXELS`, whose counts fit 16 bits)."""
     if everywhere:
         sizes = np.diff(row_starts, append=values.shape[1])[:, None] * np.diff(
             col_starts, append=values.shape[2]
         )
         return np.tile(sizes.ravel().astype(np.float64), (values.shape[0], 1))
-    # a block of EXACT_BLOCK_PIXELS counts within 16 bits
-    exact = _sums_exact(values, row_starts, col_starts)
     counted = _block_sums(
         valid.view(np.uint8), row_starts, col_starts, np.uint16 if exact else np.int32
     )
@@ -128,7 +127,7 @@ def _exact_block_sums(
         )
         return (counted if count is None else count), total, squares
     if count is None:
-        count = _block_counts(values, valid, everywhere, row_starts, col_starts)
+        count = _block_counts(values, valid, everywhere, row_starts, col_starts, exact=True)
     kept = values if everywhere else values * valid
     unsigned = values.dtype.kind == "u"
     wide, wider = (np.uint32, np.uint64) if unsigned else (np.int32, np.int64)
@@ -293,7 +292,9 @@ class Moments:
             total = total - count * pivot
         else:  # shifted by the pivot, so that a large pedestal does not swamp the spread
             if count is None:
-                count = _block_counts(values, valid, everywhere, row_starts, col_starts)
+                count = _block_counts(
+                    values, valid, everywhere, row_starts, col_starts, exact=False
+                )
             summed = values - _per_band(pivot.ravel(), values)
             if not everywhere:
                 np.copyto(summed, 0.0, where=~valid)
