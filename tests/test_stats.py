@@ -398,6 +398,10 @@ def test_compiled_sums_refuse_what_they_cannot_sum_exactly():
         sums.block_sums(values, None, starts, starts, *[np.empty((1, 4), np.int64)] * 3)
     with pytest.raises(ValueError, match="increase from 0"):
         sums.block_sums(values, None, np.array([1, 4], np.int64), starts, *out)
+    with pytest.raises(ValueError, match="increase from 0"):  # an empty block
+        sums.block_sums(values, None, np.array([0, 4, 4], np.int64), starts, *out_of(6))
+    with pytest.raises(ValueError, match="booleans"):
+        sums.block_sums(values, np.ones((1, 8, 8), np.uint8), starts, starts, *out)
     one = np.array([0], np.int64)
     with pytest.raises(ValueError, match="at most 2"):  # 128 x 64 pixels in one block
         sums.block_sums(np.ones((1, 128, 64), np.uint16), None, one, one, *out_of(1))
@@ -405,6 +409,8 @@ def test_compiled_sums_refuse_what_they_cannot_sum_exactly():
         sums.block_sums(values, np.ones((1, 8, 4), bool), starts, starts, *out)
     with pytest.raises(ValueError, match="contiguous 8- or 16-bit"):
         sums.band_sums(np.ones(8, np.float32), None)
+    with pytest.raises(ValueError, match="booleans"):
+        sums.band_sums(np.ones(8, np.uint16), np.ones(8, np.uint8))
 
 
 @needs_compiled

@@ -153,13 +153,14 @@ static int integer_kind(const Py_buffer *view)
     }
 }
 
-/* Whether a buffer holds 8-byte items of one of the format characters `kinds`. */
-static int has_format(const Py_buffer *view, const char *kinds)
+/* Whether a buffer holds items of `itemsize` bytes of one of the format characters
+   `kinds`. */
+static int has_format(const Py_buffer *view, const char *kinds, Py_ssize_t itemsize)
 {
     const char *format = view->format ? view->format : "B";
     if (*format == '<' || *format == '=' || *format == '@')
         format++;
-    return view->itemsize == 8 && format[0] != '\0' && format[1] == '\0'
+    return view->itemsize == itemsize && format[0] != '\0' && format[1] == '\0'
            && strchr(kinds, format[0]) != NULL;
 }
 
@@ -205,26 +206,26 @@ static int check_blocks(Py_buffer *views, int kind)
     if (values->ndim != 3 || values->strides[2] != values->itemsize)
         return fail("values must be (bands, rows, cols), contiguous along a row");
     if (valid->obj) {
-        if (valid->ndim != 3 || valid->itemsize != 1 || valid->strides[2] != 1)
+        if (valid->ndim != 3 || !has_format(valid, "?", 1) || valid->strides[2] != 1)
             return fail("valid must be booleans shaped like values, contiguous along a row");
         for (int axis = 0; axis < 3; axis++)
             if (valid->shape[axis] != values->shape[axis])
                 return fail("valid must be shaped like values");
     }
     for (int i = 2; i < 4; i++)
-        if (views[i].ndim != 1 || !has_format(&views[i], "qln") || !PyBuffer_IsContiguous(&views[i], 'C'))
+        if (views[i].ndim != 1 || !has_format(&views[i], "qln", 8) || !PyBuffer_IsContiguous(&views[i], 'C'))
             return fail("block starts must be contiguous 64-bit integers");
     Py_ssize_t blocks = views[2].shape[0] * views[3].shape[0];
     for (int i = 4; i < 7; i++)
-        if (views[i].ndim != 2 || !has_format(&views[i], "d") || !PyBuffer_IsContiguous(&views[i], 'C')
+        if (views[i].ndim != 2 || !has_format(&views[i], "d", 8) || !PyBuffer_IsContiguous(&views[i], 'C')
             || views[i].shape[0] != values->shape[0] || views[i].shape[1] != blocks)
             return fail("outputs must be contiguous float64 (bands, blocks)");
     const int64_t *starts[2] = {views[2].buf, views[3].buf};
     for (int axis = 0; axis < 2; axis++) {
         Py_ssize_t n = views[2 + axis].shape[0], size = values->shape[1 + axis];
         for (Py_ssize_t i = 0; i < n; i++)
-            if (starts[axis][i] < 0 || starts[axis][i] > size
-                || (i ? starts[axis][i] < starts[axis][i - 1] : starts[axis][i] != 0))
+            if (starts[axis][i] < 0 || (size > 0 && starts[axis][i] >= size)
+                || (i ? starts[axis][i] <= starts[axis][i - 1] : starts[axis][i] != 0))
                 return fail("block starts must increase from 0 within the window");
     }
     Py_ssize_t tallest = 0, widest = 0;
@@ -312,7 +313,7 @@ static PyObject *band_sums(PyObject *module, PyObject *const *args, Py_ssize_t n
     int bad = kind < 0 || views[0].ndim != 1 || !PyBuffer_IsContiguous(&views[0], 'C')
               || views[0].shape[0] >= ((Py_ssize_t)1 << 32);
     if (views[1].obj)
-        bad = bad || views[1].ndim != 1 || views[1].itemsize != 1
+        bad = bad || views[1].ndim != 1 || !has_format(&views[1], "?", 1)
               || !PyBuffer_IsContiguous(&views[1], 'C') || views[1].shape[0] != views[0].shape[0];
     if (bad) {
         release(views, 2);
