@@ -17,16 +17,10 @@ from spectralmatch import Image, SpectralMatchError
 from spectralmatch._ahead import ComputedAhead
 from spectralmatch._interrupt import Interrupted, check_interrupted, run_with_flag
 from spectralmatch.raster.blockcache import BLOCK_CACHE_BYTES, limit_block_cache
+from spectralmatch.raster.convert import count_clipped, to_dtype, to_dtype_counting
 from spectralmatch.raster.files import atomic_path
 from spectralmatch.raster.paths import InputFiles
-from spectralmatch.raster.write import (
-    check_blocks_written,
-    count_clipped,
-    output_profile,
-    to_dtype,
-    to_dtype_counting,
-    translate_to_cog,
-)
+from spectralmatch.raster.write import check_blocks_written, output_profile, translate_to_cog
 from spectralmatch.raster.write import write_raster as write_raster_pieces
 
 

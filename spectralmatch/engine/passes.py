@@ -27,9 +27,10 @@ from ..geo.cells import CellGrid
 from ..geo.grid import PixelGrid, intersect, local_slices, offset_in, shifted
 from ..geo.overlap import OverlapEdge
 from ..raster.blockcache import limit_block_cache
+from ..raster.convert import to_dtype_counting
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.records import forget_record, write_record
-from ..raster.write import output_profile, to_dtype_counting, write_raster
+from ..raster.write import output_profile, write_raster
 from ..stats.histogram import Histogram
 from ..stats.moments import Moments
 from ..stats.requests import Plan

@@ -19,9 +19,10 @@ from ..engine.published import takes_engine_keywords
 from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..masks.expression import Expression
 from ..raster.collection import ImageCollection, ImagesLike
+from ..raster.convert import to_dtype_counting
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import output_arguments, resolve_outputs
-from ..raster.write import output_profile, to_dtype_counting, write_raster
+from ..raster.write import output_profile, write_raster
 from ..stats.histogram import Histogram
 
 #: Histogram bins for percentile terms: integer data of up to 16 bits counted exactly.

@@ -17,10 +17,11 @@ from ..engine.published import ResumeMode, takes_engine_keywords
 from ..errors import SpectralMatchError
 from ..masks.vector import MASK_MODES, VectorMask
 from ..raster.collection import ImageCollection, ImagesLike
+from ..raster.convert import to_dtype
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import output_arguments, resolve_outputs
 from ..raster.records import reusable_output
-from ..raster.write import output_profile, to_dtype, write_raster
+from ..raster.write import output_profile, write_raster
 
 #: ``(mode, path)`` or ``(mode, path, field)``.
 VectorMaskSpec = tuple[MaskMode, str | os.PathLike] | tuple[MaskMode, str | os.PathLike, str]

@@ -46,10 +46,11 @@ from ..geo.coregistration import (
 from ..geo.grid import PixelGrid, split_window
 from ..geo.overlap import OverlapGraph
 from ..raster.collection import ImageCollection, ImagesLike
+from ..raster.convert import to_dtype
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.paths import output_arguments, resolve_outputs
 from ..raster.records import reusable_output
-from ..raster.write import output_profile, to_dtype, write_raster
+from ..raster.write import output_profile, write_raster
 from .align import NativeGrid, aligned_grid, target_resolution
 from .overviews import check_window_scales
 from .tiepoints import filter_ties, load_tie_points, match_pair, save_tie_points, sorted_pair

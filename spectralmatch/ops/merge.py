@@ -37,12 +37,13 @@ from ..engine.published import LOGGER, ResumeMode, Threads, takes_engine_keyword
 from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.grid import split_window
 from ..raster.collection import RASTER_SUFFIXES, ImageCollection, ImagesLike
+from ..raster.convert import to_dtype
 from ..raster.files import gdal_path, new_temporary, write_atomically
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.lock import folder_lock
 from ..raster.paths import InputFiles
 from ..raster.records import reusable_output
-from ..raster.write import output_profile, to_dtype, write_raster
+from ..raster.write import output_profile, write_raster
 from .align import RESAMPLINGS, NativeGrid, aligned_grid, target_resolution, warped_onto
 from .overviews import DEFAULT_WINDOW_SCALES, check_window_scales
 from .seamline import Seamline

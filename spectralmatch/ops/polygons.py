@@ -18,9 +18,9 @@ from ..engine.published import ResumeMode, takes_engine_keywords
 from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..masks.expression import Expression
 from ..raster.collection import ImageCollection, ImagesLike
+from ..raster.convert import to_dtype_counting
 from ..raster.image import DEFAULT_WINDOW_SIZE
 from ..raster.paths import output_arguments, resolve_outputs
-from ..raster.write import to_dtype_counting
 from .bandmath import Evaluation, bind, with_nodata
 from .vectors import reusable_vector, write_frame
 
