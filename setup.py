@@ -1,19 +1,31 @@
-"""The optional compiled part of spectralmatch: exact sums of small integers
-(``spectralmatch.stats._sums``). Where it cannot be built, the package works the same
-without it (the same numbers from numpy, more slowly)."""
+"""The optional compiled parts of spectralmatch: exact sums of small integers
+(``spectralmatch.stats._sums``) and the conversion of corrected values to 8- and 16-bit
+outputs (``spectralmatch.raster._convert``). Where they cannot be built, the package works
+the same without them (the same numbers from numpy, more slowly)."""
 
 import sys
 
 from setuptools import Extension, setup
 
 optimize = [] if sys.platform == "win32" else ["-O3"]
+# the conversion's float arithmetic must be numpy's, operation by operation: no fused
+# multiply-add (MSVC does not fuse unless told to)
+exact_floats = [] if sys.platform == "win32" else ["-ffp-contract=off"]
+
+
+def compiled(name: str, source: str, flags: list[str]) -> Extension:
+    return Extension(
+        name,
+        [source],
+        depends=["spectralmatch/_buffers.h"],
+        extra_compile_args=optimize + flags,
+        optional=True,
+    )
+
+
 setup(
     ext_modules=[
-        Extension(
-            "spectralmatch.stats._sums",
-            ["spectralmatch/stats/_sums.c"],
-            extra_compile_args=optimize,
-            optional=True,
-        )
+        compiled("spectralmatch.stats._sums", "spectralmatch/stats/_sums.c", []),
+        compiled("spectralmatch.raster._convert", "spectralmatch/raster/_convert.c", exact_floats),
     ]
 )

@@ -27,7 +27,7 @@ from ..geo.cells import CellGrid
 from ..geo.grid import PixelGrid, intersect, local_slices, offset_in, shifted
 from ..geo.overlap import OverlapEdge
 from ..raster.blockcache import limit_block_cache
-from ..raster.convert import to_dtype_counting
+from ..raster.convert import BandAffine, converts_compiled, to_dtype_counting
 from ..raster.image import DEFAULT_WINDOW_SIZE, Image
 from ..raster.records import forget_record, write_record
 from ..raster.write import output_profile, write_raster
@@ -471,14 +471,18 @@ def working_dtype_for(dtype: str) -> WorkingDtype:
 
 @define
 class WriteTask:
-    """Write ``image`` through ``correct`` to ``path``, in ``dtype`` (default: the
-    image's), computing in ``working_dtype`` (default: :func:`working_dtype_for`); with
-    ``records``, record the output as complete there, made by ``digest``
-    (:mod:`spectralmatch.raster.records`)."""
+    """Write ``image`` through ``correct`` (None: unchanged) and then ``affine`` (None:
+    none) to ``path``, in ``dtype`` (default: the image's), computing in
+    ``working_dtype`` (default: :func:`working_dtype_for`); with ``records``, record the
+    output as complete there, made by ``digest`` (:mod:`spectralmatch.raster.records`).
+
+    ``affine`` is a last step's correction given as gains and offsets
+    (:meth:`~spectralmatch.model.adjuster.StepChain.split_affine`): the conversion to
+    the output dtype applies it in the same pass."""
 
     image: Image
     path: Path
-    correct: Correction
+    correct: Correction | None
     cog: bool = False
     window_size: int = DEFAULT_WINDOW_SIZE
     working_dtype: WorkingDtype | None = None
@@ -486,6 +490,7 @@ class WriteTask:
     dtype: str | None = None
     records: Path | None = None
     digest: str = ""
+    affine: BandAffine | None = None
 
 
 class _ReusedArray:
@@ -538,17 +543,28 @@ def write_corrected(task: WriteTask) -> Written:
     if task.records is not None:
         forget_record(task.records, task.path)
     working_values = _ReusedArray(working)
+    # with no step before the affine one, the compiled conversion takes the pixels as read
+    as_read = (
+        task.correct is None
+        and working == "float32"
+        and converts_compiled(image.dtype, dtype, image.nodata)
+    )
     with image.open() as source:
 
         def pieces() -> Iterator[tuple[Window, np.ndarray, np.ndarray | None]]:
             for window in image.windows(window_size):
                 values, valid = image.read(window, source)
-                corrected = task.correct(image, window, working_values.holding(values), valid)
+                if not as_read:
+                    values = working_values.holding(values)
+                    if task.correct is not None:
+                        values = task.correct(image, window, values, valid)
                 counts[0] += int(np.count_nonzero(valid))
                 mask = None
                 if image.uses_mask_band:
                     mask = valid.any(axis=0).astype(np.uint8) * 255
-                converted, clipped = to_dtype_counting(corrected, valid, dtype, image.nodata)
+                converted, clipped = to_dtype_counting(
+                    values, valid, dtype, image.nodata, task.affine
+                )
                 counts[1] += clipped
                 yield window, converted, mask
 

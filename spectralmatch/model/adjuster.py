@@ -14,6 +14,7 @@ from ..engine.collect import StatisticsPass
 from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.overlap import OverlapGraph
 from ..raster.collection import ImageCollection
+from ..raster.convert import BandAffine
 from ..raster.image import Image
 from ..stats.overlap import OverlapStatistics
 from ..stats.requests import ImageMoments, OverlapMoments, Request
@@ -77,6 +78,13 @@ class Adjuster(Estimator):
         """The statistics after this step; raises NotImplementedError where only another
         read pass can tell (a non-linear step)."""
         raise NotImplementedError(f"{type(self).__name__} cannot map statistics")
+
+    def band_affine(self, name: str) -> BandAffine | None:
+        """This fitted step's correction of image ``name`` as a gain and an offset per
+        band, where it is one (None, the default, where it is not). The transform then
+        applies it in the pass that converts to the output dtype, with the same float
+        arithmetic as :meth:`transform_window` (:meth:`BandAffine.apply`)."""
+        return None
 
     def for_image(self, name: str) -> Adjuster:
         """This fitted step as the transform of image ``name`` needs it: what a transform
@@ -150,6 +158,15 @@ class StepChain:
         """The chain as the transform of image ``name`` needs it
         (:meth:`Adjuster.for_image` of each step)."""
         return StepChain(tuple(step.for_image(name) for step in self.steps))
+
+    def split_affine(self, name: str) -> tuple[StepChain | None, BandAffine | None]:
+        """The chain for image ``name`` as the transform applies it: the steps before a
+        last step that is a :class:`BandAffine` (None where there are none) and that
+        affine; or the whole chain and None."""
+        affine = self.steps[-1].band_affine(name) if self.steps else None
+        if affine is None:
+            return self, None
+        return (StepChain(self.steps[:-1]) if len(self.steps) > 1 else None), affine
 
     def __call__(
         self, image: Image, window: Window, values: np.ndarray, valid: np.ndarray

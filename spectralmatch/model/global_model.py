@@ -13,6 +13,7 @@ from rasterio.windows import Window
 from .._validation import BOOLEAN, POSITIVE, Constraint, References
 from ..errors import SpectralMatchError, SpectralMatchWarning
 from ..geo.overlap import connected_groups
+from ..raster.convert import BandAffine
 from ..raster.image import Image
 from ..stats.overlap import OverlapStatistics, PairMoments
 from .adjuster import Adjuster, warn_left_unchanged
@@ -296,12 +297,19 @@ class GlobalModel(Adjuster):
         self, image: Image, window: Window, values: np.ndarray, valid: np.ndarray
     ) -> np.ndarray:
         """``gain * values + offset`` per band (unchanged for a reference image)."""
-        row = self._image_row(image.name)
-        gain = self.gains_[row].astype(values.dtype)[:, None, None]
-        offset = self.offsets_[row].astype(values.dtype)[:, None, None]
-        values *= gain
-        values += offset
-        return values
+        return self._affine(image.name).apply(values)
+
+    def band_affine(self, name: str) -> BandAffine | None:
+        """Image ``name``'s gains and offsets, as :meth:`transform_window` applies them;
+        None in a subclass that overrides :meth:`transform_window` (its correction is
+        its own)."""
+        if type(self).transform_window is not GlobalModel.transform_window:
+            return None
+        return self._affine(name)
+
+    def _affine(self, name: str) -> BandAffine:
+        row = self._image_row(name)
+        return BandAffine(self.gains_[row], self.offsets_[row])
 
     def transform_statistics(self, statistics: OverlapStatistics) -> OverlapStatistics:
         """Statistics after this step: exact algebra on the moments."""

@@ -605,21 +605,26 @@ optional
             records = self._records_folder()
             # hashed once: the model's arrays grow with the images
             model = steps_digest(steps) if records else ""
-            tasks = [
-                WriteTask(
-                    image,
-                    path,
-                    correct.for_image(image.name),
-                    cog,
-                    self.window_size,
-                    working_dtype,
-                    creation_options,
-                    output_dtype,
-                    records,
-                    _output_digest(model, image, settings) if records else "",
+            tasks = []
+            for image, path in zip(collection, paths, strict=True):
+                # a last affine step is left to the pass that converts to the output dtype
+                before, affine = correct.for_image(image.name).split_affine(image.name)
+                digest = _output_digest(model, image, settings) if records else ""
+                tasks.append(
+                    WriteTask(
+                        image,
+                        path,
+                        before,
+                        cog,
+                        self.window_size,
+                        working_dtype,
+                        creation_options,
+                        output_dtype,
+                        records,
+                        digest,
+                        affine,
+                    )
                 )
-                for image, path in zip(collection, paths, strict=True)
-            ]
             todo = [t for t in tasks if not (resume and _completed(t))]
             written = self._executor().map(
                 write_corrected, todo, progress=self.progress, label="transform"

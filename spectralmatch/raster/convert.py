@@ -1,11 +1,64 @@
 """Converting results (floats) to an output dtype without losing a valid pixel, and
-counting what had to be clipped to its range."""
+counting what had to be clipped to its range.
+
+To 8- and 16-bit integer outputs, a compiled pass (``_convert.c``, built where a C
+compiler is found at install) does the conversion of a window in one go, with a
+per-band gain and offset before it (:class:`BandAffine`); numpy's code here gives the
+same bits where it is not built.
+"""
 
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import numpy as np
+from attrs import frozen
+
+compiled_convert: ModuleType | None
+try:
+    from . import _convert as compiled_convert
+except ImportError:  # built without a C compiler: numpy's passes below
+    compiled_convert = None
+
+#: The dtypes the compiled conversion reads (the pixels as read, or float32 results) and
+#: writes, in this machine's byte order.
+_COMPILED_SOURCES = frozenset(np.dtype(d) for d in ("uint8", "int8", "uint16", "int16", "float32"))
+_COMPILED_TARGETS = frozenset(np.dtype(d) for d in ("uint8", "int8", "uint16", "int16"))
+
+
+@frozen
+class BandAffine:
+    """``gains * values + offsets``, band by band: a step's correction of an image where
+    it is one, which the conversion to the output dtype applies in its own pass.
+
+    Attributes
+    ----------
+    gains, offsets : ndarray of shape (bands,)
+    """
+
+    gains: np.ndarray
+    offsets: np.ndarray
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (bands, rows, cols; float) corrected in place, in their own dtype."""
+        values *= self.gains.astype(values.dtype)[:, None, None]
+        values += self.offsets.astype(values.dtype)[:, None, None]
+        return values
+
+
+def converts_compiled(source: np.dtype | str, dtype: np.dtype | str, nodata: float | None) -> bool:
+    """Whether :func:`to_dtype_counting` converts values of ``source`` to ``dtype`` in its
+    compiled pass; it then takes the pixels as read (integers), computing in float32."""
+    target = np.dtype(dtype)
+    if compiled_convert is None or target not in _COMPILED_TARGETS:
+        return False
+    if np.dtype(source) not in _COMPILED_SOURCES:
+        return False
+    info = np.iinfo(target)
+    return nodata is None or (
+        math.isfinite(nodata) and float(nodata).is_integer() and info.min <= nodata <= info.max
+    )
 
 
 def to_dtype(values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | None) -> np.ndarray:
@@ -27,15 +80,65 @@ def count_clipped(values: np.ndarray, valid: np.ndarray, dtype: str) -> int:
 
 
 def to_dtype_counting(
-    values: np.ndarray, valid: np.ndarray, dtype: str, nodata: float | None
+    values: np.ndarray,
+    valid: np.ndarray,
+    dtype: str,
+    nodata: float | None,
+    affine: BandAffine | None = None,
 ) -> tuple[np.ndarray, int]:
     """:func:`to_dtype` and :func:`count_clipped` of the same ``values`` (counted before
-    they are converted), with their range measured once for both."""
+    they are converted), with their range measured once for both; with ``affine``, of
+    ``affine.apply(values)``.
+
+    ``values`` are floats, or the integers :func:`converts_compiled` says the compiled
+    pass takes as they are (float32 arithmetic, as on ``values`` cast to float32).
+    """
     target = np.dtype(dtype)
+    if values.ndim == 3 and converts_compiled(values.dtype, target, nodata):
+        return _compiled(values, valid, target, nodata, affine)
+    if values.dtype.kind != "f":
+        raise TypeError(f"to_dtype_counting converts floats, not {values.dtype} to {target}")
+    if affine is not None:
+        affine.apply(values)
     invalid = _set_aside(values, valid, target, nodata)
     extremes = _extremes(values)
     clipped = _clipped(values, valid, target, extremes)
     return _converted(values, valid, invalid, target, nodata, extremes), clipped
+
+
+def _compiled(
+    values: np.ndarray,
+    valid: np.ndarray,
+    target: np.dtype,
+    nodata: float | None,
+    affine: BandAffine | None,
+) -> tuple[np.ndarray, int]:
+    """:func:`to_dtype_counting` in the compiled pass, which does what numpy's passes do
+    to each value (the limits and the nodata value a valid value must not become are
+    the same)."""
+    assert compiled_convert is not None
+    low, high = _limits(target, nodata)
+    info = np.iinfo(target)
+    clash = nodata if nodata is not None and low < nodata < high else None
+    gains = offsets = None
+    if affine is not None:
+        gains = np.ascontiguousarray(affine.gains, dtype=np.float32)
+        offsets = np.ascontiguousarray(affine.offsets, dtype=np.float32)
+    result = np.empty(values.shape, dtype=target)
+    clipped = compiled_convert.convert(
+        values,
+        valid,
+        gains,
+        offsets,
+        result,
+        info.min - 0.5,
+        info.max + 0.5,
+        low,
+        high,
+        clash,
+        0 if nodata is None else nodata,
+    )
+    return result, clipped
 
 
 def _extremes(values: np.ndarray) -> tuple[float, float]:

@@ -9,10 +9,8 @@
    Arrays come through the buffer protocol (no numpy headers to build against); the GIL
    is released while summing. */
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "../_buffers.h"
 #include <stdint.h>
-#include <string.h>
 
 /* ------------------------------------------------------------------ block sums */
 
@@ -136,38 +134,14 @@ BAND_SUMS(band_sums_i16, int16_t, int32_t, INT16_MIN, INT16_MAX)
 
 /* ------------------------------------------------------------------ Python glue */
 
-/* The integer type of a buffer's format: 0 for uint8, 1 int8, 2 uint16, 3 int16, -1 other. */
+/* The integer type of a buffer's items: 0 for uint8, 1 int8, 2 uint16, 3 int16, -1 other. */
 static int integer_kind(const Py_buffer *view)
 {
-    const char *format = view->format ? view->format : "B";
-    if (*format == '<' || *format == '=' || *format == '@')
-        format++;
-    if (format[1] != '\0')
+    const char *kinds = "BbHh";
+    if (!has_format(view, kinds, view->itemsize))
         return -1;
-    switch (format[0]) {
-    case 'B': return 0;
-    case 'b': return 1;
-    case 'H': return view->itemsize == 2 ? 2 : -1;
-    case 'h': return view->itemsize == 2 ? 3 : -1;
-    default: return -1;
-    }
-}
-
-/* Whether a buffer holds items of `itemsize` bytes of one of the format characters
-   `kinds`. */
-static int has_format(const Py_buffer *view, const char *kinds, Py_ssize_t itemsize)
-{
-    const char *format = view->format ? view->format : "B";
-    if (*format == '<' || *format == '=' || *format == '@')
-        format++;
-    return view->itemsize == itemsize && format[0] != '\0' && format[1] == '\0'
-           && strchr(kinds, format[0]) != NULL;
-}
-
-static int fail(const char *message)
-{
-    PyErr_SetString(PyExc_ValueError, message);
-    return -1;
+    int kind = (int)(strchr(kinds, item_format(view)) - kinds);
+    return view->itemsize == (kind < 2 ? 1 : 2) ? kind : -1;
 }
 
 /* The buffers of block_sums' arguments, checked; -1 with an exception set. */
@@ -189,13 +163,6 @@ static int block_views(PyObject *const *args, Py_buffer *views)
         }
     }
     return 0;
-}
-
-static void release(Py_buffer *views, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (views[i].obj)
-            PyBuffer_Release(&views[i]);
 }
 
 static int check_blocks(Py_buffer *views, int kind)
