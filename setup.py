@@ -17,7 +17,7 @@ def compiled(name: str, source: str, flags: list[str]) -> Extension:
     return Extension(
         name,
         [source],
-        depends=["spectralmatch/_buffers.h"],
+        depends=["spectralmatch/_compiled.h"],
         extra_compile_args=optimize + flags,
         optional=True,
     )

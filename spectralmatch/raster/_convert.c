@@ -8,22 +8,9 @@
    does the same to each value in one pass, reading the pixels as they were read (8- or
    16-bit integers) or as float32, with the same float32 arithmetic and no fused
    multiply-add (setup.py), so both give the same bits. It clips before it rounds,
-   which gives what rounding first gives: the limits are whole numbers.
+   which gives what rounding first gives: the limits are whole numbers. */
 
-   The loop is compiled twice on x86-64 Linux, for AVX2 and for any x86-64, and the
-   loader picks the one the processor runs (the same operations, the same bits). */
-
-#include "../_buffers.h"
-#include <stdint.h>
-
-#if defined(__x86_64__) && defined(__GLIBC__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
-#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#endif
-#endif
-#ifndef VECTOR_CLONES
-#define VECTOR_CLONES
-#endif
+#include "../_compiled.h"
 
 /* Added and taken away, it rounds a float32 of magnitude under 2**22 to a whole number,
    half to even (the default rounding of IEEE arithmetic). */

@@ -9,8 +9,7 @@
    Arrays come through the buffer protocol (no numpy headers to build against); the GIL
    is released while summing. */
 
-#include "../_buffers.h"
-#include <stdint.h>
+#include "../_compiled.h"
 
 /* ------------------------------------------------------------------ block sums */
 
@@ -25,7 +24,7 @@
    holds at most 2**12 pixels (EXACT_BLOCK_PIXELS), so a column's sum over a block's
    rows fits 32 bits. `column_*`: scratch of `cols` entries each. */
 #define BLOCK_SUMS(NAME, T, SUM_T)                                                       \
-    static void NAME(const char *values, Py_ssize_t pitch, const char *valid,           \
+    VECTOR_CLONES static void NAME(const char *values, Py_ssize_t pitch, const char *valid,           \
                      Py_ssize_t valid_pitch, Py_ssize_t rows, Py_ssize_t cols,          \
                      const int64_t *row_starts, Py_ssize_t n_rows,                      \
                      const int64_t *col_starts, Py_ssize_t n_cols, double *count,       \
@@ -88,7 +87,7 @@ BLOCK_SUMS(block_sums_i16, int16_t, int32_t)
    validity, in a loop without branches that the compiler vectorizes. */
 #define BAND_RUN 1024
 #define BAND_SUMS(NAME, T, SUM_T, LOWEST, HIGHEST)                                       \
-    static void NAME(const char *data, const char *valid_data, Py_ssize_t n,            \
+    VECTOR_CLONES static void NAME(const char *data, const char *valid_data, Py_ssize_t n,            \
                      uint64_t *count, int64_t *total, uint64_t *squares, int64_t *low,  \
                      int64_t *high)                                                     \
     {                                                                                   \

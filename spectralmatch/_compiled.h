@@ -1,13 +1,25 @@
-/* Checks of the buffers that the compiled modules of spectralmatch are handed
-   (stats/_sums.c, raster/_convert.c): arrays come through the buffer protocol, so that
-   no numpy headers are needed to build them. */
+/* What the compiled modules of spectralmatch (stats/_sums.c, raster/_convert.c) share:
+   checks of the buffers they are handed (arrays come through the buffer protocol, so
+   that no numpy headers are needed to build them), and their loops built twice. */
 
-#ifndef SPECTRALMATCH_BUFFERS_H
-#define SPECTRALMATCH_BUFFERS_H
+#ifndef SPECTRALMATCH_COMPILED_H
+#define SPECTRALMATCH_COMPILED_H
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
+
+/* A loop compiled twice on x86-64 Linux, for AVX2 and for any x86-64, the loader
+   picking the one the processor runs: the same operations, the same results. */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef VECTOR_CLONES
+#define VECTOR_CLONES
+#endif
 
 /* The one format character of a buffer of items in this machine's byte order ('B'
    where the buffer gives none), or 0 where its format is another. */
