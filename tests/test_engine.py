@@ -879,3 +879,14 @@ def test_the_command_keeps_freed_windows_in_the_heap_unless_the_user_said(mode, 
     # the main arena's first figure: what it holds from the system
     held = int(stats.split("system bytes")[1].split("=")[1].split()[0])
     assert (held >= 20 << 20) == kept
+
+
+@pytest.mark.parametrize("executor", [SerialExecutor(), ThreadExecutor(2)], ids=repr)
+def test_a_pass_shows_its_progress_only_when_asked(executor, capsys):
+    """With ``progress``, a bar named after the pass counts its tasks on stderr; without,
+    nothing is written."""
+    assert executor.map(abs, [-1, -2, -3], progress=False, label="statistics") == [1, 2, 3]
+    assert capsys.readouterr().err == ""
+    assert executor.map(abs, [-1, -2, -3], progress=True, label="statistics") == [1, 2, 3]
+    shown = capsys.readouterr().err
+    assert "statistics" in shown and "/3 " in shown

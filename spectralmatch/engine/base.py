@@ -29,8 +29,24 @@ class Executor:
         raise NotImplementedError
 
 
+class _NoBar:
+    """What a hidden progress bar does: nothing."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        """Count ``n`` more tasks done (not shown)."""
+
+
 def progress_bar(total: int, progress: bool, label: str) -> Any:
-    """A tqdm bar of ``total`` tasks, hidden without ``progress``."""
+    """A tqdm bar of ``total`` tasks; without ``progress``, one that shows nothing (tqdm
+    is not even imported: it and the package metadata it reads take 40 to 60 ms)."""
+    if not progress:
+        return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=label, unit="task", disable=not progress, leave=False)
+    return tqdm(total=total, desc=label, unit="task", leave=False)
