@@ -54,4 +54,11 @@ static void release(Py_buffer *views, int n)
             PyBuffer_Release(&views[i]);
 }
 
+/* The module NAME (a bare name) with the methods `methods` (ending with the NULL
+   entry), documented by `doc`, and the function that imports it. */
+#define COMPILED_MODULE(NAME, doc, methods)                                             \
+    static struct PyModuleDef module_definition = {PyModuleDef_HEAD_INIT, #NAME, doc, -1,    \
+                                                   methods};                               \
+    PyMODINIT_FUNC PyInit_##NAME(void) { return PyModule_Create(&module_definition); }
+
 #endif

@@ -217,10 +217,7 @@ static PyMethodDef methods[] = {
      "(or were NaN)."},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_convert",
-    "Corrected values converted to 8- or 16-bit integers in one pass (the numpy code of "
-    "convert.py is the fallback).",
-    -1, methods};
-
-PyMODINIT_FUNC PyInit__convert(void) { return PyModule_Create(&module); }
+COMPILED_MODULE(_convert,
+                "Corrected values converted to 8- or 16-bit integers in one pass (the numpy "
+                "code of convert.py is the fallback).",
+                methods)

@@ -317,10 +317,7 @@ static PyMethodDef methods[] = {
      "None), as integers; the extremes are 0 where no value is valid."},
     {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_sums",
-    "Exact sums of small integers in one pass (the numpy code of moments.py is the "
-    "fallback).",
-    -1, methods};
-
-PyMODINIT_FUNC PyInit__sums(void) { return PyModule_Create(&module); }
+COMPILED_MODULE(_sums,
+                "Exact sums of small integers in one pass (the numpy code of moments.py is the "
+                "fallback).",
+                methods)
