@@ -1,6 +1,6 @@
 """The optional compiled parts of spectralmatch: exact sums of small integers
 (``spectralmatch.stats._sums``) and the conversion of corrected values to 8- and 16-bit
-outputs (``spectralmatch.raster._convert``). Where they cannot be built, the package works
+outputs (``spectralmatch.raster._conversion``). Where they cannot be built, the package works
 the same without them (the same numbers from numpy, more slowly)."""
 
 import sys
@@ -26,6 +26,8 @@ def compiled(name: str, source: str, flags: list[str]) -> Extension:
 setup(
     ext_modules=[
         compiled("spectralmatch.stats._sums", "spectralmatch/stats/_sums.c", []),
-        compiled("spectralmatch.raster._convert", "spectralmatch/raster/_convert.c", exact_floats),
+        compiled(
+            "spectralmatch.raster._conversion", "spectralmatch/raster/_conversion.c", exact_floats
+        ),
     ]
 )

@@ -28,6 +28,7 @@ from .ops.seamline import Seamline, voronoi_center_seamline, weighted_seamline
 from .ops.vectors import merge_vectors
 from .pif import Pif
 from .raster.collection import ImageCollection
+from .raster.convert import BandAffine
 from .raster.image import Image
 from .raster.paths import create_paths, match_paths, search_paths
 from .report.published import (
@@ -41,6 +42,7 @@ from .workflow import Match, global_regression, local_block_adjustment
 
 __all__ = [
     "Adjuster",
+    "BandAffine",
     "BlockGrid",
     "BlockMap",
     "CellPIF",

@@ -1,4 +1,4 @@
-/* What the compiled modules of spectralmatch (stats/_sums.c, raster/_convert.c) share:
+/* What the compiled modules of spectralmatch (stats/_sums.c, raster/_conversion.c) share:
    checks of the buffers they are handed (arrays come through the buffer protocol, so
    that no numpy headers are needed to build them), and their loops built twice. */
 

@@ -13,8 +13,8 @@ from spectralmatch.raster import convert as convert_module
 from spectralmatch.raster.convert import BandAffine, converts_compiled, to_dtype_counting
 
 needs_compiled = pytest.mark.skipif(
-    convert_module.compiled_convert is None,
-    reason="spectralmatch.raster._convert was not built (no C compiler when installed)",
+    convert_module.compiled_conversion is None,
+    reason="spectralmatch.raster._conversion was not built (no C compiler when installed)",
 )
 
 SOURCES = ["uint8", "int8", "uint16", "int16", "float32"]
@@ -24,13 +24,13 @@ TARGETS = ["uint8", "int8", "uint16", "int16"]
 def numpys(values, valid, dtype, nodata, affine):
     """:func:`to_dtype_counting` by numpy's passes, on the values cast to float32 as the
     transform casts the pixels it reads."""
-    saved = convert_module.compiled_convert
-    convert_module.compiled_convert = None
+    saved = convert_module.compiled_conversion
+    convert_module.compiled_conversion = None
     try:
         floats = values.astype(np.float32)
         return to_dtype_counting(floats, valid.copy(), dtype, nodata, affine)
     finally:
-        convert_module.compiled_convert = saved
+        convert_module.compiled_conversion = saved
 
 
 def random_window(rng, source, shape):
@@ -103,7 +103,7 @@ def test_compiled_conversion_keeps_valid_pixels_off_nodata_and_counts_clips():
 def test_converts_compiled_only_what_it_converts_exactly(monkeypatch):
     """The compiled pass takes 8- and 16-bit integers and float32 to 8- and 16-bit
     integers, with no nodata or a whole one the output can hold; not without the module."""
-    if convert_module.compiled_convert is not None:
+    if convert_module.compiled_conversion is not None:
         assert converts_compiled("uint16", "uint16", 0)
         assert converts_compiled("float32", "int8", -128)
         assert converts_compiled("uint8", "int16", None)
@@ -114,7 +114,7 @@ def test_converts_compiled_only_what_it_converts_exactly(monkeypatch):
     assert not converts_compiled("uint16", "uint16", -1)
     assert not converts_compiled("uint16", "uint16", 0.5)
     assert not converts_compiled(np.dtype(">u2"), "uint16", 0)
-    monkeypatch.setattr(convert_module, "compiled_convert", None)
+    monkeypatch.setattr(convert_module, "compiled_conversion", None)
     assert not converts_compiled("uint16", "uint16", 0)
     with pytest.raises(TypeError, match="floats, not uint16"):
         to_dtype_counting(np.ones((1, 2, 2), np.uint16), np.ones((1, 2, 2), bool), "uint16", 0)
@@ -124,7 +124,7 @@ def test_converts_compiled_only_what_it_converts_exactly(monkeypatch):
 def test_compiled_conversion_refuses_what_it_cannot_convert():
     """Called directly with the wrong arrays or settings, it raises instead of writing
     wrong values."""
-    convert = convert_module.compiled_convert.convert
+    convert = convert_module.compiled_conversion.convert
     values = np.ones((2, 4, 4), np.uint16)
     valid = np.ones(values.shape, bool)
     out = np.empty(values.shape, np.uint16)
@@ -203,13 +203,13 @@ def test_outputs_are_the_same_with_and_without_the_compiled_conversion(
     """The samples matched (global alone: the pixels converted as read, in one pass;
     with the local step: its float32 results converted), byte for byte with the compiled
     conversion and with numpy's."""
-    if convert_module.compiled_convert is None:
-        pytest.skip("spectralmatch.raster._convert was not built (no C compiler when installed)")
+    if convert_module.compiled_conversion is None:
+        pytest.skip("spectralmatch.raster._conversion was not built (no C compiler when installed)")
     paths = sorted(data_dir.glob("*.tif"))
     steps = [GlobalModel(), BlockMap(block_size=64)] if local else [GlobalModel()]
     model = Mosaic(steps=steps, cache=False).fit(paths)
     compiled = model.transform(paths, tmp_path / "compiled")
-    monkeypatch.setattr(convert_module, "compiled_convert", None)
+    monkeypatch.setattr(convert_module, "compiled_conversion", None)
     numpy = model.transform(paths, tmp_path / "numpy")
     for ours, theirs in zip(compiled, numpy, strict=True):
         with rasterio.open(ours.path) as a, rasterio.open(theirs.path) as b:

@@ -52,8 +52,8 @@ class Adjuster(Estimator):
     - ``for_image(name)``: the step as one image's transform needs it, what a task
       sends to a worker, where its state holds every image's (default: itself);
     - ``band_affine(name)``: image ``name``'s correction as a
-      :class:`~spectralmatch.raster.convert.BandAffine`, where it is exactly a gain and
-      an offset per band (default: None); a last step's is applied in the pass that
+      :class:`~spectralmatch.BandAffine`, where it is exactly a gain and an offset
+      per band (default: None); a last step's is applied in the pass that
       converts to the output dtype.
 
     docs/extending.md walks through two complete steps.

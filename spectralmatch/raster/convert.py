@@ -1,7 +1,7 @@
 """Converting results (floats) to an output dtype without losing a valid pixel, and
 counting what had to be clipped to its range.
 
-To 8- and 16-bit integer outputs, a compiled pass (``_convert.c``, built where a C
+To 8- and 16-bit integer outputs, a compiled pass (``_conversion.c``, built where a C
 compiler is found at install) does the conversion of a window in one go, with a
 per-band gain and offset before it (:class:`BandAffine`); numpy's code here gives the
 same bits where it is not built.
@@ -15,11 +15,11 @@ from types import ModuleType
 import numpy as np
 from attrs import frozen
 
-compiled_convert: ModuleType | None
+compiled_conversion: ModuleType | None
 try:
-    from . import _convert as compiled_convert
+    from . import _conversion as compiled_conversion
 except ImportError:  # built without a C compiler: numpy's passes below
-    compiled_convert = None
+    compiled_conversion = None
 
 #: The dtypes the compiled conversion reads (the pixels as read, or float32 results) and
 #: writes, in this machine's byte order.
@@ -51,7 +51,7 @@ def converts_compiled(source: np.dtype | str, dtype: np.dtype | str, nodata: flo
     """Whether :func:`to_dtype_counting` converts values of ``source`` to ``dtype`` in its
     compiled pass; it then takes the pixels as read (integers), computing in float32."""
     target = np.dtype(dtype)
-    if compiled_convert is None or target not in _COMPILED_TARGETS:
+    if compiled_conversion is None or target not in _COMPILED_TARGETS:
         return False
     if np.dtype(source) not in _COMPILED_SOURCES:
         return False
@@ -116,7 +116,7 @@ def _compiled(
     """:func:`to_dtype_counting` in the compiled pass, which does what numpy's passes do
     to each value (the limits and the nodata value a valid value must not become are
     the same)."""
-    assert compiled_convert is not None
+    assert compiled_conversion is not None
     low, high = _limits(target, nodata)
     info = np.iinfo(target)
     clash = nodata if nodata is not None and low < nodata < high else None
@@ -125,7 +125,7 @@ def _compiled(
         gains = np.ascontiguousarray(affine.gains, dtype=np.float32)
         offsets = np.ascontiguousarray(affine.offsets, dtype=np.float32)
     result = np.empty(values.shape, dtype=target)
-    clipped = compiled_convert.convert(
+    clipped = compiled_conversion.convert(
         values,
         valid,
         gains,

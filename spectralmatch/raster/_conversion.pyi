@@ -1,4 +1,4 @@
-"""Corrected values converted to 8- or 16-bit integers in one pass (``_convert.c``;
+"""Corrected values converted to 8- or 16-bit integers in one pass (``_conversion.c``;
 optional, see setup.py)."""
 
 from typing import Any

@@ -217,7 +217,7 @@ static PyMethodDef methods[] = {
      "(or were NaN)."},
     {NULL, NULL, 0, NULL}};
 
-COMPILED_MODULE(_convert,
+COMPILED_MODULE(_conversion,
                 "Corrected values converted to 8- or 16-bit integers in one pass (the numpy "
                 "code of convert.py is the fallback).",
                 methods)
