@@ -100,6 +100,26 @@ def test_compiled_conversion_keeps_valid_pixels_off_nodata_and_counts_clips():
     assert inside.tolist() == [[[1, 1, -1, 5]]]  # 0 is the nodata value: the next one up
 
 
+def test_any_layout_of_the_validity_converts_to_the_same_values():
+    """A validity broadcast along the bands, one strided along a row (which the compiled
+    pass does not read: numpy's passes convert it), and a window of another rank give
+    the same values and counts, none refused."""
+    values = np.array([[[0.4, 2.5, 70000.0, 7.0], [1.5, -3.0, 9.0, 3.5]]] * 2, np.float32)
+    valid = np.array([[True, True, True, False], [True, True, False, True]])
+    broadcast = np.broadcast_to(valid, values.shape)
+    strided = np.repeat(broadcast, 2, axis=2)[:, :, ::2]
+    assert strided.strides[2] == 2 and np.array_equal(strided, broadcast)
+    expected, expected_clipped = numpys(values, broadcast, "uint16", 0, None)
+    assert expected_clipped == 4
+    for layout in (broadcast, strided):
+        converted, clipped = to_dtype_counting(values.copy(), layout, "uint16", 0)
+        np.testing.assert_array_equal(converted, expected)
+        assert clipped == expected_clipped
+    flat, flat_clipped = to_dtype_counting(values[0].copy(), valid, "uint16", 0)
+    np.testing.assert_array_equal(flat, expected[0])
+    assert flat_clipped == 2
+
+
 def test_converts_compiled_only_what_it_converts_exactly(monkeypatch):
     """The compiled pass takes 8- and 16-bit integers and float32 to 8- and 16-bit
     integers, with no nodata or a whole one the output can hold; not without the module."""

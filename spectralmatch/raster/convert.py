@@ -94,7 +94,7 @@ def to_dtype_counting(
     pass takes as they are (float32 arithmetic, as on ``values`` cast to float32).
     """
     target = np.dtype(dtype)
-    if values.ndim == 3 and converts_compiled(values.dtype, target, nodata):
+    if _laid_out_for_compiled(values, valid) and converts_compiled(values.dtype, target, nodata):
         return _compiled(values, valid, target, nodata, affine)
     if values.dtype.kind != "f":
         raise TypeError(f"to_dtype_counting converts floats, not {values.dtype} to {target}")
@@ -104,6 +104,19 @@ def to_dtype_counting(
     extremes = _extremes(values)
     clipped = _clipped(values, valid, target, extremes)
     return _converted(values, valid, invalid, target, nodata, extremes), clipped
+
+
+def _laid_out_for_compiled(values: np.ndarray, valid: np.ndarray) -> bool:
+    """Whether the compiled pass reads these arrays as they are: (bands, rows, cols)
+    values and booleans of that shape, each contiguous along a row (numpy's passes take
+    any other layout, a broadcast validity, say)."""
+    return (
+        values.ndim == 3
+        and valid.dtype == np.bool_
+        and valid.shape == values.shape
+        and values.strides[2] == values.itemsize
+        and valid.strides[2] == 1
+    )
 
 
 def _compiled(
